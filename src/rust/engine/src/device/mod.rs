@@ -1,0 +1,101 @@
+//! The device seam. Ops call these functions with tensors; each one picks the kernel for
+//! the device the tensors live on. Adding a device means adding an arm here and a kernel
+//! module beside `cpu`, not touching the ops.
+
+pub mod cpu;
+
+use crate::gemm;
+use crate::ops::activation::Activation;
+use crate::tensor::{Storage, Tensor};
+
+fn cpu2<'a>(a: &'a Tensor, b: &'a Tensor) -> (&'a [f32], &'a [f32]) {
+    match (a.storage(), b.storage()) {
+        (Storage::Cpu(a), Storage::Cpu(b)) => (a, b),
+    }
+}
+
+fn cpu1(a: &Tensor) -> &[f32] {
+    match a.storage() {
+        Storage::Cpu(a) => a,
+    }
+}
+
+fn out(shape: &[usize], data: Vec<f32>) -> Tensor {
+    Tensor::from_vec(shape.to_vec(), data).expect("kernel output has the size of its shape")
+}
+
+/// op(A) (m x k) times op(B) (k x n) for 2-D tensors; callers have checked the shapes.
+pub fn matmul(a: &Tensor, trans_a: bool, b: &Tensor, trans_b: bool) -> Tensor {
+    let (m, k) = if trans_a { (a.shape()[1], a.shape()[0]) } else { (a.shape()[0], a.shape()[1]) };
+    let n = if trans_b { b.shape()[0] } else { b.shape()[1] };
+    let (ad, bd) = cpu2(a, b);
+    let mut c = vec![0.0f32; m * n];
+    gemm::sgemm(trans_a, trans_b, m, n, k, 1.0, ad, bd, 0.0, &mut c);
+    out(&[m, n], c)
+}
+
+pub fn add_row_bias(x: &Tensor, bias: &Tensor) -> Tensor {
+    let (xd, bd) = cpu2(x, bias);
+    out(x.shape(), cpu::add_row_bias(xd, bd))
+}
+
+pub fn col_sum(g: &Tensor, cols: usize) -> Tensor {
+    out(&[cols], cpu::col_sum(cpu1(g), cols))
+}
+
+pub fn activation_forward(act: Activation, x: &Tensor) -> Tensor {
+    out(x.shape(), cpu::activation_forward(act, cpu1(x)))
+}
+
+pub fn activation_backward(act: Activation, x: &Tensor, y: &Tensor, g: &Tensor) -> Tensor {
+    let (xd, yd) = cpu2(x, y);
+    out(x.shape(), cpu::activation_backward(act, xd, yd, cpu1(g)))
+}
+
+pub fn softmax_rows(x: &Tensor, cols: usize) -> Tensor {
+    out(x.shape(), cpu::softmax_rows(cpu1(x), cols))
+}
+
+pub fn softmax_rows_backward(y: &Tensor, g: &Tensor, cols: usize) -> Tensor {
+    let (yd, gd) = cpu2(y, g);
+    out(y.shape(), cpu::softmax_rows_backward(yd, gd, cols))
+}
+
+pub fn log_softmax_rows(x: &Tensor, cols: usize) -> Tensor {
+    out(x.shape(), cpu::log_softmax_rows(cpu1(x), cols))
+}
+
+pub fn log_softmax_rows_backward(y: &Tensor, g: &Tensor, cols: usize) -> Tensor {
+    let (yd, gd) = cpu2(y, g);
+    out(y.shape(), cpu::log_softmax_rows_backward(yd, gd, cols))
+}
+
+pub fn mul(a: &Tensor, b: &Tensor) -> Tensor {
+    let (ad, bd) = cpu2(a, b);
+    out(a.shape(), cpu::mul(ad, bd))
+}
+
+pub fn add(a: &Tensor, b: &Tensor) -> Tensor {
+    let (ad, bd) = cpu2(a, b);
+    out(a.shape(), cpu::add(ad, bd))
+}
+
+pub fn scale(a: &Tensor, s: f32) -> Tensor {
+    out(a.shape(), cpu::scale(cpu1(a), s))
+}
+
+/// Gradient accumulation: acc += g.
+pub fn add_assign(acc: &mut Tensor, g: &Tensor) {
+    match (acc.storage_mut(), g.storage()) {
+        (Storage::Cpu(a), Storage::Cpu(b)) => cpu::add_assign(a, b),
+    }
+}
+
+pub fn sum(a: &Tensor) -> f32 {
+    cpu::sum(cpu1(a))
+}
+
+/// Sum of all elements broadcast back to a's shape times g (a scalar): the gradient of `sum`.
+pub fn fill_like(a: &Tensor, v: f32) -> Tensor {
+    out(a.shape(), vec![v; a.numel()])
+}

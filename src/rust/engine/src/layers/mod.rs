@@ -1,0 +1,71 @@
+//! Layers: each owns its parameters and its Keras config (name, class, arguments), so
+//! summaries and file formats read from one place.
+
+pub mod activation;
+pub mod dense;
+pub mod dropout;
+
+use rand::rngs::SmallRng;
+
+use crate::autodiff::{Tape, Var};
+use crate::error::Result;
+use crate::ops::activation::Activation;
+use crate::tensor::Tensor;
+
+pub use activation::ActivationLayer;
+pub use dense::Dense;
+pub use dropout::Dropout;
+
+/// A weight of a layer, in Keras's order (`kernel` before `bias`).
+#[derive(Clone, Debug)]
+pub struct Param {
+    pub name: &'static str,
+    pub value: Tensor,
+    pub trainable: bool,
+}
+
+/// What a forward pass needs beyond its input.
+pub struct ForwardCtx<'a> {
+    /// Dropout and friends act only in training.
+    pub training: bool,
+    pub rng: &'a mut SmallRng,
+    /// Stop before a final softmax, so the loss can work on logits.
+    pub logits: bool,
+}
+
+/// A value in a layer's Keras config, for summaries and saved files.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConfigValue {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+}
+
+pub trait Layer: Send + Sync {
+    fn name(&self) -> &str;
+    /// Keras's class name: `Dense`, `Dropout`, ...
+    fn class_name(&self) -> &'static str;
+    /// Creates the parameters for inputs of `input_shape` (without the batch axis).
+    fn build(&mut self, input_shape: &[usize]) -> Result<()>;
+    fn is_built(&self) -> bool;
+    /// Output shape (without the batch axis) for an input shape, with a clear error when
+    /// the layer cannot take that input.
+    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>>;
+    fn params(&self) -> &[Param] {
+        &[]
+    }
+    fn params_mut(&mut self) -> &mut [Param] {
+        &mut []
+    }
+    /// Records the layer's forward pass; `params` are the tape handles of `params()`.
+    fn forward(&self, tape: &mut Tape, x: Var, params: &[Var], ctx: &mut ForwardCtx) -> Result<Var>;
+    /// The activation the layer applies last, if any.
+    fn output_activation(&self) -> Option<Activation> {
+        None
+    }
+    /// Keras config fields beyond name and class (for `get_config()` and saving).
+    fn config(&self) -> Vec<(&'static str, ConfigValue)> {
+        Vec::new()
+    }
+}

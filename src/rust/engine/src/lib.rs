@@ -1,0 +1,26 @@
+//! rustkeras's engine: tensors, reverse-mode autodiff, layers, models, optimizers,
+//! losses, metrics and training loops, with no R in it. The R package talks to it
+//! through the glue crate (`rbind`).
+
+pub mod autodiff;
+pub mod device;
+pub mod error;
+pub mod gemm;
+pub mod init;
+pub mod layers;
+pub mod losses;
+pub mod metrics;
+pub mod model;
+pub mod naming;
+pub mod ops;
+pub mod optim;
+pub mod progress;
+pub mod rng;
+pub mod tensor;
+pub mod train;
+
+pub use error::{Error, Result};
+pub use tensor::Tensor;
+
+/// The engine crate's version, reported by `backend_info()` in R.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,59 @@
+//! Inverted dropout: kept values are scaled by 1 / (1 - rate) so that inference is the
+//! identity.
+
+use rand::Rng;
+
+use crate::autodiff::{Backward, Tape, Var};
+use crate::device;
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+struct DropoutBackward {
+    mask: Tensor,
+}
+
+impl Backward for DropoutBackward {
+    fn backward(&self, g: &Tensor, _inputs: &[&Tensor], _out: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(device::mul(g, &self.mask))])
+    }
+}
+
+/// Zeroes each element with probability `rate` and scales the rest by 1 / (1 - rate).
+/// Callers skip it outside training; rate 1 gives all zeros, as in Keras.
+pub fn dropout(tape: &mut Tape, x: Var, rate: f32, rng: &mut impl Rng) -> Var {
+    let xv = tape.value(x);
+    let keep = 1.0 - rate;
+    let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
+    let mask_data: Vec<f32> = (0..xv.numel()).map(|_| if rng.gen::<f32>() < keep { scale } else { 0.0 }).collect();
+    let mask = Tensor::from_vec(xv.shape().to_vec(), mask_data).expect("mask has x's size");
+    let y = device::mul(xv, &mask);
+    tape.push(y, &[x], Box::new(DropoutBackward { mask }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::gradcheck::{check, random_tensor};
+    use rand::SeedableRng;
+
+    #[test]
+    fn keeps_about_one_minus_rate_and_rescales() {
+        let mut t = Tape::new();
+        let x = t.leaf(Tensor::from_vec(vec![10000], vec![1.0; 10000]).unwrap(), false);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+        let y = dropout(&mut t, x, 0.4, &mut rng);
+        let v = t.value(y).to_vec();
+        let kept = v.iter().filter(|&&a| a != 0.0).count();
+        assert!((5700..6300).contains(&kept), "kept {kept}");
+        assert!(v.iter().all(|&a| a == 0.0 || (a - 1.0 / 0.6).abs() < 1e-6));
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        // Same seed on every evaluation, so the mask is fixed and the op is linear.
+        check(vec![random_tensor(&[4, 6], 12, 1.0)], &[true], |t, v| {
+            let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+            dropout(t, v[0], 0.3, &mut rng)
+        }, "dropout");
+    }
+}

@@ -1,0 +1,101 @@
+//! Elementwise arithmetic and reductions.
+
+use crate::autodiff::{Backward, Tape, Var};
+use crate::device;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+struct SumBackward;
+
+impl Backward for SumBackward {
+    fn backward(&self, g: &Tensor, inputs: &[&Tensor], _out: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(device::fill_like(inputs[0], g.item()))])
+    }
+}
+
+/// Sum of all elements, as a scalar.
+pub fn sum(tape: &mut Tape, x: Var) -> Var {
+    let s = device::sum(tape.value(x));
+    tape.push(Tensor::scalar(s), &[x], Box::new(SumBackward))
+}
+
+struct MulBackward;
+
+impl Backward for MulBackward {
+    fn backward(&self, g: &Tensor, inputs: &[&Tensor], _out: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let da = needs[0].then(|| device::mul(g, inputs[1]));
+        let db = needs[1].then(|| device::mul(g, inputs[0]));
+        Ok(vec![da, db])
+    }
+}
+
+fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.shape() != b.shape() {
+        return Err(Error::ShapeMismatch { op, lhs: a.shape().to_vec(), rhs: b.shape().to_vec() });
+    }
+    Ok(())
+}
+
+/// Elementwise product of two tensors of one shape.
+pub fn mul(tape: &mut Tape, a: Var, b: Var) -> Result<Var> {
+    same_shape("mul", tape.value(a), tape.value(b))?;
+    let y = device::mul(tape.value(a), tape.value(b));
+    Ok(tape.push(y, &[a, b], Box::new(MulBackward)))
+}
+
+struct AddBackward;
+
+impl Backward for AddBackward {
+    fn backward(&self, g: &Tensor, _inputs: &[&Tensor], _out: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        Ok(needs.iter().map(|&n| n.then(|| g.clone())).collect())
+    }
+}
+
+/// Elementwise sum of two tensors of one shape.
+pub fn add(tape: &mut Tape, a: Var, b: Var) -> Result<Var> {
+    same_shape("add", tape.value(a), tape.value(b))?;
+    let y = device::add(tape.value(a), tape.value(b));
+    Ok(tape.push(y, &[a, b], Box::new(AddBackward)))
+}
+
+
+struct ReshapeBackward;
+
+impl Backward for ReshapeBackward {
+    fn backward(&self, g: &Tensor, inputs: &[&Tensor], _out: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(g.reshape(inputs[0].shape().to_vec())?)])
+    }
+}
+
+/// The same values seen with another shape (no copy).
+pub fn reshape(tape: &mut Tape, x: Var, shape: Vec<usize>) -> Result<Var> {
+    let y = tape.value(x).reshape(shape)?;
+    Ok(tape.push(y, &[x], Box::new(ReshapeBackward)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::gradcheck::{check, random_tensor};
+
+    #[test]
+    fn forward_values() {
+        let mut t = Tape::new();
+        let a = t.leaf(Tensor::from_vec(vec![3], vec![1., 2., 3.]).unwrap(), false);
+        let b = t.leaf(Tensor::from_vec(vec![3], vec![4., 5., 6.]).unwrap(), false);
+        let p = mul(&mut t, a, b).unwrap();
+        let s = add(&mut t, a, b).unwrap();
+        assert_eq!(t.value(p).to_vec(), vec![4., 10., 18.]);
+        assert_eq!(t.value(s).to_vec(), vec![5., 7., 9.]);
+        let total = sum(&mut t, p);
+        assert_eq!(t.value(total).item(), 32.0);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let inputs = vec![random_tensor(&[3, 4], 7, 1.0), random_tensor(&[3, 4], 8, 1.0)];
+        check(inputs.clone(), &[true, true], |t, v| mul(t, v[0], v[1]).unwrap(), "mul");
+        check(inputs.clone(), &[true, true], |t, v| add(t, v[0], v[1]).unwrap(), "add");
+        check(vec![inputs[0].clone()], &[true], |t, v| reshape(t, v[0], vec![2, 6]).unwrap(), "reshape");
+    }
+}

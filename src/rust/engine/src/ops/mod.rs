@@ -1,0 +1,12 @@
+//! Differentiable ops: each file holds an op family's forward, its backward and its
+//! finite-difference gradient tests. Kernels live in `device`; ops only record the tape.
+
+pub mod activation;
+pub mod bias;
+pub mod dropout;
+pub mod loss;
+pub mod math;
+pub mod matmul;
+
+#[cfg(test)]
+pub mod gradcheck;

@@ -1,0 +1,275 @@
+//! Optimizers with Keras 3's update rules and defaults (keras/src/optimizers/*.py).
+
+use rayon::prelude::*;
+
+use crate::error::{invalid_arg, Error, Result};
+use crate::tensor::Tensor;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Algorithm {
+    Sgd { momentum: f64, nesterov: bool },
+    RmsProp { rho: f64, momentum: f64, epsilon: f64, centered: bool },
+    Adam { beta_1: f64, beta_2: f64, epsilon: f64, amsgrad: bool },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimizerConfig {
+    /// Keras's config name: "sgd", "rmsprop", "adam", "adamw".
+    pub name: String,
+    pub learning_rate: f64,
+    pub algorithm: Algorithm,
+    /// Decoupled weight decay (w -= lr * wd * w before the update); AdamW's 0.004.
+    pub weight_decay: Option<f64>,
+}
+
+impl OptimizerConfig {
+    pub const NAMES: [&'static str; 4] = ["sgd", "rmsprop", "adam", "adamw"];
+
+    /// An optimizer by its string name with Keras's defaults.
+    pub fn from_name(name: &str) -> Result<OptimizerConfig> {
+        let adam = Algorithm::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: false };
+        let (lr, algorithm, wd) = match name.to_ascii_lowercase().as_str() {
+            "sgd" => (0.01, Algorithm::Sgd { momentum: 0.0, nesterov: false }, None),
+            "rmsprop" => (0.001, Algorithm::RmsProp { rho: 0.9, momentum: 0.0, epsilon: 1e-7, centered: false }, None),
+            "adam" => (0.001, adam, None),
+            "adamw" => (0.001, adam, Some(0.004)),
+            _ => return Err(Error::UnknownName { kind: "optimizer", name: name.into(), known: Self::NAMES.to_vec() }),
+        };
+        Ok(OptimizerConfig { name: name.to_ascii_lowercase(), learning_rate: lr, algorithm, weight_decay: wd })
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(invalid_arg("learning_rate", format!("must be a positive number, not {}", self.learning_rate)));
+        }
+        Ok(())
+    }
+}
+
+/// An optimizer's state: the step counter and per-parameter slot buffers.
+pub struct Optimizer {
+    pub config: OptimizerConfig,
+    pub iterations: u64,
+    /// Per parameter: momentum / velocity / average-gradient buffers, by algorithm.
+    slots: Vec<Vec<Vec<f32>>>,
+}
+
+/// Parameters above this size are updated in parallel chunks.
+const PAR_CHUNK: usize = 1 << 15;
+
+impl Optimizer {
+    pub fn new(config: OptimizerConfig) -> Result<Optimizer> {
+        config.validate()?;
+        Ok(Optimizer { config, iterations: 0, slots: Vec::new() })
+    }
+
+    fn slot_count(&self) -> usize {
+        match self.config.algorithm {
+            Algorithm::Sgd { momentum, .. } => usize::from(momentum > 0.0),
+            Algorithm::RmsProp { momentum, centered, .. } => 1 + usize::from(momentum > 0.0) + usize::from(centered),
+            Algorithm::Adam { amsgrad, .. } => 2 + usize::from(amsgrad),
+        }
+    }
+
+    /// One update of every parameter from its gradient (Keras's `apply_gradients`).
+    pub fn apply(&mut self, params: &mut [&mut Tensor], grads: &[Tensor]) {
+        if self.slots.len() != params.len() {
+            let k = self.slot_count();
+            self.slots = params.iter().map(|p| vec![vec![0.0f32; p.numel()]; k]).collect();
+        }
+        let lr = self.config.learning_rate;
+        let t = (self.iterations + 1) as f64;
+        let step = Step {
+            lr: lr as f32,
+            decay: self.config.weight_decay.map(|wd| (lr * wd) as f32),
+            algorithm: self.config.algorithm,
+            // Adam's bias correction folded into the step size, as Keras does.
+            alpha: match self.config.algorithm {
+                Algorithm::Adam { beta_1, beta_2, .. } => (lr * (1.0 - beta_2.powf(t)).sqrt() / (1.0 - beta_1.powf(t))) as f32,
+                _ => 0.0,
+            },
+        };
+        for ((p, g), slots) in params.iter_mut().zip(grads).zip(self.slots.iter_mut()) {
+            let w = p.host_mut();
+            let g = g.host();
+            let mut slot_refs: Vec<&mut [f32]> = slots.iter_mut().map(|s| s.as_mut_slice()).collect();
+            if w.len() < PAR_CHUNK {
+                step.update(w, g, &mut slot_refs);
+            } else {
+                chunked(w, g, slot_refs).into_par_iter().for_each(|(w, g, mut s)| step.update(w, g, &mut s));
+            }
+        }
+        self.iterations += 1;
+    }
+}
+
+/// Splits a parameter, its gradient and its slots into matching chunks.
+fn chunked<'a>(w: &'a mut [f32], g: &'a [f32], slots: Vec<&'a mut [f32]>) -> Vec<(&'a mut [f32], &'a [f32], Vec<&'a mut [f32]>)> {
+    let mut slot_chunks: Vec<std::slice::ChunksMut<'a, f32>> = slots.into_iter().map(|s| s.chunks_mut(PAR_CHUNK)).collect();
+    w.chunks_mut(PAR_CHUNK)
+        .zip(g.chunks(PAR_CHUNK))
+        .map(|(w, g)| (w, g, slot_chunks.iter_mut().map(|it| it.next().expect("slot has the param's size")).collect()))
+        .collect()
+}
+
+#[derive(Clone, Copy)]
+struct Step {
+    lr: f32,
+    decay: Option<f32>,
+    algorithm: Algorithm,
+    alpha: f32,
+}
+
+impl Step {
+    fn update(&self, w: &mut [f32], g: &[f32], slots: &mut [&mut [f32]]) {
+        if let Some(d) = self.decay {
+            w.iter_mut().for_each(|w| *w -= d * *w);
+        }
+        let lr = self.lr;
+        match self.algorithm {
+            Algorithm::Sgd { momentum, nesterov } => {
+                if momentum == 0.0 {
+                    w.iter_mut().zip(g).for_each(|(w, g)| *w -= lr * g);
+                } else {
+                    let mu = momentum as f32;
+                    for ((w, &g), m) in w.iter_mut().zip(g).zip(slots[0].iter_mut()) {
+                        *m = mu * *m - lr * g;
+                        *w += if nesterov { mu * *m - lr * g } else { *m };
+                    }
+                }
+            }
+            Algorithm::RmsProp { rho, momentum, epsilon, centered } => {
+                let (rho, eps, mu) = (rho as f32, epsilon as f32, momentum as f32);
+                let (v, rest) = slots.split_first_mut().expect("rmsprop has a velocity slot");
+                let (mut mom, mut avg) = (None, None);
+                let mut it = rest.iter_mut();
+                if momentum > 0.0 {
+                    mom = it.next();
+                }
+                if centered {
+                    avg = it.next();
+                }
+                for i in 0..w.len() {
+                    let gi = g[i];
+                    v[i] = rho * v[i] + (1.0 - rho) * gi * gi;
+                    let mut den = v[i];
+                    if let Some(a) = avg.as_deref_mut() {
+                        a[i] = rho * a[i] + (1.0 - rho) * gi;
+                        den -= a[i] * a[i];
+                    }
+                    // Keras puts epsilon inside the square root.
+                    let inc = lr * gi / (den + eps).sqrt();
+                    match mom.as_deref_mut() {
+                        Some(m) => {
+                            m[i] = mu * m[i] + inc;
+                            w[i] -= m[i];
+                        }
+                        None => w[i] -= inc,
+                    }
+                }
+            }
+            Algorithm::Adam { beta_1, beta_2, epsilon, .. } => {
+                let (b1, b2, eps, alpha) = (beta_1 as f32, beta_2 as f32, epsilon as f32, self.alpha);
+                let (m, rest) = slots.split_first_mut().expect("adam has two slots");
+                let (v, rest) = rest.split_first_mut().expect("adam has two slots");
+                let mut vhat = rest.first_mut();
+                for i in 0..w.len() {
+                    let gi = g[i];
+                    m[i] += (gi - m[i]) * (1.0 - b1);
+                    v[i] += (gi * gi - v[i]) * (1.0 - b2);
+                    let vv = match vhat.as_deref_mut() {
+                        Some(h) => {
+                            h[i] = h[i].max(v[i]);
+                            h[i]
+                        }
+                        None => v[i],
+                    };
+                    w[i] -= m[i] * alpha / (vv.sqrt() + eps);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(config: OptimizerConfig, steps: usize) -> Vec<f32> {
+        let mut opt = Optimizer::new(config).unwrap();
+        let mut w = Tensor::from_vec(vec![2], vec![1.0, -2.0]).unwrap();
+        for _ in 0..steps {
+            // Gradient of 0.5 * |w|^2.
+            let g = w.clone();
+            opt.apply(&mut [&mut w], &[g]);
+        }
+        w.to_vec()
+    }
+
+    #[test]
+    fn sgd_step_matches_formula() {
+        let w = run(OptimizerConfig::from_name("sgd").unwrap(), 1);
+        assert_eq!(w, vec![0.99, -1.98]);
+    }
+
+    #[test]
+    fn rmsprop_step_matches_keras() {
+        // v = 0.1 g^2; w -= 1e-3 g / sqrt(v + 1e-7)
+        let w = run(OptimizerConfig::from_name("rmsprop").unwrap(), 1);
+        let want = |w: f64| w - 1e-3 * w / (0.1 * w * w + 1e-7).sqrt();
+        assert!((w[0] as f64 - want(1.0)).abs() < 1e-6);
+        assert!((w[1] as f64 - want(-2.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn adam_first_steps_match_keras() {
+        // Reference from the formula in f64: two steps of Adam on g = w.
+        let (b1, b2, lr, eps) = (0.9f64, 0.999f64, 1e-3f64, 1e-7f64);
+        let (mut w, mut m, mut v) = (1.0f64, 0.0f64, 0.0f64);
+        for t in 1..=2 {
+            let g = w;
+            let alpha = lr * (1.0 - b2.powi(t)).sqrt() / (1.0 - b1.powi(t));
+            m += (g - m) * (1.0 - b1);
+            v += (g * g - v) * (1.0 - b2);
+            w -= m * alpha / (v.sqrt() + eps);
+        }
+        let got = run(OptimizerConfig::from_name("adam").unwrap(), 2);
+        assert!((got[0] as f64 - w).abs() < 1e-6, "{} vs {w}", got[0]);
+    }
+
+    #[test]
+    fn adamw_decays_weights() {
+        let plain = run(OptimizerConfig::from_name("adam").unwrap(), 1);
+        let decayed = run(OptimizerConfig::from_name("adamw").unwrap(), 1);
+        assert!((plain[0] - decayed[0] - 1e-3 * 0.004).abs() < 1e-7);
+    }
+
+    #[test]
+    fn momentum_and_nesterov() {
+        let mut c = OptimizerConfig::from_name("sgd").unwrap();
+        c.algorithm = Algorithm::Sgd { momentum: 0.9, nesterov: false };
+        // m1 = -0.01; w1 = 0.99; m2 = 0.9 * -0.01 - 0.01 * 0.99 = -0.0189; w2 = 0.9711
+        let w = run(c.clone(), 2);
+        assert!((w[0] - 0.9711).abs() < 1e-6);
+        c.algorithm = Algorithm::Sgd { momentum: 0.9, nesterov: true };
+        // m1 = -0.01; w1 = 1 + 0.9 * -0.01 - 0.01 = 0.981
+        let w = run(c, 1);
+        assert!((w[0] - 0.981).abs() < 1e-6);
+    }
+
+    #[test]
+    fn large_parameters_update_in_chunks_like_small_ones() {
+        let mut opt = Optimizer::new(OptimizerConfig::from_name("adam").unwrap()).unwrap();
+        let n = PAR_CHUNK * 2 + 5;
+        let mut w = Tensor::from_vec(vec![n], (0..n).map(|i| (i % 7) as f32 - 3.0).collect()).unwrap();
+        let g = w.clone();
+        opt.apply(&mut [&mut w], &[g.clone()]);
+        let mut small = Optimizer::new(OptimizerConfig::from_name("adam").unwrap()).unwrap();
+        let mut w2 = Tensor::from_vec(vec![7], (0..7).map(|i| i as f32 - 3.0).collect()).unwrap();
+        let g2 = w2.clone();
+        small.apply(&mut [&mut w2], &[g2]);
+        for i in 0..n {
+            assert_eq!(w.host()[i], w2.host()[i % 7]);
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Tensors: a shape and contiguous row-major f32 storage on one device.
+//!
+//! Storage sits behind an `Arc` so that putting a parameter on the autodiff tape is free;
+//! an optimizer that updates it in place gets it back unshared once the tape is dropped
+//! (copy-on-write through `Arc::make_mut`).
+
+use std::sync::Arc;
+
+use crate::error::{shape_str, Error, Result};
+
+/// Where a tensor's numbers live. CPU only for now; a CUDA variant slots in here and
+/// the compiler then points at every kernel dispatch in `device` that needs an arm.
+#[derive(Clone, Debug)]
+pub enum Storage {
+    Cpu(Vec<f32>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+}
+
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    storage: Arc<Storage>,
+}
+
+impl Tensor {
+    pub fn from_vec(shape: Vec<usize>, data: Vec<f32>) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        if n != data.len() {
+            return Err(Error::State(format!(
+                "cannot make a tensor of shape {} from {} values",
+                shape_str(&shape),
+                data.len()
+            )));
+        }
+        Ok(Tensor { shape, storage: Arc::new(Storage::Cpu(data)) })
+    }
+
+    pub fn zeros(shape: &[usize]) -> Tensor {
+        let n = shape.iter().product();
+        Tensor { shape: shape.to_vec(), storage: Arc::new(Storage::Cpu(vec![0.0; n])) }
+    }
+
+    pub fn scalar(v: f32) -> Tensor {
+        Tensor { shape: vec![], storage: Arc::new(Storage::Cpu(vec![v])) }
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Number of rows when the tensor is seen as (shape[0], rest): the batch view.
+    pub fn rows(&self) -> usize {
+        self.shape.first().copied().unwrap_or(1)
+    }
+
+    /// Elements per row in the batch view.
+    pub fn row_len(&self) -> usize {
+        if self.shape.is_empty() {
+            1
+        } else {
+            self.shape[1..].iter().product()
+        }
+    }
+
+    pub fn device(&self) -> Device {
+        match &*self.storage {
+            Storage::Cpu(_) => Device::Cpu,
+        }
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Mutable storage, unshared first if the tape or a caller still holds it.
+    pub fn storage_mut(&mut self) -> &mut Storage {
+        Arc::make_mut(&mut self.storage)
+    }
+
+    /// The values as a host vector (a copy).
+    pub fn to_vec(&self) -> Vec<f32> {
+        match &*self.storage {
+            Storage::Cpu(v) => v.clone(),
+        }
+    }
+
+    /// Host view of the values. CPU tensors only: device code goes through `device`.
+    pub fn host(&self) -> &[f32] {
+        match &*self.storage {
+            Storage::Cpu(v) => v,
+        }
+    }
+
+    pub fn host_mut(&mut self) -> &mut [f32] {
+        match self.storage_mut() {
+            Storage::Cpu(v) => v,
+        }
+    }
+
+    /// Same storage seen with another shape of the same size.
+    pub fn reshape(&self, shape: Vec<usize>) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        if n != self.numel() {
+            return Err(Error::ShapeMismatch { op: "reshape", lhs: self.shape.clone(), rhs: shape });
+        }
+        Ok(Tensor { shape, storage: Arc::clone(&self.storage) })
+    }
+
+    /// Scalar value of a one-element tensor.
+    pub fn item(&self) -> f32 {
+        self.host()[0]
+    }
+}
