@@ -5,9 +5,12 @@
 //! matrices. Inside:
 //!
 //! - on x86-64 CPUs with AVX-512F (detected at run time), our own BLIS-style kernel:
-//!   op(B) is packed into 32-column slivers and op(A) into 8-row slivers, and an 8x32
-//!   register tile (16 zmm accumulators) is updated with one FMA per B vector per A
-//!   element; edges are handled by zero padding in the packs and masked stores into C;
+//!   op(B) is packed into 32-column slivers, and an 8x32 register tile (16 zmm
+//!   accumulators) is updated with one FMA per B vector per broadcast A element, read
+//!   in place from A (whatever its transpose: packing A measured slower). Edges are
+//!   handled by zero padding (B's pack, and a pack of the last partial row tile of A)
+//!   and masked loads and stores of C. Narrow products (n <= 16, e.g. the 10-class
+//!   output layer) use a 16x16 tile;
 //! - everywhere else, the `matrixmultiply` crate (which picks AVX2/FMA, SSE2 or NEON
 //!   kernels itself at run time).
 //!
@@ -33,7 +36,19 @@ pub fn sgemm(
     beta: f32,
     c: &mut [f32],
 ) {
-    sgemm_with(Backend::Auto, trans_a, trans_b, m, n, k, alpha, a, b, beta, c);
+    sgemm_with(
+        Backend::Auto,
+        trans_a,
+        trans_b,
+        m,
+        n,
+        k,
+        alpha,
+        a,
+        b,
+        beta,
+        c,
+    );
 }
 
 /// Which implementation [`sgemm_with`] runs; for benchmarks and tests only.
@@ -66,9 +81,24 @@ pub fn sgemm_with(
     beta: f32,
     c: &mut [f32],
 ) {
-    assert!(a.len() >= m * k, "sgemm: A has {} elements, needs {}", a.len(), m * k);
-    assert!(b.len() >= k * n, "sgemm: B has {} elements, needs {}", b.len(), k * n);
-    assert!(c.len() >= m * n, "sgemm: C has {} elements, needs {}", c.len(), m * n);
+    assert!(
+        a.len() >= m * k,
+        "sgemm: A has {} elements, needs {}",
+        a.len(),
+        m * k
+    );
+    assert!(
+        b.len() >= k * n,
+        "sgemm: B has {} elements, needs {}",
+        b.len(),
+        k * n
+    );
+    assert!(
+        c.len() >= m * n,
+        "sgemm: C has {} elements, needs {}",
+        c.len(),
+        m * n
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -80,10 +110,30 @@ pub fn sgemm_with(
     // Element (i, j) of op(A) is at i * rs + j * cs; likewise op(B).
     let (a_rs, a_cs) = if trans_a { (1, m) } else { (k, 1) };
     let (b_rs, b_cs) = if trans_b { (1, k) } else { (n, 1) };
-    let a = View { ptr: a.as_ptr(), rs: a_rs, cs: a_cs };
-    let b = View { ptr: b.as_ptr(), rs: b_rs, cs: b_cs };
-    let cm = ViewMut { ptr: c.as_mut_ptr(), rs: n };
-    let p = Problem { m, n, k, alpha, a, b, beta, c: cm };
+    let a = View {
+        ptr: a.as_ptr(),
+        rs: a_rs,
+        cs: a_cs,
+    };
+    let b = View {
+        ptr: b.as_ptr(),
+        rs: b_rs,
+        cs: b_cs,
+    };
+    let cm = ViewMut {
+        ptr: c.as_mut_ptr(),
+        rs: n,
+    };
+    let p = Problem {
+        m,
+        n,
+        k,
+        alpha,
+        a,
+        b,
+        beta,
+        c: cm,
+    };
 
     let use_avx512 = match backend {
         Backend::Auto | Backend::Avx512 => has_avx512(),
@@ -123,7 +173,10 @@ impl View {
     /// The view starting at element (i, j).
     fn at(self, i: usize, j: usize) -> View {
         // SAFETY: callers stay inside the matrix the view was made from.
-        View { ptr: unsafe { self.ptr.add(i * self.rs + j * self.cs) }, ..self }
+        View {
+            ptr: unsafe { self.ptr.add(i * self.rs + j * self.cs) },
+            ..self
+        }
     }
 }
 
@@ -161,7 +214,10 @@ impl Problem {
             a: self.a.at(i0, 0),
             b: self.b.at(0, j0),
             // SAFETY: i0, j0 lie inside C.
-            c: ViewMut { ptr: unsafe { self.c.ptr.add(i0 * self.c.rs + j0) }, rs: self.c.rs },
+            c: ViewMut {
+                ptr: unsafe { self.c.ptr.add(i0 * self.c.rs + j0) },
+                rs: self.c.rs,
+            },
             ..*self
         }
     }
@@ -181,7 +237,11 @@ fn run_parallel(p: &Problem, serial: fn(&Problem), (mr, nr): (usize, usize)) {
     }
     // More pieces than threads balance better on big products; each piece repacks its
     // slice of the operands, so not too many.
-    let pieces = if work >= 64 * PAR_THRESHOLD { threads * 4 } else { threads };
+    let pieces = if work >= 64 * PAR_THRESHOLD {
+        threads * 4
+    } else {
+        threads
+    };
     let m_tiles = p.m.div_ceil(mr);
     let n_tiles = p.n.div_ceil(nr);
     // Each piece packs its rows of A and its columns of B: pick the grid pm x pn that
@@ -190,7 +250,11 @@ fn run_parallel(p: &Problem, serial: fn(&Problem), (mr, nr): (usize, usize)) {
         .filter(|pm| pieces % pm == 0 && *pm <= m_tiles && pieces / pm <= n_tiles)
         .map(|pm| (pm, pieces / pm))
         .min_by_key(|&(pm, pn)| p.m.div_ceil(pm) + p.n.div_ceil(pn))
-        .unwrap_or(if m_tiles >= n_tiles { (pieces.min(m_tiles), 1) } else { (1, pieces.min(n_tiles)) });
+        .unwrap_or(if m_tiles >= n_tiles {
+            (pieces.min(m_tiles), 1)
+        } else {
+            (1, pieces.min(n_tiles))
+        });
     if pm * pn <= 1 {
         serial(p);
         return;
@@ -253,6 +317,7 @@ const MC: usize = 192;
 const NC: usize = 1024;
 
 #[cfg(target_arch = "x86_64")]
+#[cfg(target_arch = "x86_64")]
 fn has_avx512() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
 }
@@ -296,33 +361,18 @@ impl AlignedBuf {
     }
 }
 
-/// Packs rows 0..mc, columns 0..kc of `a` into MR-row slivers: sliver s holds, for each
-/// p in 0..kc, the MR values a(s*MR + r, p), rows past mc as zeros.
+/// Packs rows 0..mc (mc < MR: the last, partial row tile), columns 0..kc of `a` as one
+/// MR-row sliver: for each p in 0..kc, the MR values a(r, p), rows past mc as zeros.
 fn pack_a<const MR: usize>(a: View, mc: usize, kc: usize, dst: &mut [f32]) {
-    for (s, out) in dst.chunks_exact_mut(MR * kc).take(mc.div_ceil(MR)).enumerate() {
-        let rows = MR.min(mc - s * MR);
-        let src = a.at(s * MR, 0);
-        // SAFETY: reads stay within rows 0..mc, columns 0..kc of `a`.
-        unsafe {
-            if src.rs == 1 && rows == MR {
-                for (p, o) in out.chunks_exact_mut(MR).enumerate() {
-                    let col = src.ptr.add(p * src.cs);
-                    o.copy_from_slice(std::slice::from_raw_parts(col, MR));
-                }
-            } else if src.cs == 1 && rows == MR {
-                let r: [&[f32]; MR] = std::array::from_fn(|r| std::slice::from_raw_parts(src.ptr.add(r * src.rs), kc));
-                for (p, o) in out.chunks_exact_mut(MR).enumerate() {
-                    for (x, row) in o.iter_mut().zip(&r) {
-                        *x = *row.get_unchecked(p);
-                    }
-                }
+    debug_assert!(mc <= MR);
+    for (p, o) in dst[..MR * kc].chunks_exact_mut(MR).enumerate() {
+        for (r, x) in o.iter_mut().enumerate() {
+            // SAFETY: reads stay within rows 0..mc, columns 0..kc of `a`.
+            *x = if r < mc {
+                unsafe { *a.ptr.add(r * a.rs + p * a.cs) }
             } else {
-                for (p, o) in out.chunks_exact_mut(MR).enumerate() {
-                    for (r, x) in o.iter_mut().enumerate() {
-                        *x = if r < rows { *src.ptr.add(r * src.rs + p * src.cs) } else { 0.0 };
-                    }
-                }
-            }
+                0.0
+            };
         }
     }
 }
@@ -330,7 +380,11 @@ fn pack_a<const MR: usize>(a: View, mc: usize, kc: usize, dst: &mut [f32]) {
 /// Packs rows 0..kc, columns 0..nc of `b` into NR-column slivers: sliver s holds, for
 /// each p in 0..kc, the NR values b(p, s*NR + j), columns past nc as zeros.
 fn pack_b<const NR: usize>(b: View, kc: usize, nc: usize, dst: &mut [f32]) {
-    for (s, out) in dst.chunks_exact_mut(NR * kc).take(nc.div_ceil(NR)).enumerate() {
+    for (s, out) in dst
+        .chunks_exact_mut(NR * kc)
+        .take(nc.div_ceil(NR))
+        .enumerate()
+    {
         let cols = NR.min(nc - s * NR);
         let src = b.at(0, s * NR);
         // SAFETY: reads stay within rows 0..kc, columns 0..nc of `b`.
@@ -342,7 +396,9 @@ fn pack_b<const NR: usize>(b: View, kc: usize, nc: usize, dst: &mut [f32]) {
                     o[cols..].fill(0.0);
                 }
             } else if src.rs == 1 && cols == NR {
-                let c: [&[f32]; NR] = std::array::from_fn(|j| std::slice::from_raw_parts(src.ptr.add(j * src.cs), kc));
+                let c: [&[f32]; NR] = std::array::from_fn(|j| {
+                    std::slice::from_raw_parts(src.ptr.add(j * src.cs), kc)
+                });
                 for (p, o) in out.chunks_exact_mut(NR).enumerate() {
                     for (x, col) in o.iter_mut().zip(&c) {
                         *x = *col.get_unchecked(p);
@@ -351,7 +407,11 @@ fn pack_b<const NR: usize>(b: View, kc: usize, nc: usize, dst: &mut [f32]) {
             } else {
                 for (p, o) in out.chunks_exact_mut(NR).enumerate() {
                     for (j, x) in o.iter_mut().enumerate() {
-                        *x = if j < cols { *src.ptr.add(p * src.rs + j * src.cs) } else { 0.0 };
+                        *x = if j < cols {
+                            *src.ptr.add(p * src.rs + j * src.cs)
+                        } else {
+                            0.0
+                        };
                     }
                 }
             }
@@ -360,10 +420,10 @@ fn pack_b<const NR: usize>(b: View, kc: usize, nc: usize, dst: &mut [f32]) {
 }
 
 /// The blocked product on one thread with the MR x NR (NR = 16 NV) AVX-512 micro-kernel:
-/// for each depth block, for each column block, pack B; for each row block, pack A and
-/// sweep the tiles, column slivers outside so a B sliver stays in L1 across the rows.
+/// for each depth block, for each column block, pack B; for each row block, sweep the
+/// tiles, column slivers outside so a B sliver stays in cache across the rows. A is read
+/// in place, except the last partial row tile, packed with zero padding.
 fn avx512_serial<const MR: usize, const NR: usize, const NV: usize>(p: &Problem) {
-    let nr = NR;
     debug_assert_eq!(NR, 16 * NV);
     let k_blocks = p.k.div_ceil(KC_MAX);
     let kc_step = p.k.div_ceil(k_blocks);
@@ -375,8 +435,8 @@ fn avx512_serial<const MR: usize, const NR: usize, const NV: usize>(p: &Problem)
             Ok(b) => b,
             Err(_) => &mut fresh,
         };
-        let apack = abuf.get(MC.min(p.m.next_multiple_of(MR)) * kc_step);
-        let bpack = bbuf.get(NC.min(p.n.next_multiple_of(nr)) * kc_step);
+        let apack = abuf.get(MR * kc_step);
+        let bpack = bbuf.get(NC.min(p.n.next_multiple_of(NR)) * kc_step);
         for pc in (0..p.k).step_by(kc_step) {
             let kc = kc_step.min(p.k - pc);
             let beta = if pc == 0 { p.beta } else { 1.0 };
@@ -385,43 +445,30 @@ fn avx512_serial<const MR: usize, const NR: usize, const NV: usize>(p: &Problem)
                 pack_b::<NR>(p.b.at(pc, jc), kc, nc, bpack);
                 for ic in (0..p.m).step_by(MC) {
                     let mc = MC.min(p.m - ic);
-                    // Narrow products use each A value only n <= 16 times: packing A would
-                    // cost as much as the product, so full row tiles read A in place.
-                    #[cfg(target_arch = "x86_64")]
-                    if NV == 1 && nc <= NR {
-                        let a = p.a.at(ic, pc);
-                        let full = mc / MR * MR;
+                    let a = p.a.at(ic, pc);
+                    let full = mc / MR * MR;
+                    if full < mc {
+                        pack_a::<MR>(a.at(full, 0), mc - full, kc, apack);
+                    }
+                    for jr in (0..nc).step_by(NR) {
+                        let bs = &bpack[jr * kc..(jr + NR) * kc];
+                        let cols = NR.min(nc - jr);
                         for ir in (0..full).step_by(MR) {
-                            // SAFETY: rows ir..ir+MR and columns 0..kc of `a` lie inside A; the
-                            // tile lies inside C; the B pack holds kc * NR values.
+                            // SAFETY: rows ir..ir+MR, columns 0..kc of `a` lie inside A; the
+                            // tile lies inside C; the B sliver holds kc * NR values.
                             unsafe {
-                                let c = p.c.ptr.add((ic + ir) * p.c.rs + jc);
-                                let ap = a.ptr.add(ir * a.rs);
-                                ukr_avx512::<MR, NV>(kc, ap, a.rs, a.cs, bpack.as_ptr(), c, p.c.rs, MR, nc, p.alpha, beta);
+                                let c = p.c.ptr.add((ic + ir) * p.c.rs + jc + jr);
+                                let a = (a.ptr.add(ir * a.rs), a.rs, a.cs);
+                                tile::<MR, NV>(kc, a, bs, c, p.c.rs, (MR, cols), p.alpha, beta);
                             }
                         }
                         if full < mc {
-                            let rest = mc - full;
-                            pack_a::<MR>(a.at(full, 0), rest, kc, apack);
                             // SAFETY: as above, with the last rows packed (zero padded).
                             unsafe {
-                                let c = p.c.ptr.add((ic + full) * p.c.rs + jc);
-                                tile::<MR, NV>(kc, apack, bpack, c, p.c.rs, rest, nc, p.alpha, beta);
-                            }
-                        }
-                        continue;
-                    }
-                    pack_a::<MR>(p.a.at(ic, pc), mc, kc, apack);
-                    for jr in (0..nc).step_by(nr) {
-                        let bs = &bpack[jr * kc..(jr + nr) * kc];
-                        for ir in (0..mc).step_by(MR) {
-                            let as_ = &apack[ir * kc..(ir + MR) * kc];
-                            // SAFETY: the tile (ic+ir.., jc+jr..) of at most MR x NR lies
-                            // inside C, and the packs hold kc * MR and kc * NR values.
-                            unsafe {
-                                let c = p.c.ptr.add((ic + ir) * p.c.rs + jc + jr);
-                                let (mr, nr) = (MR.min(mc - ir), nr.min(nc - jr));
-                                tile::<MR, NV>(kc, as_, bs, c, p.c.rs, mr, nr, p.alpha, beta);
+                                let c = p.c.ptr.add((ic + full) * p.c.rs + jc + jr);
+                                let a = (apack.as_ptr(), 1, MR);
+                                let tile_size = (mc - full, cols);
+                                tile::<MR, NV>(kc, a, bs, c, p.c.rs, tile_size, p.alpha, beta);
                             }
                         }
                     }
@@ -431,32 +478,31 @@ fn avx512_serial<const MR: usize, const NR: usize, const NV: usize>(p: &Problem)
     });
 }
 
-/// One MR x (16 NV) tile of C (only its first `mr` rows and `nr` columns are stored).
+/// One MR x (16 NV) tile of C (only its first `mr` rows and `nr` columns are stored),
+/// with A element (r, p) at `a + r * a_rs + p * a_cs` and B packed.
 ///
 /// # Safety
-/// `c` must be valid for `mr` rows of `nr` values at row stride `ldc`; the CPU must
-/// support AVX-512F.
+/// `a` must be valid for MR rows and `kc` columns at those strides, `b` must hold
+/// `kc * 16 * NV` values, `c` must be valid for `mr` rows of `nr` values at row stride
+/// `ldc`; the CPU must support AVX-512F.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 unsafe fn tile<const MR: usize, const NV: usize>(
     kc: usize,
-    a: &[f32],
+    (a, a_rs, a_cs): (*const f32, usize, usize),
     b: &[f32],
     c: *mut f32,
     ldc: usize,
-    mr: usize,
-    nr: usize,
+    (mr, nr): (usize, usize),
     alpha: f32,
     beta: f32,
 ) {
+    debug_assert!(b.len() >= kc * 16 * NV);
     #[cfg(target_arch = "x86_64")]
-    {
-        debug_assert!(a.len() >= kc * MR && b.len() >= kc * 16 * NV);
-        ukr_avx512::<MR, NV>(kc, a.as_ptr(), 1, MR, b.as_ptr(), c, ldc, mr, nr, alpha, beta);
-    }
+    ukr_avx512::<MR, NV>(kc, a, a_rs, a_cs, b.as_ptr(), c, ldc, mr, nr, alpha, beta);
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (kc, a, b, c, ldc, mr, nr, alpha, beta);
+        let _ = (kc, a, a_rs, a_cs, c, ldc, mr, nr, alpha, beta);
         unreachable!("the AVX-512 path only runs on x86-64");
     }
 }
@@ -519,7 +565,18 @@ mod tests {
 
     /// The textbook triple loop in f64, as the reference.
     #[allow(clippy::too_many_arguments)]
-    fn naive(ta: bool, tb: bool, m: usize, n: usize, k: usize, alpha: f32, a: &[f32], b: &[f32], beta: f32, c: &[f32]) -> Vec<f64> {
+    fn naive(
+        ta: bool,
+        tb: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        a: &[f32],
+        b: &[f32],
+        beta: f32,
+        c: &[f32],
+    ) -> Vec<f64> {
         let mut out = vec![0.0f64; m * n];
         for i in 0..m {
             for j in 0..n {
@@ -529,7 +586,11 @@ mod tests {
                     let y = if tb { b[j * k + p] } else { b[p * n + j] } as f64;
                     s += x * y;
                 }
-                let old = if beta == 0.0 { 0.0 } else { beta as f64 * c[i * n + j] as f64 };
+                let old = if beta == 0.0 {
+                    0.0
+                } else {
+                    beta as f64 * c[i * n + j] as f64
+                };
                 out[i * n + j] = alpha as f64 * s + old;
             }
         }
@@ -538,20 +599,38 @@ mod tests {
 
     /// Deterministic pseudo-random values in [-1, 1).
     fn fill(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (0..len)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn check(backend: Backend, ta: bool, tb: bool, m: usize, n: usize, k: usize, alpha: f32, beta: f32, nan_c: bool) {
+    fn check(
+        backend: Backend,
+        ta: bool,
+        tb: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        beta: f32,
+        nan_c: bool,
+    ) {
         let a = fill(m * k, (m * 31 + k) as u64);
         let b = fill(k * n, (n * 17 + k + 5) as u64);
-        let mut c = if nan_c { vec![f32::NAN; m * n] } else { fill(m * n, 99) };
+        let mut c = if nan_c {
+            vec![f32::NAN; m * n]
+        } else {
+            fill(m * n, 99)
+        };
         let want = naive(ta, tb, m, n, k, alpha, &a, &b, beta, &c);
         sgemm_with(backend, ta, tb, m, n, k, alpha, &a, &b, beta, &mut c);
         // Error bound of a length-k dot product of values in [-1, 1], scaled.
@@ -587,7 +666,14 @@ mod tests {
     #[test]
     fn gemm_alpha_beta() {
         for &backend in &BACKENDS {
-            for (alpha, beta) in [(1.0, 1.0), (0.5, -2.0), (-1.5, 0.0), (2.0, 1.0), (0.0, 0.5), (0.0, 0.0)] {
+            for (alpha, beta) in [
+                (1.0, 1.0),
+                (0.5, -2.0),
+                (-1.5, 0.0),
+                (2.0, 1.0),
+                (0.0, 0.5),
+                (0.0, 0.0),
+            ] {
                 for ta in [false, true] {
                     for tb in [false, true] {
                         check(backend, ta, tb, 37, 45, 70, alpha, beta, false);
@@ -600,7 +686,13 @@ mod tests {
     #[test]
     fn gemm_beta_zero_ignores_nan() {
         for &backend in &BACKENDS {
-            for (m, n, k) in [(5, 3, 4), (33, 40, 17), (128, 10, 128), (0, 3, 2), (3, 5, 0)] {
+            for (m, n, k) in [
+                (5, 3, 4),
+                (33, 40, 17),
+                (128, 10, 128),
+                (0, 3, 2),
+                (3, 5, 0),
+            ] {
                 check(backend, false, false, m, n, k, 1.0, 0.0, true);
                 check(backend, true, true, m, n, k, 0.0, 0.0, true);
             }

@@ -63,6 +63,15 @@ impl Optimizer {
         Ok(Optimizer { config, iterations: 0, slots: Vec::new() })
     }
 
+    /// Keras's optimizer variable count (slots plus `iteration` and `learning_rate`),
+    /// once the optimizer has been built by its first step.
+    pub fn variable_count(&self) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        Some(self.slots.iter().flatten().map(|s| s.len()).sum::<usize>() + 2)
+    }
+
     fn slot_count(&self) -> usize {
         match self.config.algorithm {
             Algorithm::Sgd { momentum, .. } => usize::from(momentum > 0.0),

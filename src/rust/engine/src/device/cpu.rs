@@ -129,3 +129,25 @@ pub fn add_assign(a: &mut [f32], b: &[f32]) {
 pub fn sum(a: &[f32]) -> f32 {
     a.iter().map(|&v| v as f64).sum::<f64>() as f32
 }
+
+/// The widest SIMD instruction set this CPU offers to our kernels.
+pub fn simd_level() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "AVX-512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return "AVX2+FMA";
+        }
+        "SSE2"
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        "NEON"
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        "scalar"
+    }
+}

@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod dense;
 pub mod dropout;
+pub mod registry;
 
 use rand::rngs::SmallRng;
 

@@ -1,0 +1,105 @@
+#' Densely-connected layer
+#'
+#' `output = activation(dot(input, kernel) + bias)`, with the kernel stored
+#' `(input_dim, units)` as in Keras.
+#'
+#' @param object A model to add the layer to, or missing to return the layer alone.
+#' @param units Positive integer, the size of the output.
+#' @param activation Activation name: `"relu"`, `"sigmoid"`, `"softmax"`, `"tanh"`,
+#'   `"linear"`, `"elu"`, `"selu"`, `"gelu"`, `"softplus"`, `"softsign"`, `"silu"`,
+#'   `"swish"`, `"relu6"`, `"leaky_relu"`, `"hard_sigmoid"`, `"exponential"`,
+#'   `"log_softmax"`. `NULL` (the default) means linear.
+#' @param use_bias Whether the layer adds a bias vector (default `TRUE`).
+#' @param kernel_initializer Initializer of the kernel (default `"glorot_uniform"`);
+#'   also `"glorot_normal"`, `"he_uniform"`, `"he_normal"`, `"lecun_uniform"`,
+#'   `"lecun_normal"`, `"random_uniform"`, `"random_normal"`, `"zeros"`, `"ones"`.
+#' @param bias_initializer Initializer of the bias (default `"zeros"`).
+#' @param name Name of the layer; `NULL` gives `"dense"`, `"dense_1"`, ...
+#' @param ... Unused; accepted for keras3 compatibility.
+#' @returns The model, invisibly, when `object` is a model; otherwise the layer.
+#' @export
+#' @examples
+#' model <- keras_model_sequential(input_shape = 8) %>%
+#'   layer_dense(units = 4, activation = "relu")
+#' summary(model)
+layer_dense <- function(object, units, activation = NULL, use_bias = TRUE,
+                        kernel_initializer = "glorot_uniform", bias_initializer = "zeros",
+                        name = NULL, ...) {
+  call <- rk_user_call(environment())
+  if (missing(units) || !is.numeric(units) || length(units) != 1L || is.na(units) ||
+      units < 1 || units != round(units)) {
+    shown <- if (missing(units)) "missing" else deparse(units)[1]
+    rk_abort(sprintf("`units` must be a positive integer, not %s.", shown), kind = "argument", call = call)
+  }
+  activation <- activation_name(activation, call)
+  if (!(is.logical(use_bias) && length(use_bias) == 1L && !is.na(use_bias))) {
+    rk_abort("`use_bias` must be TRUE or FALSE.", kind = "argument", call = call)
+  }
+  check_string(kernel_initializer, "kernel_initializer", call)
+  check_string(bias_initializer, "bias_initializer", call)
+  if (!is.null(name)) check_string(name, "name", call)
+  create_layer(object, "Dense", list(
+    units = as.integer(units), activation = activation, use_bias = use_bias,
+    kernel_initializer = kernel_initializer, bias_initializer = bias_initializer, name = name
+  ), call)
+}
+
+#' Apply dropout to the input
+#'
+#' Sets input units to 0 with frequency `rate` during training and scales the others
+#' by `1 / (1 - rate)`; does nothing in `evaluate()` and `predict()`.
+#'
+#' @inheritParams layer_dense
+#' @param rate Fraction of the input units to drop, in `[0, 1)`.
+#' @param noise_shape,seed Not supported yet; must be `NULL`.
+#' @returns The model, invisibly, when `object` is a model; otherwise the layer.
+#' @export
+#' @examples
+#' model <- keras_model_sequential(input_shape = 8) %>%
+#'   layer_dense(4) %>%
+#'   layer_dropout(rate = 0.5)
+layer_dropout <- function(object, rate, noise_shape = NULL, seed = NULL, name = NULL, ...) {
+  call <- rk_user_call(environment())
+  if (missing(rate) || !is.numeric(rate) || length(rate) != 1L || is.na(rate) ||
+      rate < 0 || rate >= 1) {
+    shown <- if (missing(rate)) "missing" else deparse(rate)[1]
+    rk_abort(sprintf("`rate` must be a number in [0, 1), not %s.", shown), kind = "argument", call = call)
+  }
+  if (!is.null(noise_shape)) rk_abort("`noise_shape` is not supported yet.", kind = "argument", call = call)
+  if (!is.null(name)) check_string(name, "name", call)
+  create_layer(object, "Dropout", list(rate = as.numeric(rate), name = name), call)
+}
+
+#' Apply an activation function to an output
+#'
+#' @inheritParams layer_dense
+#' @param activation Activation name (see [layer_dense()]).
+#' @returns The model, invisibly, when `object` is a model; otherwise the layer.
+#' @export
+#' @examples
+#' model <- keras_model_sequential(input_shape = 8) %>%
+#'   layer_dense(4) %>%
+#'   layer_activation("relu")
+layer_activation <- function(object, activation, name = NULL, ...) {
+  call <- rk_user_call(environment())
+  if (missing(activation)) rk_abort("`activation` is missing.", kind = "argument", call = call)
+  if (!is.null(name)) check_string(name, "name", call)
+  create_layer(object, "Activation", list(activation = activation_name(activation, call), name = name), call)
+}
+
+activation_names <- c(
+  "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "sigmoid", "hard_sigmoid",
+  "tanh", "softplus", "softsign", "silu", "swish", "exponential", "softmax", "log_softmax"
+)
+
+activation_name <- function(activation, call) {
+  if (is.null(activation)) {
+    return("linear")
+  }
+  if (!(is.character(activation) && length(activation) == 1L) || !activation %in% activation_names) {
+    shown <- if (is.character(activation)) paste0("'", activation[1], "'") else class(activation)[1]
+    rk_abort(sprintf("unknown activation %s; known activations: %s", shown,
+                     paste(activation_names, collapse = ", ")), kind = "argument", call = call)
+  }
+  activation
+}

@@ -1,0 +1,228 @@
+#' Configure a model for training
+#'
+#' Sets the optimizer, the loss and the metrics; modifies the model in place.
+#'
+#' @param object A model.
+#' @param optimizer An optimizer object (such as [optimizer_rmsprop()]) or a name:
+#'   `"rmsprop"` (the default), `"adam"`, `"adamw"`, `"sgd"`.
+#' @param loss A loss object (such as [loss_categorical_crossentropy()]) or a name.
+#' @param metrics Names of the metrics to report: `"accuracy"` (categorical, sparse or
+#'   binary accuracy, chosen from the loss and shapes as Keras does), `"mae"`, `"mse"`,
+#'   `"categorical_accuracy"`, `"sparse_categorical_accuracy"`, `"binary_accuracy"`.
+#' @param ... Unused.
+#' @returns The model, invisibly.
+#' @export
+#' @examples
+#' model <- keras_model_sequential(input_shape = 4) %>% layer_dense(3, activation = "softmax")
+#' model %>% compile(optimizer = "adam", loss = "categorical_crossentropy", metrics = "accuracy")
+compile <- function(object, ...) UseMethod("compile")
+
+#' @rdname compile
+#' @export
+compile.rustkeras_model <- function(object, optimizer = "rmsprop", loss = NULL, metrics = NULL, ...) {
+  call <- rk_user_call(environment())
+  if (is.null(loss)) rk_abort("`loss` is missing: compile() needs a loss.", kind = "argument", call = call)
+  optimizer <- as_optimizer(optimizer, call)
+  loss <- as_loss(loss, call)
+  metrics <- if (is.null(metrics)) character() else unlist(metrics)
+  if (!is.character(metrics)) rk_abort("`metrics` must be a character vector of metric names.", kind = "argument", call = call)
+  opt <- unclass(optimizer)
+  opt <- opt[!vapply(opt, is.null, logical(1))]
+  rk_call(rk_model_compile(object$ptr, opt, loss$name, loss$from_logits, metrics), call = call)
+  invisible(object)
+}
+
+#' Train a model
+#'
+#' Trains the model for a number of epochs on arrays, printing Keras's progress bar.
+#'
+#' @param object A compiled model.
+#' @param x Input data: a numeric matrix or array with samples along the first axis.
+#' @param y Target data: a numeric vector, matrix or array with as many samples as `x`
+#'   (one-hot rows for categorical cross-entropy, class indices for the sparse one).
+#' @param batch_size Samples per gradient update (`NULL`: 32).
+#' @param epochs Index of the last epoch to train (default 1).
+#' @param verbose 0 (silent), 1 (progress bar), 2 (one line per epoch), or `"auto"`:
+#'   2 while knitting, 0 under testthat, otherwise 1 (a live bar in an interactive
+#'   session, one line per epoch otherwise).
+#' @param validation_split Fraction of the samples, taken from the end before shuffling,
+#'   used for validation (default 0).
+#' @param validation_data `list(x_val, y_val)` to validate on instead.
+#' @param shuffle Whether to shuffle the training samples before each epoch.
+#' @param initial_epoch Epoch at which to start (1-based; to resume a training).
+#' @param ... Unused.
+#' @returns A `keras_training_history`, invisibly.
+#' @export
+#' @examples
+#' x <- matrix(runif(400), ncol = 4)
+#' y <- to_categorical(as.integer(x[, 1] > 0.5), 2)
+#' model <- keras_model_sequential(input_shape = 4) %>% layer_dense(2, activation = "softmax")
+#' model %>% compile(optimizer = "adam", loss = "categorical_crossentropy", metrics = "accuracy")
+#' history <- model %>% fit(x, y, epochs = 2, verbose = 0)
+#' history
+fit <- function(object, ...) UseMethod("fit")
+
+#' @rdname fit
+#' @export
+fit.rustkeras_model <- function(object, x = NULL, y = NULL, batch_size = NULL, epochs = 1L,
+                                verbose = getOption("keras.verbose", default = "auto"),
+                                validation_split = 0, validation_data = NULL, shuffle = TRUE,
+                                initial_epoch = 1L, ...) {
+  call <- rk_user_call(environment())
+  check_xy(x, y, call)
+  batch_size <- as_count(if (is.null(batch_size)) 32L else batch_size, "batch_size", call)
+  epochs <- as_count(epochs, "epochs", call)
+  initial_epoch <- as_count(initial_epoch, "initial_epoch", call)
+  check_number(validation_split, "validation_split", call)
+  if (validation_split < 0 || validation_split >= 1) {
+    rk_abort(sprintf("`validation_split` must be in [0, 1), not %s.", validation_split), kind = "argument", call = call)
+  }
+  val_x <- val_y <- NULL
+  if (!is.null(validation_data)) {
+    if (!is.list(validation_data) || length(validation_data) < 2L) {
+      rk_abort("`validation_data` must be list(x_val, y_val).", kind = "argument", call = call)
+    }
+    val_x <- validation_data[[1]]
+    val_y <- validation_data[[2]]
+  }
+  verbose <- as_verbose(verbose, call)
+  res <- rk_call(rk_model_fit(
+    object$ptr, x, y, batch_size, epochs, initial_epoch - 1L, verbose, interactive(),
+    isTRUE(shuffle), validation_split, val_x, val_y
+  ), call = call)
+  n_train <- if (is.null(val_x) && validation_split > 0) floor(sample_count(x) * (1 - validation_split)) else sample_count(x)
+  history <- new_keras_training_history(
+    params = list(verbose = verbose, epochs = epochs, steps = ceiling(n_train / batch_size)),
+    metrics = res$metrics
+  )
+  if (isTRUE(res$interrupted)) {
+    message("fit() was interrupted; the model keeps the weights of the last completed batch.")
+  }
+  invisible(history)
+}
+
+#' Evaluate a model
+#'
+#' Computes the loss and the metrics on data, in batches.
+#'
+#' @inheritParams fit
+#' @param object A compiled model.
+#' @returns A named numeric vector: the metrics and the loss, in Keras's order
+#'   (alphabetical, so `accuracy` before `loss`).
+#' @export
+#' @examples
+#' x <- matrix(runif(40), ncol = 4)
+#' y <- to_categorical(as.integer(x[, 1] > 0.5), 2)
+#' model <- keras_model_sequential(input_shape = 4) %>% layer_dense(2, activation = "softmax")
+#' model %>% compile(optimizer = "adam", loss = "categorical_crossentropy", metrics = "accuracy")
+#' model %>% evaluate(x, y, verbose = 0)
+evaluate <- function(object, ...) UseMethod("evaluate")
+
+#' @rdname evaluate
+#' @export
+evaluate.rustkeras_model <- function(object, x = NULL, y = NULL, batch_size = NULL,
+                                     verbose = getOption("keras.verbose", default = "auto"), ...) {
+  call <- rk_user_call(environment())
+  check_xy(x, y, call)
+  batch_size <- as_count(if (is.null(batch_size)) 32L else batch_size, "batch_size", call)
+  rk_call(rk_model_evaluate(object$ptr, x, y, batch_size, as_verbose(verbose, call), interactive()),
+          call = call)
+}
+
+#' Generate predictions
+#'
+#' @param object A model.
+#' @param x Input data, samples along the first axis.
+#' @param batch_size Samples per batch (`NULL`: 32).
+#' @param verbose As in [fit()].
+#' @param ... Unused.
+#' @returns A numeric matrix (or array) with one row per sample.
+#' @export
+#' @examples
+#' model <- keras_model_sequential(input_shape = 4) %>% layer_dense(2, activation = "softmax")
+#' predict(model, matrix(runif(8), ncol = 4), verbose = 0)
+predict.rustkeras_model <- function(object, x, batch_size = NULL,
+                                    verbose = getOption("keras.verbose", default = "auto"), ...) {
+  call <- rk_user_call(environment())
+  check_x(x, "x", call)
+  batch_size <- as_count(if (is.null(batch_size)) 32L else batch_size, "batch_size", call)
+  rk_call(rk_model_predict(object$ptr, x, batch_size, as_verbose(verbose, call), interactive()), call = call)
+}
+
+#' Get or set the weights of a model
+#'
+#' Weights come as a list of R arrays in Keras's order: layer by layer, kernel before
+#' bias, with the kernel of a dense layer shaped `(input_dim, units)`.
+#'
+#' @param object A model.
+#' @param weights A list of arrays shaped like those `get_weights()` returns.
+#' @param ... Unused.
+#' @returns `get_weights()`: a list of arrays; `set_weights()`: the model, invisibly.
+#' @export
+#' @examples
+#' model <- keras_model_sequential(input_shape = 3) %>% layer_dense(2)
+#' w <- get_weights(model)
+#' str(w)
+#' w[[2]][] <- 1
+#' set_weights(model, w)
+#' get_weights(model)[[2]]
+get_weights <- function(object, ...) UseMethod("get_weights")
+
+#' @export
+get_weights.rustkeras_model <- function(object, ...) {
+  rk_call(rk_model_get_weights(object$ptr))
+}
+
+#' @rdname get_weights
+#' @export
+set_weights <- function(object, weights, ...) UseMethod("set_weights")
+
+#' @export
+set_weights.rustkeras_model <- function(object, weights, ...) {
+  if (!is.list(weights)) rk_abort("`weights` must be a list of arrays.", kind = "argument")
+  rk_call(rk_model_set_weights(object$ptr, lapply(weights, as_weight_array)))
+  invisible(object)
+}
+
+# A weight vector keeps its 1-d shape; matrices and arrays keep their dims.
+as_weight_array <- function(w) {
+  if (is.null(dim(w))) array(as.numeric(w), dim = length(w)) else w
+}
+
+as_verbose <- function(verbose, call) {
+  if (identical(verbose, "auto")) {
+    if (isTRUE(getOption("knitr.in.progress"))) return(2L)
+    if (identical(Sys.getenv("TESTTHAT"), "true")) return(0L)
+    return(1L)
+  }
+  if (!(is.numeric(verbose) && length(verbose) == 1L && verbose %in% 0:2)) {
+    rk_abort("`verbose` must be 0, 1, 2 or \"auto\".", kind = "argument", call = call)
+  }
+  as.integer(verbose)
+}
+
+as_count <- function(x, arg, call) {
+  if (!(is.numeric(x) && length(x) == 1L && is.finite(x) && x >= 1 && x == round(x))) {
+    rk_abort(sprintf("`%s` must be a positive integer, not %s.", arg, deparse(x)[1]), kind = "argument", call = call)
+  }
+  as.integer(x)
+}
+
+check_x <- function(x, arg, call) {
+  if (is.null(x)) rk_abort(sprintf("`%s` is missing.", arg), kind = "argument", call = call)
+  if (is.data.frame(x)) {
+    rk_abort(sprintf("`%s` must be a numeric matrix or array, not a data frame; use as.matrix().", arg),
+             kind = "input", call = call)
+  }
+  if (!is.numeric(x) || is.factor(x)) {
+    rk_abort(sprintf("`%s` must be a numeric matrix or array, not %s.", arg, class(x)[1]),
+             kind = "input", call = call)
+  }
+}
+
+check_xy <- function(x, y, call) {
+  check_x(x, "x", call)
+  check_x(y, "y", call)
+}
+
+sample_count <- function(x) if (is.null(dim(x))) length(x) else dim(x)[1]

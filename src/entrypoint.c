@@ -1,0 +1,11 @@
+// rextendr's template: route R's package initialisation to the Rust library (this reference
+// also keeps the linker from dropping the static library), and install extendr's panic hook,
+// which keeps panic messages and backtraces off the console unless EXTENDR_BACKTRACE=true.
+
+void R_init_rustkeras_extendr(void *dll);
+void register_extendr_panic_hook(void);
+
+void R_init_rustkeras(void *dll) {
+    register_extendr_panic_hook();
+    R_init_rustkeras_extendr(dll);
+}

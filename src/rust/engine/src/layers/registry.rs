@@ -1,0 +1,109 @@
+//! Layers by Keras class name and config: the one place that turns a config (from R's
+//! `layer_*()` functions, later from saved files) into a layer.
+
+use crate::error::{invalid_arg, Error, Result};
+use crate::init::Initializer;
+use crate::layers::{ActivationLayer, ConfigValue, Dense, Dropout, Layer};
+use crate::ops::activation::Activation;
+
+pub const CLASS_NAMES: [&str; 3] = ["Dense", "Dropout", "Activation"];
+
+/// A layer's config: field name and value, as Keras's `get_config()` holds them.
+pub struct Config<'a>(pub &'a [(String, ConfigValue)]);
+
+impl Config<'_> {
+    fn get(&self, key: &str) -> Option<&ConfigValue> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    fn name(&self) -> Result<Option<String>> {
+        self.opt_str("name")
+    }
+
+    fn opt_str(&self, key: &str) -> Result<Option<String>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(ConfigValue::Str(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(invalid_arg(key, format!("must be a string, not {v:?}"))),
+        }
+    }
+
+    fn str_or(&self, key: &str, default: &str) -> Result<String> {
+        Ok(self.opt_str(key)?.unwrap_or_else(|| default.to_string()))
+    }
+
+    fn f64_or(&self, key: &str, default: f64) -> Result<f64> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(ConfigValue::Float(v)) => Ok(*v),
+            Some(ConfigValue::Int(v)) => Ok(*v as f64),
+            Some(v) => Err(invalid_arg(key, format!("must be a number, not {v:?}"))),
+        }
+    }
+
+    fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(ConfigValue::Bool(b)) => Ok(*b),
+            Some(v) => Err(invalid_arg(key, format!("must be TRUE or FALSE, not {v:?}"))),
+        }
+    }
+
+    fn positive_int(&self, key: &str) -> Result<usize> {
+        let v = match self.get(key) {
+            Some(ConfigValue::Int(v)) => *v as f64,
+            Some(ConfigValue::Float(v)) => *v,
+            None => return Err(invalid_arg(key, "is missing")),
+            Some(v) => return Err(invalid_arg(key, format!("must be a positive integer, not {v:?}"))),
+        };
+        if v < 1.0 || v.fract() != 0.0 || !v.is_finite() {
+            return Err(invalid_arg(key, format!("must be a positive integer, not {v}")));
+        }
+        Ok(v as usize)
+    }
+}
+
+pub fn from_config(class_name: &str, config: &[(String, ConfigValue)]) -> Result<Box<dyn Layer>> {
+    let c = Config(config);
+    let activation = |c: &Config| Activation::from_name(&c.str_or("activation", "linear")?);
+    Ok(match class_name {
+        "Dense" => Box::new(Dense::new(
+            c.positive_int("units")?,
+            activation(&c)?,
+            c.bool_or("use_bias", true)?,
+            Initializer::from_name(&c.str_or("kernel_initializer", "glorot_uniform")?)?,
+            Initializer::from_name(&c.str_or("bias_initializer", "zeros")?)?,
+            c.name()?,
+        )?),
+        "Dropout" => Box::new(Dropout::new(c.f64_or("rate", f64::NAN)?, c.name()?)?),
+        "Activation" => Box::new(ActivationLayer::new(activation(&c)?, c.name()?)),
+        _ => return Err(Error::UnknownName { kind: "layer class", name: class_name.into(), known: CLASS_NAMES.to_vec() }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, ConfigValue)]) -> Vec<(String, ConfigValue)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+
+    #[test]
+    fn dense_from_config() {
+        let c = cfg(&[("units", ConfigValue::Float(8.0)), ("activation", ConfigValue::Str("relu".into())), ("name", ConfigValue::Str("d1".into()))]);
+        let l = from_config("Dense", &c).unwrap();
+        assert_eq!(l.name(), "d1");
+        assert_eq!(l.output_activation(), Some(Activation::Relu));
+    }
+
+    #[test]
+    fn bad_configs_name_the_argument() {
+        let e = from_config("Dense", &cfg(&[("units", ConfigValue::Float(-3.0))])).err().unwrap();
+        assert_eq!(e.to_string(), "`units` must be a positive integer, not -3");
+        let e = from_config("Dropout", &cfg(&[("rate", ConfigValue::Float(1.0))])).err().unwrap();
+        assert_eq!(e.to_string(), "`rate` must be in [0, 1), not 1");
+        let e = from_config("Dense", &cfg(&[("units", ConfigValue::Int(2)), ("activation", ConfigValue::Str("rleu".into()))])).err().unwrap();
+        assert!(e.to_string().starts_with("unknown activation 'rleu'; known activations: linear, relu"));
+    }
+}
