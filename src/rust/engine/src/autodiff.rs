@@ -18,7 +18,13 @@ pub struct Var(usize);
 /// How an op sends its output gradient back to its inputs. `needs[i]` says whether
 /// input i wants a gradient; return `None` for those that don't.
 pub trait Backward: Send + Sync {
-    fn backward(&self, grad: &Tensor, inputs: &[&Tensor], output: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>>;
+    fn backward(
+        &self,
+        grad: &Tensor,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>>;
 }
 
 struct Node {
@@ -53,7 +59,12 @@ impl Tape {
 
     /// A value that the graph starts from: a parameter (requires_grad) or data (not).
     pub fn leaf(&mut self, value: Tensor, requires_grad: bool) -> Var {
-        self.nodes.push(Node { value, requires_grad, inputs: Vec::new(), backward: None });
+        self.nodes.push(Node {
+            value,
+            requires_grad,
+            inputs: Vec::new(),
+            backward: None,
+        });
         Var(self.nodes.len() - 1)
     }
 
@@ -69,7 +80,12 @@ impl Tape {
     pub fn push(&mut self, value: Tensor, inputs: &[Var], backward: Box<dyn Backward>) -> Var {
         let requires_grad = inputs.iter().any(|&v| self.nodes[v.0].requires_grad);
         let backward = if requires_grad { Some(backward) } else { None };
-        self.nodes.push(Node { value, requires_grad, inputs: inputs.to_vec(), backward });
+        self.nodes.push(Node {
+            value,
+            requires_grad,
+            inputs: inputs.to_vec(),
+            backward,
+        });
         Var(self.nodes.len() - 1)
     }
 
@@ -85,10 +101,16 @@ impl Tape {
             let Some(op) = &node.backward else { continue };
             let Some(g) = grads[i].take() else { continue };
             let inputs: Vec<&Tensor> = node.inputs.iter().map(|v| &self.nodes[v.0].value).collect();
-            let needs: Vec<bool> = node.inputs.iter().map(|v| self.nodes[v.0].requires_grad).collect();
+            let needs: Vec<bool> = node
+                .inputs
+                .iter()
+                .map(|v| self.nodes[v.0].requires_grad)
+                .collect();
             let input_grads = op.backward(&g, &inputs, &node.value, &needs)?;
             for ((v, ig), need) in node.inputs.iter().zip(input_grads).zip(needs) {
-                let (Some(ig), true) = (ig, need) else { continue };
+                let (Some(ig), true) = (ig, need) else {
+                    continue;
+                };
                 match &mut grads[v.0] {
                     Some(acc) => device::add_assign(acc, &ig),
                     slot => *slot = Some(ig),

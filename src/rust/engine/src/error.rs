@@ -10,13 +10,21 @@ pub enum Error {
     /// A layer received an input whose shape it cannot take.
     LayerInput { layer: String, msg: String },
     /// Two tensors that an op combines have incompatible shapes.
-    ShapeMismatch { op: &'static str, lhs: Vec<usize>, rhs: Vec<usize> },
+    ShapeMismatch {
+        op: &'static str,
+        lhs: Vec<usize>,
+        rhs: Vec<usize>,
+    },
     /// Data given to fit/evaluate/predict is unusable.
     Data { arg: String, msg: String },
     /// A call made in the wrong order (fit before compile, ...).
     State(String),
     /// A name that is not one we know (activation, loss, optimizer, ...).
-    UnknownName { kind: &'static str, name: String, known: Vec<&'static str> },
+    UnknownName {
+        kind: &'static str,
+        name: String,
+        known: Vec<&'static str>,
+    },
     /// The computation was stopped by the user (interrupt).
     Interrupted,
 }
@@ -54,9 +62,15 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub fn invalid_arg(arg: &str, msg: impl Into<String>) -> Error {
-    Error::InvalidArgument { arg: arg.to_string(), msg: msg.into() }
+    Error::InvalidArgument {
+        arg: arg.to_string(),
+        msg: msg.into(),
+    }
 }
 
 pub fn data_err(arg: &str, msg: impl Into<String>) -> Error {
-    Error::Data { arg: arg.to_string(), msg: msg.into() }
+    Error::Data {
+        arg: arg.to_string(),
+        msg: msg.into(),
+    }
 }

@@ -47,7 +47,11 @@ impl Initializer {
             "random_uniform" | "uniform" => RandomUniform,
             "random_normal" | "normal" => RandomNormal,
             _ => {
-                return Err(Error::UnknownName { kind: "initializer", name: name.into(), known: Self::NAMES.to_vec() })
+                return Err(Error::UnknownName {
+                    kind: "initializer",
+                    name: name.into(),
+                    known: Self::NAMES.to_vec(),
+                })
             }
         })
     }
@@ -109,7 +113,10 @@ pub fn fans(shape: &[usize]) -> (f64, f64) {
         2 => (shape[0] as f64, shape[1] as f64),
         r => {
             let receptive: usize = shape[..r - 2].iter().product();
-            ((shape[r - 2] * receptive) as f64, (shape[r - 1] * receptive) as f64)
+            (
+                (shape[r - 2] * receptive) as f64,
+                (shape[r - 1] * receptive) as f64,
+            )
         }
     }
 }
@@ -125,7 +132,10 @@ mod tests {
         let w = Initializer::GlorotUniform.sample(&[784, 256], &mut rng);
         let limit = (6.0f32 / 1040.0).sqrt(); // 0.07596
         let max = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        assert!(max <= limit && max > 0.99 * limit, "max {max} limit {limit}");
+        assert!(
+            max <= limit && max > 0.99 * limit,
+            "max {max} limit {limit}"
+        );
         let var = w.iter().map(|v| (v * v) as f64).sum::<f64>() / w.len() as f64;
         assert!((var - (limit * limit / 3.0) as f64).abs() < 1e-4);
     }

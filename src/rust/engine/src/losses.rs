@@ -3,7 +3,9 @@
 use crate::autodiff::{Tape, Var};
 use crate::device;
 use crate::error::{Error, Result};
-use crate::ops::loss::{categorical_crossentropy, pointwise_loss, softmax_cross_entropy, Labels, Pointwise};
+use crate::ops::loss::{
+    categorical_crossentropy, pointwise_loss, softmax_cross_entropy, Labels, Pointwise,
+};
 use crate::tensor::Tensor;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -38,7 +40,13 @@ impl Loss {
             "binary_crossentropy" => BinaryCrossentropy,
             "mean_squared_error" | "mse" => MeanSquaredError,
             "mean_absolute_error" | "mae" => MeanAbsoluteError,
-            _ => return Err(Error::UnknownName { kind: "loss", name: name.into(), known: Self::NAMES.to_vec() }),
+            _ => {
+                return Err(Error::UnknownName {
+                    kind: "loss",
+                    name: name.into(),
+                    known: Self::NAMES.to_vec(),
+                })
+            }
         };
         Ok(Loss { kind, from_logits })
     }
@@ -58,32 +66,61 @@ impl Loss {
     /// Whether the model should stop before its final softmax and hand logits over.
     pub fn wants_logits_of_softmax(&self) -> bool {
         !self.from_logits
-            && matches!(self.kind, LossKind::CategoricalCrossentropy | LossKind::SparseCategoricalCrossentropy)
+            && matches!(
+                self.kind,
+                LossKind::CategoricalCrossentropy | LossKind::SparseCategoricalCrossentropy
+            )
     }
 
     /// The loss of the model's output `out`. When `out_is_logits`, `out` holds the
     /// pre-softmax values of a softmax output layer; returns the loss and the
     /// probabilities (the model's real output) for the metrics.
-    pub fn compute(&self, tape: &mut Tape, out: Var, out_is_logits: bool, labels: Var) -> Result<(Var, Tensor)> {
+    pub fn compute(
+        &self,
+        tape: &mut Tape,
+        out: Var,
+        out_is_logits: bool,
+        labels: Var,
+    ) -> Result<(Var, Tensor)> {
         use LossKind::*;
         let cols = tape.value(out).row_len();
         match self.kind {
-            CategoricalCrossentropy | SparseCategoricalCrossentropy if out_is_logits || self.from_logits => {
+            CategoricalCrossentropy | SparseCategoricalCrossentropy
+                if out_is_logits || self.from_logits =>
+            {
                 let probs = device::softmax_rows(tape.value(out), cols);
                 let l = softmax_cross_entropy(tape, out, &probs, labels, self.labels())?;
                 // With from_logits the model's output stays the logits.
-                let shown = if self.from_logits { tape.value(out).clone() } else { probs };
+                let shown = if self.from_logits {
+                    tape.value(out).clone()
+                } else {
+                    probs
+                };
                 Ok((l, shown))
             }
-            CategoricalCrossentropy | SparseCategoricalCrossentropy => {
-                Ok((categorical_crossentropy(tape, out, labels, self.labels())?, tape.value(out).clone()))
-            }
+            CategoricalCrossentropy | SparseCategoricalCrossentropy => Ok((
+                categorical_crossentropy(tape, out, labels, self.labels())?,
+                tape.value(out).clone(),
+            )),
             BinaryCrossentropy => {
-                let kind = if self.from_logits { Pointwise::BinaryCrossentropyLogits } else { Pointwise::BinaryCrossentropy };
-                Ok((pointwise_loss(tape, out, labels, kind)?, tape.value(out).clone()))
+                let kind = if self.from_logits {
+                    Pointwise::BinaryCrossentropyLogits
+                } else {
+                    Pointwise::BinaryCrossentropy
+                };
+                Ok((
+                    pointwise_loss(tape, out, labels, kind)?,
+                    tape.value(out).clone(),
+                ))
             }
-            MeanSquaredError => Ok((pointwise_loss(tape, out, labels, Pointwise::SquaredError)?, tape.value(out).clone())),
-            MeanAbsoluteError => Ok((pointwise_loss(tape, out, labels, Pointwise::AbsoluteError)?, tape.value(out).clone())),
+            MeanSquaredError => Ok((
+                pointwise_loss(tape, out, labels, Pointwise::SquaredError)?,
+                tape.value(out).clone(),
+            )),
+            MeanAbsoluteError => Ok((
+                pointwise_loss(tape, out, labels, Pointwise::AbsoluteError)?,
+                tape.value(out).clone(),
+            )),
         }
     }
 }

@@ -36,20 +36,34 @@ pub fn check_name(name: &str) -> Result<()> {
     if NAMES.contains(&name) {
         Ok(())
     } else {
-        Err(Error::UnknownName { kind: "metric", name: name.into(), known: NAMES.to_vec() })
+        Err(Error::UnknownName {
+            kind: "metric",
+            name: name.into(),
+            known: NAMES.to_vec(),
+        })
     }
 }
 
 /// Resolves a metric name for a model whose output has `pred_cols` values per sample
 /// and labels with `true_cols` per sample. 'accuracy' follows Keras's
 /// `is_binary_or_sparse_categorical` (keras/src/trainers/compile_utils.py).
-pub fn resolve(name: &str, loss: &Loss, pred_cols: usize, true_cols: usize, true_rank: usize, pred_rank: usize) -> Result<Metric> {
+pub fn resolve(
+    name: &str,
+    loss: &Loss,
+    pred_cols: usize,
+    true_cols: usize,
+    true_rank: usize,
+    pred_rank: usize,
+) -> Result<Metric> {
     check_name(name)?;
     let kind = match name {
         "accuracy" | "acc" => {
             if pred_cols == 1 || loss.kind == LossKind::BinaryCrossentropy {
                 MetricKind::BinaryAccuracy
-            } else if true_rank < pred_rank || (true_cols == 1 && pred_cols > 1) || loss.kind == LossKind::SparseCategoricalCrossentropy {
+            } else if true_rank < pred_rank
+                || (true_cols == 1 && pred_cols > 1)
+                || loss.kind == LossKind::SparseCategoricalCrossentropy
+            {
                 MetricKind::SparseCategoricalAccuracy
             } else {
                 MetricKind::CategoricalAccuracy
@@ -61,7 +75,10 @@ pub fn resolve(name: &str, loss: &Loss, pred_cols: usize, true_cols: usize, true
         "mae" | "mean_absolute_error" => MetricKind::MeanAbsoluteError,
         _ => MetricKind::MeanSquaredError,
     };
-    Ok(Metric { name: name.to_string(), kind })
+    Ok(Metric {
+        name: name.to_string(),
+        kind,
+    })
 }
 
 fn argmax(row: &[f32]) -> usize {
@@ -83,19 +100,39 @@ impl Metric {
         let tc = labels.len() / n.max(1);
         let rows = (0..n).map(|i| (&pred[i * pc..(i + 1) * pc], &labels[i * tc..(i + 1) * tc]));
         match self.kind {
-            MetricKind::CategoricalAccuracy => rows.filter(|(p, y)| argmax(p) == argmax(y)).count() as f64,
-            MetricKind::SparseCategoricalAccuracy => rows.filter(|(p, y)| argmax(p) as f32 == y[0]).count() as f64,
+            MetricKind::CategoricalAccuracy => {
+                rows.filter(|(p, y)| argmax(p) == argmax(y)).count() as f64
+            }
+            MetricKind::SparseCategoricalAccuracy => {
+                rows.filter(|(p, y)| argmax(p) as f32 == y[0]).count() as f64
+            }
             MetricKind::BinaryAccuracy => rows
                 .map(|(p, y)| {
-                    let hits = p.iter().zip(y.iter()).filter(|(&p, &y)| (p > 0.5) == (y > 0.5)).count();
+                    let hits = p
+                        .iter()
+                        .zip(y.iter())
+                        .filter(|(&p, &y)| (p > 0.5) == (y > 0.5))
+                        .count();
                     hits as f64 / p.len() as f64
                 })
                 .sum(),
             MetricKind::MeanAbsoluteError => rows
-                .map(|(p, y)| p.iter().zip(y.iter()).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / p.len() as f64)
+                .map(|(p, y)| {
+                    p.iter()
+                        .zip(y.iter())
+                        .map(|(a, b)| (a - b).abs() as f64)
+                        .sum::<f64>()
+                        / p.len() as f64
+                })
                 .sum(),
             MetricKind::MeanSquaredError => rows
-                .map(|(p, y)| p.iter().zip(y.iter()).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / p.len() as f64)
+                .map(|(p, y)| {
+                    p.iter()
+                        .zip(y.iter())
+                        .map(|(a, b)| ((a - b) as f64).powi(2))
+                        .sum::<f64>()
+                        / p.len() as f64
+                })
                 .sum(),
         }
     }
@@ -110,22 +147,43 @@ mod tests {
         let cce = Loss::from_name("categorical_crossentropy", false).unwrap();
         let scce = Loss::from_name("sparse_categorical_crossentropy", false).unwrap();
         let bce = Loss::from_name("binary_crossentropy", false).unwrap();
-        assert_eq!(resolve("accuracy", &cce, 10, 10, 2, 2).unwrap().kind, MetricKind::CategoricalAccuracy);
-        assert_eq!(resolve("accuracy", &scce, 10, 1, 1, 2).unwrap().kind, MetricKind::SparseCategoricalAccuracy);
-        assert_eq!(resolve("accuracy", &bce, 1, 1, 2, 2).unwrap().kind, MetricKind::BinaryAccuracy);
+        assert_eq!(
+            resolve("accuracy", &cce, 10, 10, 2, 2).unwrap().kind,
+            MetricKind::CategoricalAccuracy
+        );
+        assert_eq!(
+            resolve("accuracy", &scce, 10, 1, 1, 2).unwrap().kind,
+            MetricKind::SparseCategoricalAccuracy
+        );
+        assert_eq!(
+            resolve("accuracy", &bce, 1, 1, 2, 2).unwrap().kind,
+            MetricKind::BinaryAccuracy
+        );
         assert!(resolve("accuracy", &cce, 10, 10, 2, 2).unwrap().name == "accuracy");
-        assert!(resolve("f1", &cce, 10, 10, 2, 2).unwrap_err().to_string().contains("unknown metric 'f1'"));
+        assert!(resolve("f1", &cce, 10, 10, 2, 2)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown metric 'f1'"));
     }
 
     #[test]
     fn batch_sums() {
-        let m = Metric { name: "accuracy".into(), kind: MetricKind::CategoricalAccuracy };
+        let m = Metric {
+            name: "accuracy".into(),
+            kind: MetricKind::CategoricalAccuracy,
+        };
         let pred = [0.1, 0.9, 0.8, 0.2, 0.5, 0.5];
         let y = [0.0, 1.0, 0.0, 1.0, 1.0, 0.0];
         assert_eq!(m.batch_sum(&pred, &y, 3), 2.0); // tie goes to the first class
-        let s = Metric { name: "acc".into(), kind: MetricKind::SparseCategoricalAccuracy };
+        let s = Metric {
+            name: "acc".into(),
+            kind: MetricKind::SparseCategoricalAccuracy,
+        };
         assert_eq!(s.batch_sum(&pred, &[1.0, 1.0, 0.0], 3), 2.0);
-        let mae = Metric { name: "mae".into(), kind: MetricKind::MeanAbsoluteError };
+        let mae = Metric {
+            name: "mae".into(),
+            kind: MetricKind::MeanAbsoluteError,
+        };
         assert!((mae.batch_sum(&[1.0, 2.0], &[0.0, 0.0], 1) - 1.5).abs() < 1e-12);
     }
 }

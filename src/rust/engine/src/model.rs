@@ -41,10 +41,18 @@ impl Sequential {
     pub fn new(name: Option<String>, input_shape: Option<Vec<usize>>) -> Result<Sequential> {
         if let Some(s) = &input_shape {
             if s.is_empty() || s.contains(&0) {
-                return Err(crate::error::invalid_arg("input_shape", format!("must hold positive sizes, not {}", shape_str(s))));
+                return Err(crate::error::invalid_arg(
+                    "input_shape",
+                    format!("must hold positive sizes, not {}", shape_str(s)),
+                ));
             }
         }
-        Ok(Sequential { name: name.unwrap_or_else(|| unique_name("sequential")), input_shape, layers: Vec::new(), compiled: None })
+        Ok(Sequential {
+            name: name.unwrap_or_else(|| unique_name("sequential")),
+            input_shape,
+            layers: Vec::new(),
+            compiled: None,
+        })
     }
 
     pub fn input_shape(&self) -> Option<&[usize]> {
@@ -65,7 +73,9 @@ impl Sequential {
 
     /// Output shape (without batch) after the current layers, if the input is known.
     pub fn output_shape(&self) -> Result<Option<Vec<usize>>> {
-        let Some(mut shape) = self.input_shape.clone() else { return Ok(None) };
+        let Some(mut shape) = self.input_shape.clone() else {
+            return Ok(None);
+        };
         for l in &self.layers {
             shape = l.output_shape(&shape)?;
         }
@@ -98,10 +108,18 @@ impl Sequential {
                 for l in &self.layers {
                     shape = l.output_shape(&shape)?;
                 }
-                let layer = self.layers.first().map(|l| l.name().to_string()).unwrap_or_else(|| self.name.clone());
+                let layer = self
+                    .layers
+                    .first()
+                    .map(|l| l.name().to_string())
+                    .unwrap_or_else(|| self.name.clone());
                 return Err(Error::LayerInput {
                     layer,
-                    msg: format!("expects samples of shape {}, got {}", shape_str(s), shape_str(input_shape)),
+                    msg: format!(
+                        "expects samples of shape {}, got {}",
+                        shape_str(s),
+                        shape_str(input_shape)
+                    ),
                 });
             }
             return Ok(());
@@ -124,39 +142,74 @@ impl Sequential {
             .map(|l| {
                 shape = shape.as_ref().and_then(|s| l.output_shape(s).ok());
                 let params = l.params().iter().map(|p| p.value.numel()).sum();
-                let trainable_params = l.params().iter().filter(|p| p.trainable).map(|p| p.value.numel()).sum();
-                LayerInfo { name: l.name().into(), class_name: l.class_name().into(), output_shape: shape.clone(), params, trainable_params }
+                let trainable_params = l
+                    .params()
+                    .iter()
+                    .filter(|p| p.trainable)
+                    .map(|p| p.value.numel())
+                    .sum();
+                LayerInfo {
+                    name: l.name().into(),
+                    class_name: l.class_name().into(),
+                    output_shape: shape.clone(),
+                    params,
+                    trainable_params,
+                }
             })
             .collect()
     }
 
-    pub fn compile(&mut self, optimizer: OptimizerConfig, loss: Loss, metrics: Vec<String>) -> Result<()> {
+    pub fn compile(
+        &mut self,
+        optimizer: OptimizerConfig,
+        loss: Loss,
+        metrics: Vec<String>,
+    ) -> Result<()> {
         for m in &metrics {
             crate::metrics::check_name(m)?;
         }
-        self.compiled = Some(Compiled { optimizer: Optimizer::new(optimizer)?, loss, metrics });
+        self.compiled = Some(Compiled {
+            optimizer: Optimizer::new(optimizer)?,
+            loss,
+            metrics,
+        });
         Ok(())
     }
 
     /// Weights in Keras order: layer by layer, kernel before bias.
     pub fn get_weights(&self) -> Vec<Tensor> {
-        self.layers.iter().flat_map(|l| l.params().iter().map(|p| p.value.clone())).collect()
+        self.layers
+            .iter()
+            .flat_map(|l| l.params().iter().map(|p| p.value.clone()))
+            .collect()
     }
 
     pub fn set_weights(&mut self, weights: Vec<Tensor>) -> Result<()> {
-        let expected: Vec<Vec<usize>> =
-            self.layers.iter().flat_map(|l| l.params().iter().map(|p| p.value.shape().to_vec())).collect();
+        let expected: Vec<Vec<usize>> = self
+            .layers
+            .iter()
+            .flat_map(|l| l.params().iter().map(|p| p.value.shape().to_vec()))
+            .collect();
         if expected.len() != weights.len() {
             return Err(crate::error::invalid_arg(
                 "weights",
-                format!("must be a list of {} arrays for this model, not {}", expected.len(), weights.len()),
+                format!(
+                    "must be a list of {} arrays for this model, not {}",
+                    expected.len(),
+                    weights.len()
+                ),
             ));
         }
         for (i, (e, w)) in expected.iter().zip(&weights).enumerate() {
             if e.as_slice() != w.shape() {
                 return Err(crate::error::invalid_arg(
                     "weights",
-                    format!("element {} has shape {}, but the model expects {}", i + 1, shape_str(w.shape()), shape_str(e)),
+                    format!(
+                        "element {} has shape {}, but the model expects {}",
+                        i + 1,
+                        shape_str(w.shape()),
+                        shape_str(e)
+                    ),
                 ));
             }
         }
@@ -171,11 +224,19 @@ impl Sequential {
 
     /// One optimizer step on the trainable parameters, with gradients in their order.
     pub fn apply_gradients(&mut self, grads: &[Tensor]) -> Result<()> {
-        let compiled = self.compiled.as_mut().ok_or_else(|| Error::State("the model is not compiled".into()))?;
+        let compiled = self
+            .compiled
+            .as_mut()
+            .ok_or_else(|| Error::State("the model is not compiled".into()))?;
         let mut params: Vec<&mut Tensor> = self
             .layers
             .iter_mut()
-            .flat_map(|l| l.params_mut().iter_mut().filter(|p| p.trainable).map(|p| &mut p.value))
+            .flat_map(|l| {
+                l.params_mut()
+                    .iter_mut()
+                    .filter(|p| p.trainable)
+                    .map(|p| &mut p.value)
+            })
             .collect();
         compiled.optimizer.apply(&mut params, grads);
         Ok(())
@@ -188,16 +249,36 @@ impl Sequential {
 
     /// Puts every parameter on the tape, trainable ones as gradient leaves.
     pub fn param_vars(&self, tape: &mut Tape) -> Vec<Vec<Var>> {
-        self.layers.iter().map(|l| l.params().iter().map(|p| tape.leaf(p.value.clone(), p.trainable)).collect()).collect()
+        self.layers
+            .iter()
+            .map(|l| {
+                l.params()
+                    .iter()
+                    .map(|p| tape.leaf(p.value.clone(), p.trainable))
+                    .collect()
+            })
+            .collect()
     }
 
     /// Records the forward pass of a batch; with `logits` the last layer stops before
     /// its softmax.
-    pub fn forward(&self, tape: &mut Tape, x: Var, params: &[Vec<Var>], training: bool, logits: bool, rng: &mut SmallRng) -> Result<Var> {
+    pub fn forward(
+        &self,
+        tape: &mut Tape,
+        x: Var,
+        params: &[Vec<Var>],
+        training: bool,
+        logits: bool,
+        rng: &mut SmallRng,
+    ) -> Result<Var> {
         let mut h = x;
         let last = self.layers.len().saturating_sub(1);
         for (i, (l, p)) in self.layers.iter().zip(params).enumerate() {
-            let mut ctx = ForwardCtx { training, rng, logits: logits && i == last };
+            let mut ctx = ForwardCtx {
+                training,
+                rng,
+                logits: logits && i == last,
+            };
             h = l.forward(tape, h, p, &mut ctx)?;
         }
         Ok(h)

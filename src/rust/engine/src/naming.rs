@@ -9,7 +9,11 @@ pub fn unique_name(prefix: &str) -> String {
     let mut guard = COUNTS.lock().unwrap_or_else(|e| e.into_inner());
     let counts = guard.get_or_insert_with(HashMap::new);
     let n = counts.entry(prefix.to_string()).or_insert(0);
-    let name = if *n == 0 { prefix.to_string() } else { format!("{prefix}_{n}") };
+    let name = if *n == 0 {
+        prefix.to_string()
+    } else {
+        format!("{prefix}_{n}")
+    };
     *n += 1;
     name
 }

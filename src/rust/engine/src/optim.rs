@@ -7,9 +7,22 @@ use crate::tensor::Tensor;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Algorithm {
-    Sgd { momentum: f64, nesterov: bool },
-    RmsProp { rho: f64, momentum: f64, epsilon: f64, centered: bool },
-    Adam { beta_1: f64, beta_2: f64, epsilon: f64, amsgrad: bool },
+    Sgd {
+        momentum: f64,
+        nesterov: bool,
+    },
+    RmsProp {
+        rho: f64,
+        momentum: f64,
+        epsilon: f64,
+        centered: bool,
+    },
+    Adam {
+        beta_1: f64,
+        beta_2: f64,
+        epsilon: f64,
+        amsgrad: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -27,20 +40,55 @@ impl OptimizerConfig {
 
     /// An optimizer by its string name with Keras's defaults.
     pub fn from_name(name: &str) -> Result<OptimizerConfig> {
-        let adam = Algorithm::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: false };
+        let adam = Algorithm::Adam {
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-7,
+            amsgrad: false,
+        };
         let (lr, algorithm, wd) = match name.to_ascii_lowercase().as_str() {
-            "sgd" => (0.01, Algorithm::Sgd { momentum: 0.0, nesterov: false }, None),
-            "rmsprop" => (0.001, Algorithm::RmsProp { rho: 0.9, momentum: 0.0, epsilon: 1e-7, centered: false }, None),
+            "sgd" => (
+                0.01,
+                Algorithm::Sgd {
+                    momentum: 0.0,
+                    nesterov: false,
+                },
+                None,
+            ),
+            "rmsprop" => (
+                0.001,
+                Algorithm::RmsProp {
+                    rho: 0.9,
+                    momentum: 0.0,
+                    epsilon: 1e-7,
+                    centered: false,
+                },
+                None,
+            ),
             "adam" => (0.001, adam, None),
             "adamw" => (0.001, adam, Some(0.004)),
-            _ => return Err(Error::UnknownName { kind: "optimizer", name: name.into(), known: Self::NAMES.to_vec() }),
+            _ => {
+                return Err(Error::UnknownName {
+                    kind: "optimizer",
+                    name: name.into(),
+                    known: Self::NAMES.to_vec(),
+                })
+            }
         };
-        Ok(OptimizerConfig { name: name.to_ascii_lowercase(), learning_rate: lr, algorithm, weight_decay: wd })
+        Ok(OptimizerConfig {
+            name: name.to_ascii_lowercase(),
+            learning_rate: lr,
+            algorithm,
+            weight_decay: wd,
+        })
     }
 
     pub fn validate(&self) -> Result<()> {
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return Err(invalid_arg("learning_rate", format!("must be a positive number, not {}", self.learning_rate)));
+            return Err(invalid_arg(
+                "learning_rate",
+                format!("must be a positive number, not {}", self.learning_rate),
+            ));
         }
         Ok(())
     }
@@ -60,7 +108,11 @@ const PAR_CHUNK: usize = 1 << 15;
 impl Optimizer {
     pub fn new(config: OptimizerConfig) -> Result<Optimizer> {
         config.validate()?;
-        Ok(Optimizer { config, iterations: 0, slots: Vec::new() })
+        Ok(Optimizer {
+            config,
+            iterations: 0,
+            slots: Vec::new(),
+        })
     }
 
     /// Keras's optimizer variable count (slots plus `iteration` and `learning_rate`),
@@ -75,7 +127,9 @@ impl Optimizer {
     fn slot_count(&self) -> usize {
         match self.config.algorithm {
             Algorithm::Sgd { momentum, .. } => usize::from(momentum > 0.0),
-            Algorithm::RmsProp { momentum, centered, .. } => 1 + usize::from(momentum > 0.0) + usize::from(centered),
+            Algorithm::RmsProp {
+                momentum, centered, ..
+            } => 1 + usize::from(momentum > 0.0) + usize::from(centered),
             Algorithm::Adam { amsgrad, .. } => 2 + usize::from(amsgrad),
         }
     }
@@ -84,7 +138,10 @@ impl Optimizer {
     pub fn apply(&mut self, params: &mut [&mut Tensor], grads: &[Tensor]) {
         if self.slots.len() != params.len() {
             let k = self.slot_count();
-            self.slots = params.iter().map(|p| vec![vec![0.0f32; p.numel()]; k]).collect();
+            self.slots = params
+                .iter()
+                .map(|p| vec![vec![0.0f32; p.numel()]; k])
+                .collect();
         }
         let lr = self.config.learning_rate;
         let t = (self.iterations + 1) as f64;
@@ -94,18 +151,23 @@ impl Optimizer {
             algorithm: self.config.algorithm,
             // Adam's bias correction folded into the step size, as Keras does.
             alpha: match self.config.algorithm {
-                Algorithm::Adam { beta_1, beta_2, .. } => (lr * (1.0 - beta_2.powf(t)).sqrt() / (1.0 - beta_1.powf(t))) as f32,
+                Algorithm::Adam { beta_1, beta_2, .. } => {
+                    (lr * (1.0 - beta_2.powf(t)).sqrt() / (1.0 - beta_1.powf(t))) as f32
+                }
                 _ => 0.0,
             },
         };
         for ((p, g), slots) in params.iter_mut().zip(grads).zip(self.slots.iter_mut()) {
             let w = p.host_mut();
             let g = g.host();
-            let mut slot_refs: Vec<&mut [f32]> = slots.iter_mut().map(|s| s.as_mut_slice()).collect();
+            let mut slot_refs: Vec<&mut [f32]> =
+                slots.iter_mut().map(|s| s.as_mut_slice()).collect();
             if w.len() < PAR_CHUNK {
                 step.update(w, g, &mut slot_refs);
             } else {
-                chunked(w, g, slot_refs).into_par_iter().for_each(|(w, g, mut s)| step.update(w, g, &mut s));
+                chunked(w, g, slot_refs)
+                    .into_par_iter()
+                    .for_each(|(w, g, mut s)| step.update(w, g, &mut s));
             }
         }
         self.iterations += 1;
@@ -113,11 +175,25 @@ impl Optimizer {
 }
 
 /// Splits a parameter, its gradient and its slots into matching chunks.
-fn chunked<'a>(w: &'a mut [f32], g: &'a [f32], slots: Vec<&'a mut [f32]>) -> Vec<(&'a mut [f32], &'a [f32], Vec<&'a mut [f32]>)> {
-    let mut slot_chunks: Vec<std::slice::ChunksMut<'a, f32>> = slots.into_iter().map(|s| s.chunks_mut(PAR_CHUNK)).collect();
+fn chunked<'a>(
+    w: &'a mut [f32],
+    g: &'a [f32],
+    slots: Vec<&'a mut [f32]>,
+) -> Vec<(&'a mut [f32], &'a [f32], Vec<&'a mut [f32]>)> {
+    let mut slot_chunks: Vec<std::slice::ChunksMut<'a, f32>> =
+        slots.into_iter().map(|s| s.chunks_mut(PAR_CHUNK)).collect();
     w.chunks_mut(PAR_CHUNK)
         .zip(g.chunks(PAR_CHUNK))
-        .map(|(w, g)| (w, g, slot_chunks.iter_mut().map(|it| it.next().expect("slot has the param's size")).collect()))
+        .map(|(w, g)| {
+            (
+                w,
+                g,
+                slot_chunks
+                    .iter_mut()
+                    .map(|it| it.next().expect("slot has the param's size"))
+                    .collect(),
+            )
+        })
         .collect()
 }
 
@@ -147,9 +223,25 @@ impl Step {
                     }
                 }
             }
-            Algorithm::RmsProp { rho, momentum, epsilon, centered } => {
+            Algorithm::RmsProp {
+                rho,
+                momentum,
+                epsilon,
+                centered,
+            } if momentum == 0.0 && !centered => {
+                // The common case as one plain loop, which the compiler vectorises.
+                simd::rmsprop(w, g, slots[0], rho as f32, epsilon as f32, lr);
+            }
+            Algorithm::RmsProp {
+                rho,
+                momentum,
+                epsilon,
+                centered,
+            } => {
                 let (rho, eps, mu) = (rho as f32, epsilon as f32, momentum as f32);
-                let (v, rest) = slots.split_first_mut().expect("rmsprop has a velocity slot");
+                let (v, rest) = slots
+                    .split_first_mut()
+                    .expect("rmsprop has a velocity slot");
                 let (mut mom, mut avg) = (None, None);
                 let mut it = rest.iter_mut();
                 if momentum > 0.0 {
@@ -177,11 +269,21 @@ impl Step {
                     }
                 }
             }
-            Algorithm::Adam { beta_1, beta_2, epsilon, .. } => {
-                let (b1, b2, eps, alpha) = (beta_1 as f32, beta_2 as f32, epsilon as f32, self.alpha);
+            Algorithm::Adam {
+                beta_1,
+                beta_2,
+                epsilon,
+                ..
+            } => {
+                let (b1, b2, eps, alpha) =
+                    (beta_1 as f32, beta_2 as f32, epsilon as f32, self.alpha);
                 let (m, rest) = slots.split_first_mut().expect("adam has two slots");
                 let (v, rest) = rest.split_first_mut().expect("adam has two slots");
                 let mut vhat = rest.first_mut();
+                if vhat.is_none() {
+                    simd::adam(w, g, m, v, b1, b2, eps, alpha);
+                    return;
+                }
                 for i in 0..w.len() {
                     let gi = g[i];
                     m[i] += (gi - m[i]) * (1.0 - b1);
@@ -197,6 +299,99 @@ impl Step {
                 }
             }
         }
+    }
+}
+
+/// The common updates as plain loops, compiled a second time with AVX-512 enabled and
+/// picked at run time (the crate itself targets baseline x86-64).
+mod simd {
+    #[inline(always)]
+    fn rmsprop_body(w: &mut [f32], g: &[f32], v: &mut [f32], rho: f32, eps: f32, lr: f32) {
+        for ((w, &g), v) in w.iter_mut().zip(g).zip(v.iter_mut()) {
+            *v = rho * *v + (1.0 - rho) * g * g;
+            // Keras puts epsilon inside the square root.
+            *w -= lr * g / (*v + eps).sqrt();
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn adam_body(
+        w: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        b1: f32,
+        b2: f32,
+        eps: f32,
+        alpha: f32,
+    ) {
+        for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            *m += (g - *m) * (1.0 - b1);
+            *v += (g * g - *v) * (1.0 - b2);
+            *w -= *m * alpha / (v.sqrt() + eps);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn rmsprop_avx512(w: &mut [f32], g: &[f32], v: &mut [f32], rho: f32, eps: f32, lr: f32) {
+        rmsprop_body(w, g, v, rho, eps, lr)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn adam_avx512(
+        w: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        b1: f32,
+        b2: f32,
+        eps: f32,
+        alpha: f32,
+    ) {
+        adam_body(w, g, m, v, b1, b2, eps, alpha)
+    }
+
+    fn has_avx512() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    pub fn rmsprop(w: &mut [f32], g: &[f32], v: &mut [f32], rho: f32, eps: f32, lr: f32) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx512() {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { rmsprop_avx512(w, g, v, rho, eps, lr) };
+        }
+        rmsprop_body(w, g, v, rho, eps, lr)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn adam(
+        w: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        b1: f32,
+        b2: f32,
+        eps: f32,
+        alpha: f32,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx512() {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { adam_avx512(w, g, m, v, b1, b2, eps, alpha) };
+        }
+        adam_body(w, g, m, v, b1, b2, eps, alpha)
     }
 }
 
@@ -256,11 +451,17 @@ mod tests {
     #[test]
     fn momentum_and_nesterov() {
         let mut c = OptimizerConfig::from_name("sgd").unwrap();
-        c.algorithm = Algorithm::Sgd { momentum: 0.9, nesterov: false };
+        c.algorithm = Algorithm::Sgd {
+            momentum: 0.9,
+            nesterov: false,
+        };
         // m1 = -0.01; w1 = 0.99; m2 = 0.9 * -0.01 - 0.01 * 0.99 = -0.0189; w2 = 0.9711
         let w = run(c.clone(), 2);
         assert!((w[0] - 0.9711).abs() < 1e-6);
-        c.algorithm = Algorithm::Sgd { momentum: 0.9, nesterov: true };
+        c.algorithm = Algorithm::Sgd {
+            momentum: 0.9,
+            nesterov: true,
+        };
         // m1 = -0.01; w1 = 1 + 0.9 * -0.01 - 0.01 = 0.981
         let w = run(c, 1);
         assert!((w[0] - 0.981).abs() < 1e-6);
@@ -270,7 +471,8 @@ mod tests {
     fn large_parameters_update_in_chunks_like_small_ones() {
         let mut opt = Optimizer::new(OptimizerConfig::from_name("adam").unwrap()).unwrap();
         let n = PAR_CHUNK * 2 + 5;
-        let mut w = Tensor::from_vec(vec![n], (0..n).map(|i| (i % 7) as f32 - 3.0).collect()).unwrap();
+        let mut w =
+            Tensor::from_vec(vec![n], (0..n).map(|i| (i % 7) as f32 - 3.0).collect()).unwrap();
         let g = w.clone();
         opt.apply(&mut [&mut w], &[g.clone()]);
         let mut small = Optimizer::new(OptimizerConfig::from_name("adam").unwrap()).unwrap();

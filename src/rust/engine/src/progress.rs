@@ -26,12 +26,24 @@ const REDRAW_INTERVAL: Duration = Duration::from_millis(50);
 
 impl Progbar {
     pub fn new(target: usize, display: Display) -> Progbar {
-        Progbar { target, display, start: Instant::now(), after_first_step: None, last_draw: None, prev_width: 0 }
+        Progbar {
+            target,
+            display,
+            start: Instant::now(),
+            after_first_step: None,
+            last_draw: None,
+            prev_width: 0,
+        }
     }
 
     /// The text to write after step `current` (None: nothing to write now). `finalize`
     /// marks the last update of the bar, with the complete logs.
-    pub fn update(&mut self, current: usize, logs: &[(String, f64)], finalize: bool) -> Option<String> {
+    pub fn update(
+        &mut self,
+        current: usize,
+        logs: &[(String, f64)],
+        finalize: bool,
+    ) -> Option<String> {
         let now = Instant::now();
         if current == 1 && self.after_first_step.is_none() {
             self.after_first_step = Some(now);
@@ -43,7 +55,9 @@ impl Progbar {
         };
         match self.display.verbose {
             1 if self.display.live => {
-                let due = self.last_draw.is_none_or(|t| now.duration_since(t) >= REDRAW_INTERVAL);
+                let due = self
+                    .last_draw
+                    .is_none_or(|t| now.duration_since(t) >= REDRAW_INTERVAL);
                 if !finalize && !due {
                     return None;
                 }
@@ -61,10 +75,19 @@ impl Progbar {
             }
             1 if finalize => {
                 let time = format!("{}s", elapsed.round() as u64);
-                Some(format!("{}\n", bar_line(current, self.target, &time, per_step, logs)))
+                Some(format!(
+                    "{}\n",
+                    bar_line(current, self.target, &time, per_step, logs)
+                ))
             }
             2 if finalize => {
-                let mut s = format!("{}/{} - {}s - {}", current, self.target, elapsed.round() as u64, format_time_per_step(per_step));
+                let mut s = format!(
+                    "{}/{} - {}s - {}",
+                    current,
+                    self.target,
+                    elapsed.round() as u64,
+                    format_time_per_step(per_step)
+                );
                 for (k, v) in logs {
                     s.push_str(&format!(" - {k}: {}", format_value(*v)));
                 }
@@ -77,10 +100,20 @@ impl Progbar {
 }
 
 /// ` 1/40 ━━━━━━━━━━━━━━━━━━━━ 42s 1s/step - accuracy: 0.0312 - loss: 2.4975`
-pub fn bar_line(current: usize, target: usize, time: &str, per_step: f64, logs: &[(String, f64)]) -> String {
+pub fn bar_line(
+    current: usize,
+    target: usize,
+    time: &str,
+    per_step: f64,
+    logs: &[(String, f64)],
+) -> String {
     let width = target.to_string().len();
     // Keras colours the done part green; R's console gets the 20 characters uncoloured.
-    let mut s = format!("{current:>width$}/{target} {} {time} {}", "\u{2501}".repeat(BAR_WIDTH), format_time_per_step(per_step));
+    let mut s = format!(
+        "{current:>width$}/{target} {} {time} {}",
+        "\u{2501}".repeat(BAR_WIDTH),
+        format_time_per_step(per_step)
+    );
     for (k, v) in logs {
         s.push_str(&format!(" - {k}: {}", format_value(*v)));
     }
@@ -107,7 +140,11 @@ pub fn format_value(v: f64) -> String {
         let s = format!("{v:.4e}");
         match s.split_once('e') {
             Some((m, e)) => {
-                let (sign, digits) = if let Some(d) = e.strip_prefix('-') { ('-', d) } else { ('+', e) };
+                let (sign, digits) = if let Some(d) = e.strip_prefix('-') {
+                    ('-', d)
+                } else {
+                    ('+', e)
+                };
                 format!("{m}e{sign}{digits:0>2}")
             }
             None => s,
@@ -131,7 +168,11 @@ mod tests {
     use super::*;
 
     fn logs() -> Vec<(String, f64)> {
-        vec![("accuracy".into(), 0.78312), ("loss".into(), 0.69701), ("val_loss".into(), 0.0004)]
+        vec![
+            ("accuracy".into(), 0.78312),
+            ("loss".into(), 0.69701),
+            ("val_loss".into(), 0.0004),
+        ]
     }
 
     #[test]
@@ -152,17 +193,52 @@ mod tests {
 
     #[test]
     fn verbose_modes() {
-        let mut quiet = Progbar::new(10, Display { verbose: 0, live: false });
+        let mut quiet = Progbar::new(
+            10,
+            Display {
+                verbose: 0,
+                live: false,
+            },
+        );
         assert_eq!(quiet.update(10, &logs(), true), None);
-        let mut log = Progbar::new(10, Display { verbose: 1, live: false });
+        let mut log = Progbar::new(
+            10,
+            Display {
+                verbose: 1,
+                live: false,
+            },
+        );
         assert_eq!(log.update(5, &logs(), false), None);
         let line = log.update(10, &logs(), true).unwrap();
-        assert!(line.starts_with("10/10 ━━━━━━━━━━━━━━━━━━━━ 0s ") && line.ends_with("val_loss: 4.0000e-04\n"), "{line}");
-        let mut two = Progbar::new(10, Display { verbose: 2, live: false });
+        assert!(
+            line.starts_with("10/10 ━━━━━━━━━━━━━━━━━━━━ 0s ")
+                && line.ends_with("val_loss: 4.0000e-04\n"),
+            "{line}"
+        );
+        let mut two = Progbar::new(
+            10,
+            Display {
+                verbose: 2,
+                live: false,
+            },
+        );
         let line = two.update(10, &logs(), true).unwrap();
-        assert!(line.starts_with("10/10 - 0s - ") && line.contains("/step - accuracy: 0.7831 - loss: 0.6970"), "{line}");
-        let mut live = Progbar::new(10, Display { verbose: 1, live: true });
-        assert!(live.update(1, &logs(), false).unwrap().starts_with("\r 1/10 "));
+        assert!(
+            line.starts_with("10/10 - 0s - ")
+                && line.contains("/step - accuracy: 0.7831 - loss: 0.6970"),
+            "{line}"
+        );
+        let mut live = Progbar::new(
+            10,
+            Display {
+                verbose: 1,
+                live: true,
+            },
+        );
+        assert!(live
+            .update(1, &logs(), false)
+            .unwrap()
+            .starts_with("\r 1/10 "));
         assert!(live.update(10, &logs(), true).unwrap().ends_with('\n'));
     }
 }

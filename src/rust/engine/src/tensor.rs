@@ -15,6 +15,14 @@ pub enum Storage {
     Cpu(Vec<f32>),
 }
 
+impl Drop for Storage {
+    fn drop(&mut self) {
+        match self {
+            Storage::Cpu(v) => crate::device::pool::give(std::mem::take(v)),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Device {
     Cpu,
@@ -36,16 +44,25 @@ impl Tensor {
                 data.len()
             )));
         }
-        Ok(Tensor { shape, storage: Arc::new(Storage::Cpu(data)) })
+        Ok(Tensor {
+            shape,
+            storage: Arc::new(Storage::Cpu(data)),
+        })
     }
 
     pub fn zeros(shape: &[usize]) -> Tensor {
         let n = shape.iter().product();
-        Tensor { shape: shape.to_vec(), storage: Arc::new(Storage::Cpu(vec![0.0; n])) }
+        Tensor {
+            shape: shape.to_vec(),
+            storage: Arc::new(Storage::Cpu(vec![0.0; n])),
+        }
     }
 
     pub fn scalar(v: f32) -> Tensor {
-        Tensor { shape: vec![], storage: Arc::new(Storage::Cpu(vec![v])) }
+        Tensor {
+            shape: vec![],
+            storage: Arc::new(Storage::Cpu(vec![v])),
+        }
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -109,9 +126,16 @@ impl Tensor {
     pub fn reshape(&self, shape: Vec<usize>) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         if n != self.numel() {
-            return Err(Error::ShapeMismatch { op: "reshape", lhs: self.shape.clone(), rhs: shape });
+            return Err(Error::ShapeMismatch {
+                op: "reshape",
+                lhs: self.shape.clone(),
+                rhs: shape,
+            });
         }
-        Ok(Tensor { shape, storage: Arc::clone(&self.storage) })
+        Ok(Tensor {
+            shape,
+            storage: Arc::clone(&self.storage),
+        })
     }
 
     /// Scalar value of a one-element tensor.

@@ -3,9 +3,11 @@
 
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
 
 use crate::autodiff::Tape;
+use crate::device;
 use crate::error::{data_err, Error, Result};
 use crate::metrics::{self, Metric};
 use crate::model::Sequential;
@@ -25,17 +27,31 @@ pub struct Samples<'a> {
 }
 
 impl<'a> Samples<'a> {
-    pub fn new(x: &'a [f32], x_shape: &'a [usize], y: &'a [f32], y_shape: &'a [usize]) -> Result<Samples<'a>> {
+    pub fn new(
+        x: &'a [f32],
+        x_shape: &'a [usize],
+        y: &'a [f32],
+        y_shape: &'a [usize],
+    ) -> Result<Samples<'a>> {
         let xl: usize = x_shape.iter().product();
         let yl: usize = y_shape.iter().product();
         let n = if xl == 0 { 0 } else { x.len() / xl };
         let ny = if yl == 0 { 0 } else { y.len() / yl };
         if n != ny {
-            return Err(data_err("x", format!("and `y` have different numbers of samples ({n} and {ny})")));
+            return Err(data_err(
+                "x",
+                format!("and `y` have different numbers of samples ({n} and {ny})"),
+            ));
         }
         check_finite("x", x)?;
         check_finite("y", y)?;
-        Ok(Samples { x, x_shape, y, y_shape, n })
+        Ok(Samples {
+            x,
+            x_shape,
+            y,
+            y_shape,
+            n,
+        })
     }
 
     fn x_len(&self) -> usize {
@@ -49,13 +65,18 @@ impl<'a> Samples<'a> {
     /// Rows [from, to) as another view (no copy).
     pub fn slice(&self, from: usize, to: usize) -> Samples<'a> {
         let (xl, yl) = (self.x_len(), self.y_len());
-        Samples { x: &self.x[from * xl..to * xl], y: &self.y[from * yl..to * yl], n: to - from, ..*self }
+        Samples {
+            x: &self.x[from * xl..to * xl],
+            y: &self.y[from * yl..to * yl],
+            n: to - from,
+            ..*self
+        }
     }
 
     /// The rows `idx` copied into contiguous batch tensors.
     fn gather(&self, idx: &[usize]) -> (Tensor, Tensor) {
         let gather = |src: &[f32], len: usize, shape: &[usize]| {
-            let mut out = Vec::with_capacity(idx.len() * len);
+            let mut out = crate::device::pool::take(idx.len() * len);
             for &i in idx {
                 out.extend_from_slice(&src[i * len..(i + 1) * len]);
             }
@@ -63,7 +84,10 @@ impl<'a> Samples<'a> {
             s.extend_from_slice(shape);
             Tensor::from_vec(s, out).expect("gathered rows fill the batch")
         };
-        (gather(self.x, self.x_len(), self.x_shape), gather(self.y, self.y_len(), self.y_shape))
+        (
+            gather(self.x, self.x_len(), self.x_shape),
+            gather(self.y, self.y_len(), self.y_shape),
+        )
     }
 
     /// Consecutive rows [from, to) as batch tensors.
@@ -75,15 +99,24 @@ impl<'a> Samples<'a> {
             out
         };
         (
-            Tensor::from_vec(shape(self.x_shape), v.x.to_vec()).expect("rows fill the batch"),
-            Tensor::from_vec(shape(self.y_shape), v.y.to_vec()).expect("rows fill the batch"),
+            Tensor::from_vec(shape(self.x_shape), crate::device::pool::copy_of(v.x))
+                .expect("rows fill the batch"),
+            Tensor::from_vec(shape(self.y_shape), crate::device::pool::copy_of(v.y))
+                .expect("rows fill the batch"),
         )
     }
 }
 
 pub fn check_finite(arg: &str, v: &[f32]) -> Result<()> {
     match v.iter().position(|a| !a.is_finite()) {
-        Some(i) => Err(data_err(arg, format!("must not contain NA, NaN or Inf (found {} at position {})", v[i], i + 1))),
+        Some(i) => Err(data_err(
+            arg,
+            format!(
+                "must not contain NA, NaN or Inf (found {} at position {})",
+                v[i],
+                i + 1
+            ),
+        )),
         None => Ok(()),
     }
 }
@@ -144,7 +177,11 @@ impl Running {
     fn new(metrics: &[Metric]) -> Running {
         let mut names: Vec<String> = metrics.iter().map(|m| m.name.clone()).collect();
         names.push("loss".into());
-        Running { sums: vec![0.0; names.len()], names, seen: 0 }
+        Running {
+            sums: vec![0.0; names.len()],
+            names,
+            seen: 0,
+        }
     }
 
     fn add(&mut self, metrics: &[Metric], loss: f64, pred: &Tensor, y: &Tensor) {
@@ -158,8 +195,12 @@ impl Running {
 
     /// Logs sorted by name, as Keras 3 orders them (`accuracy` before `loss`).
     fn logs(&self, prefix: &str) -> Vec<(String, f64)> {
-        let mut out: Vec<(String, f64)> =
-            self.names.iter().zip(&self.sums).map(|(k, s)| (format!("{prefix}{k}"), s / self.seen.max(1) as f64)).collect();
+        let mut out: Vec<(String, f64)> = self
+            .names
+            .iter()
+            .zip(&self.sums)
+            .map(|(k, s)| (format!("{prefix}{k}"), s / self.seen.max(1) as f64))
+            .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -172,7 +213,16 @@ fn compiled_metrics(model: &Sequential, data: &Samples) -> Result<Vec<Metric>> {
     let true_cols: usize = data.y_shape.iter().product();
     c.metrics
         .iter()
-        .map(|name| metrics::resolve(name, &c.loss, pred_cols, true_cols, data.y_shape.len() + 1, out.len() + 1))
+        .map(|name| {
+            metrics::resolve(
+                name,
+                &c.loss,
+                pred_cols,
+                true_cols,
+                data.y_shape.len() + 1,
+                out.len() + 1,
+            )
+        })
         .collect()
 }
 
@@ -182,40 +232,128 @@ fn not_compiled() -> Error {
 
 fn check_batch_size(batch_size: usize) -> Result<()> {
     if batch_size == 0 {
-        return Err(crate::error::invalid_arg("batch_size", "must be a positive integer, not 0"));
+        return Err(crate::error::invalid_arg(
+            "batch_size",
+            "must be a positive integer, not 0",
+        ));
     }
     Ok(())
 }
 
-/// One optimisation step on a batch; returns the batch loss and the model's output.
-fn train_step(model: &mut Sequential, x: Tensor, y: Tensor, rng: &mut SmallRng) -> Result<(f64, Tensor)> {
+/// What one shard of a batch gives back: its mean loss, the model's output and the
+/// labels (for the metrics), and the gradients of the trainable parameters.
+struct ShardResult {
+    loss: f64,
+    pred: Tensor,
+    y: Tensor,
+    grads: Vec<Tensor>,
+}
+
+/// Forward and backward pass of one shard of a batch on its own tape.
+fn shard_gradients(
+    model: &Sequential,
+    data: &Samples,
+    idx: &[usize],
+    contiguous: bool,
+    seed: u64,
+) -> Result<ShardResult> {
     let compiled = model.compiled.as_ref().ok_or_else(not_compiled)?;
     let loss_fn = compiled.loss;
     let logits = loss_fn.wants_logits_of_softmax() && model.ends_in_softmax();
-    let (loss, pred, grads) = {
-        let mut tape = Tape::new();
-        let xv = tape.leaf(x, false);
-        let yv = tape.leaf(y, false);
-        let params = model.param_vars(&mut tape);
-        let out = model.forward(&mut tape, xv, &params, true, logits, rng)?;
-        let (loss, pred) = loss_fn.compute(&mut tape, out, logits, yv)?;
-        let mut grads = tape.backward(loss)?;
-        let loss_value = tape.value(loss).item() as f64;
-        let trainable: Vec<Tensor> = model
-            .layers()
-            .iter()
-            .zip(&params)
-            .flat_map(|(l, vars)| l.params().iter().zip(vars).filter(|(p, _)| p.trainable).map(|(_, v)| *v).collect::<Vec<_>>())
-            .map(|v| grads.take(v).unwrap_or_else(|| Tensor::zeros(tape.value(v).shape())))
-            .collect();
-        (loss_value, pred, trainable)
-        // The tape drops here, so the parameters below are no longer shared.
+    let (x, y) = if contiguous {
+        data.range(idx[0], idx[0] + idx.len())
+    } else {
+        data.gather(idx)
     };
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut tape = Tape::new();
+    let xv = tape.leaf(x, false);
+    let yv = tape.leaf(y.clone(), false);
+    let params = model.param_vars(&mut tape);
+    let out = model.forward(&mut tape, xv, &params, true, logits, &mut rng)?;
+    let (loss, pred) = loss_fn.compute(&mut tape, out, logits, yv)?;
+    let mut grads = tape.backward(loss)?;
+    let loss_value = tape.value(loss).item() as f64;
+    let trainable: Vec<Tensor> = model
+        .layers()
+        .iter()
+        .zip(&params)
+        .flat_map(|(l, vars)| {
+            l.params()
+                .iter()
+                .zip(vars)
+                .filter(|(p, _)| p.trainable)
+                .map(|(_, v)| *v)
+                .collect::<Vec<_>>()
+        })
+        .map(|v| {
+            grads
+                .take(v)
+                .unwrap_or_else(|| Tensor::zeros(tape.value(v).shape()))
+        })
+        .collect();
+    Ok(ShardResult {
+        loss: loss_value,
+        pred,
+        y,
+        grads: trainable,
+    })
+}
+
+/// Samples per shard below which a batch is not split across threads.
+const MIN_SHARD: usize = 32;
+
+/// One optimisation step on the batch `idx`. The batch is split into one shard per
+/// thread, each with its own tape (data parallelism: no synchronisation inside the
+/// passes); the gradient of the batch mean is the size-weighted mean of the shards'.
+fn train_step(
+    model: &mut Sequential,
+    data: &Samples,
+    idx: &[usize],
+    contiguous: bool,
+    rng: &mut SmallRng,
+) -> Result<Vec<ShardResult>> {
+    let shards = rayon::current_num_threads()
+        .min(idx.len() / MIN_SHARD)
+        .max(1);
+    let per = idx.len().div_ceil(shards);
+    let jobs: Vec<(&[usize], u64)> = idx.chunks(per).map(|c| (c, rng.gen())).collect();
+    let m: &Sequential = model;
+    let results: Vec<ShardResult> = jobs
+        .into_par_iter()
+        .map(|(chunk, seed)| shard_gradients(m, data, chunk, contiguous, seed))
+        .collect::<Result<Vec<_>>>()?;
+    let n = idx.len() as f32;
+    let loss: f64 = results
+        .iter()
+        .map(|r| r.loss * r.pred.rows() as f64)
+        .sum::<f64>()
+        / n as f64;
     if !loss.is_finite() {
-        return Err(Error::State(format!("the loss became {loss}; lower the learning rate or check the data")));
+        return Err(Error::State(format!(
+            "the loss became {loss}; lower the learning rate or check the data"
+        )));
     }
+    let grads: Vec<Tensor> = if results.len() == 1 {
+        results[0].grads.clone()
+    } else {
+        (0..results[0].grads.len())
+            .into_par_iter()
+            .map(|i| {
+                let mut acc =
+                    device::scale(&results[0].grads[i], results[0].pred.rows() as f32 / n);
+                for r in &results[1..] {
+                    device::add_assign(
+                        &mut acc,
+                        &device::scale(&r.grads[i], r.pred.rows() as f32 / n),
+                    );
+                }
+                acc
+            })
+            .collect()
+    };
     model.apply_gradients(&grads)?;
-    Ok((loss, pred))
+    Ok(results)
 }
 
 /// `fit()`: trains for `epochs - initial_epoch` epochs, validating on the last
@@ -229,7 +367,10 @@ pub fn fit(
 ) -> Result<History> {
     check_batch_size(opts.batch_size)?;
     if !(0.0..1.0).contains(&opts.validation_split) {
-        return Err(crate::error::invalid_arg("validation_split", format!("must be in [0, 1), not {}", opts.validation_split)));
+        return Err(crate::error::invalid_arg(
+            "validation_split",
+            format!("must be in [0, 1), not {}", opts.validation_split),
+        ));
     }
     model.compiled.as_ref().ok_or_else(not_compiled)?;
     model.build(data.x_shape)?;
@@ -240,7 +381,10 @@ pub fn fit(
             if split_at == 0 || split_at == data.n {
                 return Err(crate::error::invalid_arg(
                     "validation_split",
-                    format!("leaves no samples for training or validation ({} samples, split {s})", data.n),
+                    format!(
+                        "leaves no samples for training or validation ({} samples, split {s})",
+                        data.n
+                    ),
                 ));
             }
             (data.slice(0, split_at), Some(data.slice(split_at, data.n)))
@@ -263,9 +407,9 @@ pub fn fit(
         let mut running = Running::new(&metrics);
         for step in 0..steps {
             let idx = &order[step * opts.batch_size..((step + 1) * opts.batch_size).min(train.n)];
-            let (xb, yb) = if opts.shuffle { train.gather(idx) } else { train.range(idx[0], idx[0] + idx.len()) };
-            let (loss, pred) = train_step(model, xb, yb.clone(), &mut rng)?;
-            running.add(&metrics, loss, &pred, &yb);
+            for shard in train_step(model, &train, idx, !opts.shuffle, &mut rng)? {
+                running.add(&metrics, shard.loss, &shard.pred, &shard.y);
+            }
             observer.on_batch_end(step + 1, &running.logs(""));
             if observer.should_stop() {
                 history.interrupted = true;
@@ -274,7 +418,14 @@ pub fn fit(
         }
         let mut logs = running.logs("");
         if let Some(v) = &val {
-            logs.extend(evaluate_logs(model, v, opts.batch_size, &metrics, "val_", &mut Silent)?);
+            logs.extend(evaluate_logs(
+                model,
+                v,
+                opts.batch_size,
+                &metrics,
+                "val_",
+                &mut Silent,
+            )?);
         }
         observer.on_epoch_end(epoch, &logs);
         history.record(epoch, &logs);
@@ -316,11 +467,25 @@ fn evaluate_logs(
 
 /// Parameters as constants: inference records no backward at all.
 fn inference_params(model: &Sequential, tape: &mut Tape) -> Vec<Vec<crate::autodiff::Var>> {
-    model.layers().iter().map(|l| l.params().iter().map(|p| tape.leaf(p.value.clone(), false)).collect()).collect()
+    model
+        .layers()
+        .iter()
+        .map(|l| {
+            l.params()
+                .iter()
+                .map(|p| tape.leaf(p.value.clone(), false))
+                .collect()
+        })
+        .collect()
 }
 
 /// `evaluate()`: the loss and metrics over all samples, in Keras's log order.
-pub fn evaluate(model: &mut Sequential, data: Samples, batch_size: usize, observer: &mut dyn Observer) -> Result<Vec<(String, f64)>> {
+pub fn evaluate(
+    model: &mut Sequential,
+    data: Samples,
+    batch_size: usize,
+    observer: &mut dyn Observer,
+) -> Result<Vec<(String, f64)>> {
     check_batch_size(batch_size)?;
     model.compiled.as_ref().ok_or_else(not_compiled)?;
     model.build(data.x_shape)?;
@@ -329,7 +494,13 @@ pub fn evaluate(model: &mut Sequential, data: Samples, batch_size: usize, observ
 }
 
 /// `predict()`: the model's outputs for `x` (n samples of `x_shape`), row-major.
-pub fn predict(model: &mut Sequential, x: &[f32], x_shape: &[usize], batch_size: usize, observer: &mut dyn Observer) -> Result<Tensor> {
+pub fn predict(
+    model: &mut Sequential,
+    x: &[f32],
+    x_shape: &[usize],
+    batch_size: usize,
+    observer: &mut dyn Observer,
+) -> Result<Tensor> {
     check_batch_size(batch_size)?;
     check_finite("x", x)?;
     model.build(x_shape)?;

@@ -12,7 +12,11 @@ use rand::{Rng, SeedableRng};
 /// Three Gaussian blobs in 4-D, one-hot labels.
 fn blobs(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let centers = [[2.0, 0.0, 0.0, 1.0], [-2.0, 1.0, 0.0, 0.0], [0.0, -2.0, 2.0, 0.0]];
+    let centers = [
+        [2.0, 0.0, 0.0, 1.0],
+        [-2.0, 1.0, 0.0, 0.0],
+        [0.0, -2.0, 2.0, 0.0],
+    ];
     let (mut x, mut y) = (Vec::new(), Vec::new());
     for i in 0..n {
         let c = i % 3;
@@ -30,16 +34,32 @@ fn mlp(seed: u64) -> Sequential {
     engine::rng::set_seed(seed);
     let mut m = Sequential::new(None, Some(vec![4])).unwrap();
     let g = Initializer::GlorotUniform;
-    m.add(Box::new(Dense::new(16, Activation::Relu, true, g, Initializer::Zeros, None).unwrap())).unwrap();
+    m.add(Box::new(
+        Dense::new(16, Activation::Relu, true, g, Initializer::Zeros, None).unwrap(),
+    ))
+    .unwrap();
     m.add(Box::new(Dropout::new(0.2, None).unwrap())).unwrap();
-    m.add(Box::new(Dense::new(3, Activation::Softmax, true, g, Initializer::Zeros, None).unwrap())).unwrap();
-    m.compile(OptimizerConfig::from_name("rmsprop").unwrap(), Loss::from_name("categorical_crossentropy", false).unwrap(), vec!["accuracy".into()])
-        .unwrap();
+    m.add(Box::new(
+        Dense::new(3, Activation::Softmax, true, g, Initializer::Zeros, None).unwrap(),
+    ))
+    .unwrap();
+    m.compile(
+        OptimizerConfig::from_name("rmsprop").unwrap(),
+        Loss::from_name("categorical_crossentropy", false).unwrap(),
+        vec!["accuracy".into()],
+    )
+    .unwrap();
     m
 }
 
 fn opts() -> FitOptions {
-    FitOptions { batch_size: 16, epochs: 15, initial_epoch: 0, shuffle: true, validation_split: 0.2 }
+    FitOptions {
+        batch_size: 16,
+        epochs: 15,
+        initial_epoch: 0,
+        shuffle: true,
+        validation_split: 0.2,
+    }
 }
 
 #[test]
@@ -51,7 +71,12 @@ fn mlp_learns_blobs() {
     let names: Vec<&str> = h.metrics.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(names, ["accuracy", "loss", "val_accuracy", "val_loss"]);
     let loss = &h.metrics[1].1;
-    assert!(loss.last().unwrap() < &loss[0], "loss went from {} to {}", loss[0], loss.last().unwrap());
+    assert!(
+        loss.last().unwrap() < &loss[0],
+        "loss went from {} to {}",
+        loss[0],
+        loss.last().unwrap()
+    );
     let logs = evaluate(&mut m, data, 32, &mut Silent).unwrap();
     assert_eq!(logs[0].0, "accuracy");
     assert!(logs[0].1 > 0.95, "accuracy {}", logs[0].1);
@@ -80,24 +105,57 @@ fn wrong_width_names_the_layer() {
     let mut m = mlp(1);
     let x = vec![0.0f32; 10 * 5];
     let y = vec![0.0f32; 10 * 3];
-    let e = fit(&mut m, Samples::new(&x, &[5], &y, &[3]).unwrap(), None, &opts(), &mut Silent).unwrap_err().to_string();
+    let e = fit(
+        &mut m,
+        Samples::new(&x, &[5], &y, &[3]).unwrap(),
+        None,
+        &opts(),
+        &mut Silent,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("expects 4 features, got 5"), "{e}");
 }
 
 #[test]
 fn bad_data_is_rejected() {
     let x = vec![0.0f32, f32::NAN, 1.0, 2.0];
-    let e = Samples::new(&x, &[4], &[0.0, 1.0, 0.0], &[3]).err().unwrap().to_string();
+    let e = Samples::new(&x, &[4], &[0.0, 1.0, 0.0], &[3])
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("`x` must not contain NA, NaN or Inf"), "{e}");
-    let e = Samples::new(&[0.0; 8], &[4], &[0.0; 3], &[3]).err().unwrap().to_string();
+    let e = Samples::new(&[0.0; 8], &[4], &[0.0; 3], &[3])
+        .err()
+        .unwrap()
+        .to_string();
     assert_eq!(e, "`x` and `y` have different numbers of samples (2 and 1)");
 }
 
 #[test]
 fn fit_before_compile_is_an_error() {
     let mut m = Sequential::new(None, Some(vec![4])).unwrap();
-    m.add(Box::new(Dense::new(3, Activation::Softmax, true, Initializer::GlorotUniform, Initializer::Zeros, None).unwrap())).unwrap();
+    m.add(Box::new(
+        Dense::new(
+            3,
+            Activation::Softmax,
+            true,
+            Initializer::GlorotUniform,
+            Initializer::Zeros,
+            None,
+        )
+        .unwrap(),
+    ))
+    .unwrap();
     let (x, y) = blobs(30, 3);
-    let e = fit(&mut m, Samples::new(&x, &[4], &y, &[3]).unwrap(), None, &opts(), &mut Silent).unwrap_err().to_string();
+    let e = fit(
+        &mut m,
+        Samples::new(&x, &[4], &y, &[3]).unwrap(),
+        None,
+        &opts(),
+        &mut Silent,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("compile()"), "{e}");
 }

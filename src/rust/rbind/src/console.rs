@@ -16,7 +16,12 @@ pub struct Console {
 
 impl Console {
     pub fn new(verbose: u8, live: bool, epoch_headers: bool) -> Console {
-        Console { display: Display { verbose, live }, epoch_headers, bar: None, interrupted: false }
+        Console {
+            display: Display { verbose, live },
+            epoch_headers,
+            bar: None,
+            interrupted: false,
+        }
     }
 
     /// Draws the bar's last line with the final logs.

@@ -20,17 +20,27 @@ pub fn array_from_r(x: &Robj, arg: &str) -> RkResult<(Vec<f32>, Vec<usize>)> {
         if x.inherits("factor") {
             return Err(bad_type(arg, "a factor"));
         }
-        reverse_axes(s, &dims, |v| if v == i32::MIN { f32::NAN } else { v as f32 })
+        reverse_axes(
+            s,
+            &dims,
+            |v| if v == i32::MIN { f32::NAN } else { v as f32 },
+        )
     } else if x.is_logical() {
         return Err(bad_type(arg, "a logical vector"));
     } else {
-        return Err(bad_type(arg, &format!("of R type '{:?}'", x.rtype()).to_lowercase()));
+        return Err(bad_type(
+            arg,
+            &format!("of R type '{:?}'", x.rtype()).to_lowercase(),
+        ));
     };
     Ok((out, dims))
 }
 
 fn bad_type(arg: &str, what: &str) -> RkError {
-    RkError::new("input", format!("`{arg}` must be a numeric array or matrix, not {what}"))
+    RkError::new(
+        "input",
+        format!("`{arg}` must be a numeric array or matrix, not {what}"),
+    )
 }
 
 /// Column-major data of shape `dims` in row-major order (the axes reversed).
@@ -98,7 +108,8 @@ pub fn array_to_r(values: &[f32], dims: &[usize]) -> Robj {
     let mut robj: Robj = out.into();
     if dims.len() > 1 {
         let d: Vec<i32> = dims.iter().map(|&v| v as i32).collect();
-        robj.set_attrib("dim", d).expect("dim attribute on a fresh vector");
+        robj.set_attrib("dim", d)
+            .expect("dim attribute on a fresh vector");
     }
     robj
 }

@@ -18,7 +18,10 @@ pub struct RkError {
 
 impl RkError {
     pub fn new(kind: &'static str, message: impl Into<String>) -> Self {
-        RkError { kind, message: message.into() }
+        RkError {
+            kind,
+            message: message.into(),
+        }
     }
 }
 

@@ -38,10 +38,23 @@ fn dims_from_r(x: &Robj, arg: &str) -> RkResult<Option<Vec<usize>>> {
     }
     let v: Vec<f64> = x
         .as_real_vector()
-        .or_else(|| x.as_integer_vector().map(|v| v.into_iter().map(f64::from).collect()))
-        .ok_or_else(|| RkError::new("input", format!("`{arg}` must be a vector of positive integers")))?;
-    if v.iter().any(|d| !(d.is_finite() && *d >= 1.0 && d.fract() == 0.0)) {
-        return Err(RkError::new("input", format!("`{arg}` must hold positive integers, not {v:?}")));
+        .or_else(|| {
+            x.as_integer_vector()
+                .map(|v| v.into_iter().map(f64::from).collect())
+        })
+        .ok_or_else(|| {
+            RkError::new(
+                "input",
+                format!("`{arg}` must be a vector of positive integers"),
+            )
+        })?;
+    if v.iter()
+        .any(|d| !(d.is_finite() && *d >= 1.0 && d.fract() == 0.0))
+    {
+        return Err(RkError::new(
+            "input",
+            format!("`{arg}` must hold positive integers, not {v:?}"),
+        ));
     }
     Ok(Some(v.into_iter().map(|d| d as usize).collect()))
 }
@@ -69,7 +82,10 @@ fn rk_model_add_layer(model: Robj, class_name: &str, config: List) -> RkResult<(
         } else if let Some(f) = value.as_real() {
             ConfigValue::Float(f)
         } else {
-            return Err(RkError::new("input", format!("`{key}` must be a single number, string or logical")));
+            return Err(RkError::new(
+                "input",
+                format!("`{key}` must be a single number, string or logical"),
+            ));
         };
         fields.push((key.to_string(), v));
     }
@@ -102,26 +118,45 @@ fn rk_model_info(model: Robj) -> RkResult<List> {
         compiled = compiled.is_some(),
         optimizer = compiled.map(|c| c.optimizer.config.name.clone()),
         loss = compiled.map(|c| c.loss.name().to_string()),
-        optimizer_params = compiled.and_then(|c| c.optimizer.variable_count()).map(|n| n as f64),
+        optimizer_params = compiled
+            .and_then(|c| c.optimizer.variable_count())
+            .map(|n| n as f64),
         layer_names = info.iter().map(|l| l.name.clone()).collect::<Vec<_>>(),
-        layer_classes = info.iter().map(|l| l.class_name.clone()).collect::<Vec<_>>(),
+        layer_classes = info
+            .iter()
+            .map(|l| l.class_name.clone())
+            .collect::<Vec<_>>(),
         output_shapes = List::from_values(shapes),
         params = info.iter().map(|l| l.params as f64).collect::<Vec<_>>(),
-        trainable_params = info.iter().map(|l| l.trainable_params as f64).collect::<Vec<_>>()
+        trainable_params = info
+            .iter()
+            .map(|l| l.trainable_params as f64)
+            .collect::<Vec<_>>()
     ))
 }
 
 /// `optimizer` is a named list: name, learning_rate and the optimizer's own arguments.
 #[extendr]
-fn rk_model_compile(model: Robj, optimizer: List, loss: &str, from_logits: bool, metrics: Vec<String>) -> RkResult<()> {
+fn rk_model_compile(
+    model: Robj,
+    optimizer: List,
+    loss: &str,
+    from_logits: bool,
+    metrics: Vec<String>,
+) -> RkResult<()> {
     let get = |key: &str| optimizer.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
     let num = |key: &str, default: f64| get(key).and_then(|v| v.as_real()).unwrap_or(default);
     let flag = |key: &str| get(key).and_then(|v| v.as_bool()).unwrap_or(false);
-    let name = get("name").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| "rmsprop".into());
+    let name = get("name")
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "rmsprop".into());
     let mut config = OptimizerConfig::from_name(&name)?;
     config.learning_rate = num("learning_rate", config.learning_rate);
     config.algorithm = match config.algorithm {
-        Algorithm::Sgd { .. } => Algorithm::Sgd { momentum: num("momentum", 0.0), nesterov: flag("nesterov") },
+        Algorithm::Sgd { .. } => Algorithm::Sgd {
+            momentum: num("momentum", 0.0),
+            nesterov: flag("nesterov"),
+        },
         Algorithm::RmsProp { .. } => Algorithm::RmsProp {
             rho: num("rho", 0.9),
             momentum: num("momentum", 0.0),
@@ -145,7 +180,11 @@ fn rk_model_compile(model: Robj, optimizer: List, loss: &str, from_logits: bool,
 
 fn logs_to_r(logs: &[(String, f64)]) -> Robj {
     let mut v: Robj = logs.iter().map(|(_, v)| *v).collect::<Vec<f64>>().into();
-    v.set_attrib("names", logs.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>()).expect("names on a fresh vector");
+    v.set_attrib(
+        "names",
+        logs.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+    )
+    .expect("names on a fresh vector");
     v
 }
 
@@ -195,14 +234,25 @@ fn rk_model_fit(
     let mut metrics = List::from_values(history.metrics.iter().map(|(_, v)| Robj::from(v.clone())));
     metrics.set_names(names).expect("names on a fresh list");
     Ok(list!(
-        epochs = history.epochs.iter().map(|&e| e as i32 + 1).collect::<Vec<i32>>(),
+        epochs = history
+            .epochs
+            .iter()
+            .map(|&e| e as i32 + 1)
+            .collect::<Vec<i32>>(),
         metrics = metrics,
         interrupted = history.interrupted
     ))
 }
 
 #[extendr]
-fn rk_model_evaluate(model: Robj, x: Robj, y: Robj, batch_size: i32, verbose: i32, live: bool) -> RkResult<Robj> {
+fn rk_model_evaluate(
+    model: Robj,
+    x: Robj,
+    y: Robj,
+    batch_size: i32,
+    verbose: i32,
+    live: bool,
+) -> RkResult<Robj> {
     let mut ptr = model_ptr(&model)?;
     let (xv, xd) = array_from_r(&x, "x")?;
     let (yv, yd) = array_from_r(&y, "y")?;
@@ -214,11 +264,23 @@ fn rk_model_evaluate(model: Robj, x: Robj, y: Robj, batch_size: i32, verbose: i3
 }
 
 #[extendr]
-fn rk_model_predict(model: Robj, x: Robj, batch_size: i32, verbose: i32, live: bool) -> RkResult<Robj> {
+fn rk_model_predict(
+    model: Robj,
+    x: Robj,
+    batch_size: i32,
+    verbose: i32,
+    live: bool,
+) -> RkResult<Robj> {
     let mut ptr = model_ptr(&model)?;
     let (xv, xd) = array_from_r(&x, "x")?;
     let mut console = Console::new(verbose.clamp(0, 2) as u8, live, false);
-    let out = train::predict(&mut ptr, &xv, &xd[1..], batch_size.max(0) as usize, &mut console)?;
+    let out = train::predict(
+        &mut ptr,
+        &xv,
+        &xd[1..],
+        batch_size.max(0) as usize,
+        &mut console,
+    )?;
     console.finish(&[]);
     Ok(array_to_r(out.host(), out.shape()))
 }
@@ -226,7 +288,11 @@ fn rk_model_predict(model: Robj, x: Robj, batch_size: i32, verbose: i32, live: b
 #[extendr]
 fn rk_model_get_weights(model: Robj) -> RkResult<List> {
     let ptr = model_ptr(&model)?;
-    Ok(List::from_values(ptr.get_weights().iter().map(|w| array_to_r(w.host(), w.shape()))))
+    Ok(List::from_values(
+        ptr.get_weights()
+            .iter()
+            .map(|w| array_to_r(w.host(), w.shape())),
+    ))
 }
 
 #[extendr]

@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::pool;
 use crate::ops::activation::Activation;
 
 /// Below this many elements an elementwise kernel stays on one thread.
@@ -10,11 +11,9 @@ const PAR_MIN: usize = 1 << 16;
 
 pub fn add_row_bias(x: &[f32], bias: &[f32]) -> Vec<f32> {
     let cols = bias.len();
-    let mut out = x.to_vec();
-    for row in out.chunks_exact_mut(cols) {
-        for (o, b) in row.iter_mut().zip(bias) {
-            *o += b;
-        }
+    let mut out = pool::take(x.len());
+    for row in x.chunks_exact(cols) {
+        out.extend(row.iter().zip(bias).map(|(x, b)| x + b));
     }
     out
 }
@@ -31,7 +30,7 @@ pub fn col_sum(g: &[f32], cols: usize) -> Vec<f32> {
 }
 
 pub fn activation_forward(act: Activation, x: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
+    let mut out = pool::zeros(x.len());
     if x.len() >= PAR_MIN {
         out.par_chunks_mut(PAR_MIN / 4)
             .zip(x.par_chunks(PAR_MIN / 4))
@@ -43,7 +42,7 @@ pub fn activation_forward(act: Activation, x: &[f32]) -> Vec<f32> {
 }
 
 pub fn activation_backward(act: Activation, x: &[f32], y: &[f32], g: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
+    let mut out = pool::zeros(x.len());
     if x.len() >= PAR_MIN {
         let c = PAR_MIN / 4;
         out.par_chunks_mut(c)
@@ -58,7 +57,7 @@ pub fn activation_backward(act: Activation, x: &[f32], y: &[f32], g: &[f32]) -> 
 
 /// Row-wise softmax, shifted by the row max for stability.
 pub fn softmax_rows(x: &[f32], cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
+    let mut out = pool::zeros(x.len());
     for (o, r) in out.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
         let m = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut s = 0.0f32;
@@ -74,8 +73,12 @@ pub fn softmax_rows(x: &[f32], cols: usize) -> Vec<f32> {
 
 /// dx = y * (g - sum(g * y)) per row.
 pub fn softmax_rows_backward(y: &[f32], g: &[f32], cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; y.len()];
-    for ((o, y), g) in out.chunks_exact_mut(cols).zip(y.chunks_exact(cols)).zip(g.chunks_exact(cols)) {
+    let mut out = pool::zeros(y.len());
+    for ((o, y), g) in out
+        .chunks_exact_mut(cols)
+        .zip(y.chunks_exact(cols))
+        .zip(g.chunks_exact(cols))
+    {
         let dot: f32 = y.iter().zip(g).map(|(a, b)| a * b).sum();
         for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
             *o = y * (g - dot);
@@ -85,7 +88,7 @@ pub fn softmax_rows_backward(y: &[f32], g: &[f32], cols: usize) -> Vec<f32> {
 }
 
 pub fn log_softmax_rows(x: &[f32], cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
+    let mut out = pool::zeros(x.len());
     for (o, r) in out.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
         let m = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let lse = m + r.iter().map(|&v| (v - m).exp()).sum::<f32>().ln();
@@ -98,8 +101,12 @@ pub fn log_softmax_rows(x: &[f32], cols: usize) -> Vec<f32> {
 
 /// dx = g - softmax(x) * sum(g) per row, from y = log_softmax(x).
 pub fn log_softmax_rows_backward(y: &[f32], g: &[f32], cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; y.len()];
-    for ((o, y), g) in out.chunks_exact_mut(cols).zip(y.chunks_exact(cols)).zip(g.chunks_exact(cols)) {
+    let mut out = pool::zeros(y.len());
+    for ((o, y), g) in out
+        .chunks_exact_mut(cols)
+        .zip(y.chunks_exact(cols))
+        .zip(g.chunks_exact(cols))
+    {
         let s: f32 = g.iter().sum();
         for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
             *o = g - y.exp() * s;
@@ -109,15 +116,21 @@ pub fn log_softmax_rows_backward(y: &[f32], g: &[f32], cols: usize) -> Vec<f32> 
 }
 
 pub fn mul(a: &[f32], b: &[f32]) -> Vec<f32> {
-    a.iter().zip(b).map(|(x, y)| x * y).collect()
+    let mut out = pool::take(a.len());
+    out.extend(a.iter().zip(b).map(|(x, y)| x * y));
+    out
 }
 
 pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
-    a.iter().zip(b).map(|(x, y)| x + y).collect()
+    let mut out = pool::take(a.len());
+    out.extend(a.iter().zip(b).map(|(x, y)| x + y));
+    out
 }
 
 pub fn scale(a: &[f32], s: f32) -> Vec<f32> {
-    a.iter().map(|x| x * s).collect()
+    let mut out = pool::take(a.len());
+    out.extend(a.iter().map(|x| x * s));
+    out
 }
 
 /// a += b, in place: gradient accumulation.
@@ -137,7 +150,8 @@ pub fn simd_level() -> &'static str {
         if std::arch::is_x86_feature_detected!("avx512f") {
             return "AVX-512";
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
             return "AVX2+FMA";
         }
         "SSE2"

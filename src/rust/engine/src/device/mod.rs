@@ -3,6 +3,7 @@
 //! module beside `cpu`, not touching the ops.
 
 pub mod cpu;
+pub mod pool;
 
 use crate::gemm;
 use crate::ops::activation::Activation;
@@ -26,10 +27,14 @@ fn out(shape: &[usize], data: Vec<f32>) -> Tensor {
 
 /// op(A) (m x k) times op(B) (k x n) for 2-D tensors; callers have checked the shapes.
 pub fn matmul(a: &Tensor, trans_a: bool, b: &Tensor, trans_b: bool) -> Tensor {
-    let (m, k) = if trans_a { (a.shape()[1], a.shape()[0]) } else { (a.shape()[0], a.shape()[1]) };
+    let (m, k) = if trans_a {
+        (a.shape()[1], a.shape()[0])
+    } else {
+        (a.shape()[0], a.shape()[1])
+    };
     let n = if trans_b { b.shape()[0] } else { b.shape()[1] };
     let (ad, bd) = cpu2(a, b);
-    let mut c = vec![0.0f32; m * n];
+    let mut c = pool::zeros(m * n);
     gemm::sgemm(trans_a, trans_b, m, n, k, 1.0, ad, bd, 0.0, &mut c);
     out(&[m, n], c)
 }
@@ -97,5 +102,7 @@ pub fn sum(a: &Tensor) -> f32 {
 
 /// Sum of all elements broadcast back to a's shape times g (a scalar): the gradient of `sum`.
 pub fn fill_like(a: &Tensor, v: f32) -> Tensor {
-    out(a.shape(), vec![v; a.numel()])
+    let mut data = pool::take(a.numel());
+    data.resize(a.numel(), v);
+    out(a.shape(), data)
 }

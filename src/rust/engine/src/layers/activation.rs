@@ -13,7 +13,10 @@ pub struct ActivationLayer {
 
 impl ActivationLayer {
     pub fn new(activation: Activation, name: Option<String>) -> ActivationLayer {
-        ActivationLayer { name: name.unwrap_or_else(|| unique_name("activation")), activation }
+        ActivationLayer {
+            name: name.unwrap_or_else(|| unique_name("activation")),
+            activation,
+        }
     }
 }
 
@@ -38,7 +41,13 @@ impl Layer for ActivationLayer {
         Ok(input_shape.to_vec())
     }
 
-    fn forward(&self, tape: &mut Tape, x: Var, _params: &[Var], ctx: &mut ForwardCtx) -> Result<Var> {
+    fn forward(
+        &self,
+        tape: &mut Tape,
+        x: Var,
+        _params: &[Var],
+        ctx: &mut ForwardCtx,
+    ) -> Result<Var> {
         if ctx.logits && self.activation == Activation::Softmax {
             return Ok(x);
         }
@@ -50,6 +59,9 @@ impl Layer for ActivationLayer {
     }
 
     fn config(&self) -> Vec<(&'static str, ConfigValue)> {
-        vec![("activation", ConfigValue::Str(self.activation.name().into()))]
+        vec![(
+            "activation",
+            ConfigValue::Str(self.activation.name().into()),
+        )]
     }
 }

@@ -58,15 +58,24 @@ impl Layer for Dense {
     }
 
     fn build(&mut self, input_shape: &[usize]) -> Result<()> {
-        let in_dim = *input_shape
-            .last()
-            .ok_or_else(|| Error::LayerInput { layer: self.name.clone(), msg: "needs inputs with at least one axis".into() })?;
+        let in_dim = *input_shape.last().ok_or_else(|| Error::LayerInput {
+            layer: self.name.clone(),
+            msg: "needs inputs with at least one axis".into(),
+        })?;
         let kernel_shape = [in_dim, self.units];
         let kernel = rng::with_global(|r| self.kernel_initializer.sample(&kernel_shape, r));
-        self.params = vec![Param { name: "kernel", value: Tensor::from_vec(kernel_shape.to_vec(), kernel)?, trainable: true }];
+        self.params = vec![Param {
+            name: "kernel",
+            value: Tensor::from_vec(kernel_shape.to_vec(), kernel)?,
+            trainable: true,
+        }];
         if self.use_bias {
             let bias = rng::with_global(|r| self.bias_initializer.sample(&[self.units], r));
-            self.params.push(Param { name: "bias", value: Tensor::from_vec(vec![self.units], bias)?, trainable: true });
+            self.params.push(Param {
+                name: "bias",
+                value: Tensor::from_vec(vec![self.units], bias)?,
+                trainable: true,
+            });
         }
         Ok(())
     }
@@ -77,13 +86,19 @@ impl Layer for Dense {
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
         let Some((&last, lead)) = input_shape.split_last() else {
-            return Err(Error::LayerInput { layer: self.name.clone(), msg: "needs inputs with at least one axis".into() });
+            return Err(Error::LayerInput {
+                layer: self.name.clone(),
+                msg: "needs inputs with at least one axis".into(),
+            });
         };
         if let Some(d) = self.input_dim() {
             if d != last {
                 return Err(Error::LayerInput {
                     layer: self.name.clone(),
-                    msg: format!("expects {d} features, got {last} (input shape {})", shape_str(input_shape)),
+                    msg: format!(
+                        "expects {d} features, got {last} (input shape {})",
+                        shape_str(input_shape)
+                    ),
                 });
             }
         }
@@ -100,7 +115,13 @@ impl Layer for Dense {
         &mut self.params
     }
 
-    fn forward(&self, tape: &mut Tape, x: Var, params: &[Var], ctx: &mut ForwardCtx) -> Result<Var> {
+    fn forward(
+        &self,
+        tape: &mut Tape,
+        x: Var,
+        params: &[Var],
+        ctx: &mut ForwardCtx,
+    ) -> Result<Var> {
         let in_shape = tape.value(x).shape().to_vec();
         let out_shape = {
             let mut s = vec![in_shape[0]];
@@ -108,7 +129,18 @@ impl Layer for Dense {
             s
         };
         // Dense acts on the last axis: fold any middle axes into the rows.
-        let x2 = if in_shape.len() == 2 { x } else { reshape(tape, x, vec![tape.value(x).numel() / in_shape[in_shape.len() - 1], in_shape[in_shape.len() - 1]])? };
+        let x2 = if in_shape.len() == 2 {
+            x
+        } else {
+            reshape(
+                tape,
+                x,
+                vec![
+                    tape.value(x).numel() / in_shape[in_shape.len() - 1],
+                    in_shape[in_shape.len() - 1],
+                ],
+            )?
+        };
         let mut y = matmul(tape, x2, params[0])?;
         if self.use_bias {
             y = bias_add(tape, y, params[1])?;
@@ -129,10 +161,19 @@ impl Layer for Dense {
     fn config(&self) -> Vec<(&'static str, ConfigValue)> {
         vec![
             ("units", ConfigValue::Int(self.units as i64)),
-            ("activation", ConfigValue::Str(self.activation.name().into())),
+            (
+                "activation",
+                ConfigValue::Str(self.activation.name().into()),
+            ),
             ("use_bias", ConfigValue::Bool(self.use_bias)),
-            ("kernel_initializer", ConfigValue::Str(self.kernel_initializer.name().into())),
-            ("bias_initializer", ConfigValue::Str(self.bias_initializer.name().into())),
+            (
+                "kernel_initializer",
+                ConfigValue::Str(self.kernel_initializer.name().into()),
+            ),
+            (
+                "bias_initializer",
+                ConfigValue::Str(self.bias_initializer.name().into()),
+            ),
         ]
     }
 }
@@ -144,33 +185,72 @@ mod tests {
 
     #[test]
     fn builds_keras_shapes_and_counts() {
-        let mut d = Dense::new(256, Activation::Relu, true, Initializer::GlorotUniform, Initializer::Zeros, None).unwrap();
+        let mut d = Dense::new(
+            256,
+            Activation::Relu,
+            true,
+            Initializer::GlorotUniform,
+            Initializer::Zeros,
+            None,
+        )
+        .unwrap();
         d.build(&[784]).unwrap();
         assert_eq!(d.params()[0].value.shape(), &[784, 256]);
         assert_eq!(d.params()[1].value.shape(), &[256]);
         let n: usize = d.params().iter().map(|p| p.value.numel()).sum();
         assert_eq!(n, 200_960);
         let e = d.output_shape(&[28]).unwrap_err().to_string();
-        assert!(e.ends_with("expects 784 features, got 28 (input shape (28))"), "{e}");
+        assert!(
+            e.ends_with("expects 784 features, got 28 (input shape (28))"),
+            "{e}"
+        );
     }
 
     #[test]
     fn forward_computes_affine_then_activation() {
-        let mut d = Dense::new(2, Activation::Relu, true, Initializer::Ones, Initializer::Zeros, Some("d".into())).unwrap();
+        let mut d = Dense::new(
+            2,
+            Activation::Relu,
+            true,
+            Initializer::Ones,
+            Initializer::Zeros,
+            Some("d".into()),
+        )
+        .unwrap();
         d.build(&[3]).unwrap();
         d.params_mut()[1].value = Tensor::from_vec(vec![2], vec![-7.0, 1.0]).unwrap();
         let mut tape = Tape::new();
-        let x = tape.leaf(Tensor::from_vec(vec![1, 3], vec![1.0, 2.0, 3.0]).unwrap(), false);
-        let ps: Vec<Var> = d.params().iter().map(|p| tape.leaf(p.value.clone(), true)).collect();
+        let x = tape.leaf(
+            Tensor::from_vec(vec![1, 3], vec![1.0, 2.0, 3.0]).unwrap(),
+            false,
+        );
+        let ps: Vec<Var> = d
+            .params()
+            .iter()
+            .map(|p| tape.leaf(p.value.clone(), true))
+            .collect();
         let mut rng = rand::rngs::SmallRng::seed_from_u64(0);
-        let mut ctx = ForwardCtx { training: false, rng: &mut rng, logits: false };
+        let mut ctx = ForwardCtx {
+            training: false,
+            rng: &mut rng,
+            logits: false,
+        };
         let y = d.forward(&mut tape, x, &ps, &mut ctx).unwrap();
         assert_eq!(tape.value(y).to_vec(), vec![0.0, 7.0]);
     }
 
     #[test]
     fn zero_units_is_an_error() {
-        let e = Dense::new(0, Activation::Linear, true, Initializer::Zeros, Initializer::Zeros, None).err().unwrap();
+        let e = Dense::new(
+            0,
+            Activation::Linear,
+            true,
+            Initializer::Zeros,
+            Initializer::Zeros,
+            None,
+        )
+        .err()
+        .unwrap();
         assert_eq!(e.to_string(), "`units` must be a positive integer, not 0");
     }
 }

@@ -14,9 +14,15 @@ pub struct Dropout {
 impl Dropout {
     pub fn new(rate: f64, name: Option<String>) -> Result<Dropout> {
         if !(0.0..1.0).contains(&rate) {
-            return Err(invalid_arg("rate", format!("must be in [0, 1), not {rate}")));
+            return Err(invalid_arg(
+                "rate",
+                format!("must be in [0, 1), not {rate}"),
+            ));
         }
-        Ok(Dropout { name: name.unwrap_or_else(|| unique_name("dropout")), rate: rate as f32 })
+        Ok(Dropout {
+            name: name.unwrap_or_else(|| unique_name("dropout")),
+            rate: rate as f32,
+        })
     }
 }
 
@@ -41,7 +47,13 @@ impl Layer for Dropout {
         Ok(input_shape.to_vec())
     }
 
-    fn forward(&self, tape: &mut Tape, x: Var, _params: &[Var], ctx: &mut ForwardCtx) -> Result<Var> {
+    fn forward(
+        &self,
+        tape: &mut Tape,
+        x: Var,
+        _params: &[Var],
+        ctx: &mut ForwardCtx,
+    ) -> Result<Var> {
         if !ctx.training || self.rate == 0.0 {
             return Ok(x);
         }

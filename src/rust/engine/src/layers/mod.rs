@@ -60,7 +60,8 @@ pub trait Layer: Send + Sync {
         &mut []
     }
     /// Records the layer's forward pass; `params` are the tape handles of `params()`.
-    fn forward(&self, tape: &mut Tape, x: Var, params: &[Var], ctx: &mut ForwardCtx) -> Result<Var>;
+    fn forward(&self, tape: &mut Tape, x: Var, params: &[Var], ctx: &mut ForwardCtx)
+        -> Result<Var>;
     /// The activation the layer applies last, if any.
     fn output_activation(&self) -> Option<Activation> {
         None

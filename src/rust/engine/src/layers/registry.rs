@@ -45,7 +45,10 @@ impl Config<'_> {
         match self.get(key) {
             None => Ok(default),
             Some(ConfigValue::Bool(b)) => Ok(*b),
-            Some(v) => Err(invalid_arg(key, format!("must be TRUE or FALSE, not {v:?}"))),
+            Some(v) => Err(invalid_arg(
+                key,
+                format!("must be TRUE or FALSE, not {v:?}"),
+            )),
         }
     }
 
@@ -54,10 +57,18 @@ impl Config<'_> {
             Some(ConfigValue::Int(v)) => *v as f64,
             Some(ConfigValue::Float(v)) => *v,
             None => return Err(invalid_arg(key, "is missing")),
-            Some(v) => return Err(invalid_arg(key, format!("must be a positive integer, not {v:?}"))),
+            Some(v) => {
+                return Err(invalid_arg(
+                    key,
+                    format!("must be a positive integer, not {v:?}"),
+                ))
+            }
         };
         if v < 1.0 || v.fract() != 0.0 || !v.is_finite() {
-            return Err(invalid_arg(key, format!("must be a positive integer, not {v}")));
+            return Err(invalid_arg(
+                key,
+                format!("must be a positive integer, not {v}"),
+            ));
         }
         Ok(v as usize)
     }
@@ -77,7 +88,13 @@ pub fn from_config(class_name: &str, config: &[(String, ConfigValue)]) -> Result
         )?),
         "Dropout" => Box::new(Dropout::new(c.f64_or("rate", f64::NAN)?, c.name()?)?),
         "Activation" => Box::new(ActivationLayer::new(activation(&c)?, c.name()?)),
-        _ => return Err(Error::UnknownName { kind: "layer class", name: class_name.into(), known: CLASS_NAMES.to_vec() }),
+        _ => {
+            return Err(Error::UnknownName {
+                kind: "layer class",
+                name: class_name.into(),
+                known: CLASS_NAMES.to_vec(),
+            })
+        }
     })
 }
 
@@ -86,12 +103,19 @@ mod tests {
     use super::*;
 
     fn cfg(pairs: &[(&str, ConfigValue)]) -> Vec<(String, ConfigValue)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     #[test]
     fn dense_from_config() {
-        let c = cfg(&[("units", ConfigValue::Float(8.0)), ("activation", ConfigValue::Str("relu".into())), ("name", ConfigValue::Str("d1".into()))]);
+        let c = cfg(&[
+            ("units", ConfigValue::Float(8.0)),
+            ("activation", ConfigValue::Str("relu".into())),
+            ("name", ConfigValue::Str("d1".into())),
+        ]);
         let l = from_config("Dense", &c).unwrap();
         assert_eq!(l.name(), "d1");
         assert_eq!(l.output_activation(), Some(Activation::Relu));
@@ -99,11 +123,25 @@ mod tests {
 
     #[test]
     fn bad_configs_name_the_argument() {
-        let e = from_config("Dense", &cfg(&[("units", ConfigValue::Float(-3.0))])).err().unwrap();
+        let e = from_config("Dense", &cfg(&[("units", ConfigValue::Float(-3.0))]))
+            .err()
+            .unwrap();
         assert_eq!(e.to_string(), "`units` must be a positive integer, not -3");
-        let e = from_config("Dropout", &cfg(&[("rate", ConfigValue::Float(1.0))])).err().unwrap();
+        let e = from_config("Dropout", &cfg(&[("rate", ConfigValue::Float(1.0))]))
+            .err()
+            .unwrap();
         assert_eq!(e.to_string(), "`rate` must be in [0, 1), not 1");
-        let e = from_config("Dense", &cfg(&[("units", ConfigValue::Int(2)), ("activation", ConfigValue::Str("rleu".into()))])).err().unwrap();
-        assert!(e.to_string().starts_with("unknown activation 'rleu'; known activations: linear, relu"));
+        let e = from_config(
+            "Dense",
+            &cfg(&[
+                ("units", ConfigValue::Int(2)),
+                ("activation", ConfigValue::Str("rleu".into())),
+            ]),
+        )
+        .err()
+        .unwrap();
+        assert!(e
+            .to_string()
+            .starts_with("unknown activation 'rleu'; known activations: linear, relu"));
     }
 }

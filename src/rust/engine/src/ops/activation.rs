@@ -114,8 +114,20 @@ impl Activation {
             Linear => x,
             Relu => x.max(0.0),
             Relu6 => x.clamp(0.0, 6.0),
-            LeakyRelu => if x > 0.0 { x } else { LEAKY_SLOPE * x },
-            Elu => if x > 0.0 { x } else { x.exp_m1() },
+            LeakyRelu => {
+                if x > 0.0 {
+                    x
+                } else {
+                    LEAKY_SLOPE * x
+                }
+            }
+            Elu => {
+                if x > 0.0 {
+                    x
+                } else {
+                    x.exp_m1()
+                }
+            }
             Selu => SELU_SCALE * if x > 0.0 { x } else { SELU_ALPHA * x.exp_m1() },
             Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
             Sigmoid => sigmoid(x),
@@ -135,18 +147,54 @@ impl Activation {
         use Activation::*;
         match self {
             Linear => 1.0,
-            Relu => if x > 0.0 { 1.0 } else { 0.0 },
-            Relu6 => if x > 0.0 && x < 6.0 { 1.0 } else { 0.0 },
-            LeakyRelu => if x > 0.0 { 1.0 } else { LEAKY_SLOPE },
-            Elu => if x > 0.0 { 1.0 } else { y + 1.0 },
-            Selu => if x > 0.0 { SELU_SCALE } else { y + SELU_SCALE * SELU_ALPHA },
+            Relu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Relu6 => {
+                if x > 0.0 && x < 6.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            LeakyRelu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    LEAKY_SLOPE
+                }
+            }
+            Elu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    y + 1.0
+                }
+            }
+            Selu => {
+                if x > 0.0 {
+                    SELU_SCALE
+                } else {
+                    y + SELU_SCALE * SELU_ALPHA
+                }
+            }
             Gelu => {
                 let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
                 let pdf = (-0.5 * x * x).exp() * 0.398_942_3;
                 cdf + x * pdf
             }
             Sigmoid => y * (1.0 - y),
-            HardSigmoid => if x > -3.0 && x < 3.0 { 1.0 / 6.0 } else { 0.0 },
+            HardSigmoid => {
+                if x > -3.0 && x < 3.0 {
+                    1.0 / 6.0
+                } else {
+                    0.0
+                }
+            }
             Tanh => 1.0 - y * y,
             Softplus => sigmoid(x),
             Softsign => {
@@ -206,7 +254,13 @@ pub fn erf(x: f32) -> f32 {
 struct ActivationBackward(Activation);
 
 impl Backward for ActivationBackward {
-    fn backward(&self, g: &Tensor, inputs: &[&Tensor], out: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        g: &Tensor,
+        inputs: &[&Tensor],
+        out: &Tensor,
+        _needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         let x = inputs[0];
         let cols = x.shape().last().copied().unwrap_or(1);
         let dx = match self.0 {

@@ -15,9 +15,17 @@ pub fn random_tensor(shape: &[usize], seed: u64, scale: f32) -> Tensor {
 
 /// Scalar objective: the op's output itself if it is a scalar, else a fixed random
 /// weighting of its elements (so every output element's gradient is exercised).
-fn objective(inputs: &[Tensor], f: &dyn Fn(&mut Tape, &[Var]) -> Var, needs: &[bool]) -> (Tape, Vec<Var>, Var) {
+fn objective(
+    inputs: &[Tensor],
+    f: &dyn Fn(&mut Tape, &[Var]) -> Var,
+    needs: &[bool],
+) -> (Tape, Vec<Var>, Var) {
     let mut tape = Tape::new();
-    let vars: Vec<Var> = inputs.iter().zip(needs).map(|(x, &n)| tape.leaf(x.clone(), n)).collect();
+    let vars: Vec<Var> = inputs
+        .iter()
+        .zip(needs)
+        .map(|(x, &n)| tape.leaf(x.clone(), n))
+        .collect();
     let y = f(&mut tape, &vars);
     let out = tape.value(y);
     let root = if out.numel() == 1 {
@@ -31,7 +39,12 @@ fn objective(inputs: &[Tensor], f: &dyn Fn(&mut Tape, &[Var]) -> Var, needs: &[b
 }
 
 /// Compares the tape's gradients with central differences (f32, step 1e-2).
-pub fn check(inputs: Vec<Tensor>, needs: &[bool], f: impl Fn(&mut Tape, &[Var]) -> Var, name: &str) {
+pub fn check(
+    inputs: Vec<Tensor>,
+    needs: &[bool],
+    f: impl Fn(&mut Tape, &[Var]) -> Var,
+    name: &str,
+) {
     let h = 1e-2f32;
     let (tape, vars, root) = objective(&inputs, &f, needs);
     let grads = tape.backward(root).unwrap();
@@ -39,7 +52,10 @@ pub fn check(inputs: Vec<Tensor>, needs: &[bool], f: impl Fn(&mut Tape, &[Var]) 
         if !need {
             continue;
         }
-        let analytic = grads.get(v).expect("gradient for an input that needs one").to_vec();
+        let analytic = grads
+            .get(v)
+            .expect("gradient for an input that needs one")
+            .to_vec();
         for j in 0..inputs[i].numel() {
             let eval = |delta: f32| {
                 let mut xs = inputs.clone();

@@ -18,7 +18,13 @@ pub enum Labels {
 }
 
 /// The label row of sample `i` applied to the callback: (class j, weight y_ij).
-fn label_weights(labels: &[f32], kind: Labels, i: usize, cols: usize, mut f: impl FnMut(usize, f32)) {
+fn label_weights(
+    labels: &[f32],
+    kind: Labels,
+    i: usize,
+    cols: usize,
+    mut f: impl FnMut(usize, f32),
+) {
     match kind {
         Labels::Dense => {
             for (j, &y) in labels[i * cols..(i + 1) * cols].iter().enumerate() {
@@ -33,12 +39,28 @@ fn label_weights(labels: &[f32], kind: Labels, i: usize, cols: usize, mut f: imp
 
 fn check_labels(labels: &Tensor, kind: Labels, n: usize, cols: usize) -> Result<()> {
     match kind {
-        Labels::Dense if labels.numel() != n * cols => {
-            Err(data_err("y", format!("has {} values per sample but the model outputs {cols}", labels.numel() / n.max(1))))
+        Labels::Dense if labels.numel() != n * cols => Err(data_err(
+            "y",
+            format!(
+                "has {} values per sample but the model outputs {cols}",
+                labels.numel() / n.max(1)
+            ),
+        )),
+        Labels::Sparse if labels.numel() != n => {
+            Err(data_err("y", "must hold one class index per sample"))
         }
-        Labels::Sparse if labels.numel() != n => Err(data_err("y", "must hold one class index per sample")),
-        Labels::Sparse => match labels.host().iter().find(|&&v| v < 0.0 || v as usize >= cols || v.fract() != 0.0) {
-            Some(bad) => Err(data_err("y", format!("holds label {bad}, outside the {cols} classes 0..{}", cols - 1))),
+        Labels::Sparse => match labels
+            .host()
+            .iter()
+            .find(|&&v| v < 0.0 || v as usize >= cols || v.fract() != 0.0)
+        {
+            Some(bad) => Err(data_err(
+                "y",
+                format!(
+                    "holds label {bad}, outside the {cols} classes 0..{}",
+                    cols - 1
+                ),
+            )),
             None => Ok(()),
         },
         _ => Ok(()),
@@ -55,27 +77,44 @@ struct SoftmaxXentBackward {
 }
 
 impl Backward for SoftmaxXentBackward {
-    fn backward(&self, g: &Tensor, inputs: &[&Tensor], _out: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        g: &Tensor,
+        inputs: &[&Tensor],
+        _out: &Tensor,
+        _needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         // d/dz of -sum(y log softmax(z)) = softmax(z) * sum(y) - y, over the batch mean.
         let (n, cols) = (self.probs.rows(), self.probs.row_len());
         let labels = inputs[1].host();
         let s = g.item() / n as f32;
-        let mut dz = self.probs.to_vec();
+        let mut dz = crate::device::pool::copy_of(self.probs.host());
         for i in 0..n {
             let mut ysum = 0.0;
             label_weights(labels, self.kind, i, cols, |_, y| ysum += y);
-            dz[i * cols..(i + 1) * cols].iter_mut().for_each(|v| *v *= ysum);
+            dz[i * cols..(i + 1) * cols]
+                .iter_mut()
+                .for_each(|v| *v *= ysum);
             label_weights(labels, self.kind, i, cols, |j, y| dz[i * cols + j] -= y);
         }
         dz.iter_mut().for_each(|v| *v *= s);
-        Ok(vec![Some(Tensor::from_vec(self.probs.shape().to_vec(), dz)?), None])
+        Ok(vec![
+            Some(Tensor::from_vec(self.probs.shape().to_vec(), dz)?),
+            None,
+        ])
     }
 }
 
 /// Cross-entropy of softmax(logits) against labels, from the logits: exact log-softmax,
 /// no clipping (what keras3 on TensorFlow computes for a softmax output layer).
 /// `probs` must be softmax(logits); it is reused for the gradient.
-pub fn softmax_cross_entropy(tape: &mut Tape, logits: Var, probs: &Tensor, labels: Var, kind: Labels) -> Result<Var> {
+pub fn softmax_cross_entropy(
+    tape: &mut Tape,
+    logits: Var,
+    probs: &Tensor,
+    labels: Var,
+    kind: Labels,
+) -> Result<Var> {
     let z = tape.value(logits);
     let (n, cols) = (z.rows(), z.row_len());
     let lab = tape.value(labels);
@@ -85,10 +124,20 @@ pub fn softmax_cross_entropy(tape: &mut Tape, logits: Var, probs: &Tensor, label
     for i in 0..n {
         let row = &zd[i * cols..(i + 1) * cols];
         let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let lse = m as f64 + row.iter().map(|&v| ((v - m) as f64).exp()).sum::<f64>().ln();
-        label_weights(ld, kind, i, cols, |j, y| total += y as f64 * (lse - row[j] as f64));
+        let lse = m as f64
+            + row
+                .iter()
+                .map(|&v| ((v - m) as f64).exp())
+                .sum::<f64>()
+                .ln();
+        label_weights(ld, kind, i, cols, |j, y| {
+            total += y as f64 * (lse - row[j] as f64)
+        });
     }
-    let op = Box::new(SoftmaxXentBackward { probs: probs.clone(), kind });
+    let op = Box::new(SoftmaxXentBackward {
+        probs: probs.clone(),
+        kind,
+    });
     Ok(scalar_loss(tape, total / n as f64, &[logits, labels], op))
 }
 
@@ -97,7 +146,13 @@ struct CrossentropyBackward {
 }
 
 impl Backward for CrossentropyBackward {
-    fn backward(&self, g: &Tensor, inputs: &[&Tensor], _out: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        g: &Tensor,
+        inputs: &[&Tensor],
+        _out: &Tensor,
+        _needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         let p = inputs[0];
         let (n, cols) = (p.rows(), p.row_len());
         let (pd, labels) = (p.host(), inputs[1].host());
@@ -127,7 +182,12 @@ impl Backward for CrossentropyBackward {
 
 /// Cross-entropy on probabilities as Keras computes it: renormalise each row, clip to
 /// [EPS, 1 - EPS], then -sum(y log p).
-pub fn categorical_crossentropy(tape: &mut Tape, probs: Var, labels: Var, kind: Labels) -> Result<Var> {
+pub fn categorical_crossentropy(
+    tape: &mut Tape,
+    probs: Var,
+    labels: Var,
+    kind: Labels,
+) -> Result<Var> {
     let p = tape.value(probs);
     let (n, cols) = (p.rows(), p.row_len());
     let lab = tape.value(labels);
@@ -142,7 +202,12 @@ pub fn categorical_crossentropy(tape: &mut Tape, probs: Var, labels: Var, kind: 
             total -= y as f64 * (q as f64).ln();
         });
     }
-    Ok(scalar_loss(tape, total / n as f64, &[probs, labels], Box::new(CrossentropyBackward { kind })))
+    Ok(scalar_loss(
+        tape,
+        total / n as f64,
+        &[probs, labels],
+        Box::new(CrossentropyBackward { kind }),
+    ))
 }
 
 /// Elementwise losses: value and derivative with respect to the prediction.
@@ -161,7 +226,14 @@ impl Pointwise {
                 let c = p.clamp(EPS, 1.0 - EPS);
                 let v = -(y as f64 * (c as f64).ln() + (1.0 - y as f64) * (1.0 - c as f64).ln());
                 let inside = p > EPS && p < 1.0 - EPS;
-                (v, if inside { -y / c + (1.0 - y) / (1.0 - c) } else { 0.0 })
+                (
+                    v,
+                    if inside {
+                        -y / c + (1.0 - y) / (1.0 - c)
+                    } else {
+                        0.0
+                    },
+                )
             }
             Pointwise::BinaryCrossentropyLogits => {
                 // max(z, 0) - z y + log(1 + exp(-|z|)), stable for any z.
@@ -176,7 +248,16 @@ impl Pointwise {
             }
             Pointwise::AbsoluteError => {
                 let d = p - y;
-                ((d as f64).abs(), if d > 0.0 { 1.0 } else if d < 0.0 { -1.0 } else { 0.0 })
+                (
+                    (d as f64).abs(),
+                    if d > 0.0 {
+                        1.0
+                    } else if d < 0.0 {
+                        -1.0
+                    } else {
+                        0.0
+                    },
+                )
             }
         }
     }
@@ -185,11 +266,24 @@ impl Pointwise {
 struct PointwiseBackward(Pointwise);
 
 impl Backward for PointwiseBackward {
-    fn backward(&self, g: &Tensor, inputs: &[&Tensor], _out: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        g: &Tensor,
+        inputs: &[&Tensor],
+        _out: &Tensor,
+        _needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         let (p, y) = (inputs[0].host(), inputs[1].host());
         let s = g.item() / p.len() as f32;
-        let dp = p.iter().zip(y).map(|(&p, &y)| s * self.0.value_grad(p, y).1).collect();
-        Ok(vec![Some(Tensor::from_vec(inputs[0].shape().to_vec(), dp)?), None])
+        let dp = p
+            .iter()
+            .zip(y)
+            .map(|(&p, &y)| s * self.0.value_grad(p, y).1)
+            .collect();
+        Ok(vec![
+            Some(Tensor::from_vec(inputs[0].shape().to_vec(), dp)?),
+            None,
+        ])
     }
 }
 
@@ -200,12 +294,26 @@ pub fn pointwise_loss(tape: &mut Tape, pred: Var, labels: Var, kind: Pointwise) 
     if p.numel() != y.numel() {
         return Err(data_err(
             "y",
-            format!("has {} values per sample but the model outputs {}", y.numel() / p.rows().max(1), p.row_len()),
+            format!(
+                "has {} values per sample but the model outputs {}",
+                y.numel() / p.rows().max(1),
+                p.row_len()
+            ),
         ));
     }
-    let total: f64 = p.host().iter().zip(y.host()).map(|(&p, &y)| kind.value_grad(p, y).0).sum();
+    let total: f64 = p
+        .host()
+        .iter()
+        .zip(y.host())
+        .map(|(&p, &y)| kind.value_grad(p, y).0)
+        .sum();
     let mean = total / p.numel().max(1) as f64;
-    Ok(scalar_loss(tape, mean, &[pred, labels], Box::new(PointwiseBackward(kind))))
+    Ok(scalar_loss(
+        tape,
+        mean,
+        &[pred, labels],
+        Box::new(PointwiseBackward(kind)),
+    ))
 }
 
 #[cfg(test)]
@@ -215,7 +323,11 @@ mod tests {
     use crate::ops::gradcheck::{check, random_tensor};
 
     fn onehot() -> Tensor {
-        Tensor::from_vec(vec![3, 4], vec![0., 1., 0., 0., 1., 0., 0., 0., 0., 0., 0., 1.]).unwrap()
+        Tensor::from_vec(
+            vec![3, 4],
+            vec![0., 1., 0., 0., 1., 0., 0., 0., 0., 0., 0., 1.],
+        )
+        .unwrap()
     }
 
     fn sparse() -> Tensor {
@@ -223,7 +335,13 @@ mod tests {
     }
 
     fn probs() -> Tensor {
-        Tensor::from_vec(vec![3, 4], vec![0.1, 0.6, 0.2, 0.1, 0.7, 0.1, 0.1, 0.1, 0.25, 0.25, 0.25, 0.25]).unwrap()
+        Tensor::from_vec(
+            vec![3, 4],
+            vec![
+                0.1, 0.6, 0.2, 0.1, 0.7, 0.1, 0.1, 0.1, 0.25, 0.25, 0.25, 0.25,
+            ],
+        )
+        .unwrap()
     }
 
     #[test]
@@ -266,7 +384,9 @@ mod tests {
         let mut t = Tape::new();
         let p = t.leaf(probs(), false);
         let y = t.leaf(Tensor::from_vec(vec![3], vec![1., 0., 4.]).unwrap(), false);
-        let e = categorical_crossentropy(&mut t, p, y, Labels::Sparse).unwrap_err().to_string();
+        let e = categorical_crossentropy(&mut t, p, y, Labels::Sparse)
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "`y` holds label 4, outside the 4 classes 0..3");
     }
 
@@ -274,17 +394,37 @@ mod tests {
     fn gradients_match_finite_differences() {
         for (labels, kind) in [(onehot(), Labels::Dense), (sparse(), Labels::Sparse)] {
             let z = random_tensor(&[3, 4], 22, 2.0);
-            check(vec![z, labels.clone()], &[true, false], |t, v| {
-                let p = activation(t, v[0], Activation::Softmax);
-                let probs = t.value(p).clone();
-                softmax_cross_entropy(t, v[0], &probs, v[1], kind).unwrap()
-            }, "softmax_cross_entropy");
-            check(vec![probs(), labels], &[true, false], |t, v| categorical_crossentropy(t, v[0], v[1], kind).unwrap(), "categorical_crossentropy");
+            check(
+                vec![z, labels.clone()],
+                &[true, false],
+                |t, v| {
+                    let p = activation(t, v[0], Activation::Softmax);
+                    let probs = t.value(p).clone();
+                    softmax_cross_entropy(t, v[0], &probs, v[1], kind).unwrap()
+                },
+                "softmax_cross_entropy",
+            );
+            check(
+                vec![probs(), labels],
+                &[true, false],
+                |t, v| categorical_crossentropy(t, v[0], v[1], kind).unwrap(),
+                "categorical_crossentropy",
+            );
         }
         let p = Tensor::from_vec(vec![2, 3], vec![0.2, 0.7, 0.4, 0.9, 0.3, 0.6]).unwrap();
         let y = Tensor::from_vec(vec![2, 3], vec![0., 1., 1., 1., 0., 0.]).unwrap();
-        for kind in [Pointwise::BinaryCrossentropy, Pointwise::BinaryCrossentropyLogits, Pointwise::SquaredError, Pointwise::AbsoluteError] {
-            check(vec![p.clone(), y.clone()], &[true, false], |t, v| pointwise_loss(t, v[0], v[1], kind).unwrap(), "pointwise");
+        for kind in [
+            Pointwise::BinaryCrossentropy,
+            Pointwise::BinaryCrossentropyLogits,
+            Pointwise::SquaredError,
+            Pointwise::AbsoluteError,
+        ] {
+            check(
+                vec![p.clone(), y.clone()],
+                &[true, false],
+                |t, v| pointwise_loss(t, v[0], v[1], kind).unwrap(),
+                "pointwise",
+            );
         }
     }
 

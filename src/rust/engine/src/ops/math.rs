@@ -8,7 +8,13 @@ use crate::tensor::Tensor;
 struct SumBackward;
 
 impl Backward for SumBackward {
-    fn backward(&self, g: &Tensor, inputs: &[&Tensor], _out: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        g: &Tensor,
+        inputs: &[&Tensor],
+        _out: &Tensor,
+        _needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(device::fill_like(inputs[0], g.item()))])
     }
 }
@@ -22,7 +28,13 @@ pub fn sum(tape: &mut Tape, x: Var) -> Var {
 struct MulBackward;
 
 impl Backward for MulBackward {
-    fn backward(&self, g: &Tensor, inputs: &[&Tensor], _out: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        g: &Tensor,
+        inputs: &[&Tensor],
+        _out: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         let da = needs[0].then(|| device::mul(g, inputs[1]));
         let db = needs[1].then(|| device::mul(g, inputs[0]));
         Ok(vec![da, db])
@@ -31,7 +43,11 @@ impl Backward for MulBackward {
 
 fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.shape() != b.shape() {
-        return Err(Error::ShapeMismatch { op, lhs: a.shape().to_vec(), rhs: b.shape().to_vec() });
+        return Err(Error::ShapeMismatch {
+            op,
+            lhs: a.shape().to_vec(),
+            rhs: b.shape().to_vec(),
+        });
     }
     Ok(())
 }
@@ -46,7 +62,13 @@ pub fn mul(tape: &mut Tape, a: Var, b: Var) -> Result<Var> {
 struct AddBackward;
 
 impl Backward for AddBackward {
-    fn backward(&self, g: &Tensor, _inputs: &[&Tensor], _out: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        g: &Tensor,
+        _inputs: &[&Tensor],
+        _out: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         Ok(needs.iter().map(|&n| n.then(|| g.clone())).collect())
     }
 }
@@ -58,11 +80,16 @@ pub fn add(tape: &mut Tape, a: Var, b: Var) -> Result<Var> {
     Ok(tape.push(y, &[a, b], Box::new(AddBackward)))
 }
 
-
 struct ReshapeBackward;
 
 impl Backward for ReshapeBackward {
-    fn backward(&self, g: &Tensor, inputs: &[&Tensor], _out: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        g: &Tensor,
+        inputs: &[&Tensor],
+        _out: &Tensor,
+        _needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(g.reshape(inputs[0].shape().to_vec())?)])
     }
 }
@@ -93,9 +120,27 @@ mod tests {
 
     #[test]
     fn gradients_match_finite_differences() {
-        let inputs = vec![random_tensor(&[3, 4], 7, 1.0), random_tensor(&[3, 4], 8, 1.0)];
-        check(inputs.clone(), &[true, true], |t, v| mul(t, v[0], v[1]).unwrap(), "mul");
-        check(inputs.clone(), &[true, true], |t, v| add(t, v[0], v[1]).unwrap(), "add");
-        check(vec![inputs[0].clone()], &[true], |t, v| reshape(t, v[0], vec![2, 6]).unwrap(), "reshape");
+        let inputs = vec![
+            random_tensor(&[3, 4], 7, 1.0),
+            random_tensor(&[3, 4], 8, 1.0),
+        ];
+        check(
+            inputs.clone(),
+            &[true, true],
+            |t, v| mul(t, v[0], v[1]).unwrap(),
+            "mul",
+        );
+        check(
+            inputs.clone(),
+            &[true, true],
+            |t, v| add(t, v[0], v[1]).unwrap(),
+            "add",
+        );
+        check(
+            vec![inputs[0].clone()],
+            &[true],
+            |t, v| reshape(t, v[0], vec![2, 6]).unwrap(),
+            "reshape",
+        );
     }
 }

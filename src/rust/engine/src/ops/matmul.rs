@@ -8,7 +8,13 @@ use crate::tensor::Tensor;
 struct MatmulBackward;
 
 impl Backward for MatmulBackward {
-    fn backward(&self, g: &Tensor, inputs: &[&Tensor], _out: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        g: &Tensor,
+        inputs: &[&Tensor],
+        _out: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
         let (a, b) = (inputs[0], inputs[1]);
         // dA = G Bᵀ, dB = Aᵀ G; skipped when nobody needs them (e.g. the input batch).
         let da = needs[0].then(|| device::matmul(g, false, b, true));
@@ -21,7 +27,11 @@ impl Backward for MatmulBackward {
 pub fn matmul(tape: &mut Tape, a: Var, b: Var) -> Result<Var> {
     let (av, bv) = (tape.value(a), tape.value(b));
     if av.shape().len() != 2 || bv.shape().len() != 2 || av.shape()[1] != bv.shape()[0] {
-        return Err(Error::ShapeMismatch { op: "matmul", lhs: av.shape().to_vec(), rhs: bv.shape().to_vec() });
+        return Err(Error::ShapeMismatch {
+            op: "matmul",
+            lhs: av.shape().to_vec(),
+            rhs: bv.shape().to_vec(),
+        });
     }
     let y = device::matmul(av, false, bv, false);
     Ok(tape.push(y, &[a, b], Box::new(MatmulBackward)))
@@ -35,8 +45,14 @@ mod tests {
     #[test]
     fn forward_small_product() {
         let mut t = Tape::new();
-        let a = t.leaf(Tensor::from_vec(vec![2, 3], vec![1., 2., 3., 4., 5., 6.]).unwrap(), false);
-        let b = t.leaf(Tensor::from_vec(vec![3, 2], vec![7., 8., 9., 10., 11., 12.]).unwrap(), false);
+        let a = t.leaf(
+            Tensor::from_vec(vec![2, 3], vec![1., 2., 3., 4., 5., 6.]).unwrap(),
+            false,
+        );
+        let b = t.leaf(
+            Tensor::from_vec(vec![3, 2], vec![7., 8., 9., 10., 11., 12.]).unwrap(),
+            false,
+        );
         let c = matmul(&mut t, a, b).unwrap();
         assert_eq!(t.value(c).shape(), &[2, 2]);
         assert_eq!(t.value(c).to_vec(), vec![58., 64., 139., 154.]);
@@ -53,8 +69,16 @@ mod tests {
 
     #[test]
     fn gradients_match_finite_differences() {
-        let inputs = vec![random_tensor(&[4, 5], 1, 1.0), random_tensor(&[5, 3], 2, 1.0)];
-        check(inputs, &[true, true], |t, v| matmul(t, v[0], v[1]).unwrap(), "matmul");
+        let inputs = vec![
+            random_tensor(&[4, 5], 1, 1.0),
+            random_tensor(&[5, 3], 2, 1.0),
+        ];
+        check(
+            inputs,
+            &[true, true],
+            |t, v| matmul(t, v[0], v[1]).unwrap(),
+            "matmul",
+        );
     }
 
     #[test]
