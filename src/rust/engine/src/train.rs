@@ -444,25 +444,46 @@ fn evaluate_logs(
     let c = model.compiled.as_ref().ok_or_else(not_compiled)?;
     let logits = c.loss.wants_logits_of_softmax() && model.ends_in_softmax();
     let mut running = Running::new(metrics);
-    let mut rng = SmallRng::seed_from_u64(0);
     let steps = data.n.div_ceil(batch_size);
     observer.on_epoch_begin(0, 1, steps);
-    for step in 0..steps {
+    let batch = |step: usize| {
         let (from, to) = (step * batch_size, ((step + 1) * batch_size).min(data.n));
         let (xb, yb) = data.range(from, to);
         let mut tape = Tape::new();
         let xv = tape.leaf(xb, false);
         let yv = tape.leaf(yb.clone(), false);
         let params = inference_params(model, &mut tape);
-        let out = model.forward(&mut tape, xv, &params, false, logits, &mut rng)?;
+        let out = model.forward(&mut tape, xv, &params, false, logits, &mut SmallRng::seed_from_u64(0))?;
         let (loss, pred) = c.loss.compute(&mut tape, out, logits, yv)?;
-        running.add(metrics, tape.value(loss).item() as f64, &pred, &yb);
+        Ok((tape.value(loss).item() as f64, pred, yb))
+    };
+    in_parallel_groups(steps, batch, |step, (loss, pred, yb)| {
+        running.add(metrics, loss, &pred, &yb);
         observer.on_batch_end(step + 1, &running.logs(prefix));
         if observer.should_stop() {
             return Err(Error::Interrupted);
         }
-    }
+        Ok(())
+    })?;
     Ok(running.logs(prefix))
+}
+
+/// Runs the independent batches 0..steps a group at a time, one batch per thread, and
+/// hands each result to `report` in order on the calling thread (where the observer
+/// may talk to R).
+fn in_parallel_groups<T: Send>(
+    steps: usize,
+    batch: impl Fn(usize) -> Result<T> + Sync,
+    mut report: impl FnMut(usize, T) -> Result<()>,
+) -> Result<()> {
+    let group = rayon::current_num_threads().max(1);
+    for first in (0..steps).step_by(group) {
+        let results: Vec<Result<T>> = (first..(first + group).min(steps)).into_par_iter().map(&batch).collect();
+        for (i, r) in results.into_iter().enumerate() {
+            report(first + i, r?)?;
+        }
+    }
+    Ok(())
 }
 
 /// Parameters as constants: inference records no backward at all.
@@ -509,24 +530,28 @@ pub fn predict(
     let out_shape = model.output_shape()?.unwrap_or_default();
     let ol: usize = out_shape.iter().product();
     let mut out = Vec::with_capacity(n * ol);
-    let mut rng = SmallRng::seed_from_u64(0);
     let steps = n.div_ceil(batch_size);
     observer.on_epoch_begin(0, 1, steps);
-    for step in 0..steps {
+    let m: &Sequential = model;
+    let batch = |step: usize| {
         let (from, to) = (step * batch_size, ((step + 1) * batch_size).min(n));
         let mut shape = vec![to - from];
         shape.extend_from_slice(x_shape);
-        let xb = Tensor::from_vec(shape, x[from * xl..to * xl].to_vec())?;
+        let xb = Tensor::from_vec(shape, crate::device::pool::copy_of(&x[from * xl..to * xl]))?;
         let mut tape = Tape::new();
         let xv = tape.leaf(xb, false);
-        let params = inference_params(model, &mut tape);
-        let y = model.forward(&mut tape, xv, &params, false, false, &mut rng)?;
-        out.extend_from_slice(tape.value(y).host());
+        let params = inference_params(m, &mut tape);
+        let y = m.forward(&mut tape, xv, &params, false, false, &mut SmallRng::seed_from_u64(0))?;
+        Ok(tape.value(y).clone())
+    };
+    in_parallel_groups(steps, batch, |step, y: Tensor| {
+        out.extend_from_slice(y.host());
         observer.on_batch_end(step + 1, &[]);
         if observer.should_stop() {
             return Err(Error::Interrupted);
         }
-    }
+        Ok(())
+    })?;
     let mut shape = vec![n];
     shape.extend(out_shape);
     Tensor::from_vec(shape, out)

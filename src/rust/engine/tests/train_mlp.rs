@@ -159,3 +159,29 @@ fn fit_before_compile_is_an_error() {
     .to_string();
     assert!(e.contains("compile()"), "{e}");
 }
+
+/// Stops after a few batches, as the glue does on Ctrl-C.
+struct StopAfter(usize);
+
+impl engine::train::Observer for StopAfter {
+    fn should_stop(&mut self) -> bool {
+        self.0 = self.0.saturating_sub(1);
+        self.0 == 0
+    }
+}
+
+#[test]
+fn an_interrupted_fit_keeps_a_usable_model() {
+    let (x, y) = blobs(600, 5);
+    let data = Samples::new(&x, &[4], &y, &[3]).unwrap();
+    let mut m = mlp(9);
+    let before = m.get_weights();
+    let h = fit(&mut m, data, None, &opts(), &mut StopAfter(3)).unwrap();
+    assert!(h.interrupted);
+    assert!(h.epochs.is_empty(), "no epoch completed");
+    let after = m.get_weights();
+    assert_ne!(before[0].to_vec(), after[0].to_vec(), "the batches before the stop were applied");
+    // The model trains on afterwards.
+    let h = fit(&mut m, data, None, &opts(), &mut Silent).unwrap();
+    assert_eq!(h.epochs.len(), 15);
+}
