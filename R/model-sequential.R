@@ -36,7 +36,7 @@ keras_model_sequential <- function(input_shape = NULL, name = NULL, ...) {
 
 #' @export
 print.rustkeras_model <- function(x, ...) {
-  writeLines(format(x, ...))
+  writeLines(model_summary_text(x, ..., call = rk_user_call(environment())))
   invisible(x)
 }
 

@@ -2,8 +2,8 @@
 # positions 0.45 / 0.80 / 1.0 of the line length, rich's box characters, and the
 # "Total params" footer with sizes in B/KB/MB (float32, 1 KB = 1024 B).
 
-model_summary_text <- function(model, line_length = NULL, ...) {
-  info <- model_info(model)
+model_summary_text <- function(model, line_length = NULL, ..., call = rk_user_call(parent.frame())) {
+  info <- model_info(model, call = call)
   if (is.null(line_length)) line_length <- min(getOption("width", 80L), 180L)
   L <- as.integer(line_length)
   w <- c(floor(0.45 * L), floor(0.80 * L) - floor(0.45 * L), L - floor(0.80 * L))

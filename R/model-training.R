@@ -92,7 +92,7 @@ fit.rustkeras_model <- function(object, x = NULL, y = NULL, batch_size = NULL, e
   ), call = call)
   n_train <- if (is.null(val_x) && validation_split > 0) floor(sample_count(x) * (1 - validation_split)) else sample_count(x)
   history <- new_keras_training_history(
-    params = list(verbose = verbose, epochs = epochs, steps = ceiling(n_train / batch_size)),
+    params = list(verbose = verbose, epochs = epochs, steps = as.integer(ceiling(n_train / batch_size))),
     metrics = res$metrics
   )
   if (isTRUE(res$interrupted)) {
@@ -170,7 +170,8 @@ get_weights <- function(object, ...) UseMethod("get_weights")
 
 #' @export
 get_weights.rustkeras_model <- function(object, ...) {
-  rk_call(rk_model_get_weights(object$ptr))
+  # A bias comes back as a 1-d array, as keras3 gives it (NumPy's shape (units,)).
+  lapply(rk_call(rk_model_get_weights(object$ptr)), as_weight_array)
 }
 
 #' @rdname get_weights
@@ -215,7 +216,7 @@ check_x <- function(x, arg, call) {
              kind = "input", call = call)
   }
   if (!is.numeric(x) || is.factor(x)) {
-    rk_abort(sprintf("`%s` must be a numeric matrix or array, not %s.", arg, class(x)[1]),
+    rk_abort(sprintf("`%s` must be a numeric matrix or array, not %s.", arg, describe_type(x)),
              kind = "input", call = call)
   }
 }
@@ -223,6 +224,15 @@ check_x <- function(x, arg, call) {
 check_xy <- function(x, y, call) {
   check_x(x, "x", call)
   check_x(y, "y", call)
+}
+
+# "a character matrix", "a factor", "a list": what a user would call the value.
+describe_type <- function(x) {
+  if (is.factor(x)) return("a factor")
+  shape <- if (is.matrix(x)) " matrix" else if (is.array(x)) " array" else if (is.atomic(x)) " vector" else ""
+  type <- if (is.atomic(x)) typeof(x) else class(x)[1]
+  article <- if (grepl("^[aeiou]", type)) "an" else "a"
+  paste0(article, " ", type, shape)
 }
 
 sample_count <- function(x) if (is.null(dim(x))) length(x) else dim(x)[1]

@@ -1,0 +1,52 @@
+# config_backend(), backend_info() and set_random_seed().
+
+test_that("config_backend() names the Rust backend", {
+  expect_identical(config_backend(), "rust")
+})
+
+test_that("backend_info() reports the engine version, threads, SIMD level and CUDA", {
+  info <- backend_info()
+  expect_s3_class(info, "rustkeras_backend_info")
+  expect_true(all(c("version", "threads", "simd", "cuda") %in% names(info)))
+  expect_identical(info$version, "0.1.0")
+  expect_identical(info$version, rk_call(rk_engine_version()))
+  expect_type(info$threads, "integer")
+  expect_gte(info$threads, 1L)
+  expect_true(info$simd %in% c("AVX-512", "AVX2+FMA", "SSE2", "NEON", "scalar"))
+  expect_identical(info$cuda, FALSE)
+})
+
+test_that("backend_info() prints a short report", {
+  info <- backend_info()
+  out <- capture.output(res <- withVisible(print(info)))
+  expect_false(res$visible)
+  expect_identical(res$value, info)
+  expect_length(out, 3L)
+  expect_identical(out[1], "rustkeras engine 0.1.0 (Rust)")
+  expect_match(out[2], sprintf("^  device:  CPU, %d threads?, %s kernels$", info$threads,
+                               gsub("+", "\\+", info$simd, fixed = TRUE)))
+  expect_match(out[3], "^  CUDA:    not available: ")
+})
+
+test_that("set_random_seed() seeds R and the engine", {
+  set_random_seed(42)
+  r1 <- runif(3)
+  w1 <- get_weights(keras_model_sequential(input_shape = 5) %>% layer_dense(4))
+  set_random_seed(42)
+  r2 <- runif(3)
+  w2 <- get_weights(keras_model_sequential(input_shape = 5) %>% layer_dense(4))
+  expect_identical(r1, r2)
+  expect_identical(w1, w2)
+  set_random_seed(43)
+  w3 <- get_weights(keras_model_sequential(input_shape = 5) %>% layer_dense(4))
+  expect_false(identical(w1[[1]], w3[[1]]))
+  expect_null(set_random_seed(1))
+  expect_invisible(set_random_seed(1))
+})
+
+test_that("set_random_seed() rejects bad seeds", {
+  expect_error(set_random_seed(-1), "`seed` must be a single non-negative number", class = "rustkeras_error")
+  expect_error(set_random_seed("a"), "`seed`", class = "rustkeras_error")
+  expect_error(set_random_seed(c(1, 2)), "`seed`", class = "rustkeras_error")
+  expect_error(set_random_seed(NA), "`seed`", class = "rustkeras_error")
+})
