@@ -8,7 +8,9 @@
 #'   call to `fit()`, `evaluate()` or `predict()`.
 #' @param name Name of the model; `NULL` (the default) gives `"sequential"`,
 #'   `"sequential_1"`, ...
-#' @param ... Layers to add at once, like keras3's `layers` argument.
+#' @param ... Layers to add at once (as with `layers`).
+#' @param layers A list of layers (from `layer_*()` called without a model) to add
+#'   at once, as keras3's `layers` argument.
 #' @returns A model of class `rustkeras_sequential`.
 #' @export
 #' @examples
@@ -17,7 +19,7 @@
 #'   layer_dense(units = 32, activation = "relu") %>%
 #'   layer_dense(units = 10, activation = "softmax")
 #' model
-keras_model_sequential <- function(input_shape = NULL, name = NULL, ...) {
+keras_model_sequential <- function(input_shape = NULL, name = NULL, ..., layers = list()) {
   if (!is.null(input_shape)) {
     if (!is.numeric(input_shape) || anyNA(input_shape) || any(input_shape < 1) ||
         any(input_shape != round(input_shape))) {
@@ -30,7 +32,8 @@ keras_model_sequential <- function(input_shape = NULL, name = NULL, ...) {
   }
   ptr <- rk_call(rk_model_new(name, if (is.null(input_shape)) NULL else as.numeric(input_shape)))
   model <- structure(list(ptr = ptr), class = c("rustkeras_sequential", "rustkeras_model"))
-  for (layer in list(...)) add_layer(model, layer)
+  if (inherits(layers, "rustkeras_layer")) layers <- list(layers)
+  for (layer in c(list(...), layers)) add_layer(model, layer)
   model
 }
 

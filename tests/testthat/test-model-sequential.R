@@ -119,3 +119,13 @@ test_that("a model restored with readRDS() says what to do instead of crashing",
   expect_error(print(dead), "no longer exists", class = "rustkeras_error")
   expect_identical(model_info(model)$name, "kept")
 })
+
+test_that("layers = adds a list of standalone layers in order", {
+  model <- keras_model_sequential(
+    input_shape = 4, name = "seq_layers_arg",
+    layers = list(layer_dense(units = 3, name = "la_1"), layer_dropout(rate = 0.1, name = "la_2"))
+  )
+  info <- rustkeras:::model_info(model)
+  expect_equal(info$layer_names, c("la_1", "la_2"))
+  expect_equal(info$params, c(15, 0))
+})

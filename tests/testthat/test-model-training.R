@@ -432,3 +432,17 @@ test_that("a model restored by readRDS() is a clear error, not a crash", {
   # the original is untouched
   expect_equal(dim(predict(model, matrix(0, 2, 2), verbose = 0)), c(2L, 3L))
 })
+
+test_that("bad values are located by sample and feature; fractional labels are named", {
+  model <- keras_model_sequential(input_shape = 4) %>% layer_dense(3, activation = "softmax")
+  model %>% compile(optimizer = "adam", loss = "sparse_categorical_crossentropy", metrics = "accuracy")
+  x <- matrix(0, 5, 4)
+  x[2, 3] <- NA
+  expect_error(fit(model, x, c(0, 1, 2, 1, 0), verbose = 0),
+               "found NA or NaN in sample 2, value 3", class = "rustkeras_error")
+  x[2, 3] <- -Inf
+  expect_error(fit(model, x, c(0, 1, 2, 1, 0), verbose = 0),
+               "found -Inf in sample 2, value 3", class = "rustkeras_error")
+  expect_error(fit(model, matrix(0, 5, 4), c(0, 1, 2, 1.5, 1), verbose = 0),
+               "holds label 1.5; class labels must be whole numbers 0..2", class = "rustkeras_error")
+})

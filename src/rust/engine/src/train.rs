@@ -43,8 +43,8 @@ impl<'a> Samples<'a> {
                 format!("and `y` have different numbers of samples ({n} and {ny})"),
             ));
         }
-        check_finite("x", x)?;
-        check_finite("y", y)?;
+        check_finite("x", x, xl)?;
+        check_finite("y", y, yl)?;
         Ok(Samples {
             x,
             x_shape,
@@ -107,16 +107,32 @@ impl<'a> Samples<'a> {
     }
 }
 
-pub fn check_finite(arg: &str, v: &[f32]) -> Result<()> {
+/// Rejects NA/NaN/Inf, naming the sample and the value's place within it (1-based, in
+/// row-major order over the sample's axes, e.g. the column of a matrix).
+pub fn check_finite(arg: &str, v: &[f32], sample_len: usize) -> Result<()> {
     match v.iter().position(|a| !a.is_finite()) {
-        Some(i) => Err(data_err(
-            arg,
-            format!(
-                "must not contain NA, NaN or Inf (found {} at position {})",
-                v[i],
-                i + 1
-            ),
-        )),
+        Some(i) => {
+            let what = if v[i].is_nan() {
+                "NA or NaN"
+            } else if v[i] > 0.0 {
+                "Inf"
+            } else {
+                "-Inf"
+            };
+            let len = sample_len.max(1);
+            let place = if len == 1 {
+                String::new()
+            } else {
+                format!(", value {}", i % len + 1)
+            };
+            Err(data_err(
+                arg,
+                format!(
+                    "must not contain NA, NaN or Inf (found {what} in sample {}{place})",
+                    i / len + 1
+                ),
+            ))
+        }
         None => Ok(()),
     }
 }
@@ -453,7 +469,14 @@ fn evaluate_logs(
         let xv = tape.leaf(xb, false);
         let yv = tape.leaf(yb.clone(), false);
         let params = inference_params(model, &mut tape);
-        let out = model.forward(&mut tape, xv, &params, false, logits, &mut SmallRng::seed_from_u64(0))?;
+        let out = model.forward(
+            &mut tape,
+            xv,
+            &params,
+            false,
+            logits,
+            &mut SmallRng::seed_from_u64(0),
+        )?;
         let (loss, pred) = c.loss.compute(&mut tape, out, logits, yv)?;
         Ok((tape.value(loss).item() as f64, pred, yb))
     };
@@ -478,7 +501,10 @@ fn in_parallel_groups<T: Send>(
 ) -> Result<()> {
     let group = rayon::current_num_threads().max(1);
     for first in (0..steps).step_by(group) {
-        let results: Vec<Result<T>> = (first..(first + group).min(steps)).into_par_iter().map(&batch).collect();
+        let results: Vec<Result<T>> = (first..(first + group).min(steps))
+            .into_par_iter()
+            .map(&batch)
+            .collect();
         for (i, r) in results.into_iter().enumerate() {
             report(first + i, r?)?;
         }
@@ -523,7 +549,7 @@ pub fn predict(
     observer: &mut dyn Observer,
 ) -> Result<Tensor> {
     check_batch_size(batch_size)?;
-    check_finite("x", x)?;
+    check_finite("x", x, x_shape.iter().product())?;
     model.build(x_shape)?;
     let xl: usize = x_shape.iter().product();
     let n = x.len() / xl.max(1);
@@ -541,7 +567,14 @@ pub fn predict(
         let mut tape = Tape::new();
         let xv = tape.leaf(xb, false);
         let params = inference_params(m, &mut tape);
-        let y = m.forward(&mut tape, xv, &params, false, false, &mut SmallRng::seed_from_u64(0))?;
+        let y = m.forward(
+            &mut tape,
+            xv,
+            &params,
+            false,
+            false,
+            &mut SmallRng::seed_from_u64(0),
+        )?;
         Ok(tape.value(y).clone())
     };
     in_parallel_groups(steps, batch, |step, y: Tensor| {

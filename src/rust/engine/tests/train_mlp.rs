@@ -180,7 +180,11 @@ fn an_interrupted_fit_keeps_a_usable_model() {
     assert!(h.interrupted);
     assert!(h.epochs.is_empty(), "no epoch completed");
     let after = m.get_weights();
-    assert_ne!(before[0].to_vec(), after[0].to_vec(), "the batches before the stop were applied");
+    assert_ne!(
+        before[0].to_vec(),
+        after[0].to_vec(),
+        "the batches before the stop were applied"
+    );
     // The model trains on afterwards.
     let h = fit(&mut m, data, None, &opts(), &mut Silent).unwrap();
     assert_eq!(h.epochs.len(), 15);

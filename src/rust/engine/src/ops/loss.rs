@@ -49,20 +49,31 @@ fn check_labels(labels: &Tensor, kind: Labels, n: usize, cols: usize) -> Result<
         Labels::Sparse if labels.numel() != n => {
             Err(data_err("y", "must hold one class index per sample"))
         }
-        Labels::Sparse => match labels
-            .host()
-            .iter()
-            .find(|&&v| v < 0.0 || v as usize >= cols || v.fract() != 0.0)
-        {
-            Some(bad) => Err(data_err(
-                "y",
-                format!(
-                    "holds label {bad}, outside the {cols} classes 0..{}",
-                    cols - 1
-                ),
-            )),
-            None => Ok(()),
-        },
+        Labels::Sparse => {
+            if let Some(bad) = labels.host().iter().find(|v| v.fract() != 0.0) {
+                return Err(data_err(
+                    "y",
+                    format!(
+                        "holds label {bad}; class labels must be whole numbers 0..{}",
+                        cols - 1
+                    ),
+                ));
+            }
+            match labels
+                .host()
+                .iter()
+                .find(|&&v| v < 0.0 || v as usize >= cols)
+            {
+                Some(bad) => Err(data_err(
+                    "y",
+                    format!(
+                        "holds label {bad}, outside the {cols} classes 0..{}",
+                        cols - 1
+                    ),
+                )),
+                None => Ok(()),
+            }
+        }
         _ => Ok(()),
     }
 }
