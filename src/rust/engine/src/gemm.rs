@@ -231,7 +231,10 @@ const PAR_THRESHOLD: usize = 1 << 20;
 fn run_parallel(p: &Problem, serial: fn(&Problem), (mr, nr): (usize, usize)) {
     let threads = rayon::current_num_threads();
     let work = p.m * p.n * p.k;
-    if threads <= 1 || work < PAR_THRESHOLD {
+    // Inside a pool worker the caller already parallelises (data-parallel shards,
+    // batches of evaluate/predict): splitting again would only add packing and wake-ups.
+    let in_worker = rayon::current_thread_index().is_some();
+    if threads <= 1 || work < PAR_THRESHOLD || in_worker {
         serial(p);
         return;
     }

@@ -335,10 +335,14 @@ fn train_step(
     let per = idx.len().div_ceil(shards);
     let jobs: Vec<(&[usize], u64)> = idx.chunks(per).map(|c| (c, rng.gen())).collect();
     let m: &Sequential = model;
-    let results: Vec<ShardResult> = jobs
-        .into_par_iter()
-        .map(|(chunk, seed)| shard_gradients(m, data, chunk, contiguous, seed))
-        .collect::<Result<Vec<_>>>()?;
+    let results: Vec<ShardResult> = if jobs.len() == 1 {
+        // One shard runs here, so its products can still use every thread.
+        vec![shard_gradients(m, data, jobs[0].0, contiguous, jobs[0].1)?]
+    } else {
+        jobs.into_par_iter()
+            .map(|(chunk, seed)| shard_gradients(m, data, chunk, contiguous, seed))
+            .collect::<Result<Vec<_>>>()?
+    };
     let n = idx.len() as f32;
     let loss: f64 = results
         .iter()
@@ -501,10 +505,12 @@ fn in_parallel_groups<T: Send>(
 ) -> Result<()> {
     let group = rayon::current_num_threads().max(1);
     for first in (0..steps).step_by(group) {
-        let results: Vec<Result<T>> = (first..(first + group).min(steps))
-            .into_par_iter()
-            .map(&batch)
-            .collect();
+        let last = (first + group).min(steps);
+        let results: Vec<Result<T>> = if last - first == 1 {
+            vec![batch(first)]
+        } else {
+            (first..last).into_par_iter().map(&batch).collect()
+        };
         for (i, r) in results.into_iter().enumerate() {
             report(first + i, r?)?;
         }
