@@ -141,6 +141,7 @@ evaluate.rustkeras_model <- function(object, x = NULL, y = NULL, batch_size = NU
 #' @examples
 #' model <- keras_model_sequential(input_shape = 4) %>% layer_dense(2, activation = "softmax")
 #' predict(model, matrix(runif(8), ncol = 4), verbose = 0)
+#' @importFrom stats predict
 predict.rustkeras_model <- function(object, x, batch_size = NULL,
                                     verbose = getOption("keras.verbose", default = "auto"), ...) {
   call <- rk_user_call(environment())

@@ -222,8 +222,9 @@ impl Sequential {
         Ok(())
     }
 
-    /// One optimizer step on the trainable parameters, with gradients in their order.
-    pub fn apply_gradients(&mut self, grads: &[Tensor]) -> Result<()> {
+    /// One optimizer step on the trainable parameters; each gradient (in the parameters'
+    /// order) is a weighted sum of tensors.
+    pub fn apply_gradients(&mut self, grads: &[Vec<(f32, &Tensor)>]) -> Result<()> {
         let compiled = self
             .compiled
             .as_mut()
@@ -238,7 +239,7 @@ impl Sequential {
                     .map(|p| &mut p.value)
             })
             .collect();
-        compiled.optimizer.apply(&mut params, grads);
+        compiled.optimizer.apply_weighted(&mut params, grads);
         Ok(())
     }
 

@@ -7,7 +7,6 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
 use crate::autodiff::Tape;
-use crate::device;
 use crate::error::{data_err, Error, Result};
 use crate::metrics::{self, Metric};
 use crate::model::Sequential;
@@ -354,24 +353,14 @@ fn train_step(
             "the loss became {loss}; lower the learning rate or check the data"
         )));
     }
-    let grads: Vec<Tensor> = if results.len() == 1 {
-        results[0].grads.clone()
-    } else {
-        (0..results[0].grads.len())
-            .into_par_iter()
-            .map(|i| {
-                let mut acc =
-                    device::scale(&results[0].grads[i], results[0].pred.rows() as f32 / n);
-                for r in &results[1..] {
-                    device::add_assign(
-                        &mut acc,
-                        &device::scale(&r.grads[i], r.pred.rows() as f32 / n),
-                    );
-                }
-                acc
-            })
-            .collect()
-    };
+    let grads: Vec<Vec<(f32, &Tensor)>> = (0..results[0].grads.len())
+        .map(|i| {
+            results
+                .iter()
+                .map(|r| (r.pred.rows() as f32 / n, &r.grads[i]))
+                .collect()
+        })
+        .collect();
     model.apply_gradients(&grads)?;
     Ok(results)
 }

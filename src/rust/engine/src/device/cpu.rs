@@ -30,7 +30,7 @@ pub fn col_sum(g: &[f32], cols: usize) -> Vec<f32> {
 }
 
 pub fn activation_forward(act: Activation, x: &[f32]) -> Vec<f32> {
-    let mut out = pool::zeros(x.len());
+    let mut out = pool::scratch(x.len());
     if x.len() >= PAR_MIN {
         out.par_chunks_mut(PAR_MIN / 4)
             .zip(x.par_chunks(PAR_MIN / 4))
@@ -42,7 +42,7 @@ pub fn activation_forward(act: Activation, x: &[f32]) -> Vec<f32> {
 }
 
 pub fn activation_backward(act: Activation, x: &[f32], y: &[f32], g: &[f32]) -> Vec<f32> {
-    let mut out = pool::zeros(x.len());
+    let mut out = pool::scratch(x.len());
     if x.len() >= PAR_MIN {
         let c = PAR_MIN / 4;
         out.par_chunks_mut(c)
@@ -57,7 +57,7 @@ pub fn activation_backward(act: Activation, x: &[f32], y: &[f32], g: &[f32]) -> 
 
 /// Row-wise softmax, shifted by the row max for stability.
 pub fn softmax_rows(x: &[f32], cols: usize) -> Vec<f32> {
-    let mut out = pool::zeros(x.len());
+    let mut out = pool::scratch(x.len());
     for (o, r) in out.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
         let m = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut s = 0.0f32;
@@ -73,7 +73,7 @@ pub fn softmax_rows(x: &[f32], cols: usize) -> Vec<f32> {
 
 /// dx = y * (g - sum(g * y)) per row.
 pub fn softmax_rows_backward(y: &[f32], g: &[f32], cols: usize) -> Vec<f32> {
-    let mut out = pool::zeros(y.len());
+    let mut out = pool::scratch(y.len());
     for ((o, y), g) in out
         .chunks_exact_mut(cols)
         .zip(y.chunks_exact(cols))
@@ -88,7 +88,7 @@ pub fn softmax_rows_backward(y: &[f32], g: &[f32], cols: usize) -> Vec<f32> {
 }
 
 pub fn log_softmax_rows(x: &[f32], cols: usize) -> Vec<f32> {
-    let mut out = pool::zeros(x.len());
+    let mut out = pool::scratch(x.len());
     for (o, r) in out.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
         let m = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let lse = m + r.iter().map(|&v| (v - m).exp()).sum::<f32>().ln();
@@ -101,7 +101,7 @@ pub fn log_softmax_rows(x: &[f32], cols: usize) -> Vec<f32> {
 
 /// dx = g - softmax(x) * sum(g) per row, from y = log_softmax(x).
 pub fn log_softmax_rows_backward(y: &[f32], g: &[f32], cols: usize) -> Vec<f32> {
-    let mut out = pool::zeros(y.len());
+    let mut out = pool::scratch(y.len());
     for ((o, y), g) in out
         .chunks_exact_mut(cols)
         .zip(y.chunks_exact(cols))

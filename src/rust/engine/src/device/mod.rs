@@ -34,7 +34,8 @@ pub fn matmul(a: &Tensor, trans_a: bool, b: &Tensor, trans_b: bool) -> Tensor {
     };
     let n = if trans_b { b.shape()[0] } else { b.shape()[1] };
     let (ad, bd) = cpu2(a, b);
-    let mut c = pool::zeros(m * n);
+    // beta = 0: sgemm overwrites C, so stale contents are fine.
+    let mut c = pool::scratch(m * n);
     gemm::sgemm(trans_a, trans_b, m, n, k, 1.0, ad, bd, 0.0, &mut c);
     out(&[m, n], c)
 }

@@ -30,22 +30,40 @@ pub fn copy_of(src: &[f32]) -> Vec<f32> {
 
 /// An empty buffer with capacity for at least `n` values.
 pub fn take(n: usize) -> Vec<f32> {
-    if n >= MIN_POOLED {
-        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        // The smallest buffer that fits, and not one more than twice too big.
-        let best = pool
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.capacity() >= n && b.capacity() <= 2 * n)
-            .min_by_key(|(_, b)| b.capacity())
-            .map(|(i, _)| i);
-        if let Some(i) = best {
-            let mut v = pool.swap_remove(i);
+    match reuse(n, |b| b.capacity() >= n) {
+        Some(mut v) => {
             v.clear();
-            return v;
+            v
         }
+        None => Vec::with_capacity(n),
     }
-    Vec::with_capacity(n)
+}
+
+/// A buffer of `n` values with unspecified (stale but initialised) contents, for kernels
+/// that overwrite every element: it saves clearing memory that is written next anyway.
+pub fn scratch(n: usize) -> Vec<f32> {
+    match reuse(n, |b| b.len() >= n) {
+        Some(mut v) => {
+            v.truncate(n);
+            v
+        }
+        None => vec![0.0; n],
+    }
+}
+
+/// Takes the smallest pooled buffer that `fits`, and not one more than twice too big.
+fn reuse(n: usize, fits: impl Fn(&Vec<f32>) -> bool) -> Option<Vec<f32>> {
+    if n < MIN_POOLED {
+        return None;
+    }
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let best = pool
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| fits(b) && b.capacity() <= 2 * n)
+        .min_by_key(|(_, b)| b.capacity())
+        .map(|(i, _)| i)?;
+    Some(pool.swap_remove(best))
 }
 
 /// Hands a buffer back for reuse.
@@ -74,6 +92,9 @@ mod tests {
         let mut v = zeros(10_000);
         v.iter_mut().for_each(|x| *x = 3.0);
         give(v);
+        let s = scratch(9_500);
+        assert_eq!(s.len(), 9_500);
+        give(s);
         let w = zeros(9_000);
         assert_eq!(w.len(), 9_000);
         assert!(w.iter().all(|&x| x == 0.0));

@@ -45,7 +45,7 @@ pub fn dropout(tape: &mut Tape, x: Var, rate: f32, rng: &mut impl Rng) -> Var {
     let xv = tape.value(x);
     let keep = 1.0 - rate;
     let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
-    let mut mask_data = crate::device::pool::zeros(xv.numel());
+    let mut mask_data = crate::device::pool::scratch(xv.numel());
     fill_mask(&mut mask_data, keep, scale, rng);
     let mask = Tensor::from_vec(xv.shape().to_vec(), mask_data).expect("mask has x's size");
     let y = device::mul(xv, &mask);
