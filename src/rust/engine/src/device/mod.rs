@@ -45,6 +45,18 @@ pub fn add_row_bias(x: &Tensor, bias: &Tensor) -> Tensor {
     out(x.shape(), cpu::add_row_bias(xd, bd))
 }
 
+pub fn bias_activation(x: &Tensor, bias: &Tensor, act: Activation) -> Tensor {
+    let (xd, bd) = cpu2(x, bias);
+    out(x.shape(), cpu::bias_activation(xd, bd, act))
+}
+
+pub fn bias_activation_backward(y: &Tensor, g: &Tensor, act: Activation) -> (Tensor, Tensor) {
+    let cols = y.shape().last().copied().unwrap_or(1);
+    let (yd, gd) = cpu2(y, g);
+    let (dx, db) = cpu::bias_activation_backward(yd, gd, cols, act);
+    (out(y.shape(), dx), out(&[cols], db))
+}
+
 pub fn col_sum(g: &Tensor, cols: usize) -> Tensor {
     out(&[cols], cpu::col_sum(cpu1(g), cols))
 }

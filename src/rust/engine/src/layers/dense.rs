@@ -6,7 +6,7 @@ use crate::init::Initializer;
 use crate::layers::{ConfigValue, ForwardCtx, Layer, Param};
 use crate::naming::unique_name;
 use crate::ops::activation::{activation, Activation};
-use crate::ops::{bias::bias_add, math::reshape, matmul::matmul};
+use crate::ops::{bias::bias_add_activation, math::reshape, matmul::matmul};
 use crate::rng;
 use crate::tensor::Tensor;
 
@@ -141,17 +141,22 @@ impl Layer for Dense {
                 ],
             )?
         };
-        let mut y = matmul(tape, x2, params[0])?;
-        if self.use_bias {
-            y = bias_add(tape, y, params[1])?;
-        }
+        let y = matmul(tape, x2, params[0])?;
+        let act = if ctx.logits && self.activation == Activation::Softmax {
+            Activation::Linear
+        } else {
+            self.activation
+        };
+        let y = if self.use_bias {
+            bias_add_activation(tape, y, params[1], act)?
+        } else {
+            activation(tape, y, act)
+        };
+        // The activation acts on the last axis, which the reshape keeps.
         if out_shape.len() != 2 {
-            y = reshape(tape, y, out_shape)?;
+            return reshape(tape, y, out_shape);
         }
-        if ctx.logits && self.activation == Activation::Softmax {
-            return Ok(y);
-        }
-        Ok(activation(tape, y, self.activation))
+        Ok(y)
     }
 
     fn output_activation(&self) -> Option<Activation> {

@@ -210,6 +210,69 @@ impl Activation {
         }
     }
 
+    /// Whether dy/dx can be computed from the output y alone (so a fused op need not
+    /// keep the pre-activation values).
+    pub fn grad_from_output(self) -> bool {
+        use Activation::*;
+        matches!(
+            self,
+            Linear | Relu | Relu6 | LeakyRelu | Elu | Selu | Sigmoid | Tanh | Exponential
+        )
+    }
+
+    /// dy/dx from y, for activations with `grad_from_output()`.
+    #[inline]
+    pub fn df_from_output(self, y: f32) -> f32 {
+        use Activation::*;
+        match self {
+            Linear => 1.0,
+            Relu => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Relu6 => {
+                if y > 0.0 && y < 6.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            LeakyRelu => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    LEAKY_SLOPE
+                }
+            }
+            Elu => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    y + 1.0
+                }
+            }
+            Selu => {
+                if y > 0.0 {
+                    SELU_SCALE
+                } else {
+                    y + SELU_SCALE * SELU_ALPHA
+                }
+            }
+            Sigmoid => y * (1.0 - y),
+            Tanh => 1.0 - y * y,
+            Exponential => y,
+            _ => unreachable!("activation whose gradient needs its input"),
+        }
+    }
+
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        self.f(x)
+    }
+
     pub fn forward_slice(self, x: &[f32], out: &mut [f32]) {
         for (o, &v) in out.iter_mut().zip(x) {
             *o = self.f(v);
