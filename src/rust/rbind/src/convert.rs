@@ -3,6 +3,7 @@
 //! once per call.
 
 use extendr_api::prelude::*;
+use rayon::prelude::*;
 
 use crate::error::{RkError, RkResult};
 
@@ -44,7 +45,11 @@ fn bad_type(arg: &str, what: &str) -> RkError {
 }
 
 /// Column-major data of shape `dims` in row-major order (the axes reversed).
-fn reverse_axes<T: Copy>(src: &[T], dims: &[usize], f: impl Fn(T) -> f32) -> Vec<f32> {
+fn reverse_axes<T: Copy + Sync>(
+    src: &[T],
+    dims: &[usize],
+    f: impl Fn(T) -> f32 + Sync,
+) -> Vec<f32> {
     let n = src.len();
     let mut out = vec![0.0f32; n];
     match dims {
@@ -77,18 +82,29 @@ fn reverse_axes<T: Copy>(src: &[T], dims: &[usize], f: impl Fn(T) -> f32) -> Vec
 }
 
 /// out (rows x cols, row-major) from src (rows x cols, column-major), in cache blocks.
-fn transpose<T: Copy>(src: &[T], rows: usize, cols: usize, out: &mut [f32], f: impl Fn(T) -> f32) {
+fn transpose<T: Copy + Sync>(
+    src: &[T],
+    rows: usize,
+    cols: usize,
+    out: &mut [f32],
+    f: impl Fn(T) -> f32 + Sync,
+) {
     const B: usize = 32;
-    for i0 in (0..rows).step_by(B) {
-        for j0 in (0..cols).step_by(B) {
-            for j in j0..(j0 + B).min(cols) {
-                let col = &src[j * rows..];
-                for i in i0..(i0 + B).min(rows) {
-                    out[i * cols + j] = f(col[i]);
+    // Blocks of B output rows in parallel: plain reads of R's memory, no R API calls.
+    out.par_chunks_mut(B * cols)
+        .enumerate()
+        .for_each(|(bi, block)| {
+            let i0 = bi * B;
+            let i1 = (i0 + B).min(rows);
+            for j0 in (0..cols).step_by(B) {
+                for j in j0..(j0 + B).min(cols) {
+                    let col = &src[j * rows..];
+                    for i in i0..i1 {
+                        block[(i - i0) * cols + j] = f(col[i]);
+                    }
                 }
             }
-        }
-    }
+        });
 }
 
 /// Row-major engine values of shape `dims` as an R double array (a matrix for 2 dims).
