@@ -59,6 +59,31 @@ fn dims_from_r(x: &Robj, arg: &str) -> RkResult<Option<Vec<usize>>> {
     Ok(Some(v.into_iter().map(|d| d as usize).collect()))
 }
 
+/// x and y converted from R once per call: row-major values and their dims.
+struct SampleArrays {
+    x: (Vec<f32>, Vec<usize>),
+    y: (Vec<f32>, Vec<usize>),
+}
+
+impl SampleArrays {
+    fn from_r(x: &Robj, x_arg: &str, y: &Robj, y_arg: &str) -> RkResult<SampleArrays> {
+        Ok(SampleArrays {
+            x: array_from_r(x, x_arg)?,
+            y: array_from_r(y, y_arg)?,
+        })
+    }
+
+    /// The engine's view; the first axis of each is the sample axis.
+    fn samples(&self) -> RkResult<Samples<'_>> {
+        Ok(Samples::new(
+            &self.x.0,
+            &self.x.1[1..],
+            &self.y.0,
+            &self.y.1[1..],
+        )?)
+    }
+}
+
 #[extendr]
 fn rk_model_new(name: Robj, input_shape: Robj) -> RkResult<Robj> {
     let model = Sequential::new(opt_string(&name), dims_from_r(&input_shape, "input_shape")?)?;
@@ -207,20 +232,19 @@ fn rk_model_fit(
     val_y: Robj,
 ) -> RkResult<List> {
     let mut ptr = model_ptr(&model)?;
-    let (xv, xd) = array_from_r(&x, "x")?;
-    let (yv, yd) = array_from_r(&y, "y")?;
-    let data = Samples::new(&xv, &xd[1..], &yv, &yd[1..])?;
+    let arrays = SampleArrays::from_r(&x, "x", &y, "y")?;
     let val_arrays = if val_x.is_null() {
         None
     } else {
-        let (vx, vxd) = array_from_r(&val_x, "validation_data")?;
-        let (vy, vyd) = array_from_r(&val_y, "validation_data")?;
-        Some((vx, vxd, vy, vyd))
+        Some(SampleArrays::from_r(
+            &val_x,
+            "validation_data",
+            &val_y,
+            "validation_data",
+        )?)
     };
-    let validation = match &val_arrays {
-        Some((vx, vxd, vy, vyd)) => Some(Samples::new(vx, &vxd[1..], vy, &vyd[1..])?),
-        None => None,
-    };
+    let data = arrays.samples()?;
+    let validation = val_arrays.as_ref().map(SampleArrays::samples).transpose()?;
     let opts = FitOptions {
         batch_size: batch_size.max(0) as usize,
         epochs: epochs.max(0) as usize,
@@ -254,9 +278,8 @@ fn rk_model_evaluate(
     live: bool,
 ) -> RkResult<Robj> {
     let mut ptr = model_ptr(&model)?;
-    let (xv, xd) = array_from_r(&x, "x")?;
-    let (yv, yd) = array_from_r(&y, "y")?;
-    let data = Samples::new(&xv, &xd[1..], &yv, &yd[1..])?;
+    let arrays = SampleArrays::from_r(&x, "x", &y, "y")?;
+    let data = arrays.samples()?;
     let mut console = Console::new(verbose.clamp(0, 2) as u8, live, false);
     let logs = train::evaluate(&mut ptr, data, batch_size.max(0) as usize, &mut console)?;
     console.finish(&logs);

@@ -23,16 +23,22 @@ impl Backward for BiasAddBackward {
     }
 }
 
+/// A bias is a vector as long as the last axis of x.
+fn check_shapes(x: &Tensor, b: &Tensor) -> Result<()> {
+    if b.shape().len() != 1 || x.shape().last() != Some(&b.shape()[0]) {
+        return Err(Error::ShapeMismatch {
+            op: "bias_add",
+            lhs: x.shape().to_vec(),
+            rhs: b.shape().to_vec(),
+        });
+    }
+    Ok(())
+}
+
 /// x (..., c) + b (c), b broadcast over every leading index.
 pub fn bias_add(tape: &mut Tape, x: Var, b: Var) -> Result<Var> {
     let (xv, bv) = (tape.value(x), tape.value(b));
-    if bv.shape().len() != 1 || xv.shape().last() != Some(&bv.shape()[0]) {
-        return Err(Error::ShapeMismatch {
-            op: "bias_add",
-            lhs: xv.shape().to_vec(),
-            rhs: bv.shape().to_vec(),
-        });
-    }
+    check_shapes(xv, bv)?;
     let y = device::add_row_bias(xv, bv);
     Ok(tape.push(y, &[x, b], Box::new(BiasAddBackward)))
 }
@@ -61,13 +67,7 @@ pub fn bias_add_activation(tape: &mut Tape, x: Var, b: Var, act: Activation) -> 
         return Ok(crate::ops::activation::activation(tape, y, act));
     }
     let (xv, bv) = (tape.value(x), tape.value(b));
-    if bv.shape().len() != 1 || xv.shape().last() != Some(&bv.shape()[0]) {
-        return Err(Error::ShapeMismatch {
-            op: "bias_add",
-            lhs: xv.shape().to_vec(),
-            rhs: bv.shape().to_vec(),
-        });
-    }
+    check_shapes(xv, bv)?;
     let y = device::bias_activation(xv, bv, act);
     Ok(tape.push(y, &[x, b], Box::new(BiasActivationBackward(act))))
 }
