@@ -27,6 +27,9 @@ set_random_seed <- function(seed) {
 #' `backend_info()` reports the engine version, the number of threads, the SIMD
 #' level of the CPU kernels and whether a CUDA device is usable.
 #'
+#' The engine uses all cores by default; set `options(rustkeras.threads = n)` before
+#' `library(rustkeras)` to use `n` threads (the pool is sized once per session).
+#'
 #' @returns `config_backend()`: a string. `backend_info()`: a list of class
 #'   `rustkeras_backend_info`, printed as a short report.
 #' @export
