@@ -173,12 +173,6 @@ pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
     out
 }
 
-pub fn scale(a: &[f32], s: f32) -> Vec<f32> {
-    let mut out = pool::take(a.len());
-    out.extend(a.iter().map(|x| x * s));
-    out
-}
-
 /// a += b, in place: gradient accumulation.
 pub fn add_assign(a: &mut [f32], b: &[f32]) {
     a.iter_mut().zip(b).for_each(|(x, y)| *x += y);

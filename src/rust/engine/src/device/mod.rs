@@ -98,10 +98,6 @@ pub fn add(a: &Tensor, b: &Tensor) -> Tensor {
     out(a.shape(), cpu::add(ad, bd))
 }
 
-pub fn scale(a: &Tensor, s: f32) -> Tensor {
-    out(a.shape(), cpu::scale(cpu1(a), s))
-}
-
 /// Gradient accumulation: acc += g.
 pub fn add_assign(acc: &mut Tensor, g: &Tensor) {
     match (acc.storage_mut(), g.storage()) {
