@@ -66,6 +66,10 @@ layer_dropout <- function(object, rate, noise_shape = NULL, seed = NULL, name = 
     rk_abort(sprintf("`rate` must be a number in [0, 1), not %s.", shown), kind = "argument", call = call)
   }
   if (!is.null(noise_shape)) rk_abort("`noise_shape` is not supported yet.", kind = "argument", call = call)
+  if (!is.null(seed)) {
+    rk_abort("`seed` is not supported yet; use set_random_seed() to make dropout repeatable.",
+             kind = "argument", call = call)
+  }
   if (!is.null(name)) check_string(name, "name", call)
   create_layer(object, "Dropout", list(rate = as.numeric(rate), name = name), call)
 }

@@ -196,3 +196,10 @@ test_that("a layer error leaves the model as it was", {
   model %>% layer_dense(2)
   expect_equal(dim(predict(model, matrix(1, 2, 4), verbose = 0)), c(2L, 2L))
 })
+
+test_that("layer_dropout() says that noise_shape and seed are not supported yet", {
+  expect_error(layer_dropout(rate = 0.5, noise_shape = c(1, 4)), "`noise_shape` is not supported yet",
+               class = "rustkeras_error")
+  expect_error(layer_dropout(rate = 0.5, seed = 1), "`seed` is not supported yet; use set_random_seed()",
+               class = "rustkeras_error")
+})
