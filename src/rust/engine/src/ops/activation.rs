@@ -145,49 +145,16 @@ impl Activation {
     #[inline]
     fn df(self, x: f32, y: f32) -> f32 {
         use Activation::*;
+        if self.grad_from_output() {
+            // y > 0 exactly where x > 0 for the relu family, so the output suffices.
+            return self.df_from_output(y);
+        }
         match self {
-            Linear => 1.0,
-            Relu => {
-                if x > 0.0 {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
-            Relu6 => {
-                if x > 0.0 && x < 6.0 {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
-            LeakyRelu => {
-                if x > 0.0 {
-                    1.0
-                } else {
-                    LEAKY_SLOPE
-                }
-            }
-            Elu => {
-                if x > 0.0 {
-                    1.0
-                } else {
-                    y + 1.0
-                }
-            }
-            Selu => {
-                if x > 0.0 {
-                    SELU_SCALE
-                } else {
-                    y + SELU_SCALE * SELU_ALPHA
-                }
-            }
             Gelu => {
                 let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
                 let pdf = (-0.5 * x * x).exp() * 0.398_942_3;
                 cdf + x * pdf
             }
-            Sigmoid => y * (1.0 - y),
             HardSigmoid => {
                 if x > -3.0 && x < 3.0 {
                     1.0 / 6.0
@@ -195,7 +162,6 @@ impl Activation {
                     0.0
                 }
             }
-            Tanh => 1.0 - y * y,
             Softplus => sigmoid(x),
             Softsign => {
                 let d = 1.0 + x.abs();
@@ -205,8 +171,7 @@ impl Activation {
                 let s = sigmoid(x);
                 s * (1.0 + x * (1.0 - s))
             }
-            Exponential => y,
-            Softmax | LogSoftmax => unreachable!("row-wise activation used elementwise"),
+            _ => unreachable!("row-wise, or handled by df_from_output above"),
         }
     }
 
