@@ -272,16 +272,50 @@ impl Sequential {
         logits: bool,
         rng: &mut SmallRng,
     ) -> Result<Var> {
+        Ok(self
+            .forward_with_state(tape, x, params, training, logits, rng)?
+            .0)
+    }
+
+    /// `forward`, also returning the batch statistics that layers left for
+    /// `update_state` (by layer index).
+    pub fn forward_with_state(
+        &self,
+        tape: &mut Tape,
+        x: Var,
+        params: &[Vec<Var>],
+        training: bool,
+        logits: bool,
+        rng: &mut SmallRng,
+    ) -> Result<(Var, Vec<(usize, Vec<Tensor>)>)> {
         let mut h = x;
+        let mut states = Vec::new();
         let last = self.layers.len().saturating_sub(1);
         for (i, (l, p)) in self.layers.iter().zip(params).enumerate() {
             let mut ctx = ForwardCtx {
                 training,
                 rng,
                 logits: logits && i == last,
+                batch_state: None,
             };
             h = l.forward(tape, h, p, &mut ctx)?;
+            if let Some(s) = ctx.batch_state {
+                states.push((i, s));
+            }
         }
-        Ok(h)
+        Ok((h, states))
+    }
+
+    /// Whether training must see whole batches (some layer uses batch statistics).
+    pub fn uses_batch_statistics(&self) -> bool {
+        self.layers.iter().any(|l| l.uses_batch_statistics())
+    }
+
+    /// Folds batch statistics from `forward_with_state` into the layers' state.
+    pub fn update_state(&mut self, states: Vec<(usize, Vec<Tensor>)>) -> Result<()> {
+        for (i, s) in states {
+            self.layers[i].update_state(s)?;
+        }
+        Ok(())
     }
 }

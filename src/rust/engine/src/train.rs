@@ -262,6 +262,8 @@ struct ShardResult {
     pred: Tensor,
     y: Tensor,
     grads: Vec<Tensor>,
+    /// Batch statistics for layers that keep moving averages.
+    state: Vec<(usize, Vec<Tensor>)>,
 }
 
 /// Forward and backward pass of one shard of a batch on its own tape.
@@ -285,7 +287,7 @@ fn shard_gradients(
     let xv = tape.leaf(x, false);
     let yv = tape.leaf(y.clone(), false);
     let params = model.param_vars(&mut tape);
-    let out = model.forward(&mut tape, xv, &params, true, logits, &mut rng)?;
+    let (out, state) = model.forward_with_state(&mut tape, xv, &params, true, logits, &mut rng)?;
     let (loss, pred) = loss_fn.compute(&mut tape, out, logits, yv)?;
     let mut grads = tape.backward(loss)?;
     let loss_value = tape.value(loss).item() as f64;
@@ -312,6 +314,7 @@ fn shard_gradients(
         pred,
         y,
         grads: trainable,
+        state,
     })
 }
 
@@ -328,13 +331,18 @@ fn train_step(
     contiguous: bool,
     rng: &mut SmallRng,
 ) -> Result<Vec<ShardResult>> {
-    let shards = rayon::current_num_threads()
-        .min(idx.len() / MIN_SHARD)
-        .max(1);
+    // Batch statistics (batch normalization) must see the whole batch, as in Keras.
+    let shards = if model.uses_batch_statistics() {
+        1
+    } else {
+        rayon::current_num_threads()
+            .min(idx.len() / MIN_SHARD)
+            .max(1)
+    };
     let per = idx.len().div_ceil(shards);
     let jobs: Vec<(&[usize], u64)> = idx.chunks(per).map(|c| (c, rng.gen())).collect();
     let m: &Sequential = model;
-    let results: Vec<ShardResult> = if jobs.len() == 1 {
+    let mut results: Vec<ShardResult> = if jobs.len() == 1 {
         // One shard runs here, so its products can still use every thread.
         vec![shard_gradients(m, data, jobs[0].0, contiguous, jobs[0].1)?]
     } else {
@@ -362,6 +370,8 @@ fn train_step(
         })
         .collect();
     model.apply_gradients(&grads)?;
+    let state = std::mem::take(&mut results[0].state);
+    model.update_state(state)?;
     Ok(results)
 }
 

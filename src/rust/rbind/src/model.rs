@@ -98,25 +98,45 @@ fn rk_model_add_layer(model: Robj, class_name: &str, config: List) -> RkResult<(
         if value.is_null() {
             continue;
         }
-        let v = if let Some(b) = value.as_bool() {
-            ConfigValue::Bool(b)
-        } else if let Some(s) = value.as_str() {
-            ConfigValue::Str(s.to_string())
-        } else if let Some(i) = value.as_integer() {
-            ConfigValue::Int(i as i64)
-        } else if let Some(f) = value.as_real() {
-            ConfigValue::Float(f)
-        } else {
-            return Err(RkError::new(
-                "input",
-                format!("`{key}` must be a single number, string or logical"),
-            ));
-        };
-        fields.push((key.to_string(), v));
+        fields.push((key.to_string(), config_value(key, &value)?));
     }
     let layer = registry::from_config(class_name, &fields)?;
     model_ptr(&model)?.add(layer)?;
     Ok(())
+}
+
+/// One config field from R: a length-1 vector is a scalar, a longer one a tuple.
+fn config_value(key: &str, value: &Robj) -> RkResult<ConfigValue> {
+    let scalar = |i: usize| -> Option<ConfigValue> {
+        if let Some(b) = value.as_logical_slice() {
+            b.get(i).map(|b| ConfigValue::Bool(b.is_true()))
+        } else if let Some(s) = value.as_str_iter() {
+            s.into_iter()
+                .nth(i)
+                .map(|s| ConfigValue::Str(s.to_string()))
+        } else if let Some(v) = value.as_integer_slice() {
+            v.get(i).map(|&v| ConfigValue::Int(v as i64))
+        } else {
+            value
+                .as_real_slice()
+                .and_then(|v| v.get(i))
+                .map(|&v| ConfigValue::Float(v))
+        }
+    };
+    let bad = || {
+        RkError::new(
+            "input",
+            format!("`{key}` must be a number, string or logical (or a vector of them)"),
+        )
+    };
+    match value.len() {
+        1 => scalar(0).ok_or_else(bad),
+        n if n > 1 && !value.is_list() => (0..n)
+            .map(|i| scalar(i).ok_or_else(bad))
+            .collect::<RkResult<Vec<_>>>()
+            .map(ConfigValue::List),
+        _ => Err(bad()),
+    }
 }
 
 /// What summary() and print() need: names, classes, shapes, parameter counts.

@@ -236,6 +236,7 @@ mod tests {
             .collect();
         let mut rng = rand::rngs::SmallRng::seed_from_u64(0);
         let mut ctx = ForwardCtx {
+            batch_state: None,
             training: false,
             rng: &mut rng,
             logits: false,

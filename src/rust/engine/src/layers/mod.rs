@@ -32,6 +32,9 @@ pub struct ForwardCtx<'a> {
     pub rng: &'a mut SmallRng,
     /// Stop before a final softmax, so the loss can work on logits.
     pub logits: bool,
+    /// Set by a layer that keeps running statistics (batch normalization) in training:
+    /// this batch's statistics, which `Layer::update_state` folds in after the step.
+    pub batch_state: Option<Vec<Tensor>>,
 }
 
 /// A value in a layer's Keras config, for summaries and saved files.
@@ -41,6 +44,8 @@ pub enum ConfigValue {
     Float(f64),
     Bool(bool),
     Str(String),
+    /// A tuple such as `kernel_size = (3, 3)`.
+    List(Vec<ConfigValue>),
 }
 
 pub trait Layer: Send + Sync {
@@ -69,5 +74,15 @@ pub trait Layer: Send + Sync {
     /// Keras config fields beyond name and class (for `get_config()` and saving).
     fn config(&self) -> Vec<(&'static str, ConfigValue)> {
         Vec::new()
+    }
+    /// Whether a training forward pass needs the whole batch at once (batch statistics),
+    /// so that training does not split the batch into shards.
+    fn uses_batch_statistics(&self) -> bool {
+        false
+    }
+    /// Folds the statistics a training forward pass left in `ForwardCtx::batch_state`
+    /// into the layer's state (moving averages).
+    fn update_state(&mut self, _batch_state: Vec<Tensor>) -> Result<()> {
+        Ok(())
     }
 }

@@ -12,15 +12,15 @@ pub const CLASS_NAMES: [&str; 3] = ["Dense", "Dropout", "Activation"];
 pub struct Config<'a>(pub &'a [(String, ConfigValue)]);
 
 impl Config<'_> {
-    fn get(&self, key: &str) -> Option<&ConfigValue> {
+    pub fn get(&self, key: &str) -> Option<&ConfigValue> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
-    fn name(&self) -> Result<Option<String>> {
+    pub fn name(&self) -> Result<Option<String>> {
         self.opt_str("name")
     }
 
-    fn opt_str(&self, key: &str) -> Result<Option<String>> {
+    pub fn opt_str(&self, key: &str) -> Result<Option<String>> {
         match self.get(key) {
             None => Ok(None),
             Some(ConfigValue::Str(s)) => Ok(Some(s.clone())),
@@ -28,11 +28,11 @@ impl Config<'_> {
         }
     }
 
-    fn str_or(&self, key: &str, default: &str) -> Result<String> {
+    pub fn str_or(&self, key: &str, default: &str) -> Result<String> {
         Ok(self.opt_str(key)?.unwrap_or_else(|| default.to_string()))
     }
 
-    fn f64_or(&self, key: &str, default: f64) -> Result<f64> {
+    pub fn f64_or(&self, key: &str, default: f64) -> Result<f64> {
         match self.get(key) {
             None => Ok(default),
             Some(ConfigValue::Float(v)) => Ok(*v),
@@ -41,7 +41,7 @@ impl Config<'_> {
         }
     }
 
-    fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
+    pub fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
         match self.get(key) {
             None => Ok(default),
             Some(ConfigValue::Bool(b)) => Ok(*b),
@@ -52,7 +52,7 @@ impl Config<'_> {
         }
     }
 
-    fn positive_int(&self, key: &str) -> Result<usize> {
+    pub fn positive_int(&self, key: &str) -> Result<usize> {
         let v = match self.get(key) {
             Some(ConfigValue::Int(v)) => *v as f64,
             Some(ConfigValue::Float(v)) => *v,
@@ -71,6 +71,48 @@ impl Config<'_> {
             ));
         }
         Ok(v as usize)
+    }
+
+    /// An n-tuple of positive integers (`kernel_size`, `strides`, ...): one number means
+    /// the same value on every axis, as in Keras.
+    pub fn tuple(&self, key: &str, n: usize, default: Option<&[usize]>) -> Result<Vec<usize>> {
+        let bad = |v: &dyn std::fmt::Debug| {
+            invalid_arg(
+                key,
+                format!("must be a positive integer or {n} positive integers, not {v:?}"),
+            )
+        };
+        let as_pos = |v: &ConfigValue| -> Option<usize> {
+            let f = match v {
+                ConfigValue::Int(i) => *i as f64,
+                ConfigValue::Float(f) => *f,
+                _ => return None,
+            };
+            (f >= 1.0 && f.fract() == 0.0 && f.is_finite()).then_some(f as usize)
+        };
+        match self.get(key) {
+            None => default
+                .map(|d| d.to_vec())
+                .ok_or_else(|| invalid_arg(key, "is missing")),
+            Some(ConfigValue::List(items)) => {
+                let vals: Option<Vec<usize>> = items.iter().map(as_pos).collect();
+                match vals {
+                    Some(v) if v.len() == n => Ok(v),
+                    Some(v) if v.len() == 1 => Ok(vec![v[0]; n]),
+                    _ => Err(bad(items)),
+                }
+            }
+            Some(v) => as_pos(v).map(|x| vec![x; n]).ok_or_else(|| bad(v)),
+        }
+    }
+
+    /// The layer's activation (`linear` when absent).
+    pub fn activation(&self) -> Result<Activation> {
+        Activation::from_name(&self.str_or("activation", "linear")?)
+    }
+
+    pub fn initializer(&self, key: &str, default: &str) -> Result<Initializer> {
+        Initializer::from_name(&self.str_or(key, default)?)
     }
 }
 
