@@ -3,10 +3,12 @@
 //! module beside `cpu`, not touching the ops.
 
 pub mod cpu;
+pub mod cpu_conv;
 pub mod pool;
 
 use crate::gemm;
 use crate::ops::activation::Activation;
+use crate::ops::conv::ConvGeometry;
 use crate::tensor::{Storage, Tensor};
 
 fn cpu2<'a>(a: &'a Tensor, b: &'a Tensor) -> (&'a [f32], &'a [f32]) {
@@ -114,4 +116,27 @@ pub fn fill_like(a: &Tensor, v: f32) -> Tensor {
     let mut data = pool::take(a.numel());
     data.resize(a.numel(), v);
     out(a.shape(), data)
+}
+
+/// Convolution of NHWC `x` with a (kh, kw, c, f) kernel; shapes checked by the op.
+pub fn conv2d_forward(x: &Tensor, kernel: &Tensor, g: &ConvGeometry) -> Tensor {
+    let (xd, kd) = cpu2(x, kernel);
+    out(&[g.n, g.oh, g.ow, g.f], cpu_conv::conv2d_forward(xd, kd, g))
+}
+
+/// Gradients of `conv2d_forward` for the input and the kernel, each only when wanted.
+pub fn conv2d_backward(
+    x: &Tensor,
+    kernel: &Tensor,
+    gy: &Tensor,
+    g: &ConvGeometry,
+    want_dx: bool,
+    want_dkernel: bool,
+) -> (Option<Tensor>, Option<Tensor>) {
+    let (xd, kd) = cpu2(x, kernel);
+    let (dx, dk) = cpu_conv::conv2d_backward(xd, kd, cpu1(gy), g, want_dx, want_dkernel);
+    (
+        dx.map(|d| out(x.shape(), d)),
+        dk.map(|d| out(kernel.shape(), d)),
+    )
 }

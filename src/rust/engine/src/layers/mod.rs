@@ -2,6 +2,7 @@
 //! summaries and file formats read from one place.
 
 pub mod activation;
+pub mod conv;
 pub mod dense;
 pub mod dropout;
 pub mod registry;
@@ -14,6 +15,7 @@ use crate::ops::activation::Activation;
 use crate::tensor::Tensor;
 
 pub use activation::ActivationLayer;
+pub use conv::Conv;
 pub use dense::Dense;
 pub use dropout::Dropout;
 

@@ -3,10 +3,10 @@
 
 use crate::error::{invalid_arg, Error, Result};
 use crate::init::Initializer;
-use crate::layers::{ActivationLayer, ConfigValue, Dense, Dropout, Layer};
+use crate::layers::{ActivationLayer, ConfigValue, Conv, Dense, Dropout, Layer};
 use crate::ops::activation::Activation;
 
-pub const CLASS_NAMES: [&str; 3] = ["Dense", "Dropout", "Activation"];
+pub const CLASS_NAMES: &[&str] = &["Dense", "Dropout", "Activation", "Conv1D", "Conv2D"];
 
 /// A layer's config: field name and value, as Keras's `get_config()` holds them.
 pub struct Config<'a>(pub &'a [(String, ConfigValue)]);
@@ -130,6 +130,8 @@ pub fn from_config(class_name: &str, config: &[(String, ConfigValue)]) -> Result
         )?),
         "Dropout" => Box::new(Dropout::new(c.f64_or("rate", f64::NAN)?, c.name()?)?),
         "Activation" => Box::new(ActivationLayer::new(activation(&c)?, c.name()?)),
+        "Conv1D" => Box::new(Conv::from_config(1, &c)?),
+        "Conv2D" => Box::new(Conv::from_config(2, &c)?),
         _ => {
             return Err(Error::UnknownName {
                 kind: "layer class",

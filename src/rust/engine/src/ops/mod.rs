@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod bias;
+pub mod conv;
 pub mod dropout;
 pub mod loss;
 pub mod math;

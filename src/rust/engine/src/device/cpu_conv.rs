@@ -1,0 +1,196 @@
+//! Convolution kernels on the CPU: im2col + GEMM.
+//!
+//! Inputs are NHWC and kernels (kh, kw, c, f), both row-major, so one im2col row (the
+//! receptive field of one output pixel, in (kh, kw, c) order) times the kernel seen as a
+//! (kh*kw*c) x f matrix gives that pixel's f outputs, already in NHWC order. The columns
+//! are built a few samples at a time, sized to stay in the L2 cache between the copy
+//! and the product, so the full im2col matrix is never held; the weight gradient
+//! rebuilds them rather than keeping them from the forward pass (cheap next to the
+//! product, and it keeps big networks' memory flat). A 1x1 convolution with stride 1
+//! and no padding needs no columns at all: the input already is the matrix.
+
+use rayon::prelude::*;
+
+use crate::device::pool;
+use crate::gemm::sgemm;
+use crate::ops::conv::ConvGeometry;
+
+/// Floats of im2col columns built per step (768 KB: fits Zen 4's 1 MB L2 with room for
+/// the packed kernel).
+const COLS_BUDGET: usize = 192 * 1024;
+
+/// Samples per im2col step.
+fn samples_per_step(g: &ConvGeometry) -> usize {
+    (COLS_BUDGET / (g.out_pixels() * g.patch_len()).max(1)).clamp(1, g.n.max(1))
+}
+
+/// Parallel loops only at the top level: inside a pool worker the caller already
+/// splits the work (training shards, predict batches).
+fn top_level() -> bool {
+    rayon::current_thread_index().is_none() && rayon::current_num_threads() > 1
+}
+
+/// Fills `cols` with the im2col rows of samples [s0, s1): one row of `patch_len`
+/// values per output pixel, zeros where the receptive field hangs over the padding.
+fn im2col(x: &[f32], g: &ConvGeometry, s0: usize, s1: usize, cols: &mut [f32]) {
+    let k = g.patch_len();
+    let rows = (s1 - s0) * g.out_pixels();
+    let fill_row = |row: usize, dst: &mut [f32]| {
+        let (s, p) = (s0 + row / g.out_pixels(), row % g.out_pixels());
+        let (oy, ox) = (p / g.ow, p % g.ow);
+        let sample = &x[s * g.h * g.w * g.c..(s + 1) * g.h * g.w * g.c];
+        for ky in 0..g.kh {
+            let iy = (oy * g.sh + ky * g.dh) as isize - g.pad_top as isize;
+            let dst_row = &mut dst[ky * g.kw * g.c..(ky + 1) * g.kw * g.c];
+            if iy < 0 || iy >= g.h as isize {
+                dst_row.fill(0.0);
+                continue;
+            }
+            let src_row = &sample[iy as usize * g.w * g.c..(iy as usize + 1) * g.w * g.c];
+            for kx in 0..g.kw {
+                let ix = (ox * g.sw + kx * g.dw) as isize - g.pad_left as isize;
+                let dst_px = &mut dst_row[kx * g.c..(kx + 1) * g.c];
+                if ix < 0 || ix >= g.w as isize {
+                    dst_px.fill(0.0);
+                } else {
+                    let ix = ix as usize;
+                    dst_px.copy_from_slice(&src_row[ix * g.c..(ix + 1) * g.c]);
+                }
+            }
+        }
+    };
+    let cols = &mut cols[..rows * k];
+    if top_level() && rows * k >= 1 << 16 {
+        cols.par_chunks_mut(k)
+            .enumerate()
+            .for_each(|(r, dst)| fill_row(r, dst));
+    } else {
+        cols.chunks_mut(k)
+            .enumerate()
+            .for_each(|(r, dst)| fill_row(r, dst));
+    }
+}
+
+/// Adds the im2col-shaped gradient `dcols` of samples [s0, s1) back onto `dx` (the
+/// transpose of `im2col`). Samples write disjoint parts of `dx`, so they run in
+/// parallel at the top level.
+fn col2im_add(dcols: &[f32], g: &ConvGeometry, s0: usize, s1: usize, dx: &mut [f32]) {
+    let k = g.patch_len();
+    let per_sample_in = g.h * g.w * g.c;
+    let per_sample_cols = g.out_pixels() * k;
+    let add_sample = |(i, dxs): (usize, &mut [f32])| {
+        let src = &dcols[i * per_sample_cols..(i + 1) * per_sample_cols];
+        for p in 0..g.out_pixels() {
+            let (oy, ox) = (p / g.ow, p % g.ow);
+            let row = &src[p * k..(p + 1) * k];
+            for ky in 0..g.kh {
+                let iy = (oy * g.sh + ky * g.dh) as isize - g.pad_top as isize;
+                if iy < 0 || iy >= g.h as isize {
+                    continue;
+                }
+                for kx in 0..g.kw {
+                    let ix = (ox * g.sw + kx * g.dw) as isize - g.pad_left as isize;
+                    if ix < 0 || ix >= g.w as isize {
+                        continue;
+                    }
+                    let at = (iy as usize * g.w + ix as usize) * g.c;
+                    let from = (ky * g.kw + kx) * g.c;
+                    for (d, s) in dxs[at..at + g.c].iter_mut().zip(&row[from..from + g.c]) {
+                        *d += s;
+                    }
+                }
+            }
+        }
+    };
+    let dx = &mut dx[s0 * per_sample_in..s1 * per_sample_in];
+    if top_level() && s1 - s0 > 1 {
+        dx.par_chunks_mut(per_sample_in)
+            .enumerate()
+            .for_each(add_sample);
+    } else {
+        dx.chunks_mut(per_sample_in)
+            .enumerate()
+            .for_each(add_sample);
+    }
+}
+
+/// y (n, oh, ow, f) = conv(x (n, h, w, c), kernel (kh, kw, c, f)).
+pub fn conv2d_forward(x: &[f32], kernel: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let (k, f, op) = (g.patch_len(), g.f, g.out_pixels());
+    let mut y = pool::scratch(g.n * op * f);
+    if g.is_pointwise() {
+        sgemm(false, false, g.n * op, f, k, 1.0, x, kernel, 0.0, &mut y);
+        return y;
+    }
+    let step = samples_per_step(g);
+    let mut cols = pool::scratch(step * op * k);
+    for s0 in (0..g.n).step_by(step) {
+        let s1 = (s0 + step).min(g.n);
+        im2col(x, g, s0, s1, &mut cols);
+        let rows = (s1 - s0) * op;
+        sgemm(
+            false,
+            false,
+            rows,
+            f,
+            k,
+            1.0,
+            &cols,
+            kernel,
+            0.0,
+            &mut y[s0 * op * f..s1 * op * f],
+        );
+    }
+    pool::give(cols);
+    y
+}
+
+/// Gradients of a convolution: `dx` when `want_dx`, `dkernel` when `want_dkernel`.
+pub fn conv2d_backward(
+    x: &[f32],
+    kernel: &[f32],
+    gy: &[f32],
+    g: &ConvGeometry,
+    want_dx: bool,
+    want_dkernel: bool,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    let (k, f, op) = (g.patch_len(), g.f, g.out_pixels());
+    if g.is_pointwise() {
+        let m = g.n * op;
+        let dx = want_dx.then(|| {
+            let mut dx = pool::scratch(m * k);
+            sgemm(false, true, m, k, f, 1.0, gy, kernel, 0.0, &mut dx);
+            dx
+        });
+        let dk = want_dkernel.then(|| {
+            let mut dk = pool::scratch(k * f);
+            sgemm(true, false, k, f, m, 1.0, x, gy, 0.0, &mut dk);
+            dk
+        });
+        return (dx, dk);
+    }
+    let step = samples_per_step(g);
+    let mut cols = pool::scratch(step * op * k);
+    let mut dx = want_dx.then(|| pool::zeros(g.n * g.h * g.w * g.c));
+    let mut dk = want_dkernel.then(|| pool::scratch(k * f));
+    for s0 in (0..g.n).step_by(step) {
+        let s1 = (s0 + step).min(g.n);
+        let rows = (s1 - s0) * op;
+        let gy_step = &gy[s0 * op * f..s1 * op * f];
+        if let Some(dk) = dk.as_mut() {
+            im2col(x, g, s0, s1, &mut cols);
+            // dK += colsᵀ · dY; the first step overwrites whatever the buffer held.
+            let beta = if s0 == 0 { 0.0 } else { 1.0 };
+            sgemm(true, false, k, f, rows, 1.0, &cols, gy_step, beta, dk);
+        }
+        if let Some(dx) = dx.as_mut() {
+            // dcols = dY · Kᵀ, then scattered back onto the input pixels.
+            sgemm(
+                false, true, rows, k, f, 1.0, gy_step, kernel, 0.0, &mut cols,
+            );
+            col2im_add(&cols, g, s0, s1, dx);
+        }
+    }
+    pool::give(cols);
+    (dx, dk)
+}

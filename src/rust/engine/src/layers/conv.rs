@@ -1,0 +1,434 @@
+//! Conv1D and Conv2D: y = activation(conv(x, kernel) + bias), channels_last, kernel stored
+//! (kh, kw, in, filters) (Conv1D: (k, in, filters)) as in Keras. A Conv1D is run as a
+//! Conv2D over a height-1 image.
+
+use crate::autodiff::{Tape, Var};
+use crate::error::{invalid_arg, shape_str, Error, Result};
+use crate::init::Initializer;
+use crate::layers::registry::Config;
+use crate::layers::{ConfigValue, ForwardCtx, Layer, Param};
+use crate::naming::unique_name;
+use crate::ops::activation::{activation, Activation};
+use crate::ops::bias::bias_add_activation;
+use crate::ops::conv::{conv2d, ConvSpec, Padding};
+use crate::ops::math::reshape;
+use crate::rng;
+use crate::tensor::Tensor;
+
+pub struct Conv {
+    name: String,
+    /// 1 (Conv1D) or 2 (Conv2D).
+    rank: usize,
+    filters: usize,
+    kernel_size: Vec<usize>,
+    strides: Vec<usize>,
+    dilation_rate: Vec<usize>,
+    padding: Padding,
+    activation: Activation,
+    use_bias: bool,
+    kernel_initializer: Initializer,
+    bias_initializer: Initializer,
+    params: Vec<Param>,
+}
+
+/// `data_format` other than channels_last is refused by name until it is supported.
+pub fn check_channels_last(c: &Config) -> Result<()> {
+    match c.opt_str("data_format")?.as_deref() {
+        None | Some("channels_last") => Ok(()),
+        Some("channels_first") => Err(invalid_arg(
+            "data_format",
+            "= 'channels_first' is not supported yet; use 'channels_last'",
+        )),
+        Some(other) => Err(invalid_arg(
+            "data_format",
+            format!("must be 'channels_last' or 'channels_first', not '{other}'"),
+        )),
+    }
+}
+
+fn ints(v: &[usize]) -> ConfigValue {
+    ConfigValue::List(v.iter().map(|&x| ConfigValue::Int(x as i64)).collect())
+}
+
+impl Conv {
+    pub fn from_config(rank: usize, c: &Config) -> Result<Conv> {
+        check_channels_last(c)?;
+        let padding = Padding::from_name(&c.str_or("padding", "valid")?)?;
+        if padding == Padding::Causal && rank != 1 {
+            return Err(invalid_arg(
+                "padding",
+                "= 'causal' is only for 1-D convolutions",
+            ));
+        }
+        let groups = c.f64_or("groups", 1.0)?;
+        if groups != 1.0 {
+            return Err(invalid_arg(
+                "groups",
+                format!("other than 1 is not supported yet (got {groups})"),
+            ));
+        }
+        let strides = c.tuple("strides", rank, Some(&vec![1; rank]))?;
+        let dilation_rate = c.tuple("dilation_rate", rank, Some(&vec![1; rank]))?;
+        if strides.iter().any(|&s| s > 1) && dilation_rate.iter().any(|&d| d > 1) {
+            return Err(invalid_arg(
+                "strides",
+                "> 1 cannot be combined with dilation_rate > 1 (as in Keras)",
+            ));
+        }
+        let prefix = if rank == 1 { "conv1d" } else { "conv2d" };
+        Ok(Conv {
+            name: c.name()?.unwrap_or_else(|| unique_name(prefix)),
+            rank,
+            filters: c.positive_int("filters")?,
+            kernel_size: c.tuple("kernel_size", rank, None)?,
+            strides,
+            dilation_rate,
+            padding,
+            activation: c.activation()?,
+            use_bias: c.bool_or("use_bias", true)?,
+            kernel_initializer: c.initializer("kernel_initializer", "glorot_uniform")?,
+            bias_initializer: c.initializer("bias_initializer", "zeros")?,
+            params: Vec::new(),
+        })
+    }
+
+    /// The 2-D spec; a Conv1D acts along the width of a height-1 image.
+    fn spec(&self) -> ConvSpec {
+        let pair = |v: &[usize]| {
+            if self.rank == 1 {
+                (1, v[0])
+            } else {
+                (v[0], v[1])
+            }
+        };
+        ConvSpec {
+            kernel: pair(&self.kernel_size),
+            strides: pair(&self.strides),
+            dilation: pair(&self.dilation_rate),
+            padding: self.padding,
+        }
+    }
+
+    fn input_error(&self, msg: String) -> Error {
+        Error::LayerInput {
+            layer: self.name.clone(),
+            msg,
+        }
+    }
+
+    /// (h, w, channels) of a sample shape, checking the rank.
+    fn image_dims(&self, input_shape: &[usize]) -> Result<(usize, usize, usize)> {
+        match (self.rank, input_shape) {
+            (2, &[h, w, c]) => Ok((h, w, c)),
+            (1, &[l, c]) => Ok((1, l, c)),
+            _ => Err(self.input_error(format!(
+                "expects {}-D inputs (batch, {}), got {}-D input of shape (batch, {})",
+                self.rank + 2,
+                if self.rank == 2 {
+                    "height, width, channels"
+                } else {
+                    "steps, channels"
+                },
+                input_shape.len() + 1,
+                shape_str(input_shape).trim_matches(|c| c == '(' || c == ')')
+            ))),
+        }
+    }
+}
+
+impl Layer for Conv {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn class_name(&self) -> &'static str {
+        if self.rank == 1 {
+            "Conv1D"
+        } else {
+            "Conv2D"
+        }
+    }
+
+    fn build(&mut self, input_shape: &[usize]) -> Result<()> {
+        let (_, _, channels) = self.image_dims(input_shape)?;
+        let mut kernel_shape = self.kernel_size.clone();
+        kernel_shape.extend([channels, self.filters]);
+        let kernel = rng::with_global(|r| self.kernel_initializer.sample(&kernel_shape, r));
+        self.params = vec![Param {
+            name: "kernel",
+            value: Tensor::from_vec(kernel_shape, kernel)?,
+            trainable: true,
+        }];
+        if self.use_bias {
+            let bias = rng::with_global(|r| self.bias_initializer.sample(&[self.filters], r));
+            self.params.push(Param {
+                name: "bias",
+                value: Tensor::from_vec(vec![self.filters], bias)?,
+                trainable: true,
+            });
+        }
+        Ok(())
+    }
+
+    fn is_built(&self) -> bool {
+        !self.params.is_empty()
+    }
+
+    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+        let (h, w, c) = self.image_dims(input_shape)?;
+        if let Some(k) = self.params.first() {
+            let in_channels = k.value.shape()[self.rank];
+            if in_channels != c {
+                return Err(self.input_error(format!(
+                    "expects {in_channels} input channels, got {c} (input shape {})",
+                    shape_str(input_shape)
+                )));
+            }
+        }
+        let spec = self.spec();
+        let ((oh, ow), _) = spec.output(h, w).ok_or_else(|| {
+            let size = |v: &[usize]| {
+                v.iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join("x")
+            };
+            self.input_error(format!(
+                "kernel_size {}{} is larger than the {} input {}",
+                size(&self.kernel_size),
+                if self.dilation_rate.iter().any(|&d| d > 1) {
+                    format!(" with dilation_rate {}", size(&self.dilation_rate))
+                } else {
+                    String::new()
+                },
+                if self.padding == Padding::Valid {
+                    "unpadded ('valid')"
+                } else {
+                    "padded"
+                },
+                shape_str(input_shape)
+            ))
+        })?;
+        Ok(if self.rank == 1 {
+            vec![ow, self.filters]
+        } else {
+            vec![oh, ow, self.filters]
+        })
+    }
+
+    fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    fn params_mut(&mut self) -> &mut [Param] {
+        &mut self.params
+    }
+
+    fn forward(
+        &self,
+        tape: &mut Tape,
+        x: Var,
+        params: &[Var],
+        ctx: &mut ForwardCtx,
+    ) -> Result<Var> {
+        let in_shape = tape.value(x).shape().to_vec();
+        let (batch, sample) = in_shape
+            .split_first()
+            .ok_or_else(|| self.input_error("got a scalar input".into()))?;
+        let out_sample = self.output_shape(sample)?;
+        let (h, w, c) = self.image_dims(sample)?;
+        let (x4, k4) = if self.rank == 1 {
+            let ks = [1, self.kernel_size[0], c, self.filters];
+            (
+                reshape(tape, x, vec![*batch, h, w, c])?,
+                reshape(tape, params[0], ks.to_vec())?,
+            )
+        } else {
+            (x, params[0])
+        };
+        let y = conv2d(tape, x4, k4, &self.spec())?;
+        let act = if ctx.logits && self.activation == Activation::Softmax {
+            Activation::Linear
+        } else {
+            self.activation
+        };
+        let y = if self.use_bias {
+            bias_add_activation(tape, y, params[1], act)?
+        } else {
+            activation(tape, y, act)
+        };
+        if self.rank == 1 {
+            let mut shape = vec![*batch];
+            shape.extend(out_sample);
+            return reshape(tape, y, shape);
+        }
+        Ok(y)
+    }
+
+    fn output_activation(&self) -> Option<Activation> {
+        Some(self.activation)
+    }
+
+    fn config(&self) -> Vec<(&'static str, ConfigValue)> {
+        vec![
+            ("filters", ConfigValue::Int(self.filters as i64)),
+            ("kernel_size", ints(&self.kernel_size)),
+            ("strides", ints(&self.strides)),
+            ("padding", ConfigValue::Str(self.padding.name().into())),
+            ("data_format", ConfigValue::Str("channels_last".into())),
+            ("dilation_rate", ints(&self.dilation_rate)),
+            ("groups", ConfigValue::Int(1)),
+            (
+                "activation",
+                ConfigValue::Str(self.activation.name().into()),
+            ),
+            ("use_bias", ConfigValue::Bool(self.use_bias)),
+            (
+                "kernel_initializer",
+                ConfigValue::Str(self.kernel_initializer.name().into()),
+            ),
+            (
+                "bias_initializer",
+                ConfigValue::Str(self.bias_initializer.name().into()),
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::registry::from_config;
+
+    fn cfg(pairs: &[(&str, ConfigValue)]) -> Vec<(String, ConfigValue)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn conv2d_shapes_and_counts_match_keras() {
+        let mut l = from_config(
+            "Conv2D",
+            &cfg(&[
+                ("filters", ConfigValue::Int(32)),
+                ("kernel_size", ints(&[3, 3])),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(l.output_shape(&[28, 28, 1]).unwrap(), vec![26, 26, 32]);
+        l.build(&[28, 28, 1]).unwrap();
+        let n: usize = l.params().iter().map(|p| p.value.numel()).sum();
+        assert_eq!(n, 320);
+        assert_eq!(l.params()[0].value.shape(), &[3, 3, 1, 32]);
+        let same = from_config(
+            "Conv2D",
+            &cfg(&[
+                ("filters", ConfigValue::Int(4)),
+                ("kernel_size", ConfigValue::Int(3)),
+                ("strides", ConfigValue::Int(2)),
+                ("padding", ConfigValue::Str("same".into())),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(same.output_shape(&[7, 9, 3]).unwrap(), vec![4, 5, 4]);
+    }
+
+    #[test]
+    fn conv1d_runs_as_a_height_one_conv2d() {
+        let mut l = from_config(
+            "Conv1D",
+            &cfg(&[
+                ("filters", ConfigValue::Int(2)),
+                ("kernel_size", ConfigValue::Int(3)),
+                ("padding", ConfigValue::Str("causal".into())),
+                ("use_bias", ConfigValue::Bool(false)),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(l.output_shape(&[5, 1]).unwrap(), vec![5, 2]);
+        l.build(&[5, 1]).unwrap();
+        assert_eq!(l.params()[0].value.shape(), &[3, 1, 2]);
+        // Kernel taps (oldest, middle, newest) = (1, 10, 100) for filter 0.
+        let k = vec![1., 0., 10., 0., 100., 1.];
+        l.params_mut()[0].value = Tensor::from_vec(vec![3, 1, 2], k).unwrap();
+        let mut tape = Tape::new();
+        let x = tape.leaf(
+            Tensor::from_vec(vec![1, 5, 1], vec![1., 2., 3., 4., 5.]).unwrap(),
+            false,
+        );
+        let p = tape.leaf(l.params()[0].value.clone(), false);
+        let mut rng = rand::SeedableRng::seed_from_u64(0);
+        let mut ctx = ForwardCtx {
+            training: false,
+            rng: &mut rng,
+            logits: false,
+            batch_state: None,
+        };
+        let y = l.forward(&mut tape, x, &[p], &mut ctx).unwrap();
+        assert_eq!(tape.value(y).shape(), &[1, 5, 2]);
+        let f0: Vec<f32> = tape.value(y).host().iter().step_by(2).copied().collect();
+        // Causal: output t sees x[t-2], x[t-1], x[t] only.
+        assert_eq!(f0, vec![100., 210., 321., 432., 543.]);
+    }
+
+    #[test]
+    fn bad_configs_and_inputs_name_the_problem() {
+        let e = from_config(
+            "Conv2D",
+            &cfg(&[
+                ("filters", ConfigValue::Int(0)),
+                ("kernel_size", ConfigValue::Int(3)),
+            ]),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.to_string(), "`filters` must be a positive integer, not 0");
+        let e = from_config(
+            "Conv2D",
+            &cfg(&[
+                ("filters", ConfigValue::Int(2)),
+                ("kernel_size", ints(&[3, 3])),
+                ("strides", ints(&[0, 1])),
+            ]),
+        )
+        .err()
+        .unwrap();
+        assert!(e
+            .to_string()
+            .starts_with("`strides` must be a positive integer or 2"));
+        let e = from_config(
+            "Conv2D",
+            &cfg(&[
+                ("filters", ConfigValue::Int(2)),
+                ("kernel_size", ConfigValue::Int(3)),
+                ("data_format", ConfigValue::Str("channels_first".into())),
+            ]),
+        )
+        .err()
+        .unwrap();
+        assert!(e
+            .to_string()
+            .contains("channels_first' is not supported yet"));
+        let l = from_config(
+            "Conv2D",
+            &cfg(&[
+                ("filters", ConfigValue::Int(2)),
+                ("kernel_size", ConfigValue::Int(5)),
+                ("name", ConfigValue::Str("c".into())),
+            ]),
+        )
+        .unwrap();
+        let e = l.output_shape(&[4, 4, 1]).err().unwrap().to_string();
+        assert!(
+            e.contains("kernel_size 5x5 is larger than the unpadded ('valid') input (4, 4, 1)"),
+            "{e}"
+        );
+        let e = l.output_shape(&[28, 28]).err().unwrap().to_string();
+        assert!(
+            e.contains("expects 4-D inputs (batch, height, width, channels), got 3-D"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,370 @@
+//! 2-D convolution over NHWC inputs with (kh, kw, c, f) kernels, as Keras's Conv2D
+//! computes it (cross-correlation, no kernel flip). 1-D convolutions are the h = 1 case.
+
+use crate::autodiff::{Backward, Tape, Var};
+use crate::device;
+use crate::error::{shape_str, Error, Result};
+use crate::tensor::Tensor;
+
+/// Keras's padding modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Padding {
+    Valid,
+    Same,
+    /// 1-D only: all the padding before the sequence, so no output sees the future.
+    Causal,
+}
+
+impl Padding {
+    pub fn from_name(name: &str) -> Result<Padding> {
+        match name.to_ascii_lowercase().as_str() {
+            "valid" => Ok(Padding::Valid),
+            "same" => Ok(Padding::Same),
+            "causal" => Ok(Padding::Causal),
+            _ => Err(crate::error::invalid_arg(
+                "padding",
+                format!("must be one of 'valid', 'same' or 'causal', not '{name}'"),
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Padding::Valid => "valid",
+            Padding::Same => "same",
+            Padding::Causal => "causal",
+        }
+    }
+
+    /// Output length and padding before, along one axis of length `n`, or None when
+    /// the (dilated) window does not fit. 'same' pads as TensorFlow does: the odd pixel
+    /// goes after.
+    pub fn along(
+        self,
+        n: usize,
+        window: usize,
+        stride: usize,
+        dilation: usize,
+    ) -> Option<(usize, usize)> {
+        let span = (window - 1) * dilation + 1;
+        match self {
+            Padding::Valid => (n >= span).then(|| ((n - span) / stride + 1, 0)),
+            Padding::Same => {
+                let out = n.div_ceil(stride);
+                let total = ((out - 1) * stride + span).saturating_sub(n);
+                (n > 0).then_some((out, total / 2))
+            }
+            Padding::Causal => (n > 0).then(|| ((n + span - 1 - span) / stride + 1, span - 1)),
+        }
+    }
+}
+
+/// Every size a convolution kernel needs: input (n, h, w, c), kernel (kh, kw, c, f),
+/// strides, dilations, padding before each axis, output (oh, ow).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub f: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+/// What a convolution is asked to do, before it meets an input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvSpec {
+    pub kernel: (usize, usize),
+    pub strides: (usize, usize),
+    pub dilation: (usize, usize),
+    pub padding: Padding,
+}
+
+impl ConvSpec {
+    /// Output (oh, ow) and padding (top, left) for an h x w input; None when the kernel
+    /// is larger than the padded input.
+    pub fn output(&self, h: usize, w: usize) -> Option<((usize, usize), (usize, usize))> {
+        // Causal padding is a 1-D mode: it applies along the sequence (w) axis only.
+        let pad_h = if self.padding == Padding::Causal {
+            Padding::Valid
+        } else {
+            self.padding
+        };
+        let (oh, top) = pad_h.along(h, self.kernel.0, self.strides.0, self.dilation.0)?;
+        let (ow, left) = self
+            .padding
+            .along(w, self.kernel.1, self.strides.1, self.dilation.1)?;
+        Some(((oh, ow), (top, left)))
+    }
+
+    pub fn geometry(&self, input: &[usize], filters: usize) -> Result<ConvGeometry> {
+        let [n, h, w, c] = *input else {
+            return Err(Error::State(format!(
+                "conv2d needs a 4-D (batch, height, width, channels) input, not {}",
+                shape_str(input)
+            )));
+        };
+        let ((oh, ow), (pad_top, pad_left)) = self.output(h, w).ok_or_else(|| {
+            Error::State(format!(
+                "conv2d: kernel {}x{} (dilation {}x{}) is larger than the input {}",
+                self.kernel.0,
+                self.kernel.1,
+                self.dilation.0,
+                self.dilation.1,
+                shape_str(input)
+            ))
+        })?;
+        Ok(ConvGeometry {
+            n,
+            h,
+            w,
+            c,
+            kh: self.kernel.0,
+            kw: self.kernel.1,
+            f: filters,
+            sh: self.strides.0,
+            sw: self.strides.1,
+            dh: self.dilation.0,
+            dw: self.dilation.1,
+            pad_top,
+            pad_left,
+            oh,
+            ow,
+        })
+    }
+}
+
+impl ConvGeometry {
+    /// Values in one receptive field: the GEMM's inner dimension.
+    pub fn patch_len(&self) -> usize {
+        self.kh * self.kw * self.c
+    }
+
+    pub fn out_pixels(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// A 1x1 kernel that visits every pixel once: the input is already the im2col matrix.
+    pub fn is_pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.sh == 1
+            && self.sw == 1
+            && self.pad_top == 0
+            && self.pad_left == 0
+    }
+}
+
+struct Conv2dBackward(ConvGeometry);
+
+impl Backward for Conv2dBackward {
+    fn backward(
+        &self,
+        g: &Tensor,
+        inputs: &[&Tensor],
+        _out: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        let (x, k) = (inputs[0], inputs[1]);
+        let (dx, dk) = device::conv2d_backward(x, k, g, &self.0, needs[0], needs[1]);
+        Ok(vec![dx, dk])
+    }
+}
+
+/// x (n, h, w, c) convolved with kernel (kh, kw, c, f) -> (n, oh, ow, f).
+pub fn conv2d(tape: &mut Tape, x: Var, kernel: Var, spec: &ConvSpec) -> Result<Var> {
+    let (xv, kv) = (tape.value(x), tape.value(kernel));
+    let ks = kv.shape();
+    if ks.len() != 4
+        || (ks[0], ks[1]) != spec.kernel
+        || xv.shape().len() != 4
+        || xv.shape()[3] != ks[2]
+    {
+        return Err(Error::ShapeMismatch {
+            op: "conv2d",
+            lhs: xv.shape().to_vec(),
+            rhs: ks.to_vec(),
+        });
+    }
+    let geometry = spec.geometry(xv.shape(), ks[3])?;
+    let y = device::conv2d_forward(xv, kv, &geometry);
+    Ok(tape.push(y, &[x, kernel], Box::new(Conv2dBackward(geometry))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::gradcheck::{check, random_tensor};
+
+    /// Straight from the definition, for comparison.
+    fn naive(x: &Tensor, k: &Tensor, spec: &ConvSpec) -> Vec<f32> {
+        let g = spec.geometry(x.shape(), k.shape()[3]).unwrap();
+        let (xv, kv) = (x.host(), k.host());
+        let mut y = vec![0.0; g.n * g.oh * g.ow * g.f];
+        for n in 0..g.n {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    for f in 0..g.f {
+                        let mut acc = 0.0;
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                let iy = (oy * g.sh + ky * g.dh) as isize - g.pad_top as isize;
+                                let ix = (ox * g.sw + kx * g.dw) as isize - g.pad_left as isize;
+                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                    continue;
+                                }
+                                for c in 0..g.c {
+                                    acc += xv
+                                        [((n * g.h + iy as usize) * g.w + ix as usize) * g.c + c]
+                                        * kv[((ky * g.kw + kx) * g.c + c) * g.f + f];
+                                }
+                            }
+                        }
+                        y[((n * g.oh + oy) * g.ow + ox) * g.f + f] = acc;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn spec(k: (usize, usize), s: (usize, usize), d: (usize, usize), p: Padding) -> ConvSpec {
+        ConvSpec {
+            kernel: k,
+            strides: s,
+            dilation: d,
+            padding: p,
+        }
+    }
+
+    fn cases() -> Vec<(Vec<usize>, ConvSpec, usize)> {
+        vec![
+            (
+                vec![2, 5, 6, 3],
+                spec((3, 3), (1, 1), (1, 1), Padding::Valid),
+                4,
+            ),
+            (
+                vec![2, 7, 9, 2],
+                spec((3, 3), (2, 2), (1, 1), Padding::Same),
+                3,
+            ),
+            (
+                vec![1, 8, 7, 2],
+                spec((3, 2), (1, 1), (2, 2), Padding::Valid),
+                2,
+            ),
+            (
+                vec![2, 6, 5, 3],
+                spec((2, 3), (2, 1), (1, 2), Padding::Same),
+                2,
+            ),
+            (
+                vec![3, 4, 4, 5],
+                spec((1, 1), (1, 1), (1, 1), Padding::Valid),
+                3,
+            ),
+            (
+                vec![2, 5, 5, 2],
+                spec((1, 1), (2, 2), (1, 1), Padding::Valid),
+                3,
+            ),
+            (
+                vec![2, 1, 9, 2],
+                spec((1, 3), (1, 2), (1, 1), Padding::Causal),
+                2,
+            ),
+        ]
+    }
+
+    #[test]
+    fn forward_matches_the_definition() {
+        for (shape, spec, f) in cases() {
+            let x = random_tensor(&shape, 1, 1.0);
+            let k = random_tensor(&[spec.kernel.0, spec.kernel.1, shape[3], f], 2, 1.0);
+            let mut t = Tape::new();
+            let (xv, kv) = (t.leaf(x.clone(), false), t.leaf(k.clone(), false));
+            let y = conv2d(&mut t, xv, kv, &spec).unwrap();
+            let want = naive(&x, &k, &spec);
+            for (a, b) in t.value(y).host().iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4, "{spec:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn output_sizes_follow_keras() {
+        // 'same' with stride 2 on 7: ceil(7/2) = 4, padding total 2 -> 1 before.
+        assert_eq!(Padding::Same.along(7, 3, 2, 1), Some((4, 1)));
+        // 'same' with stride 2 on 8: 4 outputs, total 1 -> 0 before (odd pixel after).
+        assert_eq!(Padding::Same.along(8, 3, 2, 1), Some((4, 0)));
+        assert_eq!(Padding::Valid.along(28, 3, 1, 1), Some((26, 0)));
+        assert_eq!(Padding::Valid.along(7, 3, 1, 3), Some((1, 0)));
+        assert_eq!(Padding::Valid.along(2, 3, 1, 1), None);
+        assert_eq!(Padding::Causal.along(9, 3, 1, 2), Some((9, 4)));
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        for (shape, spec, f) in cases() {
+            let x = random_tensor(&shape, 3, 1.0);
+            let k = random_tensor(&[spec.kernel.0, spec.kernel.1, shape[3], f], 4, 1.0);
+            check(
+                vec![x, k],
+                &[true, true],
+                |t, v| conv2d(t, v[0], v[1], &spec).unwrap(),
+                "conv2d",
+            );
+        }
+    }
+
+    #[test]
+    fn kernel_gradient_alone_and_across_im2col_steps() {
+        // Enough samples that the columns are built in several steps.
+        let spec = spec((3, 3), (1, 1), (1, 1), Padding::Same);
+        let x = random_tensor(&[40, 12, 12, 16], 5, 1.0);
+        let k = random_tensor(&[3, 3, 16, 8], 6, 0.5);
+        let g = spec.geometry(x.shape(), 8).unwrap();
+        assert!(g.n * g.out_pixels() * g.patch_len() > 192 * 1024);
+        let gy = random_tensor(&[40, 12, 12, 8], 7, 1.0);
+        let (dx, dk) = device::conv2d_backward(&x, &k, &gy, &g, true, true);
+        let (dx_alone, _) = device::conv2d_backward(&x, &k, &gy, &g, true, false);
+        let (_, dk_alone) = device::conv2d_backward(&x, &k, &gy, &g, false, true);
+        assert_eq!(dx.unwrap().to_vec(), dx_alone.unwrap().to_vec());
+        let (dk, dk_alone) = (dk.unwrap().to_vec(), dk_alone.unwrap().to_vec());
+        assert_eq!(dk, dk_alone);
+        // dK[0, 0, 0, 0] by hand: sum over pixels of x[n, y-1, x-1, 0] * gy[n, y, x, 0].
+        let (xv, gv) = (x.host(), gy.host());
+        let mut want = 0.0f64;
+        for n in 0..40 {
+            for oy in 1..12 {
+                for ox in 1..12 {
+                    want += (xv[((n * 12 + oy - 1) * 12 + ox - 1) * 16]
+                        * gv[((n * 12 + oy) * 12 + ox) * 8]) as f64;
+                }
+            }
+        }
+        assert!((dk[0] as f64 - want).abs() < 1e-3 * want.abs().max(1.0));
+    }
+
+    #[test]
+    fn mismatched_shapes_are_errors() {
+        let mut t = Tape::new();
+        let x = t.leaf(random_tensor(&[1, 5, 5, 2], 1, 1.0), false);
+        let k = t.leaf(random_tensor(&[3, 3, 3, 4], 1, 1.0), false);
+        let s = spec((3, 3), (1, 1), (1, 1), Padding::Valid);
+        assert!(conv2d(&mut t, x, k, &s).is_err());
+        let x = t.leaf(random_tensor(&[1, 2, 2, 3], 1, 1.0), false);
+        let e = conv2d(&mut t, x, k, &s).err().unwrap().to_string();
+        assert!(e.contains("larger than the input"), "{e}");
+    }
+}
