@@ -4,6 +4,7 @@
 
 pub mod cpu;
 pub mod cpu_conv;
+pub mod cpu_norm;
 pub mod pool;
 
 use crate::gemm;
@@ -138,5 +139,47 @@ pub fn conv2d_backward(
     (
         dx.map(|d| out(x.shape(), d)),
         dk.map(|d| out(kernel.shape(), d)),
+    )
+}
+
+/// Per-channel mean and biased variance of x (..., c).
+pub fn moments(x: &Tensor) -> (Tensor, Tensor) {
+    let c = x.shape().last().copied().unwrap_or(1);
+    let (m, v) = cpu_norm::moments(cpu1(x), c);
+    (out(&[c], m), out(&[c], v))
+}
+
+/// x (..., c) * scale (c) + shift (c).
+pub fn scale_shift(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Tensor {
+    let c = scale.numel();
+    let (sd, hd) = cpu2(scale, shift);
+    out(x.shape(), cpu_norm::scale_shift(cpu1(x), c, sd, hd))
+}
+
+/// Per-channel sums of g and of g * (x - mean) * inv_std.
+pub fn norm_grad_sums(x: &Tensor, g: &Tensor, mean: &Tensor, inv_std: &Tensor) -> (Tensor, Tensor) {
+    let c = mean.numel();
+    let (xd, gd) = cpu2(x, g);
+    let (md, id) = cpu2(mean, inv_std);
+    let (sg, sgx) = cpu_norm::grad_sums(xd, gd, c, md, id);
+    (out(&[c], sg), out(&[c], sgx))
+}
+
+/// Input gradient of training-mode batch normalization.
+pub fn batch_norm_input_grad(
+    x: &Tensor,
+    g: &Tensor,
+    mean: &Tensor,
+    inv_std: &Tensor,
+    gamma: &Tensor,
+    sums: (&Tensor, &Tensor),
+) -> Tensor {
+    let c = mean.numel();
+    let (xd, gd) = cpu2(x, g);
+    let (md, id) = cpu2(mean, inv_std);
+    let (sg, sgx) = cpu2(sums.0, sums.1);
+    out(
+        x.shape(),
+        cpu_norm::train_input_grad(xd, gd, c, md, id, cpu1(gamma), sg, sgx),
     )
 }

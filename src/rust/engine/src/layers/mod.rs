@@ -2,6 +2,7 @@
 //! summaries and file formats read from one place.
 
 pub mod activation;
+pub mod batch_normalization;
 pub mod conv;
 pub mod dense;
 pub mod dropout;
@@ -15,6 +16,7 @@ use crate::ops::activation::Activation;
 use crate::tensor::Tensor;
 
 pub use activation::ActivationLayer;
+pub use batch_normalization::BatchNormalization;
 pub use conv::Conv;
 pub use dense::Dense;
 pub use dropout::Dropout;

@@ -3,7 +3,9 @@
 
 use crate::error::{invalid_arg, Error, Result};
 use crate::init::Initializer;
-use crate::layers::{ActivationLayer, ConfigValue, Conv, Dense, Dropout, Layer};
+use crate::layers::{
+    ActivationLayer, BatchNormalization, ConfigValue, Conv, Dense, Dropout, Layer,
+};
 use crate::ops::activation::Activation;
 
 pub const CLASS_NAMES: &[&str] = &["Dense", "Dropout", "Activation", "Conv1D", "Conv2D"];
@@ -132,6 +134,7 @@ pub fn from_config(class_name: &str, config: &[(String, ConfigValue)]) -> Result
         "Activation" => Box::new(ActivationLayer::new(activation(&c)?, c.name()?)),
         "Conv1D" => Box::new(Conv::from_config(1, &c)?),
         "Conv2D" => Box::new(Conv::from_config(2, &c)?),
+        "BatchNormalization" => Box::new(BatchNormalization::from_config(&c)?),
         _ => {
             return Err(Error::UnknownName {
                 kind: "layer class",

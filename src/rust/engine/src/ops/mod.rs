@@ -2,6 +2,7 @@
 //! finite-difference gradient tests. Kernels live in `device`; ops only record the tape.
 
 pub mod activation;
+pub mod batch_norm;
 pub mod bias;
 pub mod conv;
 pub mod dropout;
