@@ -20,12 +20,18 @@ model_summary_text <- function(model, line_length = NULL, ..., call = rk_user_ca
     "0 (unbuilt)"
   )
   cell <- function(text, width, right = FALSE) {
-    text <- substr(text, 1L, width - 2L)
     pad <- strrep(" ", max(0L, width - 2L - nchar(text)))
     if (right) paste0(" ", pad, text, " ") else paste0(" ", text, pad, " ")
   }
+  # A row is as tall as its most wrapped cell (rich wraps at spaces, as Keras prints
+  # "batch_normalization" over "(BatchNormalization)").
   row <- function(a, b, c, edge = "\u2502") {
-    paste0(edge, cell(a, inner[1]), edge, cell(b, inner[2]), edge, cell(c, inner[3], TRUE), edge)
+    cols <- list(wrap_words(a, inner[1] - 2L), wrap_words(b, inner[2] - 2L),
+                 wrap_words(c, inner[3] - 2L))
+    height <- max(lengths(cols))
+    cols <- lapply(cols, function(l) c(l, rep("", height - length(l))))
+    paste0(edge, cell(cols[[1]], inner[1]), edge, cell(cols[[2]], inner[2]), edge,
+           cell(cols[[3]], inner[3], TRUE), edge)
   }
   hline <- function(l, m, r, ch) {
     paste0(l, strrep(ch, inner[1]), m, strrep(ch, inner[2]), m, strrep(ch, inner[3]), r)
@@ -57,6 +63,31 @@ model_summary_text <- function(model, line_length = NULL, ..., call = rk_user_ca
     lines <- c(lines, sprintf(" Optimizer params: %s (%s)", format_count(opt), readable_size(4 * opt)))
   }
   lines
+}
+
+# Greedy word wrap to `width` characters; a word longer than a line is cut.
+wrap_words <- function(text, width) {
+  width <- max(1L, width)
+  lines <- character()
+  current <- ""
+  for (word in strsplit(text, " ", fixed = TRUE)[[1]]) {
+    while (nchar(word) > width) {
+      if (nzchar(current)) {
+        lines <- c(lines, current)
+        current <- ""
+      }
+      lines <- c(lines, substr(word, 1L, width))
+      word <- substr(word, width + 1L, nchar(word))
+    }
+    candidate <- if (nzchar(current)) paste(current, word) else word
+    if (nchar(candidate) <= width) {
+      current <- candidate
+    } else {
+      lines <- c(lines, current)
+      current <- word
+    }
+  }
+  c(lines, current)
 }
 
 format_shape <- function(s) {

@@ -36,10 +36,6 @@ new_optimizer <- function(name, args, extra) {
       rk_abort(sprintf("`%s` must be a single non-negative number.", a), kind = "argument", call = sys.call(-1))
     }
   }
-  if (args$learning_rate <= 0) {
-    rk_abort(sprintf("`learning_rate` must be positive, not %s.", args$learning_rate), kind = "argument",
-             call = sys.call(-1))
-  }
   structure(c(list(name = name), args), class = "rustkeras_optimizer")
 }
 

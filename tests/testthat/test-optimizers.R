@@ -140,7 +140,7 @@ test_that("optimizer objects carry Keras's defaults", {
 })
 
 test_that("bad optimizer arguments and names give rustkeras errors", {
-  expect_error(optimizer_adam(learning_rate = 0), "`learning_rate` must be positive, not 0",
+  expect_error(optimizer_adam(learning_rate = -0.5), "`learning_rate` must be a single non-negative number",
                class = "rustkeras_error")
   expect_error(optimizer_sgd(learning_rate = -1), "`learning_rate` must be a single non-negative number",
                class = "rustkeras_error")

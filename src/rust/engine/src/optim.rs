@@ -84,10 +84,11 @@ impl OptimizerConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+        // Zero is allowed, as in Keras (a frozen step, warm-up schedules).
+        if !(self.learning_rate.is_finite() && self.learning_rate >= 0.0) {
             return Err(invalid_arg(
                 "learning_rate",
-                format!("must be a positive number, not {}", self.learning_rate),
+                format!("must be a non-negative number, not {}", self.learning_rate),
             ));
         }
         Ok(())
