@@ -20,7 +20,7 @@ model_summary_text <- function(model, line_length = NULL, ..., call = rk_user_ca
     "0 (unbuilt)"
   )
   cell <- function(text, width, right = FALSE) {
-    pad <- strrep(" ", max(0L, width - 2L - nchar(text)))
+    pad <- strrep(" ", pmax(0L, width - 2L - nchar(text)))
     if (right) paste0(" ", pad, text, " ") else paste0(" ", text, pad, " ")
   }
   # A row is as tall as its most wrapped cell (rich wraps at spaces, as Keras prints

@@ -130,3 +130,15 @@ test_that("model names count up per session and an explicit name is used", {
   expect_identical(capture.output(summary(workshop_mlp("my_mlp"), line_length = 80))[1],
                    'Model: "my_mlp"')
 })
+
+test_that("summary() wraps a long layer cell over two lines, as Keras does", {
+  model <- keras_model_sequential(input_shape = c(8, 8, 3)) %>%
+    layer_batch_normalization(name = "batch_normalization")
+  out <- capture.output(summary(model, line_length = 80))
+  i <- grep("batch_normalization", out, fixed = TRUE)
+  expect_equal(out[i], paste0("\u2502 batch_normalization               \u2502 (None, 8, 8, 3)          \u2502",
+                              "            12 \u2502"))
+  expect_equal(out[i + 1], paste0("\u2502 (BatchNormalization)              \u2502                          \u2502",
+                                  "               \u2502"))
+  expect_true(all(nchar(out[2:(i + 2)]) == 80))
+})
