@@ -30,6 +30,19 @@ fn top_level() -> bool {
     rayon::current_thread_index().is_none() && rayon::current_num_threads() > 1
 }
 
+/// `dst.copy_from_slice(src)`, without a call to memcpy for a few values (a first
+/// layer's 1 or 3 channels), where the call costs more than the copy.
+#[inline]
+fn copy_small(dst: &mut [f32], src: &[f32]) {
+    if dst.len() < 16 {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
+        }
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
 /// Fills `cols` with the im2col rows of samples [s0, s1): one row of `patch_len`
 /// values per output pixel, zeros where the receptive field hangs over the padding.
 fn im2col(x: &[f32], g: &ConvGeometry, s0: usize, s1: usize, cols: &mut [f32]) {
@@ -47,14 +60,20 @@ fn im2col(x: &[f32], g: &ConvGeometry, s0: usize, s1: usize, cols: &mut [f32]) {
                 continue;
             }
             let src_row = &sample[iy as usize * g.w * g.c..(iy as usize + 1) * g.w * g.c];
+            let ix0 = (ox * g.sw) as isize - g.pad_left as isize;
+            if g.dw == 1 && ix0 >= 0 && ix0 as usize + g.kw <= g.w {
+                // The whole kernel row reads consecutive pixels: one span.
+                let from = ix0 as usize * g.c;
+                copy_small(dst_row, &src_row[from..from + g.kw * g.c]);
+                continue;
+            }
             for kx in 0..g.kw {
-                let ix = (ox * g.sw + kx * g.dw) as isize - g.pad_left as isize;
+                let ix = ix0 + (kx * g.dw) as isize;
                 let dst_px = &mut dst_row[kx * g.c..(kx + 1) * g.c];
                 if ix < 0 || ix >= g.w as isize {
                     dst_px.fill(0.0);
                 } else {
-                    let ix = ix as usize;
-                    dst_px.copy_from_slice(&src_row[ix * g.c..(ix + 1) * g.c]);
+                    copy_small(dst_px, &src_row[ix as usize * g.c..(ix as usize + 1) * g.c]);
                 }
             }
         }
