@@ -110,3 +110,90 @@ conv_config <- function(filters, kernel_size, strides, padding, data_format, dil
        kernel_initializer = kernel_initializer, bias_initializer = bias_initializer,
        name = name)
 }
+
+#' 2D depthwise convolution layer
+#'
+#' Convolves each input channel with its own `depth_multiplier` filters, without mixing
+#' channels: output channel `(c - 1) * depth_multiplier + j` is input channel `c`
+#' convolved with filter `j`. The kernel is stored
+#' `(kernel_height, kernel_width, input_channels, depth_multiplier)`.
+#'
+#' @inheritParams layer_conv_2d
+#' @param depth_multiplier Positive integer: filters per input channel (default 1).
+#' @param depthwise_initializer Initializer of the depthwise kernel.
+#' @param depthwise_regularizer,depthwise_constraint Not supported yet; must be `NULL`.
+#' @returns The model, invisibly, when `object` is a model; otherwise the layer.
+#' @export
+#' @examples
+#' model <- keras_model_sequential(input_shape = c(32, 32, 3)) %>%
+#'   layer_depthwise_conv_2d(kernel_size = 3, depth_multiplier = 2)
+#' summary(model)
+layer_depthwise_conv_2d <- function(object, kernel_size, strides = list(1L, 1L),
+                                    padding = "valid", depth_multiplier = 1L,
+                                    data_format = NULL, dilation_rate = list(1L, 1L),
+                                    activation = NULL, use_bias = TRUE,
+                                    depthwise_initializer = "glorot_uniform",
+                                    bias_initializer = "zeros", depthwise_regularizer = NULL,
+                                    bias_regularizer = NULL, activity_regularizer = NULL,
+                                    depthwise_constraint = NULL, bias_constraint = NULL,
+                                    name = NULL, ...) {
+  call <- rk_user_call(environment())
+  config <- conv_config(1L, kernel_size, strides, padding, data_format, dilation_rate, 1L,
+                        activation, use_bias, depthwise_initializer, bias_initializer,
+                        name, rank = 2L, call = call)
+  check_unsupported_null(list(depthwise_regularizer = depthwise_regularizer,
+                              bias_regularizer = bias_regularizer,
+                              activity_regularizer = activity_regularizer,
+                              depthwise_constraint = depthwise_constraint,
+                              bias_constraint = bias_constraint), call)
+  config$filters <- NULL
+  names(config)[names(config) == "kernel_initializer"] <- "depthwise_initializer"
+  config$depth_multiplier <- check_positive_int(depth_multiplier, "depth_multiplier", call)
+  create_layer(object, "DepthwiseConv2D", config, call)
+}
+
+#' 2D separable convolution layer
+#'
+#' A depthwise convolution (see [layer_depthwise_conv_2d()]) followed by a 1 x 1
+#' convolution that mixes the channels into `filters` outputs: far fewer weights than
+#' [layer_conv_2d()] for the same window. Weights: `depthwise_kernel`
+#' `(kh, kw, input_channels, depth_multiplier)`, `pointwise_kernel`
+#' `(1, 1, input_channels * depth_multiplier, filters)`, `bias`.
+#'
+#' @inheritParams layer_depthwise_conv_2d
+#' @param pointwise_initializer Initializer of the pointwise kernel.
+#' @param pointwise_regularizer,pointwise_constraint Not supported yet; must be `NULL`.
+#' @returns The model, invisibly, when `object` is a model; otherwise the layer.
+#' @export
+#' @examples
+#' model <- keras_model_sequential(input_shape = c(32, 32, 3)) %>%
+#'   layer_separable_conv_2d(filters = 16, kernel_size = 3, padding = "same")
+#' summary(model)
+layer_separable_conv_2d <- function(object, filters, kernel_size, strides = list(1L, 1L),
+                                    padding = "valid", data_format = NULL,
+                                    dilation_rate = list(1L, 1L), depth_multiplier = 1L,
+                                    activation = NULL, use_bias = TRUE,
+                                    depthwise_initializer = "glorot_uniform",
+                                    pointwise_initializer = "glorot_uniform",
+                                    bias_initializer = "zeros", depthwise_regularizer = NULL,
+                                    pointwise_regularizer = NULL, bias_regularizer = NULL,
+                                    activity_regularizer = NULL, depthwise_constraint = NULL,
+                                    pointwise_constraint = NULL, bias_constraint = NULL,
+                                    name = NULL, ...) {
+  call <- rk_user_call(environment())
+  config <- conv_config(filters, kernel_size, strides, padding, data_format, dilation_rate,
+                        1L, activation, use_bias, depthwise_initializer, bias_initializer,
+                        name, rank = 2L, call = call)
+  check_unsupported_null(list(depthwise_regularizer = depthwise_regularizer,
+                              pointwise_regularizer = pointwise_regularizer,
+                              bias_regularizer = bias_regularizer,
+                              activity_regularizer = activity_regularizer,
+                              depthwise_constraint = depthwise_constraint,
+                              pointwise_constraint = pointwise_constraint,
+                              bias_constraint = bias_constraint), call)
+  names(config)[names(config) == "kernel_initializer"] <- "depthwise_initializer"
+  check_string(pointwise_initializer, "pointwise_initializer", call)
+  config$pointwise_initializer <- pointwise_initializer
+  config$depth_multiplier <- check_positive_int(depth_multiplier, "depth_multiplier", call)
+  create_layer(object, "SeparableConv2D", config, call)
+}

@@ -123,3 +123,37 @@ test_that("bad convolution arguments and inputs give clear errors", {
   expect_error(flat %>% layer_conv_2d(4, 3), "expects 4-D inputs")
   expect_error(predict(model, array(0, c(2, 28, 28, 3)), verbose = 0), "layer 'c1' expects 1 input channels, got 3")
 })
+
+test_that("layer_depthwise_conv_2d() convolves each channel with its own filters", {
+  set.seed(5)
+  model <- keras_model_sequential(input_shape = c(6, 5, 2)) %>%
+    layer_depthwise_conv_2d(kernel_size = c(3, 2), depth_multiplier = 2, padding = "same")
+  expect_equal(model_info(model)$output_shapes, list(c(6L, 5L, 4L)))
+  expect_equal(model_info(model)$params, 3 * 2 * 2 * 2 + 4)
+  kernel <- array(rnorm(24), c(3, 2, 2, 2))
+  bias <- rnorm(4)
+  set_weights(model, list(kernel, bias))
+  x <- array(rnorm(2 * 60), c(2, 6, 5, 2))
+  got <- predict(model, x, verbose = 0)
+  for (ch in 1:2) for (j in 1:2) {
+    want <- conv2d_in_r(x[, , , ch, drop = FALSE], kernel[, , ch, j, drop = FALSE],
+                        bias[(ch - 1) * 2 + j], padding = "same")
+    expect_equal(got[, , , (ch - 1) * 2 + j], want[, , , 1], tolerance = 1e-5)
+  }
+})
+
+test_that("layer_separable_conv_2d() is a depthwise then a pointwise convolution", {
+  set.seed(6)
+  model <- keras_model_sequential(input_shape = c(5, 5, 3)) %>%
+    layer_separable_conv_2d(filters = 4, kernel_size = 3)
+  expect_equal(model_info(model)$params, 27 + 12 + 4)
+  dk <- array(rnorm(27), c(3, 3, 3, 1)); pk <- array(rnorm(12), c(1, 1, 3, 4)); b <- rnorm(4)
+  set_weights(model, list(dk, pk, b))
+  x <- array(rnorm(2 * 75), c(2, 5, 5, 3))
+  mid <- array(0, c(2, 3, 3, 3))
+  for (ch in 1:3) mid[, , , ch] <- conv2d_in_r(x[, , , ch, drop = FALSE], dk[, , ch, 1, drop = FALSE])[, , , 1]
+  want <- conv2d_in_r(mid, pk, b)
+  expect_equal(predict(model, x, verbose = 0), want, tolerance = 1e-5)
+  expect_error(layer_separable_conv_2d(filters = 2, kernel_size = 3, depth_multiplier = 0),
+               "`depth_multiplier` must be a positive integer, not 0")
+})

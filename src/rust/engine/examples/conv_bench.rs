@@ -16,7 +16,9 @@ fn random(shape: &[usize], seed: u64) -> Tensor {
     let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
     let data = (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
         })
         .collect();

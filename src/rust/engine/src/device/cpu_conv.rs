@@ -213,3 +213,122 @@ pub fn conv2d_backward(
     pool::give(cols);
     (dx, dk)
 }
+
+/// Runs `per_sample(i, out_i)` over samples, in parallel at the top level.
+fn for_each_sample(out: &mut [f32], per: usize, per_sample: impl Fn(usize, &mut [f32]) + Sync) {
+    if top_level() && out.len() > per {
+        out.par_chunks_mut(per)
+            .enumerate()
+            .for_each(|(i, o)| per_sample(i, o));
+    } else {
+        out.chunks_mut(per)
+            .enumerate()
+            .for_each(|(i, o)| per_sample(i, o));
+    }
+}
+
+/// Visits every (output pixel, kernel tap) pair of one sample whose input pixel lies
+/// inside the image: `f(output pixel, tap, input pixel)`, pixels as flat indices.
+fn for_each_tap(g: &ConvGeometry, mut f: impl FnMut(usize, usize, usize)) {
+    for oy in 0..g.oh {
+        for ky in 0..g.kh {
+            let iy = (oy * g.sh + ky * g.dh) as isize - g.pad_top as isize;
+            if iy < 0 || iy >= g.h as isize {
+                continue;
+            }
+            for ox in 0..g.ow {
+                for kx in 0..g.kw {
+                    let ix = (ox * g.sw + kx * g.dw) as isize - g.pad_left as isize;
+                    if ix < 0 || ix >= g.w as isize {
+                        continue;
+                    }
+                    f(
+                        oy * g.ow + ox,
+                        ky * g.kw + kx,
+                        iy as usize * g.w + ix as usize,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Depthwise convolution: each input channel c convolved with its own `mult` filters
+/// (kernel (kh, kw, c, mult)); output channel c * mult + j. `g.f` is c * mult.
+pub fn depthwise_forward(x: &[f32], kernel: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let (c, mult) = (g.c, g.f / g.c);
+    let mut y = pool::zeros(g.n * g.out_pixels() * g.f);
+    for_each_sample(&mut y, g.out_pixels() * g.f, |i, ys| {
+        let xs = &x[i * g.h * g.w * c..(i + 1) * g.h * g.w * c];
+        for_each_tap(g, |op, tap, ip| {
+            let (xp, yp) = (&xs[ip * c..(ip + 1) * c], &mut ys[op * g.f..(op + 1) * g.f]);
+            let kt = &kernel[tap * g.f..(tap + 1) * g.f];
+            for ch in 0..c {
+                for j in 0..mult {
+                    yp[ch * mult + j] += xp[ch] * kt[ch * mult + j];
+                }
+            }
+        });
+    });
+    y
+}
+
+/// Gradients of `depthwise_forward` for the input and the kernel, each when wanted.
+pub fn depthwise_backward(
+    x: &[f32],
+    kernel: &[f32],
+    gy: &[f32],
+    g: &ConvGeometry,
+    want_dx: bool,
+    want_dkernel: bool,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    let (c, mult) = (g.c, g.f / g.c);
+    let per_in = g.h * g.w * c;
+    let per_out = g.out_pixels() * g.f;
+    let dx = want_dx.then(|| {
+        let mut dx = pool::zeros(g.n * per_in);
+        for_each_sample(&mut dx, per_in, |i, dxs| {
+            let gs = &gy[i * per_out..(i + 1) * per_out];
+            for_each_tap(g, |op, tap, ip| {
+                let (gp, kt) = (
+                    &gs[op * g.f..(op + 1) * g.f],
+                    &kernel[tap * g.f..(tap + 1) * g.f],
+                );
+                let dp = &mut dxs[ip * c..(ip + 1) * c];
+                for ch in 0..c {
+                    for j in 0..mult {
+                        dp[ch] += gp[ch * mult + j] * kt[ch * mult + j];
+                    }
+                }
+            });
+        });
+        dx
+    });
+    let dk = want_dkernel.then(|| {
+        // Per-sample partial kernels, summed: samples run in parallel without sharing.
+        let taps = g.kh * g.kw * g.f;
+        let mut partial = pool::zeros(g.n * taps);
+        for_each_sample(&mut partial, taps, |i, dks| {
+            let (xs, gs) = (
+                &x[i * per_in..(i + 1) * per_in],
+                &gy[i * per_out..(i + 1) * per_out],
+            );
+            for_each_tap(g, |op, tap, ip| {
+                let (xp, gp) = (&xs[ip * c..(ip + 1) * c], &gs[op * g.f..(op + 1) * g.f]);
+                let dt = &mut dks[tap * g.f..(tap + 1) * g.f];
+                for ch in 0..c {
+                    for j in 0..mult {
+                        dt[ch * mult + j] += xp[ch] * gp[ch * mult + j];
+                    }
+                }
+            });
+        });
+        let mut dk = vec![0.0f32; taps];
+        for p in partial.chunks(taps) {
+            dk.iter_mut().zip(p).for_each(|(d, v)| *d += v);
+        }
+        pool::give(partial);
+        dk
+    });
+    (dx, dk)
+}

@@ -183,3 +183,29 @@ pub fn batch_norm_input_grad(
         cpu_norm::train_input_grad(xd, gd, c, md, id, cpu1(gamma), sg, sgx),
     )
 }
+
+/// Depthwise convolution of NHWC `x` with a (kh, kw, c, multiplier) kernel.
+pub fn depthwise_forward(x: &Tensor, kernel: &Tensor, g: &ConvGeometry) -> Tensor {
+    let (xd, kd) = cpu2(x, kernel);
+    out(
+        &[g.n, g.oh, g.ow, g.f],
+        cpu_conv::depthwise_forward(xd, kd, g),
+    )
+}
+
+/// Gradients of `depthwise_forward`, each only when wanted.
+pub fn depthwise_backward(
+    x: &Tensor,
+    kernel: &Tensor,
+    gy: &Tensor,
+    g: &ConvGeometry,
+    want_dx: bool,
+    want_dkernel: bool,
+) -> (Option<Tensor>, Option<Tensor>) {
+    let (xd, kd) = cpu2(x, kernel);
+    let (dx, dk) = cpu_conv::depthwise_backward(xd, kd, cpu1(gy), g, want_dx, want_dkernel);
+    (
+        dx.map(|d| out(x.shape(), d)),
+        dk.map(|d| out(kernel.shape(), d)),
+    )
+}

@@ -5,6 +5,7 @@ pub mod activation;
 pub mod batch_normalization;
 pub mod conv;
 pub mod dense;
+pub mod depthwise_conv;
 pub mod dropout;
 pub mod registry;
 
@@ -19,6 +20,7 @@ pub use activation::ActivationLayer;
 pub use batch_normalization::BatchNormalization;
 pub use conv::Conv;
 pub use dense::Dense;
+pub use depthwise_conv::DepthwiseConv;
 pub use dropout::Dropout;
 
 /// A weight of a layer, in Keras's order (`kernel` before `bias`).

@@ -4,7 +4,7 @@
 use crate::error::{invalid_arg, Error, Result};
 use crate::init::Initializer;
 use crate::layers::{
-    ActivationLayer, BatchNormalization, ConfigValue, Conv, Dense, Dropout, Layer,
+    ActivationLayer, BatchNormalization, ConfigValue, Conv, Dense, DepthwiseConv, Dropout, Layer,
 };
 use crate::ops::activation::Activation;
 
@@ -135,6 +135,8 @@ pub fn from_config(class_name: &str, config: &[(String, ConfigValue)]) -> Result
         "Conv1D" => Box::new(Conv::from_config(1, &c)?),
         "Conv2D" => Box::new(Conv::from_config(2, &c)?),
         "BatchNormalization" => Box::new(BatchNormalization::from_config(&c)?),
+        "DepthwiseConv2D" => Box::new(DepthwiseConv::from_config(false, &c)?),
+        "SeparableConv2D" => Box::new(DepthwiseConv::from_config(true, &c)?),
         _ => {
             return Err(Error::UnknownName {
                 kind: "layer class",

@@ -200,6 +200,43 @@ pub fn conv2d(tape: &mut Tape, x: Var, kernel: Var, spec: &ConvSpec) -> Result<V
     Ok(tape.push(y, &[x, kernel], Box::new(Conv2dBackward(geometry))))
 }
 
+struct DepthwiseBackward(ConvGeometry);
+
+impl Backward for DepthwiseBackward {
+    fn backward(
+        &self,
+        g: &Tensor,
+        inputs: &[&Tensor],
+        _out: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        let (dx, dk) =
+            device::depthwise_backward(inputs[0], inputs[1], g, &self.0, needs[0], needs[1]);
+        Ok(vec![dx, dk])
+    }
+}
+
+/// Depthwise convolution: x (n, h, w, c) with kernel (kh, kw, c, mult), each channel
+/// convolved with its own mult filters -> (n, oh, ow, c * mult), channel c * mult + j.
+pub fn depthwise_conv2d(tape: &mut Tape, x: Var, kernel: Var, spec: &ConvSpec) -> Result<Var> {
+    let (xv, kv) = (tape.value(x), tape.value(kernel));
+    let ks = kv.shape();
+    if ks.len() != 4
+        || (ks[0], ks[1]) != spec.kernel
+        || xv.shape().len() != 4
+        || xv.shape()[3] != ks[2]
+    {
+        return Err(Error::ShapeMismatch {
+            op: "depthwise_conv2d",
+            lhs: xv.shape().to_vec(),
+            rhs: ks.to_vec(),
+        });
+    }
+    let geometry = spec.geometry(xv.shape(), ks[2] * ks[3])?;
+    let y = device::depthwise_forward(xv, kv, &geometry);
+    Ok(tape.push(y, &[x, kernel], Box::new(DepthwiseBackward(geometry))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,6 +335,65 @@ mod tests {
             for (a, b) in t.value(y).host().iter().zip(&want) {
                 assert!((a - b).abs() < 1e-4, "{spec:?}: {a} vs {b}");
             }
+        }
+    }
+
+    #[test]
+    fn depthwise_matches_per_channel_convolutions() {
+        // Channel c's j-th output is a plain convolution of channel c alone.
+        let spec = spec((3, 2), (2, 1), (1, 1), Padding::Same);
+        let x = random_tensor(&[2, 5, 4, 3], 8, 1.0);
+        let k = random_tensor(&[3, 2, 3, 2], 9, 1.0);
+        let mut t = Tape::new();
+        let (xv, kv) = (t.leaf(x.clone(), false), t.leaf(k.clone(), false));
+        let y = depthwise_conv2d(&mut t, xv, kv, &spec).unwrap();
+        let y = t.value(y).clone();
+        assert_eq!(y.shape(), &[2, 3, 4, 6]);
+        for ch in 0..3 {
+            let xc: Vec<f32> = x.host().iter().skip(ch).step_by(3).copied().collect();
+            let kc: Vec<f32> = (0..6)
+                .flat_map(|tap| (0..2).map(move |j| (tap, j)))
+                .map(|(tap, j)| k.host()[(tap * 3 + ch) * 2 + j])
+                .collect();
+            let xc = Tensor::from_vec(vec![2, 5, 4, 1], xc).unwrap();
+            let kc = Tensor::from_vec(vec![3, 2, 1, 2], kc).unwrap();
+            let want = naive(&xc, &kc, &spec);
+            for (p, w) in want.chunks(2).enumerate() {
+                for j in 0..2 {
+                    let got = y.host()[p * 6 + ch * 2 + j];
+                    assert!((got - w[j]).abs() < 1e-5, "{got} vs {}", w[j]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn depthwise_gradients_match_finite_differences() {
+        for (shape, spec, mult) in [
+            (
+                vec![2, 5, 4, 3],
+                spec((3, 3), (1, 1), (1, 1), Padding::Valid),
+                1,
+            ),
+            (
+                vec![1, 6, 5, 2],
+                spec((3, 2), (2, 2), (1, 1), Padding::Same),
+                2,
+            ),
+            (
+                vec![2, 7, 7, 2],
+                spec((3, 3), (1, 1), (2, 2), Padding::Same),
+                2,
+            ),
+        ] {
+            let x = random_tensor(&shape, 10, 1.0);
+            let k = random_tensor(&[spec.kernel.0, spec.kernel.1, shape[3], mult], 11, 1.0);
+            check(
+                vec![x, k],
+                &[true, true],
+                |t, v| depthwise_conv2d(t, v[0], v[1], &spec).unwrap(),
+                "depthwise_conv2d",
+            );
         }
     }
 
