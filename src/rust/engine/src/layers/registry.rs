@@ -3,10 +3,28 @@
 
 use crate::error::{invalid_arg, Error, Result};
 use crate::init::Initializer;
-use crate::layers::{ActivationLayer, ConfigValue, Dense, Dropout, Layer};
+use crate::layers::{
+    ActivationLayer, ConfigValue, Dense, Dropout, Flatten, GlobalPooling, Layer, PoolKind, Pooling,
+    Reshape, ZeroPadding2D,
+};
 use crate::ops::activation::Activation;
 
-pub const CLASS_NAMES: [&str; 3] = ["Dense", "Dropout", "Activation"];
+pub const CLASS_NAMES: &[&str] = &[
+    "Dense",
+    "Dropout",
+    "Activation",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "Flatten",
+    "Reshape",
+    "ZeroPadding2D",
+];
 
 /// A layer's config: field name and value, as Keras's `get_config()` holds them.
 pub struct Config<'a>(pub &'a [(String, ConfigValue)]);
@@ -130,6 +148,17 @@ pub fn from_config(class_name: &str, config: &[(String, ConfigValue)]) -> Result
         )?),
         "Dropout" => Box::new(Dropout::new(c.f64_or("rate", f64::NAN)?, c.name()?)?),
         "Activation" => Box::new(ActivationLayer::new(activation(&c)?, c.name()?)),
+        "MaxPooling1D" => Box::new(Pooling::from_config(&c, PoolKind::Max, 1)?),
+        "MaxPooling2D" => Box::new(Pooling::from_config(&c, PoolKind::Max, 2)?),
+        "AveragePooling1D" => Box::new(Pooling::from_config(&c, PoolKind::Average, 1)?),
+        "AveragePooling2D" => Box::new(Pooling::from_config(&c, PoolKind::Average, 2)?),
+        "GlobalMaxPooling1D" => Box::new(GlobalPooling::from_config(&c, PoolKind::Max, 1)?),
+        "GlobalMaxPooling2D" => Box::new(GlobalPooling::from_config(&c, PoolKind::Max, 2)?),
+        "GlobalAveragePooling1D" => Box::new(GlobalPooling::from_config(&c, PoolKind::Average, 1)?),
+        "GlobalAveragePooling2D" => Box::new(GlobalPooling::from_config(&c, PoolKind::Average, 2)?),
+        "Flatten" => Box::new(Flatten::from_config(&c)?),
+        "Reshape" => Box::new(Reshape::from_config(&c)?),
+        "ZeroPadding2D" => Box::new(ZeroPadding2D::from_config(&c)?),
         _ => {
             return Err(Error::UnknownName {
                 kind: "layer class",

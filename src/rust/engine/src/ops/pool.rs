@@ -377,7 +377,7 @@ mod tests {
         // Values 0.1 apart in random order: each window's max stays the max under the
         // finite-difference step, so the max is differentiable there.
         let x = distinct_values(&[2, 5, 6, 3], 21);
-        let cases: [((usize, usize), (usize, usize), Padding); 4] = [
+        let cases = [
             ((2, 2), (2, 2), Padding::Valid),
             ((3, 2), (1, 2), Padding::Same),
             ((2, 3), (2, 1), Padding::Valid),
