@@ -5,11 +5,15 @@
 pub mod cpu;
 pub mod cpu_conv;
 pub mod cpu_norm;
+pub mod cpu_pad;
+pub mod cpu_pool;
 pub mod pool;
 
 use crate::gemm;
 use crate::ops::activation::Activation;
 use crate::ops::conv::ConvGeometry;
+use crate::ops::pad::Pad2d;
+use crate::ops::pool::Pool2d;
 use crate::tensor::{Storage, Tensor};
 
 fn cpu2<'a>(a: &'a Tensor, b: &'a Tensor) -> (&'a [f32], &'a [f32]) {
@@ -208,4 +212,47 @@ pub fn depthwise_backward(
         dx.map(|d| out(x.shape(), d)),
         dk.map(|d| out(kernel.shape(), d)),
     )
+}
+
+/// Integer indices an op keeps for its backward (max pooling's argmax), on the device
+/// of the tensors they index.
+pub enum Indices {
+    Cpu(Vec<u32>),
+}
+
+pub fn max_pool2d(x: &Tensor, g: &Pool2d) -> Tensor {
+    out(&g.out_shape(), cpu_pool::max_pool2d(cpu1(x), g))
+}
+
+pub fn max_pool2d_with_argmax(x: &Tensor, g: &Pool2d) -> (Tensor, Indices) {
+    let (y, argmax) = cpu_pool::max_pool2d_with_argmax(cpu1(x), g);
+    (out(&g.out_shape(), y), Indices::Cpu(argmax))
+}
+
+pub fn max_pool2d_backward(grad: &Tensor, argmax: &Indices, g: &Pool2d) -> Tensor {
+    let Indices::Cpu(a) = argmax;
+    out(
+        &[g.n, g.h, g.w, g.c],
+        cpu_pool::max_pool2d_backward(cpu1(grad), a, g),
+    )
+}
+
+pub fn avg_pool2d(x: &Tensor, g: &Pool2d) -> Tensor {
+    out(&g.out_shape(), cpu_pool::avg_pool2d(cpu1(x), g))
+}
+
+pub fn avg_pool2d_backward(grad: &Tensor, g: &Pool2d) -> Tensor {
+    out(
+        &[g.n, g.h, g.w, g.c],
+        cpu_pool::avg_pool2d_backward(cpu1(grad), g),
+    )
+}
+
+pub fn zero_pad2d(x: &Tensor, p: &Pad2d) -> Tensor {
+    out(&p.out_shape(), cpu_pad::zero_pad2d(cpu1(x), p))
+}
+
+/// The inverse of `zero_pad2d`: the input-sized middle of a padded tensor.
+pub fn crop2d(padded: &Tensor, p: &Pad2d) -> Tensor {
+    out(&p.in_shape(), cpu_pad::crop2d(cpu1(padded), p))
 }

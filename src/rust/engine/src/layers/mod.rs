@@ -7,7 +7,10 @@ pub mod conv;
 pub mod dense;
 pub mod depthwise_conv;
 pub mod dropout;
+pub mod pooling;
 pub mod registry;
+pub mod reshaping;
+pub mod spatial;
 
 use rand::rngs::SmallRng;
 
@@ -22,6 +25,8 @@ pub use conv::Conv;
 pub use dense::Dense;
 pub use depthwise_conv::DepthwiseConv;
 pub use dropout::Dropout;
+pub use pooling::{GlobalPooling, PoolKind, Pooling};
+pub use reshaping::{Flatten, Reshape, ZeroPadding2D};
 
 /// A weight of a layer, in Keras's order (`kernel` before `bias`).
 #[derive(Clone, Debug)]
@@ -52,6 +57,22 @@ pub enum ConfigValue {
     Str(String),
     /// A tuple such as `kernel_size = (3, 3)`.
     List(Vec<ConfigValue>),
+}
+
+/// As a message shows a value: `3`, `'same'`, `(2, 2)`.
+impl std::fmt::Display for ConfigValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigValue::Int(v) => write!(f, "{v}"),
+            ConfigValue::Float(v) => write!(f, "{v}"),
+            ConfigValue::Bool(v) => write!(f, "{v}"),
+            ConfigValue::Str(v) => write!(f, "'{v}'"),
+            ConfigValue::List(items) => {
+                let parts: Vec<String> = items.iter().map(|v| v.to_string()).collect();
+                write!(f, "({})", parts.join(", "))
+            }
+        }
+    }
 }
 
 pub trait Layer: Send + Sync {

@@ -4,11 +4,32 @@
 use crate::error::{invalid_arg, Error, Result};
 use crate::init::Initializer;
 use crate::layers::{
-    ActivationLayer, BatchNormalization, ConfigValue, Conv, Dense, DepthwiseConv, Dropout, Layer,
+    ActivationLayer, BatchNormalization, ConfigValue, Conv, Dense, DepthwiseConv, Dropout, Flatten,
+    GlobalPooling, Layer, PoolKind, Pooling, Reshape, ZeroPadding2D,
 };
 use crate::ops::activation::Activation;
 
-pub const CLASS_NAMES: &[&str] = &["Dense", "Dropout", "Activation", "Conv1D", "Conv2D"];
+pub const CLASS_NAMES: &[&str] = &[
+    "Dense",
+    "Dropout",
+    "Activation",
+    "Conv1D",
+    "Conv2D",
+    "DepthwiseConv2D",
+    "SeparableConv2D",
+    "BatchNormalization",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "Flatten",
+    "Reshape",
+    "ZeroPadding2D",
+];
 
 /// A layer's config: field name and value, as Keras's `get_config()` holds them.
 pub struct Config<'a>(pub &'a [(String, ConfigValue)]);
@@ -137,6 +158,17 @@ pub fn from_config(class_name: &str, config: &[(String, ConfigValue)]) -> Result
         "BatchNormalization" => Box::new(BatchNormalization::from_config(&c)?),
         "DepthwiseConv2D" => Box::new(DepthwiseConv::from_config(false, &c)?),
         "SeparableConv2D" => Box::new(DepthwiseConv::from_config(true, &c)?),
+        "MaxPooling1D" => Box::new(Pooling::from_config(&c, PoolKind::Max, 1)?),
+        "MaxPooling2D" => Box::new(Pooling::from_config(&c, PoolKind::Max, 2)?),
+        "AveragePooling1D" => Box::new(Pooling::from_config(&c, PoolKind::Average, 1)?),
+        "AveragePooling2D" => Box::new(Pooling::from_config(&c, PoolKind::Average, 2)?),
+        "GlobalMaxPooling1D" => Box::new(GlobalPooling::from_config(&c, PoolKind::Max, 1)?),
+        "GlobalMaxPooling2D" => Box::new(GlobalPooling::from_config(&c, PoolKind::Max, 2)?),
+        "GlobalAveragePooling1D" => Box::new(GlobalPooling::from_config(&c, PoolKind::Average, 1)?),
+        "GlobalAveragePooling2D" => Box::new(GlobalPooling::from_config(&c, PoolKind::Average, 2)?),
+        "Flatten" => Box::new(Flatten::from_config(&c)?),
+        "Reshape" => Box::new(Reshape::from_config(&c)?),
+        "ZeroPadding2D" => Box::new(ZeroPadding2D::from_config(&c)?),
         _ => {
             return Err(Error::UnknownName {
                 kind: "layer class",

@@ -9,6 +9,8 @@ pub mod dropout;
 pub mod loss;
 pub mod math;
 pub mod matmul;
+pub mod pad;
+pub mod pool;
 
 #[cfg(test)]
 pub mod gradcheck;

@@ -1,0 +1,322 @@
+//! CPU pooling kernels over NHWC slices.
+//!
+//! Channels are innermost, so every window cell is a contiguous run of `c` values and
+//! each kernel is a loop over such runs that the compiler vectorises. Samples are
+//! independent: big tensors split over rayon by sample, unless the caller already runs
+//! on a rayon worker (data-parallel shards, parallel predict batches).
+
+use rayon::prelude::*;
+
+use super::pool;
+use crate::ops::pool::Pool2d;
+
+/// Below this many input elements a pooling stays on one thread.
+const PAR_MIN: usize = 1 << 18;
+
+fn parallel(g: &Pool2d) -> bool {
+    g.n > 1 && g.n * g.h * g.w * g.c >= PAR_MIN && rayon::current_thread_index().is_none()
+}
+
+/// `f(input sample, output sample)` for every sample.
+fn per_sample(
+    input: &[f32],
+    in_len: usize,
+    output: &mut [f32],
+    out_len: usize,
+    par: bool,
+    f: impl Fn(&[f32], &mut [f32]) + Sync,
+) {
+    if par {
+        output
+            .par_chunks_mut(out_len)
+            .zip(input.par_chunks(in_len))
+            .for_each(|(o, i)| f(i, o));
+    } else {
+        output
+            .chunks_mut(out_len)
+            .zip(input.chunks(in_len))
+            .for_each(|(o, i)| f(i, o));
+    }
+}
+
+/// `f(input sample, output sample, index sample)` for every sample.
+fn per_sample_indexed(
+    input: &[f32],
+    in_len: usize,
+    output: &mut [f32],
+    index: &mut [u32],
+    out_len: usize,
+    par: bool,
+    f: impl Fn(&[f32], &mut [f32], &mut [u32]) + Sync,
+) {
+    if par {
+        output
+            .par_chunks_mut(out_len)
+            .zip(index.par_chunks_mut(out_len))
+            .zip(input.par_chunks(in_len))
+            .for_each(|((o, a), i)| f(i, o, a));
+    } else {
+        output
+            .chunks_mut(out_len)
+            .zip(index.chunks_mut(out_len))
+            .zip(input.chunks(in_len))
+            .for_each(|((o, a), i)| f(i, o, a));
+    }
+}
+
+fn sizes(g: &Pool2d) -> (usize, usize) {
+    (g.h * g.w * g.c, g.oh * g.ow * g.c)
+}
+
+/// Window maxima, without the argmax that only training needs.
+pub fn max_pool2d(x: &[f32], g: &Pool2d) -> Vec<f32> {
+    let (in_len, out_len) = sizes(g);
+    let mut y = pool::scratch(g.n * out_len);
+    if out_len == 0 {
+        return y;
+    }
+    per_sample(x, in_len, &mut y, out_len, parallel(g), |x, y| {
+        for (k, out) in y.chunks_exact_mut(g.c).enumerate() {
+            window_max(x, g, k / g.ow, k % g.ow, out);
+        }
+    });
+    y
+}
+
+/// The max of window (i, j) of one sample, per channel.
+#[inline]
+fn window_max(x: &[f32], g: &Pool2d, i: usize, j: usize, out: &mut [f32]) {
+    let mut first = true;
+    for r in g.rows(i) {
+        for s in g.cols(j) {
+            let cell = &x[(r * g.w + s) * g.c..][..g.c];
+            if first {
+                out.copy_from_slice(cell);
+                first = false;
+                continue;
+            }
+            for (o, &v) in out.iter_mut().zip(cell) {
+                *o = if v > *o { v } else { *o };
+            }
+        }
+    }
+}
+
+/// Window maxima and, per output element, the input cell (`row * w + col`) of the
+/// window's first maximum.
+pub fn max_pool2d_with_argmax(x: &[f32], g: &Pool2d) -> (Vec<f32>, Vec<u32>) {
+    let (in_len, out_len) = sizes(g);
+    let mut y = pool::scratch(g.n * out_len);
+    let mut argmax = vec![0u32; g.n * out_len];
+    if out_len == 0 {
+        return (y, argmax);
+    }
+    per_sample_indexed(
+        x,
+        in_len,
+        &mut y,
+        &mut argmax,
+        out_len,
+        parallel(g),
+        |x, y, a| {
+            for (k, (out, arg)) in y
+                .chunks_exact_mut(g.c)
+                .zip(a.chunks_exact_mut(g.c))
+                .enumerate()
+            {
+                let (i, j) = (k / g.ow, k % g.ow);
+                window_max(x, g, i, j, out);
+                // The first cell holding the max: later cells first, each overwriting.
+                // Selects, not branches, so the loops vectorise.
+                for r in g.rows(i).rev() {
+                    for s in g.cols(j).rev() {
+                        let at = (r * g.w + s) as u32;
+                        let cell = &x[at as usize * g.c..][..g.c];
+                        for ((a, &o), &v) in arg.iter_mut().zip(out.iter()).zip(cell) {
+                            *a = if v == o { at } else { *a };
+                        }
+                    }
+                }
+            }
+        },
+    );
+    (y, argmax)
+}
+
+/// Sends each output gradient to its window's argmax cell. Each window gathers from
+/// its own cells (a compare and select per value, which vectorises) rather than
+/// scattering through the index.
+pub fn max_pool2d_backward(grad: &[f32], argmax: &[u32], g: &Pool2d) -> Vec<f32> {
+    let (in_len, out_len) = sizes(g);
+    let mut dx = pool::zeros(g.n * in_len);
+    if out_len == 0 {
+        return dx;
+    }
+    let each = |dx: &mut [f32], grad: &[f32], argmax: &[u32]| {
+        for (k, (gr, arg)) in grad
+            .chunks_exact(g.c)
+            .zip(argmax.chunks_exact(g.c))
+            .enumerate()
+        {
+            let (i, j) = (k / g.ow, k % g.ow);
+            for r in g.rows(i) {
+                for s in g.cols(j) {
+                    let at = (r * g.w + s) as u32;
+                    let cell = &mut dx[at as usize * g.c..][..g.c];
+                    for ((d, &gv), &a) in cell.iter_mut().zip(gr).zip(arg) {
+                        *d += if a == at { gv } else { 0.0 };
+                    }
+                }
+            }
+        }
+    };
+    if parallel(g) {
+        dx.par_chunks_mut(in_len)
+            .zip(grad.par_chunks(out_len).zip(argmax.par_chunks(out_len)))
+            .for_each(|(d, (gr, a))| each(d, gr, a));
+    } else {
+        dx.chunks_mut(in_len)
+            .zip(grad.chunks(out_len).zip(argmax.chunks(out_len)))
+            .for_each(|(d, (gr, a))| each(d, gr, a));
+    }
+    dx
+}
+
+/// Window means over the input cells under each window.
+pub fn avg_pool2d(x: &[f32], g: &Pool2d) -> Vec<f32> {
+    let (in_len, out_len) = sizes(g);
+    let mut y = pool::scratch(g.n * out_len);
+    if out_len == 0 {
+        return y;
+    }
+    per_sample(x, in_len, &mut y, out_len, parallel(g), |x, y| {
+        for (k, out) in y.chunks_exact_mut(g.c).enumerate() {
+            let (i, j) = (k / g.ow, k % g.ow);
+            let (rows, cols) = (g.rows(i), g.cols(j));
+            let count = (rows.len() * cols.len()) as f32;
+            out.fill(0.0);
+            for r in rows {
+                for s in cols.clone() {
+                    let cell = &x[(r * g.w + s) * g.c..][..g.c];
+                    out.iter_mut().zip(cell).for_each(|(o, v)| *o += v);
+                }
+            }
+            out.iter_mut().for_each(|o| *o /= count);
+        }
+    });
+    y
+}
+
+/// Spreads each output gradient evenly over its window's input cells.
+pub fn avg_pool2d_backward(grad: &[f32], g: &Pool2d) -> Vec<f32> {
+    let (in_len, out_len) = sizes(g);
+    let mut dx = pool::zeros(g.n * in_len);
+    if out_len == 0 {
+        return dx;
+    }
+    let each = |dx: &mut [f32], grad: &[f32]| {
+        for (k, gr) in grad.chunks_exact(g.c).enumerate() {
+            let (i, j) = (k / g.ow, k % g.ow);
+            let (rows, cols) = (g.rows(i), g.cols(j));
+            let count = (rows.len() * cols.len()) as f32;
+            for r in rows {
+                for s in cols.clone() {
+                    let cell = &mut dx[(r * g.w + s) * g.c..][..g.c];
+                    cell.iter_mut().zip(gr).for_each(|(d, v)| *d += v / count);
+                }
+            }
+        }
+    };
+    if parallel(g) {
+        dx.par_chunks_mut(in_len)
+            .zip(grad.par_chunks(out_len))
+            .for_each(|(d, gr)| each(d, gr));
+    } else {
+        dx.chunks_mut(in_len)
+            .zip(grad.chunks(out_len))
+            .for_each(|(d, gr)| each(d, gr));
+    }
+    dx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::pool::Padding;
+
+    /// Max and mean of each window by direct indexing, the definition the kernels
+    /// must agree with.
+    fn reference(x: &[f32], g: &Pool2d) -> (Vec<f32>, Vec<f32>) {
+        let (mut max, mut mean) = (Vec::new(), Vec::new());
+        for b in 0..g.n {
+            for i in 0..g.oh {
+                for j in 0..g.ow {
+                    for ch in 0..g.c {
+                        let vals: Vec<f32> = g
+                            .rows(i)
+                            .flat_map(|r| g.cols(j).map(move |s| (r, s)))
+                            .map(|(r, s)| x[((b * g.h + r) * g.w + s) * g.c + ch])
+                            .collect();
+                        max.push(vals.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+                        mean.push(vals.iter().sum::<f32>() / vals.len() as f32);
+                    }
+                }
+            }
+        }
+        (max, mean)
+    }
+
+    #[test]
+    fn threaded_and_serial_kernels_agree_with_the_definition() {
+        // Big enough to split over samples at the top level; inside a rayon worker the
+        // same call stays serial.
+        let shape = [16, 26, 26, 40];
+        let x = crate::ops::gradcheck::random_tensor(&shape, 3, 1.0).to_vec();
+        for (pool, strides, padding) in [
+            ((2, 2), (2, 2), Padding::Valid),
+            ((3, 3), (2, 2), Padding::Same),
+        ] {
+            let g = Pool2d::new(&shape, pool, strides, padding).unwrap();
+            assert!(parallel(&g));
+            let (max, mean) = reference(&x, &g);
+            let ones = vec![1.0f32; max.len()];
+            let top = (
+                max_pool2d(&x, &g),
+                max_pool2d_with_argmax(&x, &g),
+                avg_pool2d(&x, &g),
+                max_pool2d_backward(&ones, &max_pool2d_with_argmax(&x, &g).1, &g),
+                avg_pool2d_backward(&ones, &g),
+            );
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap();
+            let inner = pool.install(|| {
+                assert!(!parallel(&g));
+                (
+                    max_pool2d(&x, &g),
+                    max_pool2d_with_argmax(&x, &g),
+                    avg_pool2d(&x, &g),
+                    max_pool2d_backward(&ones, &max_pool2d_with_argmax(&x, &g).1, &g),
+                    avg_pool2d_backward(&ones, &g),
+                )
+            });
+            assert_eq!(top, inner);
+            assert_eq!(top.0, max);
+            assert_eq!(top.1 .0, max);
+            for (a, b) in top.2.iter().zip(&mean) {
+                assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+            }
+            // Each window's gradient of 1 lands once on the argmax cell.
+            let routed: f32 = top.3.iter().sum();
+            assert_eq!(routed, max.len() as f32);
+            for (k, &at) in top.1 .1.iter().enumerate() {
+                let (b, ch) = (k / (g.oh * g.ow * g.c), k % g.c);
+                assert_eq!(x[(b * g.h * g.w + at as usize) * g.c + ch], max[k]);
+            }
+            // Average backward hands out exactly the windows' total gradient.
+            let spread: f64 = top.4.iter().map(|&v| v as f64).sum();
+            assert!((spread - max.len() as f64).abs() < 1e-2);
+        }
+    }
+}
