@@ -27,6 +27,13 @@ const SHAPES: &[(&str, bool, bool, usize, usize, usize)] = &[
     ("pred 32", false, false, 32, 256, 784),
     ("pred 10000", false, false, 10000, 256, 784),
     ("square 1024", false, false, 1024, 1024, 1024),
+    // The workshop CNN's im2col products, per im2col step (see device/cpu_conv.rs).
+    ("cnn c2 fwd", false, false, 605, 64, 288),
+    ("cnn c2 dK", true, false, 288, 64, 605),
+    ("cnn c2 dcols", false, true, 605, 288, 64),
+    ("cnn c1 fwd", false, false, 21632, 32, 9),
+    ("cnn c1 dK", true, false, 9, 32, 21632),
+    ("cnn dense fwd", false, false, 64, 64, 1600),
 ];
 
 fn fill(len: usize, seed: u32) -> Vec<f32> {

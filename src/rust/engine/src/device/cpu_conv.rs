@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use crate::device::pool;
 use crate::gemm::sgemm;
+use crate::ops::activation::Activation;
 use crate::ops::conv::ConvGeometry;
 
 /// Floats of im2col columns built per step (768 KB: fits Zen 4's 1 MB L2 with room for
@@ -133,85 +134,194 @@ fn col2im_add(dcols: &[f32], g: &ConvGeometry, s0: usize, s1: usize, dx: &mut [f
     }
 }
 
-/// y (n, oh, ow, f) = conv(x (n, h, w, c), kernel (kh, kw, c, f)).
-pub fn conv2d_forward(x: &[f32], kernel: &[f32], g: &ConvGeometry) -> Vec<f32> {
-    let (k, f, op) = (g.patch_len(), g.f, g.out_pixels());
-    let mut y = pool::scratch(g.n * op * f);
-    if g.is_pointwise() {
-        sgemm(false, false, g.n * op, f, k, 1.0, x, kernel, 0.0, &mut y);
-        return y;
-    }
-    let step = samples_per_step(g);
-    let mut cols = pool::scratch(step * op * k);
-    for s0 in (0..g.n).step_by(step) {
-        let s1 = (s0 + step).min(g.n);
-        im2col(x, g, s0, s1, &mut cols);
-        let rows = (s1 - s0) * op;
-        sgemm(
-            false,
-            false,
-            rows,
-            f,
-            k,
-            1.0,
-            &cols,
-            kernel,
-            0.0,
-            &mut y[s0 * op * f..s1 * op * f],
-        );
-    }
-    pool::give(cols);
-    y
+/// What the forward pass applies to each block of outputs while it is still in cache:
+/// y = act(conv + bias).
+#[derive(Clone, Copy)]
+pub struct Epilogue<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub act: Activation,
 }
 
-/// Gradients of a convolution: `dx` when `want_dx`, `dkernel` when `want_dkernel`.
-pub fn conv2d_backward(
+impl Epilogue<'_> {
+    pub const NONE: Epilogue<'static> = Epilogue {
+        bias: None,
+        act: Activation::Linear,
+    };
+
+    fn apply(&self, y: &mut [f32], f: usize) {
+        fn run(y: &mut [f32], f: usize, bias: Option<&[f32]>, act: impl Fn(f32) -> f32) {
+            match bias {
+                Some(b) => y.chunks_exact_mut(f).for_each(|row| {
+                    row.iter_mut().zip(b).for_each(|(v, b)| *v = act(*v + b))
+                }),
+                None => y.iter_mut().for_each(|v| *v = act(*v)),
+            }
+        }
+        match self.act {
+            Activation::Linear if self.bias.is_none() => {}
+            Activation::Linear => run(y, f, self.bias, |v| v),
+            Activation::Relu => run(y, f, self.bias, |v| v.max(0.0)),
+            act => run(y, f, self.bias, |v| act.apply(v)),
+        }
+    }
+}
+
+/// A convolution's forward output, and its im2col columns when they were kept for the
+/// backward pass.
+pub struct ConvForward {
+    pub y: Vec<f32>,
+    pub cols: Option<Vec<f32>>,
+}
+
+/// y (n, oh, ow, f) = act(conv(x (n, h, w, c), kernel (kh, kw, c, f)) + bias). With
+/// `keep_cols` the whole im2col matrix is kept (for the weight gradient) instead of
+/// one step's worth.
+pub fn conv2d_forward(
     x: &[f32],
     kernel: &[f32],
-    gy: &[f32],
     g: &ConvGeometry,
-    want_dx: bool,
-    want_dkernel: bool,
-) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    epilogue: Epilogue,
+    keep_cols: bool,
+) -> ConvForward {
     let (k, f, op) = (g.patch_len(), g.f, g.out_pixels());
-    if g.is_pointwise() {
-        let m = g.n * op;
-        let dx = want_dx.then(|| {
-            let mut dx = pool::scratch(m * k);
-            sgemm(false, true, m, k, f, 1.0, gy, kernel, 0.0, &mut dx);
-            dx
-        });
-        let dk = want_dkernel.then(|| {
-            let mut dk = pool::scratch(k * f);
-            sgemm(true, false, k, f, m, 1.0, x, gy, 0.0, &mut dk);
-            dk
-        });
-        return (dx, dk);
-    }
+    let mut y = pool::scratch(g.n * op * f);
     let step = samples_per_step(g);
-    let mut cols = pool::scratch(step * op * k);
-    let mut dx = want_dx.then(|| pool::zeros(g.n * g.h * g.w * g.c));
-    let mut dk = want_dkernel.then(|| pool::scratch(k * f));
+    let keep_cols = keep_cols && !g.is_pointwise();
+    let mut cols = if g.is_pointwise() {
+        Vec::new()
+    } else if keep_cols {
+        pool::scratch(g.n * op * k)
+    } else {
+        pool::scratch(step * op * k)
+    };
     for s0 in (0..g.n).step_by(step) {
         let s1 = (s0 + step).min(g.n);
         let rows = (s1 - s0) * op;
-        let gy_step = &gy[s0 * op * f..s1 * op * f];
+        let a: &[f32] = if g.is_pointwise() {
+            &x[s0 * op * k..s1 * op * k]
+        } else {
+            let dst = if keep_cols {
+                &mut cols[s0 * op * k..s1 * op * k]
+            } else {
+                &mut cols[..rows * k]
+            };
+            im2col(x, g, s0, s1, dst);
+            dst
+        };
+        let y_step = &mut y[s0 * op * f..s1 * op * f];
+        sgemm(false, false, rows, f, k, 1.0, a, kernel, 0.0, y_step);
+        epilogue.apply(y_step, f);
+    }
+    let cols = if keep_cols {
+        Some(cols)
+    } else {
+        pool::give(cols);
+        None
+    };
+    ConvForward { y, cols }
+}
+
+/// The inputs of a convolution's backward pass.
+pub struct ConvBackward<'a> {
+    pub x: &'a [f32],
+    pub kernel: &'a [f32],
+    /// The forward output, for the activation's derivative.
+    pub y: &'a [f32],
+    /// Gradient of the loss with respect to y.
+    pub gy: &'a [f32],
+    pub act: Activation,
+    /// The forward pass's im2col columns, if it kept them.
+    pub cols: Option<&'a [f32]>,
+}
+
+/// Gradients of `conv2d_forward`: (dx, dkernel, dbias), each only when wanted. Works a
+/// few samples at a time: the gradient before the activation, the columns and the
+/// products of one step stay in cache together.
+pub fn conv2d_backward(
+    b: &ConvBackward,
+    g: &ConvGeometry,
+    want: (bool, bool, bool),
+) -> (Option<Vec<f32>>, Option<Vec<f32>>, Option<Vec<f32>>) {
+    let (want_dx, want_dk, want_db) = want;
+    let (k, f, op) = (g.patch_len(), g.f, g.out_pixels());
+    let step = samples_per_step(g);
+    let pointwise = g.is_pointwise();
+    let needs_im2col = want_dk && !pointwise && b.cols.is_none();
+    let mut cols = if needs_im2col || (want_dx && !pointwise) {
+        pool::scratch(step * op * k)
+    } else {
+        Vec::new()
+    };
+    let linear = b.act == Activation::Linear;
+    let mut gz = if linear {
+        Vec::new()
+    } else {
+        pool::scratch(step * op * f)
+    };
+    let mut dx = want_dx.then(|| {
+        if pointwise {
+            pool::scratch(g.n * g.h * g.w * g.c)
+        } else {
+            pool::zeros(g.n * g.h * g.w * g.c)
+        }
+    });
+    let mut dk = want_dk.then(|| pool::scratch(k * f));
+    let mut db = want_db.then(|| vec![0.0f32; f]);
+    for s0 in (0..g.n).step_by(step) {
+        let s1 = (s0 + step).min(g.n);
+        let rows = (s1 - s0) * op;
+        let out = s0 * op * f..s1 * op * f;
+        // Gradient before the activation, from the output.
+        let gz_step: &[f32] = if linear {
+            &b.gy[out]
+        } else {
+            let dst = &mut gz[..rows * f];
+            let (gy, y) = (&b.gy[out.clone()], &b.y[out]);
+            // ReLU gets its own loop, which the compiler vectorises.
+            if b.act == Activation::Relu {
+                for ((d, &gv), &yv) in dst.iter_mut().zip(gy).zip(y) {
+                    *d = if yv > 0.0 { gv } else { 0.0 };
+                }
+            } else {
+                for ((d, &gv), &yv) in dst.iter_mut().zip(gy).zip(y) {
+                    *d = gv * b.act.df_from_output(yv);
+                }
+            }
+            dst
+        };
+        if let Some(db) = db.as_mut() {
+            for row in gz_step.chunks_exact(f) {
+                db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
+            }
+        }
         if let Some(dk) = dk.as_mut() {
-            im2col(x, g, s0, s1, &mut cols);
-            // dK += colsᵀ · dY; the first step overwrites whatever the buffer held.
+            let a: &[f32] = if pointwise {
+                &b.x[s0 * op * k..s1 * op * k]
+            } else if let Some(kept) = b.cols {
+                &kept[s0 * op * k..s1 * op * k]
+            } else {
+                im2col(b.x, g, s0, s1, &mut cols);
+                &cols[..rows * k]
+            };
+            // dK += colsᵀ · dZ; the first step overwrites whatever the buffer held.
             let beta = if s0 == 0 { 0.0 } else { 1.0 };
-            sgemm(true, false, k, f, rows, 1.0, &cols, gy_step, beta, dk);
+            sgemm(true, false, k, f, rows, 1.0, a, gz_step, beta, dk);
         }
         if let Some(dx) = dx.as_mut() {
-            // dcols = dY · Kᵀ, then scattered back onto the input pixels.
-            sgemm(
-                false, true, rows, k, f, 1.0, gy_step, kernel, 0.0, &mut cols,
-            );
-            col2im_add(&cols, g, s0, s1, dx);
+            // dcols = dZ · Kᵀ, scattered back onto the input pixels (a 1x1 convolution's
+            // columns are its input, so they land in place).
+            if pointwise {
+                let dst = &mut dx[s0 * op * k..s1 * op * k];
+                sgemm(false, true, rows, k, f, 1.0, gz_step, b.kernel, 0.0, dst);
+            } else {
+                sgemm(false, true, rows, k, f, 1.0, gz_step, b.kernel, 0.0, &mut cols);
+                col2im_add(&cols, g, s0, s1, dx);
+            }
         }
     }
     pool::give(cols);
-    (dx, dk)
+    pool::give(gz);
+    (dx, dk, db)
 }
 
 /// Runs `per_sample(i, out_i)` over samples, in parallel at the top level.

@@ -123,26 +123,53 @@ pub fn fill_like(a: &Tensor, v: f32) -> Tensor {
     out(a.shape(), data)
 }
 
-/// Convolution of NHWC `x` with a (kh, kw, c, f) kernel; shapes checked by the op.
-pub fn conv2d_forward(x: &Tensor, kernel: &Tensor, g: &ConvGeometry) -> Tensor {
+/// act(conv(x, kernel) + bias) of NHWC `x` with a (kh, kw, c, f) kernel (shapes checked
+/// by the op), and the im2col columns when `keep_cols` asks to keep them.
+pub fn conv2d_forward(
+    x: &Tensor,
+    kernel: &Tensor,
+    bias: Option<&Tensor>,
+    act: Activation,
+    g: &ConvGeometry,
+    keep_cols: bool,
+) -> (Tensor, Option<Tensor>) {
     let (xd, kd) = cpu2(x, kernel);
-    out(&[g.n, g.oh, g.ow, g.f], cpu_conv::conv2d_forward(xd, kd, g))
+    let epilogue = cpu_conv::Epilogue {
+        bias: bias.map(cpu1),
+        act,
+    };
+    let r = cpu_conv::conv2d_forward(xd, kd, g, epilogue, keep_cols);
+    let cols = r.cols.map(|c| out(&[c.len()], c));
+    (out(&[g.n, g.oh, g.ow, g.f], r.y), cols)
 }
 
-/// Gradients of `conv2d_forward` for the input and the kernel, each only when wanted.
+/// Gradients of `conv2d_forward` for the input, the kernel and the bias, each only when
+/// wanted; `y` is the forward output (for the activation), `cols` what it kept.
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward(
     x: &Tensor,
     kernel: &Tensor,
+    y: &Tensor,
     gy: &Tensor,
+    act: Activation,
+    cols: Option<&Tensor>,
     g: &ConvGeometry,
-    want_dx: bool,
-    want_dkernel: bool,
-) -> (Option<Tensor>, Option<Tensor>) {
+    want: (bool, bool, bool),
+) -> (Option<Tensor>, Option<Tensor>, Option<Tensor>) {
     let (xd, kd) = cpu2(x, kernel);
-    let (dx, dk) = cpu_conv::conv2d_backward(xd, kd, cpu1(gy), g, want_dx, want_dkernel);
+    let b = cpu_conv::ConvBackward {
+        x: xd,
+        kernel: kd,
+        y: cpu1(y),
+        gy: cpu1(gy),
+        act,
+        cols: cols.map(cpu1),
+    };
+    let (dx, dk, db) = cpu_conv::conv2d_backward(&b, g, want);
     (
         dx.map(|d| out(x.shape(), d)),
         dk.map(|d| out(kernel.shape(), d)),
+        db.map(|d| out(&[g.f], d)),
     )
 }
 

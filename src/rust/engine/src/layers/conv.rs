@@ -8,9 +8,8 @@ use crate::init::Initializer;
 use crate::layers::registry::Config;
 use crate::layers::{ConfigValue, ForwardCtx, Layer, Param};
 use crate::naming::unique_name;
-use crate::ops::activation::{activation, Activation};
-use crate::ops::bias::bias_add_activation;
-use crate::ops::conv::{conv2d, ConvSpec, Padding};
+use crate::ops::activation::Activation;
+use crate::ops::conv::{conv2d_bias_activation, ConvSpec, Padding};
 use crate::ops::math::reshape;
 use crate::rng;
 use crate::tensor::Tensor;
@@ -246,17 +245,13 @@ impl Layer for Conv {
         } else {
             (x, params[0])
         };
-        let y = conv2d(tape, x4, k4, &self.spec())?;
         let act = if ctx.logits && self.activation == Activation::Softmax {
             Activation::Linear
         } else {
             self.activation
         };
-        let y = if self.use_bias {
-            bias_add_activation(tape, y, params[1], act)?
-        } else {
-            activation(tape, y, act)
-        };
+        let bias = self.use_bias.then(|| params[1]);
+        let y = conv2d_bias_activation(tape, x4, k4, bias, act, &self.spec())?;
         if self.rank == 1 {
             let mut shape = vec![*batch];
             shape.extend(out_sample);

@@ -4,6 +4,7 @@
 use crate::autodiff::{Backward, Tape, Var};
 use crate::device;
 use crate::error::{shape_str, Error, Result};
+use crate::ops::activation::Activation;
 use crate::tensor::Tensor;
 
 /// Keras's padding modes.
@@ -164,24 +165,64 @@ impl ConvGeometry {
     }
 }
 
-struct Conv2dBackward(ConvGeometry);
+/// im2col columns kept from the forward pass for the weight gradient when they take at
+/// most this many floats (128 MB); bigger ones are rebuilt step by step in the backward
+/// pass, so that deep networks on big images keep a flat memory profile.
+const KEEP_COLS_MAX: usize = 32 << 20;
+
+struct Conv2dBackward {
+    geometry: ConvGeometry,
+    act: Activation,
+    cols: Option<Tensor>,
+}
 
 impl Backward for Conv2dBackward {
     fn backward(
         &self,
         g: &Tensor,
         inputs: &[&Tensor],
-        _out: &Tensor,
+        out: &Tensor,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
-        let (x, k) = (inputs[0], inputs[1]);
-        let (dx, dk) = device::conv2d_backward(x, k, g, &self.0, needs[0], needs[1]);
-        Ok(vec![dx, dk])
+        let want_db = needs.get(2).copied().unwrap_or(false);
+        let (dx, dk, db) = device::conv2d_backward(
+            inputs[0],
+            inputs[1],
+            out,
+            g,
+            self.act,
+            self.cols.as_ref(),
+            &self.geometry,
+            (needs[0], needs[1], want_db),
+        );
+        let mut grads = vec![dx, dk];
+        if inputs.len() > 2 {
+            grads.push(db);
+        }
+        Ok(grads)
     }
 }
 
 /// x (n, h, w, c) convolved with kernel (kh, kw, c, f) -> (n, oh, ow, f).
 pub fn conv2d(tape: &mut Tape, x: Var, kernel: Var, spec: &ConvSpec) -> Result<Var> {
+    conv2d_bias_activation(tape, x, kernel, None, Activation::Linear, spec)
+}
+
+/// act(conv2d(x, kernel) + bias) as one op: bias and activation are applied to each
+/// block of the product while it is in cache, and their gradient is taken the same way.
+/// Activations whose derivative needs their input run as separate ops.
+pub fn conv2d_bias_activation(
+    tape: &mut Tape,
+    x: Var,
+    kernel: Var,
+    bias: Option<Var>,
+    act: Activation,
+    spec: &ConvSpec,
+) -> Result<Var> {
+    if !act.grad_from_output() {
+        let y = conv2d_bias_activation(tape, x, kernel, bias, Activation::Linear, spec)?;
+        return Ok(crate::ops::activation::activation(tape, y, act));
+    }
     let (xv, kv) = (tape.value(x), tape.value(kernel));
     let ks = kv.shape();
     if ks.len() != 4
@@ -196,8 +237,35 @@ pub fn conv2d(tape: &mut Tape, x: Var, kernel: Var, spec: &ConvSpec) -> Result<V
         });
     }
     let geometry = spec.geometry(xv.shape(), ks[3])?;
-    let y = device::conv2d_forward(xv, kv, &geometry);
-    Ok(tape.push(y, &[x, kernel], Box::new(Conv2dBackward(geometry))))
+    if let Some(b) = bias {
+        let bs = tape.value(b).shape();
+        if bs != [ks[3]] {
+            return Err(Error::ShapeMismatch {
+                op: "conv2d bias",
+                lhs: ks.to_vec(),
+                rhs: bs.to_vec(),
+            });
+        }
+    }
+    let keep_cols = tape.requires_grad(kernel)
+        && geometry.n * geometry.out_pixels() * geometry.patch_len() <= KEEP_COLS_MAX;
+    let (y, cols) = device::conv2d_forward(
+        xv,
+        kv,
+        bias.map(|b| tape.value(b)),
+        act,
+        &geometry,
+        keep_cols,
+    );
+    let back = Box::new(Conv2dBackward {
+        geometry,
+        act,
+        cols,
+    });
+    Ok(match bias {
+        Some(b) => tape.push(y, &[x, kernel, b], back),
+        None => tape.push(y, &[x, kernel], back),
+    })
 }
 
 struct DepthwiseBackward(ConvGeometry);
@@ -424,7 +492,7 @@ mod tests {
     }
 
     #[test]
-    fn kernel_gradient_alone_and_across_im2col_steps() {
+    fn kernel_gradient_alone_kept_or_rebuilt_and_across_im2col_steps() {
         // Enough samples that the columns are built in several steps.
         let spec = spec((3, 3), (1, 1), (1, 1), Padding::Same);
         let x = random_tensor(&[40, 12, 12, 16], 5, 1.0);
@@ -432,12 +500,18 @@ mod tests {
         let g = spec.geometry(x.shape(), 8).unwrap();
         assert!(g.n * g.out_pixels() * g.patch_len() > 192 * 1024);
         let gy = random_tensor(&[40, 12, 12, 8], 7, 1.0);
-        let (dx, dk) = device::conv2d_backward(&x, &k, &gy, &g, true, true);
-        let (dx_alone, _) = device::conv2d_backward(&x, &k, &gy, &g, true, false);
-        let (_, dk_alone) = device::conv2d_backward(&x, &k, &gy, &g, false, true);
+        let (y, cols) = device::conv2d_forward(&x, &k, None, Activation::Linear, &g, true);
+        let grads = |cols: Option<&Tensor>, want| {
+            device::conv2d_backward(&x, &k, &y, &gy, Activation::Linear, cols, &g, want)
+        };
+        let (dx, dk, _) = grads(None, (true, true, false));
+        let (dx_alone, _, _) = grads(None, (true, false, false));
+        let (_, dk_alone, _) = grads(None, (false, true, false));
+        let (_, dk_kept, _) = grads(cols.as_ref(), (false, true, false));
         assert_eq!(dx.unwrap().to_vec(), dx_alone.unwrap().to_vec());
-        let (dk, dk_alone) = (dk.unwrap().to_vec(), dk_alone.unwrap().to_vec());
-        assert_eq!(dk, dk_alone);
+        let dk = dk.unwrap().to_vec();
+        assert_eq!(dk, dk_alone.unwrap().to_vec());
+        assert_eq!(dk, dk_kept.unwrap().to_vec());
         // dK[0, 0, 0, 0] by hand: sum over pixels of x[n, y-1, x-1, 0] * gy[n, y, x, 0].
         let (xv, gv) = (x.host(), gy.host());
         let mut want = 0.0f64;
@@ -450,6 +524,38 @@ mod tests {
             }
         }
         assert!((dk[0] as f64 - want).abs() < 1e-3 * want.abs().max(1.0));
+    }
+
+    #[test]
+    fn fused_bias_activation_matches_separate_ops() {
+        for (shape, spec, f) in cases() {
+            for act in [Activation::Relu, Activation::Tanh, Activation::Gelu] {
+                let x = random_tensor(&shape, 12, 1.0);
+                let k = random_tensor(&[spec.kernel.0, spec.kernel.1, shape[3], f], 13, 1.0);
+                let b = random_tensor(&[f], 14, 1.0);
+                let mut t = Tape::new();
+                let (xv, kv, bv) = (t.leaf(x, true), t.leaf(k, true), t.leaf(b, true));
+                let fused = conv2d_bias_activation(&mut t, xv, kv, Some(bv), act, &spec).unwrap();
+                let z = conv2d(&mut t, xv, kv, &spec).unwrap();
+                let z = crate::ops::bias::bias_add(&mut t, z, bv).unwrap();
+                let plain = crate::ops::activation::activation(&mut t, z, act);
+                for (a, c) in t.value(fused).host().iter().zip(t.value(plain).host()) {
+                    assert!((a - c).abs() < 1e-5, "{act:?}: {a} vs {c}");
+                }
+            }
+            let x = random_tensor(&shape, 15, 1.0);
+            let k = random_tensor(&[spec.kernel.0, spec.kernel.1, shape[3], f], 16, 1.0);
+            let b = random_tensor(&[f], 17, 1.0);
+            check(
+                vec![x, k, b],
+                &[true, true, true],
+                |t, v| {
+                    conv2d_bias_activation(t, v[0], v[1], Some(v[2]), Activation::Tanh, &spec)
+                        .unwrap()
+                },
+                "conv2d_bias_activation",
+            );
+        }
     }
 
     #[test]
