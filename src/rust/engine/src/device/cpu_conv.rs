@@ -48,46 +48,52 @@ fn copy_small(dst: &mut [f32], src: &[f32]) {
 /// values per output pixel, zeros where the receptive field hangs over the padding.
 fn im2col(x: &[f32], g: &ConvGeometry, s0: usize, s1: usize, cols: &mut [f32]) {
     let k = g.patch_len();
-    let rows = (s1 - s0) * g.out_pixels();
-    let fill_row = |row: usize, dst: &mut [f32]| {
-        let (s, p) = (s0 + row / g.out_pixels(), row % g.out_pixels());
-        let (oy, ox) = (p / g.ow, p % g.ow);
-        let sample = &x[s * g.h * g.w * g.c..(s + 1) * g.h * g.w * g.c];
-        for ky in 0..g.kh {
-            let iy = (oy * g.sh + ky * g.dh) as isize - g.pad_top as isize;
-            let dst_row = &mut dst[ky * g.kw * g.c..(ky + 1) * g.kw * g.c];
-            if iy < 0 || iy >= g.h as isize {
-                dst_row.fill(0.0);
-                continue;
-            }
-            let src_row = &sample[iy as usize * g.w * g.c..(iy as usize + 1) * g.w * g.c];
-            let ix0 = (ox * g.sw) as isize - g.pad_left as isize;
-            if g.dw == 1 && ix0 >= 0 && ix0 as usize + g.kw <= g.w {
-                // The whole kernel row reads consecutive pixels: one span.
-                let from = ix0 as usize * g.c;
-                copy_small(dst_row, &src_row[from..from + g.kw * g.c]);
-                continue;
-            }
-            for kx in 0..g.kw {
-                let ix = ix0 + (kx * g.dw) as isize;
-                let dst_px = &mut dst_row[kx * g.c..(kx + 1) * g.c];
-                if ix < 0 || ix >= g.w as isize {
-                    dst_px.fill(0.0);
-                } else {
-                    copy_small(dst_px, &src_row[ix as usize * g.c..(ix as usize + 1) * g.c]);
+    let (in_len, row_len) = (g.h * g.w * g.c, g.w * g.c);
+    let span = g.kw * g.c;
+    let fill_sample = |s: usize, dst: &mut [f32]| {
+        let sample = &x[s * in_len..(s + 1) * in_len];
+        let mut rows = dst.chunks_exact_mut(k);
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let dst = rows.next().expect("one row per output pixel");
+                let ix0 = (ox * g.sw) as isize - g.pad_left as isize;
+                // Inside the image and undilated, a kernel row reads one span of pixels.
+                let whole_span = g.dw == 1 && ix0 >= 0 && ix0 as usize + g.kw <= g.w;
+                for (ky, dst_row) in dst.chunks_exact_mut(span).enumerate() {
+                    let iy = (oy * g.sh + ky * g.dh) as isize - g.pad_top as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        dst_row.fill(0.0);
+                        continue;
+                    }
+                    let src_row = &sample[iy as usize * row_len..(iy as usize + 1) * row_len];
+                    if whole_span {
+                        let from = ix0 as usize * g.c;
+                        copy_small(dst_row, &src_row[from..from + span]);
+                        continue;
+                    }
+                    for (kx, dst_px) in dst_row.chunks_exact_mut(g.c).enumerate() {
+                        let ix = ix0 + (kx * g.dw) as isize;
+                        if ix < 0 || ix >= g.w as isize {
+                            dst_px.fill(0.0);
+                        } else {
+                            let at = ix as usize * g.c;
+                            copy_small(dst_px, &src_row[at..at + g.c]);
+                        }
+                    }
                 }
             }
         }
     };
-    let cols = &mut cols[..rows * k];
-    if top_level() && rows * k >= 1 << 16 {
-        cols.par_chunks_mut(k)
+    let per_sample = g.out_pixels() * k;
+    let cols = &mut cols[..(s1 - s0) * per_sample];
+    if top_level() && s1 - s0 > 1 && cols.len() >= 1 << 16 {
+        cols.par_chunks_mut(per_sample)
             .enumerate()
-            .for_each(|(r, dst)| fill_row(r, dst));
+            .for_each(|(i, dst)| fill_sample(s0 + i, dst));
     } else {
-        cols.chunks_mut(k)
+        cols.chunks_mut(per_sample)
             .enumerate()
-            .for_each(|(r, dst)| fill_row(r, dst));
+            .for_each(|(i, dst)| fill_sample(s0 + i, dst));
     }
 }
 
@@ -151,9 +157,9 @@ impl Epilogue<'_> {
     fn apply(&self, y: &mut [f32], f: usize) {
         fn run(y: &mut [f32], f: usize, bias: Option<&[f32]>, act: impl Fn(f32) -> f32) {
             match bias {
-                Some(b) => y.chunks_exact_mut(f).for_each(|row| {
-                    row.iter_mut().zip(b).for_each(|(v, b)| *v = act(*v + b))
-                }),
+                Some(b) => y
+                    .chunks_exact_mut(f)
+                    .for_each(|row| row.iter_mut().zip(b).for_each(|(v, b)| *v = act(*v + b))),
                 None => y.iter_mut().for_each(|v| *v = act(*v)),
             }
         }
@@ -314,7 +320,9 @@ pub fn conv2d_backward(
                 let dst = &mut dx[s0 * op * k..s1 * op * k];
                 sgemm(false, true, rows, k, f, 1.0, gz_step, b.kernel, 0.0, dst);
             } else {
-                sgemm(false, true, rows, k, f, 1.0, gz_step, b.kernel, 0.0, &mut cols);
+                sgemm(
+                    false, true, rows, k, f, 1.0, gz_step, b.kernel, 0.0, &mut cols,
+                );
                 col2im_add(&cols, g, s0, s1, dx);
             }
         }
