@@ -20,12 +20,17 @@ model_summary_text <- function(model, line_length = NULL, ..., call = rk_user_ca
     "0 (unbuilt)"
   )
   cell <- function(text, width, right = FALSE) {
-    text <- substr(text, 1L, width - 2L)
-    pad <- strrep(" ", max(0L, width - 2L - nchar(text)))
+    pad <- strrep(" ", pmax(0L, width - 2L - nchar(text)))
     if (right) paste0(" ", pad, text, " ") else paste0(" ", text, pad, " ")
   }
+  # A row is as many lines as its longest cell needs once wrapped.
   row <- function(a, b, c, edge = "\u2502") {
-    paste0(edge, cell(a, inner[1]), edge, cell(b, inner[2]), edge, cell(c, inner[3], TRUE), edge)
+    cells <- list(wrap_cell(a, inner[1] - 2L), wrap_cell(b, inner[2] - 2L),
+                  wrap_cell(c, inner[3] - 2L))
+    height <- max(lengths(cells))
+    cells <- lapply(cells, function(x) c(x, rep("", height - length(x))))
+    paste0(edge, cell(cells[[1]], inner[1]), edge, cell(cells[[2]], inner[2]), edge,
+           cell(cells[[3]], inner[3], TRUE), edge)
   }
   hline <- function(l, m, r, ch) {
     paste0(l, strrep(ch, inner[1]), m, strrep(ch, inner[2]), m, strrep(ch, inner[3]), r)
@@ -55,6 +60,28 @@ model_summary_text <- function(model, line_length = NULL, ..., call = rk_user_ca
   )
   if (!is.null(opt)) {
     lines <- c(lines, sprintf(" Optimizer params: %s (%s)", format_count(opt), readable_size(4 * opt)))
+  }
+  lines
+}
+
+# rich's wrapping of a table cell: words fill lines of `width` characters, and a word
+# longer than a line is cut into pieces of that width.
+wrap_cell <- function(text, width) {
+  words <- strsplit(text, " ", fixed = TRUE)[[1]]
+  words <- unlist(lapply(words, function(w) {
+    if (nchar(w) <= width) return(w)
+    starts <- seq(1L, nchar(w), by = width)
+    substring(w, starts, pmin(starts + width - 1L, nchar(w)))
+  }))
+  if (length(words) == 0L) return("")
+  lines <- words[1]
+  for (w in words[-1]) {
+    last <- lines[length(lines)]
+    if (nchar(last) + 1L + nchar(w) <= width) {
+      lines[length(lines)] <- paste(last, w)
+    } else {
+      lines <- c(lines, w)
+    }
   }
   lines
 }
