@@ -48,28 +48,6 @@ check_number <- function(x, arg, call) {
   }
 }
 
-# A size tuple (`kernel_size`, `strides`, ...) as keras3 takes it: one positive integer
-# for every axis, or `n` of them, as a vector or a list. Returns an integer vector of
-# length `n`.
-check_int_tuple <- function(x, arg, n, call, min = 1L) {
-  values <- if (is.list(x)) unlist(x, use.names = FALSE) else x
-  ok <- is.numeric(values) && length(values) %in% c(1L, n) && !anyNA(values) &&
-    all(values >= min) && all(values == round(values))
-  if (!ok) {
-    shown <- if (is.null(x)) "NULL" else paste(deparse(x), collapse = "")
-    what <- if (min >= 1L) "positive" else "non-negative"
-    rk_abort(sprintf("`%s` must be a %s integer or %d %s integers, not %s.",
-                     arg, what, n, what, shown), kind = "argument", call = call)
-  }
-  rep_len(as.integer(values), n)
-}
-
-check_bool <- function(x, arg, call) {
-  if (!(is.logical(x) && length(x) == 1L && !is.na(x))) {
-    rk_abort(sprintf("`%s` must be TRUE or FALSE.", arg), kind = "argument", call = call)
-  }
-}
-
 # keras3 arguments that the engine does not have yet: NULL (their default) only.
 check_unsupported_null <- function(args, call) {
   for (arg in names(args)) {
@@ -78,27 +56,6 @@ check_unsupported_null <- function(args, call) {
                kind = "argument", call = call)
     }
   }
-}
-
-check_data_format <- function(data_format, call) {
-  if (is.null(data_format) || identical(data_format, "channels_last")) {
-    return("channels_last")
-  }
-  if (identical(data_format, "channels_first")) {
-    rk_abort("`data_format = \"channels_first\"` is not supported yet; use \"channels_last\" (samples, height, width, channels).",
-             kind = "argument", call = call)
-  }
-  rk_abort("`data_format` must be \"channels_last\" or \"channels_first\".", kind = "argument", call = call)
-}
-
-check_padding <- function(padding, call, allowed = c("valid", "same")) {
-  if (!(is.character(padding) && length(padding) == 1L && tolower(padding) %in% allowed)) {
-    shown <- paste(deparse(padding), collapse = "")
-    rk_abort(sprintf("`padding` must be one of %s, not %s.",
-                     paste0("\"", allowed, "\"", collapse = ", "), shown),
-             kind = "argument", call = call)
-  }
-  tolower(padding)
 }
 
 check_positive_int <- function(x, arg, call) {

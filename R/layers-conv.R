@@ -87,20 +87,20 @@ conv_config <- function(filters, kernel_size, strides, padding, data_format, dil
                         name, rank, call) {
   filters <- check_positive_int(filters, "filters", call)
   if (missing(kernel_size)) rk_abort("`kernel_size` is missing.", kind = "argument", call = call)
-  kernel_size <- check_int_tuple(kernel_size, "kernel_size", rank, call)
-  strides <- check_int_tuple(strides, "strides", rank, call)
-  dilation_rate <- check_int_tuple(dilation_rate, "dilation_rate", rank, call)
+  kernel_size <- check_int_tuple(kernel_size, rank, "kernel_size", call)
+  strides <- check_int_tuple(strides, rank, "strides", call)
+  dilation_rate <- check_int_tuple(dilation_rate, rank, "dilation_rate", call)
   if (any(strides > 1L) && any(dilation_rate > 1L)) {
     rk_abort("`strides` > 1 cannot be combined with `dilation_rate` > 1.",
              kind = "argument", call = call)
   }
-  padding <- check_padding(padding, call,
-                           allowed = if (rank == 1L) c("valid", "same", "causal") else c("valid", "same"))
+  padding <- check_padding_mode(padding, call,
+                                allowed = if (rank == 1L) c("valid", "same", "causal") else c("valid", "same"))
   data_format <- check_data_format(data_format, call)
   if (!identical(as.numeric(groups), 1)) {
     rk_abort("`groups` other than 1 is not supported yet.", kind = "argument", call = call)
   }
-  check_bool(use_bias, "use_bias", call)
+  check_flag(use_bias, "use_bias", call)
   check_string(kernel_initializer, "kernel_initializer", call)
   check_string(bias_initializer, "bias_initializer", call)
   if (!is.null(name)) check_string(name, "name", call)

@@ -51,8 +51,8 @@ layer_batch_normalization <- function(object, axis = -1L, momentum = 0.99, epsil
     rk_abort(sprintf("`epsilon` must be positive, not %s.", format(epsilon)),
              kind = "argument", call = call)
   }
-  check_bool(center, "center", call)
-  check_bool(scale, "scale", call)
+  check_flag(center, "center", call)
+  check_flag(scale, "scale", call)
   inits <- list(beta_initializer = beta_initializer, gamma_initializer = gamma_initializer,
                 moving_mean_initializer = moving_mean_initializer,
                 moving_variance_initializer = moving_variance_initializer)

@@ -105,7 +105,7 @@ test_that("bad convolution arguments and inputs give clear errors", {
   expect_error(layer_conv_2d(filters = 2, kernel_size = 3, strides = 0),
                "`strides` must be a positive integer or 2 positive integers, not 0")
   expect_error(layer_conv_2d(filters = 2, kernel_size = 3, padding = "full"),
-               "`padding` must be one of \"valid\", \"same\"")
+               "`padding` must be \"valid\" or \"same\", not \"full\"")
   expect_error(layer_conv_2d(filters = 2, kernel_size = 3, data_format = "channels_first"),
                "channels_first.*not supported yet")
   expect_error(layer_conv_2d(filters = 2, kernel_size = 3, strides = 2, dilation_rate = 2),

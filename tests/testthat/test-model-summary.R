@@ -142,3 +142,28 @@ test_that("summary() wraps a long layer cell over two lines, as Keras does", {
                                   "               \u2502"))
   expect_true(all(nchar(out[2:(i + 2)]) == 80))
 })
+
+test_that("long cells wrap at word boundaries inside their column, as rich does", {
+  # keras-formats.md: `global_average_pooling2d` on one line and
+  # `(GlobalAveragePooling2D)` on the next.
+  model <- keras_model_sequential(input_shape = c(4, 4, 3), name = "wrapped") %>%
+    layer_global_average_pooling_2d(name = "global_average_pooling2d") %>%
+    layer_dense(2, name = "dense")
+  out <- capture.output(summary(model, line_length = 80))
+  expect_identical(out[5:8], c(
+    "│ global_average_pooling2d          │ (None, 3)                │             0 │",
+    "│ (GlobalAveragePooling2D)          │                          │               │",
+    "├───────────────────────────────────┼──────────────────────────┼───────────────┤",
+    "│ dense (Dense)                     │ (None, 2)                │             8 │"
+  ))
+  expect_true(all(nchar(out[2:9]) == 80L))
+  # A word longer than the column is cut into pieces of the column's width.
+  long <- keras_model_sequential(input_shape = 3) %>%
+    layer_dense(1, name = strrep("a", 40))
+  out <- capture.output(summary(long, line_length = 80))
+  expect_identical(substr(out[5:7], 1, 37), c(
+    paste0("│ ", strrep("a", 33), " │"),
+    paste0("│ ", strrep("a", 7), " (Dense)", strrep(" ", 18), " │"),
+    "└───────────────────────────────────┴"
+  ))
+})
