@@ -1,19 +1,28 @@
 #!/usr/bin/env python3
-"""The workshop MLP in the peers, measured the way bench/mlp.R measures rustkeras.
+"""The workshop MLP or CNN in the peers, measured the way bench/mlp.R and bench/cnn.R
+measure rustkeras.
 
-    python bench/peers.py [--epochs 5] [--threads 2] [--only keras-jax,keras-torch,torch]
+    python bench/peers.py [--model mlp] [--epochs 5] [--threads 2] [--only keras-jax,keras-torch,torch]
+    python bench/peers.py --model cnn [--epochs 2] [--quick] [--only keras-jax,torch]
 
 Each peer runs in its own child process (so peak RSS, threads and imports are its own):
 Keras 3 on JAX, Keras 3 on torch, and plain PyTorch (eager). Each prints one line
 
     PEER_RESULT {"peer": ..., "epoch_s": ..., ...}
 
-(JSON after the prefix), which bench/mlp.R parses; everything else is commentary.
+(JSON after the prefix), which bench/mlp.R and bench/cnn.R parse; everything else is
+commentary.
 
-The model: 784 -> Dense 256 relu -> Dropout 0.4 -> Dense 128 relu -> Dropout 0.3 -> Dense 10
-softmax, RMSprop (lr 1e-3, rho 0.9, eps 1e-7), categorical cross-entropy, accuracy, batch
-128, validation_split 0.2 (the last 12000 of the 60000 training images, as Keras takes them),
-shuffled each epoch, Fashion-MNIST from Debian's dataset-fashion-mnist.
+The models (--model), both with categorical cross-entropy, accuracy, batch 128,
+validation_split 0.2 (the last 20 % of the training images, as Keras takes them), shuffled
+each epoch, Fashion-MNIST from Debian's dataset-fashion-mnist:
+  mlp  784 -> Dense 256 relu -> Dropout 0.4 -> Dense 128 relu -> Dropout 0.3 -> Dense 10
+       softmax; RMSprop (lr 1e-3, rho 0.9, eps 1e-7). Default peers: all three.
+  cnn  28x28x1 -> Conv2D 32 3x3 relu -> MaxPooling 2 -> Conv2D 64 3x3 relu -> MaxPooling 2
+       -> Flatten -> Dense 64 relu -> Dense 10 softmax; Adam (lr 1e-3, betas 0.9/0.999,
+       eps 1e-7). Default peers: keras-jax and torch (Keras-torch is far slower; add it with
+       --only). --quick trains on the first 12000 training images (9600 + 2400 for
+       validation) instead of 60000: an epoch is then a fifth of the full one.
 
 What is timed (identical in mlp.R):
   epoch1_s   wall time of a first fit() call of 1 epoch (includes compile / warm-up).
@@ -31,9 +40,14 @@ import argparse, gzip, json, os, platform, struct, subprocess, sys, time
 
 FMNIST = os.environ.get("FMNIST_DIR", "/usr/share/datasets/fashion-mnist")
 PEERS = ["keras-jax", "keras-torch", "torch"]
+DEFAULT_PEERS = {"mlp": PEERS, "cnn": ["keras-jax", "torch"]}
+DEFAULT_EPOCHS = {"mlp": 5, "cnn": 2}
+QUICK_TRAIN = 12000
 
 
-def load():
+def load(model="mlp", n_train=None):
+    """Fashion-MNIST as float32 in [0, 1]: (n, 784) for the MLP, (n, 28, 28, 1) for the CNN
+    (channels_last; PyTorch transposes to channels_first itself); labels as int64."""
     import numpy as np
 
     def idx(name):
@@ -43,9 +57,13 @@ def load():
         dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
         return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
-    xtr = idx("train-images-idx3-ubyte.gz").reshape(-1, 784).astype("float32") / 255
-    xte = idx("t10k-images-idx3-ubyte.gz").reshape(-1, 784).astype("float32") / 255
-    return (xtr, idx("train-labels-idx1-ubyte.gz").astype("int64")), (xte, idx("t10k-labels-idx1-ubyte.gz").astype("int64"))
+    shape = (-1, 784) if model == "mlp" else (-1, 28, 28, 1)
+    xtr = idx("train-images-idx3-ubyte.gz").reshape(shape).astype("float32") / 255
+    xte = idx("t10k-images-idx3-ubyte.gz").reshape(shape).astype("float32") / 255
+    ytr = idx("train-labels-idx1-ubyte.gz").astype("int64")
+    if n_train:
+        xtr, ytr = xtr[:n_train], ytr[:n_train]
+    return (xtr, ytr), (xte, idx("t10k-labels-idx1-ubyte.gz").astype("int64"))
 
 
 def vmhwm_mb():
@@ -79,7 +97,39 @@ def time_predict(fn, xte):
     return len(xte) / median(ts)
 
 
-def run_keras(backend, epochs, threads):
+def keras_model(keras, model):
+    L = keras.layers
+    if model == "mlp":
+        net = keras.Sequential([keras.Input((784,)), L.Dense(256, activation="relu"), L.Dropout(0.4),
+                                L.Dense(128, activation="relu"), L.Dropout(0.3), L.Dense(10, activation="softmax")])
+        return net, keras.optimizers.RMSprop()
+    net = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(32, (3, 3), activation="relu"), L.MaxPooling2D((2, 2)),
+                            L.Conv2D(64, (3, 3), activation="relu"), L.MaxPooling2D((2, 2)), L.Flatten(),
+                            L.Dense(64, activation="relu"), L.Dense(10, activation="softmax")])
+    return net, keras.optimizers.Adam()
+
+
+def torch_model(torch, model):
+    """The same network in plain PyTorch, with Keras's initialisation (glorot_uniform
+    kernels, zero biases) and optimizer defaults; the softmax is folded into the loss."""
+    nn = torch.nn
+    if model == "mlp":
+        net = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.4), nn.Linear(256, 128), nn.ReLU(),
+                            nn.Dropout(0.3), nn.Linear(128, 10))
+    else:  # channels_first: (n, 1, 28, 28)
+        net = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
+                            nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 5 * 5, 64), nn.ReLU(), nn.Linear(64, 10))
+    for m in net:
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(m.weight); nn.init.zeros_(m.bias)
+    if model == "mlp":
+        opt = torch.optim.RMSprop(net.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+    else:
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+    return net, opt
+
+
+def run_keras(backend, model_name, epochs, threads, n_train):
     os.environ["KERAS_BACKEND"] = backend
     if backend == "torch":
         import torch
@@ -95,12 +145,10 @@ def run_keras(backend, epochs, threads):
         import jax
         version = f"keras {keras.__version__}, jax {jax.__version__} ({jax.devices()[0].platform})"
     keras.utils.set_random_seed(1)
-    (xtr, ytr), (xte, yte) = load()
+    (xtr, ytr), (xte, yte) = load(model_name, n_train)
     ytr1 = keras.utils.to_categorical(ytr, 10); yte1 = keras.utils.to_categorical(yte, 10)
-    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(256, activation="relu"), keras.layers.Dropout(0.4),
-                              keras.layers.Dense(128, activation="relu"), keras.layers.Dropout(0.3),
-                              keras.layers.Dense(10, activation="softmax")])
-    model.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.RMSprop(), metrics=["accuracy"])
+    model, opt = keras_model(keras, model_name)
+    model.compile(loss="categorical_crossentropy", optimizer=opt, metrics=["accuracy"])
     times = []
 
     class T(keras.callbacks.Callback):
@@ -122,22 +170,19 @@ def run_keras(backend, epochs, threads):
                 val_acc=float(val_acc) if epochs > 1 else None, predict_img_s=pred)
 
 
-def run_torch(epochs, threads):
+def run_torch(model_name, epochs, threads, n_train):
     t0 = time.perf_counter()
     import torch, torch.nn as nn
     import_s = time.perf_counter() - t0
     torch.set_num_threads(threads)
     torch.manual_seed(1)
-    (xtr, ytr), (xte, yte) = load()
+    (xtr, ytr), (xte, yte) = load(model_name, n_train)
+    if model_name == "cnn":  # NHWC -> NCHW, contiguous (PyTorch's layout)
+        xtr = xtr.transpose(0, 3, 1, 2).copy(); xte = xte.transpose(0, 3, 1, 2).copy()
+    n_val = len(xtr) - int(len(xtr) * 0.8)  # the last 20 %, as Keras's validation_split takes them
     xtr = torch.from_numpy(xtr); ytr = torch.from_numpy(ytr); xte = torch.from_numpy(xte); yte = torch.from_numpy(yte)
-    xv, yv, xtr, ytr = xtr[48000:], ytr[48000:], xtr[:48000], ytr[:48000]
-    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.4), nn.Linear(256, 128), nn.ReLU(),
-                          nn.Dropout(0.3), nn.Linear(128, 10))  # softmax folded into the loss
-    # Keras's Dense init: glorot_uniform kernels, zero biases.
-    for m in model:
-        if isinstance(m, nn.Linear):
-            nn.init.xavier_uniform_(m.weight); nn.init.zeros_(m.bias)
-    opt = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+    xv, yv, xtr, ytr = xtr[-n_val:], ytr[-n_val:], xtr[:-n_val], ytr[:-n_val]
+    model, opt = torch_model(torch, model_name)
     lossf = nn.CrossEntropyLoss()
     times = []
     n = len(xtr)
@@ -184,15 +229,15 @@ def run_torch(epochs, threads):
                 torch_threads=torch.get_num_threads())
 
 
-def child(peer, epochs, threads):
+def child(peer, model, epochs, threads, n_train):
     if peer == "keras-jax":
-        r = run_keras("jax", epochs, threads)
+        r = run_keras("jax", model, epochs, threads, n_train)
     elif peer == "keras-torch":
-        r = run_keras("torch", epochs, threads)
+        r = run_keras("torch", model, epochs, threads, n_train)
     else:
-        r = run_torch(epochs, threads)
-    r.update(peer=peer, epochs=epochs, threads=threads, peak_rss_mb=round(vmhwm_mb()), numpy_blas=blas_info(),
-             python=platform.python_version())
+        r = run_torch(model, epochs, threads, n_train)
+    r.update(peer=peer, model=model, epochs=epochs, threads=threads, n_train=n_train or 60000,
+             peak_rss_mb=round(vmhwm_mb()), numpy_blas=blas_info(), python=platform.python_version())
     for k in ("epoch1_s", "epoch_s", "epoch_s_median_cb", "predict_img_s", "test_acc", "val_acc"):
         if isinstance(r.get(k), float):
             r[k] = round(r[k], 4)
@@ -201,13 +246,20 @@ def child(peer, epochs, threads):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
+    ap.add_argument("--epochs", type=int, help="default: 5 for the MLP, 2 for the CNN")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--only", default=",".join(PEERS), help="comma-separated subset of " + ",".join(PEERS))
+    ap.add_argument("--only", help="comma-separated subset of " + ",".join(PEERS) +
+                    " (default: all for the MLP, keras-jax,torch for the CNN)")
+    ap.add_argument("--quick", action="store_true", help="train on the first %d training images" % QUICK_TRAIN)
+    ap.add_argument("--train-size", type=int, help="train on the first N training images (default 60000)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    epochs = a.epochs or DEFAULT_EPOCHS[a.model]
+    n_train = a.train_size or (QUICK_TRAIN if a.quick else None)
     if a.child:
-        return child(a.child, a.epochs, a.threads)
+        return child(a.child, a.model, epochs, a.threads, n_train)
+    only = a.only.split(",") if a.only else DEFAULT_PEERS[a.model]
     th = str(a.threads)
     env = dict(os.environ, OMP_NUM_THREADS=th, MKL_NUM_THREADS=th, OPENBLAS_NUM_THREADS=th,
                XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=true").strip(),
@@ -215,10 +267,12 @@ def main():
     # Set on some processors for old OpenBLAS builds; they slow a current numpy's kernels.
     env.pop("OPENBLAS_CORETYPE", None); env.pop("OPENBLAS_L2_SIZE", None)
     status = 0
-    for peer in a.only.split(","):
-        print(f"# peer {peer}: {a.epochs} epochs, {a.threads} threads", flush=True)
-        p = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", peer, "--epochs", str(a.epochs),
-                            "--threads", th], env=env)
+    for peer in only:
+        print(f"# peer {peer}: {a.model}, {epochs} epochs, {a.threads} threads"
+              + (f", first {n_train} training images" if n_train else ""), flush=True)
+        p = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", peer, "--model", a.model,
+                            "--epochs", str(epochs), "--threads", th]
+                           + (["--train-size", str(n_train)] if n_train else []), env=env)
         if p.returncode != 0:
             print(f"# peer {peer} failed with exit status {p.returncode}", flush=True)
             status = 1

@@ -1,8 +1,10 @@
 //! GFLOP/s of `engine::gemm::sgemm` (and the backends behind it) at the shapes an MLP
-//! 784-256-128-10 with batch 128 trains with, plus prediction batches and square 1024.
+//! 784-256-128-10 with batch 128 trains with, plus prediction batches and square 1024; or,
+//! with GEMM_BENCH_SHAPES=cnn, at the im2col shapes of the workshop CNN (issue 3).
 //!
 //!     cargo run --release --example gemm_bench            # threads = all cores
 //!     RAYON_NUM_THREADS=1 cargo run --release --example gemm_bench
+//!     GEMM_BENCH_SHAPES=cnn cargo run --release --example gemm_bench
 //!
 //! Set GEMM_BENCH_ALL=1 to time every backend, not only the default one. Peers outside the
 //! engine (the `gemm` crate) are timed when the bench is built by `bench/gemm_peers.py`,
@@ -34,6 +36,22 @@ const SHAPES: &[(&str, bool, bool, usize, usize, usize)] = &[
     ("cnn c1 fwd", false, false, 21632, 32, 9),
     ("cnn c1 dK", true, false, 9, 32, 21632),
     ("cnn dense fwd", false, false, 64, 64, 1600),
+];
+
+/// The workshop CNN (28x28x1 -> conv 32 3x3 -> pool 2 -> conv 64 3x3 -> pool 2 -> dense 64 ->
+/// dense 10) as im2col + GEMM, per 64-sample shard (batch 128 on 2 threads): patches
+/// (positions x kh*kw*cin) times the kernel (kh*kw*cin x filters). Weight gradient:
+/// patches' x dY; input gradient: dY . kernel' (then col2im). "128" rows: a whole batch.
+const CNN_SHAPES: &[(&str, bool, bool, usize, usize, usize)] = &[
+    ("c1 fwd", false, false, 64 * 26 * 26, 32, 9),
+    ("c1 dW", true, false, 9, 32, 64 * 26 * 26),
+    ("c2 fwd", false, false, 64 * 11 * 11, 64, 288),
+    ("c2 dW", true, false, 288, 64, 64 * 11 * 11),
+    ("c2 dX", false, true, 64 * 11 * 11, 288, 64),
+    ("d1 fwd", false, false, 64, 64, 1600),
+    ("d1 dW", true, false, 1600, 64, 64),
+    ("d1 dX", false, true, 64, 1600, 64),
+    ("c2 fwd 128", false, false, 128 * 11 * 11, 64, 288),
 ];
 
 fn fill(len: usize, seed: u32) -> Vec<f32> {
@@ -97,13 +115,18 @@ fn main() {
         }
         extra_candidates(&mut cands);
     }
+    let shapes = match std::env::var("GEMM_BENCH_SHAPES").as_deref() {
+        Ok("cnn") => CNN_SHAPES,
+        Ok("mlp") | Err(_) => SHAPES,
+        Ok(other) => panic!("GEMM_BENCH_SHAPES must be mlp or cnn, not {other}"),
+    };
     println!("threads = {}", rayon::current_num_threads());
     print!("{:<12} {:>18}", "shape", "m x n x k (t)");
     for (name, _) in &cands {
         print!(" {name:>10}");
     }
     println!("   (GFLOP/s)");
-    for &(label, ta, tb, m, n, k) in SHAPES {
+    for &(label, ta, tb, m, n, k) in shapes {
         let a = fill(m * k, 1);
         let b = fill(k * n, 2);
         let mut c = vec![0.0f32; m * n];
