@@ -114,7 +114,9 @@ if (dir.exists(fixture_dir) && requireNamespace("jsonlite", quietly = TRUE)) {
   for (file in fixture_files) {
     local({
       case <- read_case(file)
-      test_that(sprintf("%s matches Keras 3: %s", case$name, case$description), run_case(case))
+      test_that(sprintf("%s matches Keras 3: %s", case$name, case$description), {
+        run_case(case)
+      })
     })
   }
 }
