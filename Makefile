@@ -27,7 +27,7 @@ export R_INCLUDE_DIR ?= $(shell $(RSCRIPT) -e 'cat(R.home("include"))' 2>/dev/nu
 export TZ ?= UTC
 
 APT_PACKAGES := r-base-dev r-cran-testthat r-cran-knitr r-cran-rmarkdown r-cran-roxygen2 \
-  r-cran-zeallot r-cran-magrittr r-cran-ggplot2 r-cran-withr r-cran-rcmdcheck \
+  r-cran-zeallot r-cran-magrittr r-cran-ggplot2 r-cran-withr r-cran-rcmdcheck r-cran-jsonlite \
   dataset-fashion-mnist pandoc qpdf
 MIN_RUSTC := 1.80.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
