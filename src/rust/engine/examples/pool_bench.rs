@@ -33,8 +33,8 @@ fn time(mut f: impl FnMut()) -> f64 {
 fn main() {
     println!("threads: {}", rayon::current_num_threads());
     println!(
-        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "shape, pool", "copy ms", "max ms", "+argmax", "max bwd", "avg ms"
+        "{:<28} {:>9} {:>9} {:>9} {:>9}",
+        "shape, pool", "copy ms", "max ms", "max bwd", "avg ms"
     );
     for (shape, pool, strides, padding) in [
         ([128, 26, 26, 32], (2, 2), (2, 2), Padding::Valid),
@@ -45,22 +45,17 @@ fn main() {
         let n: usize = shape.iter().product();
         let x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 * 1e-3).collect();
         let grad = vec![1.0f32; g.n * g.oh * g.ow * g.c];
-        let (_, argmax) = cpu_pool::max_pool2d_with_argmax(&x, &g);
+        let y = cpu_pool::max_pool2d(&x, &g);
         let copy = time(|| drop(std::hint::black_box(x.clone())));
         let max = time(|| drop(std::hint::black_box(cpu_pool::max_pool2d(&x, &g))));
-        let arg = time(|| {
-            drop(std::hint::black_box(cpu_pool::max_pool2d_with_argmax(
-                &x, &g,
-            )))
-        });
         let bwd = time(|| {
             drop(std::hint::black_box(cpu_pool::max_pool2d_backward(
-                &grad, &argmax, &g,
+                &x, &y, &grad, &g,
             )))
         });
         let avg = time(|| drop(std::hint::black_box(cpu_pool::avg_pool2d(&x, &g))));
         println!(
-            "{:<28} {copy:>9.3} {max:>9.3} {arg:>9.3} {bwd:>9.3} {avg:>9.3}",
+            "{:<28} {copy:>9.3} {max:>9.3} {bwd:>9.3} {avg:>9.3}",
             format!("{shape:?} {}x{} {}", pool.0, pool.1, padding.name()),
         );
     }

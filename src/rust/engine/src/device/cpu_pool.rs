@@ -39,31 +39,6 @@ fn per_sample(
     }
 }
 
-/// `f(input sample, output sample, index sample)` for every sample.
-fn per_sample_indexed(
-    input: &[f32],
-    in_len: usize,
-    output: &mut [f32],
-    index: &mut [u32],
-    out_len: usize,
-    par: bool,
-    f: impl Fn(&[f32], &mut [f32], &mut [u32]) + Sync,
-) {
-    if par {
-        output
-            .par_chunks_mut(out_len)
-            .zip(index.par_chunks_mut(out_len))
-            .zip(input.par_chunks(in_len))
-            .for_each(|((o, a), i)| f(i, o, a));
-    } else {
-        output
-            .chunks_mut(out_len)
-            .zip(index.chunks_mut(out_len))
-            .zip(input.chunks(in_len))
-            .for_each(|((o, a), i)| f(i, o, a));
-    }
-}
-
 fn sizes(g: &Pool2d) -> (usize, usize) {
     (g.h * g.w * g.c, g.oh * g.ow * g.c)
 }
@@ -102,69 +77,29 @@ fn window_max(x: &[f32], g: &Pool2d, i: usize, j: usize, out: &mut [f32]) {
     }
 }
 
-/// Window maxima and, per output element, the input cell (`row * w + col`) of the
-/// window's first maximum.
-pub fn max_pool2d_with_argmax(x: &[f32], g: &Pool2d) -> (Vec<f32>, Vec<u32>) {
-    let (in_len, out_len) = sizes(g);
-    let mut y = pool::scratch(g.n * out_len);
-    let mut argmax = vec![0u32; g.n * out_len];
-    if out_len == 0 {
-        return (y, argmax);
-    }
-    per_sample_indexed(
-        x,
-        in_len,
-        &mut y,
-        &mut argmax,
-        out_len,
-        parallel(g),
-        |x, y, a| {
-            for (k, (out, arg)) in y
-                .chunks_exact_mut(g.c)
-                .zip(a.chunks_exact_mut(g.c))
-                .enumerate()
-            {
-                let (i, j) = (k / g.ow, k % g.ow);
-                window_max(x, g, i, j, out);
-                // The first cell holding the max: later cells first, each overwriting.
-                // Selects, not branches, so the loops vectorise.
-                for r in g.rows(i).rev() {
-                    for s in g.cols(j).rev() {
-                        let at = (r * g.w + s) as u32;
-                        let cell = &x[at as usize * g.c..][..g.c];
-                        for ((a, &o), &v) in arg.iter_mut().zip(out.iter()).zip(cell) {
-                            *a = if v == o { at } else { *a };
-                        }
-                    }
-                }
-            }
-        },
-    );
-    (y, argmax)
-}
-
-/// Sends each output gradient to its window's argmax cell. Each window gathers from
-/// its own cells (a compare and select per value, which vectorises) rather than
-/// scattering through the index.
-pub fn max_pool2d_backward(grad: &[f32], argmax: &[u32], g: &Pool2d) -> Vec<f32> {
+/// Sends each output gradient to the first cell of its window that holds the window's
+/// max (found again from the input and the output, which costs less than recording an
+/// index per output in the forward pass). Within a window the gradient not yet given
+/// is carried per channel, a compare and select per value, so the loops vectorise.
+pub fn max_pool2d_backward(x: &[f32], y: &[f32], grad: &[f32], g: &Pool2d) -> Vec<f32> {
     let (in_len, out_len) = sizes(g);
     let mut dx = pool::zeros(g.n * in_len);
     if out_len == 0 {
         return dx;
     }
-    let each = |dx: &mut [f32], grad: &[f32], argmax: &[u32]| {
-        for (k, (gr, arg)) in grad
-            .chunks_exact(g.c)
-            .zip(argmax.chunks_exact(g.c))
-            .enumerate()
-        {
+    let each = |dx: &mut [f32], x: &[f32], y: &[f32], grad: &[f32]| {
+        let mut left = vec![0.0f32; g.c];
+        for (k, (gr, yo)) in grad.chunks_exact(g.c).zip(y.chunks_exact(g.c)).enumerate() {
             let (i, j) = (k / g.ow, k % g.ow);
+            left.copy_from_slice(gr);
             for r in g.rows(i) {
                 for s in g.cols(j) {
-                    let at = (r * g.w + s) as u32;
-                    let cell = &mut dx[at as usize * g.c..][..g.c];
-                    for ((d, &gv), &a) in cell.iter_mut().zip(gr).zip(arg) {
-                        *d += if a == at { gv } else { 0.0 };
+                    let at = (r * g.w + s) * g.c;
+                    let (cell, d) = (&x[at..at + g.c], &mut dx[at..at + g.c]);
+                    for (((d, &v), &m), l) in d.iter_mut().zip(cell).zip(yo).zip(left.iter_mut()) {
+                        let hit = v == m;
+                        *d += if hit { *l } else { 0.0 };
+                        *l = if hit { 0.0 } else { *l };
                     }
                 }
             }
@@ -172,12 +107,14 @@ pub fn max_pool2d_backward(grad: &[f32], argmax: &[u32], g: &Pool2d) -> Vec<f32>
     };
     if parallel(g) {
         dx.par_chunks_mut(in_len)
-            .zip(grad.par_chunks(out_len).zip(argmax.par_chunks(out_len)))
-            .for_each(|(d, (gr, a))| each(d, gr, a));
+            .zip(x.par_chunks(in_len))
+            .zip(y.par_chunks(out_len).zip(grad.par_chunks(out_len)))
+            .for_each(|((d, x), (y, gr))| each(d, x, y, gr));
     } else {
         dx.chunks_mut(in_len)
-            .zip(grad.chunks(out_len).zip(argmax.chunks(out_len)))
-            .for_each(|(d, (gr, a))| each(d, gr, a));
+            .zip(x.chunks(in_len))
+            .zip(y.chunks(out_len).zip(grad.chunks(out_len)))
+            .for_each(|((d, x), (y, gr))| each(d, x, y, gr));
     }
     dx
 }
@@ -280,11 +217,11 @@ mod tests {
             assert!(parallel(&g));
             let (max, mean) = reference(&x, &g);
             let ones = vec![1.0f32; max.len()];
+            let y = max_pool2d(&x, &g);
             let top = (
                 max_pool2d(&x, &g),
-                max_pool2d_with_argmax(&x, &g),
                 avg_pool2d(&x, &g),
-                max_pool2d_backward(&ones, &max_pool2d_with_argmax(&x, &g).1, &g),
+                max_pool2d_backward(&x, &y, &ones, &g),
                 avg_pool2d_backward(&ones, &g),
             );
             let pool = rayon::ThreadPoolBuilder::new()
@@ -295,27 +232,26 @@ mod tests {
                 assert!(!parallel(&g));
                 (
                     max_pool2d(&x, &g),
-                    max_pool2d_with_argmax(&x, &g),
                     avg_pool2d(&x, &g),
-                    max_pool2d_backward(&ones, &max_pool2d_with_argmax(&x, &g).1, &g),
+                    max_pool2d_backward(&x, &y, &ones, &g),
                     avg_pool2d_backward(&ones, &g),
                 )
             });
             assert_eq!(top, inner);
             assert_eq!(top.0, max);
-            assert_eq!(top.1 .0, max);
-            for (a, b) in top.2.iter().zip(&mean) {
+            for (a, b) in top.1.iter().zip(&mean) {
                 assert!((a - b).abs() < 1e-6, "{a} vs {b}");
             }
-            // Each window's gradient of 1 lands once on the argmax cell.
-            let routed: f32 = top.3.iter().sum();
+            // Each window's gradient of 1 lands once, on a cell holding the window's max.
+            let routed: f32 = top.2.iter().sum();
             assert_eq!(routed, max.len() as f32);
-            for (k, &at) in top.1 .1.iter().enumerate() {
-                let (b, ch) = (k / (g.oh * g.ow * g.c), k % g.c);
-                assert_eq!(x[(b * g.h * g.w + at as usize) * g.c + ch], max[k]);
+            for (i, &d) in top.2.iter().enumerate() {
+                if d != 0.0 {
+                    assert!(max.contains(&x[i]));
+                }
             }
             // Average backward hands out exactly the windows' total gradient.
-            let spread: f64 = top.4.iter().map(|&v| v as f64).sum();
+            let spread: f64 = top.3.iter().map(|&v| v as f64).sum();
             assert!((spread - max.len() as f64).abs() < 1e-2);
         }
     }

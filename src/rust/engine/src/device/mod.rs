@@ -241,26 +241,15 @@ pub fn depthwise_backward(
     )
 }
 
-/// Integer indices an op keeps for its backward (max pooling's argmax), on the device
-/// of the tensors they index.
-pub enum Indices {
-    Cpu(Vec<u32>),
-}
-
 pub fn max_pool2d(x: &Tensor, g: &Pool2d) -> Tensor {
     out(&g.out_shape(), cpu_pool::max_pool2d(cpu1(x), g))
 }
 
-pub fn max_pool2d_with_argmax(x: &Tensor, g: &Pool2d) -> (Tensor, Indices) {
-    let (y, argmax) = cpu_pool::max_pool2d_with_argmax(cpu1(x), g);
-    (out(&g.out_shape(), y), Indices::Cpu(argmax))
-}
-
-pub fn max_pool2d_backward(grad: &Tensor, argmax: &Indices, g: &Pool2d) -> Tensor {
-    let Indices::Cpu(a) = argmax;
+/// Gradient of `max_pool2d` from its input x, its output y and the output gradient.
+pub fn max_pool2d_backward(x: &Tensor, y: &Tensor, grad: &Tensor, g: &Pool2d) -> Tensor {
     out(
         &[g.n, g.h, g.w, g.c],
-        cpu_pool::max_pool2d_backward(cpu1(grad), a, g),
+        cpu_pool::max_pool2d_backward(cpu1(x), cpu1(y), cpu1(grad), g),
     )
 }
 

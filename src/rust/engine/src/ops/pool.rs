@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use crate::autodiff::{Backward, Tape, Var};
-use crate::device::{self, Indices};
+use crate::device;
 use crate::error::{invalid_arg, Error, Result};
 use crate::tensor::Tensor;
 
@@ -149,24 +149,18 @@ fn geometry(
     })
 }
 
-struct MaxPoolBackward {
-    geom: Pool2d,
-    /// Per output element, the input cell (row * width + column) that held the max.
-    argmax: Indices,
-}
+struct MaxPoolBackward(Pool2d);
 
 impl Backward for MaxPoolBackward {
     fn backward(
         &self,
         g: &Tensor,
-        _inputs: &[&Tensor],
-        _out: &Tensor,
+        inputs: &[&Tensor],
+        out: &Tensor,
         _needs: &[bool],
     ) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(device::max_pool2d_backward(
-            g,
-            &self.argmax,
-            &self.geom,
+            inputs[0], out, g, &self.0,
         ))])
     }
 }
@@ -184,28 +178,8 @@ pub fn max_pool2d(
 }
 
 fn pool_max(tape: &mut Tape, x: Var, geom: Pool2d) -> Result<Var> {
-    // Inference (nothing upstream wants a gradient) skips the argmax bookkeeping.
-    if !tape.requires_grad(x) {
-        let y = device::max_pool2d(tape.value(x), &geom);
-        return Ok(tape.push(y, &[x], Box::new(NoBackward)));
-    }
-    let (y, argmax) = device::max_pool2d_with_argmax(tape.value(x), &geom);
-    Ok(tape.push(y, &[x], Box::new(MaxPoolBackward { geom, argmax })))
-}
-
-/// The backward of an op recorded where no input needs a gradient: the tape drops it.
-struct NoBackward;
-
-impl Backward for NoBackward {
-    fn backward(
-        &self,
-        _g: &Tensor,
-        _inputs: &[&Tensor],
-        _out: &Tensor,
-        needs: &[bool],
-    ) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![None; needs.len()])
-    }
+    let y = device::max_pool2d(tape.value(x), &geom);
+    Ok(tape.push(y, &[x], Box::new(MaxPoolBackward(geom))))
 }
 
 struct AvgPoolBackward(Pool2d);
