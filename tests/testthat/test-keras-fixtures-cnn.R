@@ -96,6 +96,9 @@ run_case <- function(case) {
 
   tr <- case$train
   if (is.null(tr)) return(invisible())
+  # batchnorm_train_sgd0 needs optimizer_sgd(learning_rate = 0), which keras3 accepts
+  # (Keras 3 takes 0.0; rustkeras before issue 3 said "must be positive").
+  # batchnorm_train_sgd checks the same moving statistics with learning_rate = 0.1.
   optimizer <- do.call(get(tr$optimizer$fn, mode = "function"), r_args(tr$optimizer$args))
   compile(model, optimizer = optimizer, loss = tr$loss)
   history <- fit(model, x, rm_array(tr$y), epochs = tr$epochs, batch_size = tr$batch_size,
