@@ -6,6 +6,7 @@ use crate::autodiff::{Tape, Var};
 use crate::error::{invalid_arg, shape_str, Error, Result};
 use crate::init::Initializer;
 use crate::layers::registry::Config;
+use crate::layers::spatial::channels_last;
 use crate::layers::{ConfigValue, ForwardCtx, Layer, Param};
 use crate::naming::unique_name;
 use crate::ops::activation::Activation;
@@ -30,28 +31,13 @@ pub struct Conv {
     params: Vec<Param>,
 }
 
-/// `data_format` other than channels_last is refused by name until it is supported.
-pub fn check_channels_last(c: &Config) -> Result<()> {
-    match c.opt_str("data_format")?.as_deref() {
-        None | Some("channels_last") => Ok(()),
-        Some("channels_first") => Err(invalid_arg(
-            "data_format",
-            "= 'channels_first' is not supported yet; use 'channels_last'",
-        )),
-        Some(other) => Err(invalid_arg(
-            "data_format",
-            format!("must be 'channels_last' or 'channels_first', not '{other}'"),
-        )),
-    }
-}
-
 fn ints(v: &[usize]) -> ConfigValue {
     ConfigValue::List(v.iter().map(|&x| ConfigValue::Int(x as i64)).collect())
 }
 
 impl Conv {
     pub fn from_config(rank: usize, c: &Config) -> Result<Conv> {
-        check_channels_last(c)?;
+        channels_last(c)?;
         let padding = Padding::from_name(&c.str_or("padding", "valid")?)?;
         if padding == Padding::Causal && rank != 1 {
             return Err(invalid_arg(

@@ -6,7 +6,7 @@
 use crate::autodiff::{Tape, Var};
 use crate::error::{shape_str, Error, Result};
 use crate::init::Initializer;
-use crate::layers::conv::check_channels_last;
+use crate::layers::spatial::channels_last;
 use crate::layers::registry::Config;
 use crate::layers::{ConfigValue, ForwardCtx, Layer, Param};
 use crate::naming::unique_name;
@@ -37,7 +37,7 @@ fn ints(a: usize, b: usize) -> ConfigValue {
 impl DepthwiseConv {
     /// `separable`: SeparableConv2D (needs `filters`) rather than DepthwiseConv2D.
     pub fn from_config(separable: bool, c: &Config) -> Result<DepthwiseConv> {
-        check_channels_last(c)?;
+        channels_last(c)?;
         let padding = Padding::from_name(&c.str_or("padding", "valid")?)?;
         if padding == Padding::Causal {
             return Err(crate::error::invalid_arg(
