@@ -118,9 +118,9 @@ test_that("bad convolution arguments and inputs give clear errors", {
   )
   model <- keras_model_sequential(input_shape = c(28, 28, 1)) %>% layer_conv_2d(4, 3, name = "c1")
   expect_error(predict(model, matrix(0, 2, 784), verbose = 0),
-               "layer 'c1' expects 4-D inputs \\(batch, height, width, channels\\), got 2-D input of shape \\(batch, 784\\)")
+               "layer 'c1' expects inputs of rank 4 \\(batch, height, width, channels\\), got shape \\(None, 784\\)")
   flat <- keras_model_sequential(input_shape = 784)
-  expect_error(flat %>% layer_conv_2d(4, 3), "expects 4-D inputs")
+  expect_error(flat %>% layer_conv_2d(4, 3), "expects inputs of rank 4")
   expect_error(predict(model, array(0, c(2, 28, 28, 3)), verbose = 0), "layer 'c1' expects 1 input channels, got 3")
 })
 

@@ -6,7 +6,7 @@ use crate::autodiff::{Tape, Var};
 use crate::error::{invalid_arg, shape_str, Error, Result};
 use crate::init::Initializer;
 use crate::layers::registry::Config;
-use crate::layers::spatial::channels_last;
+use crate::layers::spatial::{channels_last, expect_axes};
 use crate::layers::{ConfigValue, ForwardCtx, Layer, Param};
 use crate::naming::unique_name;
 use crate::ops::activation::Activation;
@@ -103,21 +103,17 @@ impl Conv {
 
     /// (h, w, channels) of a sample shape, checking the rank.
     fn image_dims(&self, input_shape: &[usize]) -> Result<(usize, usize, usize)> {
-        match (self.rank, input_shape) {
-            (2, &[h, w, c]) => Ok((h, w, c)),
-            (1, &[l, c]) => Ok((1, l, c)),
-            _ => Err(self.input_error(format!(
-                "expects {}-D inputs (batch, {}), got {}-D input of shape (batch, {})",
-                self.rank + 2,
-                if self.rank == 2 {
-                    "height, width, channels"
-                } else {
-                    "steps, channels"
-                },
-                input_shape.len() + 1,
-                shape_str(input_shape).trim_matches(|c| c == '(' || c == ')')
-            ))),
-        }
+        let axes: &[&str] = if self.rank == 2 {
+            &["height", "width", "channels"]
+        } else {
+            &["steps", "channels"]
+        };
+        expect_axes(&self.name, input_shape, axes)?;
+        Ok(match *input_shape {
+            [h, w, c] => (h, w, c),
+            [l, c] => (1, l, c),
+            _ => unreachable!("rank checked above"),
+        })
     }
 }
 
@@ -408,7 +404,7 @@ mod tests {
         );
         let e = l.output_shape(&[28, 28]).err().unwrap().to_string();
         assert!(
-            e.contains("expects 4-D inputs (batch, height, width, channels), got 3-D"),
+            e.contains("expects inputs of rank 4 (batch, height, width, channels), got shape (None, 28, 28)"),
             "{e}"
         );
     }

@@ -6,8 +6,8 @@
 use crate::autodiff::{Tape, Var};
 use crate::error::{shape_str, Error, Result};
 use crate::init::Initializer;
-use crate::layers::spatial::channels_last;
 use crate::layers::registry::Config;
+use crate::layers::spatial::{channels_last, expect_axes};
 use crate::layers::{ConfigValue, ForwardCtx, Layer, Param};
 use crate::naming::unique_name;
 use crate::ops::activation::{activation, Activation};
@@ -147,13 +147,8 @@ impl Layer for DepthwiseConv {
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
-        let &[h, w, c] = input_shape else {
-            return Err(self.input_error(format!(
-                "expects 4-D inputs (batch, height, width, channels), got {}-D input of shape (batch, {})",
-                input_shape.len() + 1,
-                shape_str(input_shape).trim_matches(|ch| ch == '(' || ch == ')')
-            )));
-        };
+        expect_axes(&self.name, input_shape, &["height", "width", "channels"])?;
+        let (h, w, c) = (input_shape[0], input_shape[1], input_shape[2]);
         if let Some(k) = self.params.first() {
             if k.value.shape()[2] != c {
                 return Err(self.input_error(format!(
