@@ -17,6 +17,7 @@
 #' @param dilation_rate One integer or two: spacing between the kernel's taps (default
 #'   1). Cannot be combined with `strides > 1`.
 #' @param groups Must be 1 (grouped convolutions are not supported yet).
+#' @param name Name of the layer; `NULL` gives `"conv2d"`, `"conv2d_1"`, ...
 #' @param kernel_regularizer,bias_regularizer,activity_regularizer,kernel_constraint,bias_constraint
 #'   Not supported yet; must be `NULL`.
 #' @returns The model, invisibly, when `object` is a model; otherwise the layer.
@@ -56,6 +57,7 @@ layer_conv_2d <- function(object, filters, kernel_size, strides = list(1L, 1L),
 #' @param padding `"valid"`, `"same"` or `"causal"` (all the padding before the
 #'   sequence, so that output `t` depends on inputs up to `t` only).
 #' @param dilation_rate One integer: spacing between the kernel's taps.
+#' @param name Name of the layer; `NULL` gives `"conv1d"`, `"conv1d_1"`, ...
 #' @returns The model, invisibly, when `object` is a model; otherwise the layer.
 #' @export
 #' @examples
@@ -121,7 +123,9 @@ conv_config <- function(filters, kernel_size, strides, padding, data_format, dil
 #' @inheritParams layer_conv_2d
 #' @param depth_multiplier Positive integer: filters per input channel (default 1).
 #' @param depthwise_initializer Initializer of the depthwise kernel.
-#' @param depthwise_regularizer,depthwise_constraint Not supported yet; must be `NULL`.
+#' @param name Name of the layer; `NULL` gives `"depthwise_conv2d"`, ...
+#' @param depthwise_regularizer,bias_regularizer,activity_regularizer,depthwise_constraint,bias_constraint
+#'   Not supported yet; must be `NULL`.
 #' @returns The model, invisibly, when `object` is a model; otherwise the layer.
 #' @export
 #' @examples
@@ -161,8 +165,11 @@ layer_depthwise_conv_2d <- function(object, kernel_size, strides = list(1L, 1L),
 #' `(1, 1, input_channels * depth_multiplier, filters)`, `bias`.
 #'
 #' @inheritParams layer_depthwise_conv_2d
+#' @param filters Positive integer, the number of output channels.
 #' @param pointwise_initializer Initializer of the pointwise kernel.
-#' @param pointwise_regularizer,pointwise_constraint Not supported yet; must be `NULL`.
+#' @param name Name of the layer; `NULL` gives `"separable_conv2d"`, ...
+#' @param depthwise_regularizer,pointwise_regularizer,bias_regularizer,activity_regularizer,depthwise_constraint,pointwise_constraint,bias_constraint
+#'   Not supported yet; must be `NULL`.
 #' @returns The model, invisibly, when `object` is a model; otherwise the layer.
 #' @export
 #' @examples

@@ -20,6 +20,7 @@
 #' @param beta_regularizer,gamma_regularizer,beta_constraint,gamma_constraint Not
 #'   supported yet; must be `NULL`.
 #' @param synchronized Ignored (one device).
+#' @param name Name of the layer; `NULL` gives `"batch_normalization"`, ...
 #' @returns The model, invisibly, when `object` is a model; otherwise the layer.
 #' @export
 #' @examples
