@@ -23,12 +23,20 @@ export NOT_CRAN ?= true
 # extendr-ffi's build script reruns when R_INCLUDE_DIR changes; R CMD INSTALL sets it, so
 # cargo run by make sets it too and the two do not rebuild each other's artifacts.
 export R_INCLUDE_DIR ?= $(shell $(RSCRIPT) -e 'cat(R.home("include"))' 2>/dev/null)
+# Where the hdf5 crate finds the HDF5 C library (Debian's libhdf5-dev); configure looks
+# the same way for R CMD INSTALL.
+# `make test` runs its steps in a second make, which looks again after `deps` installed it.
+HDF5_FOUND := $(firstword $(wildcard /usr/lib/$(shell gcc -print-multiarch 2>/dev/null)/hdf5/serial \
+  /usr/lib/x86_64-linux-gnu/hdf5/serial /usr/lib/aarch64-linux-gnu/hdf5/serial))
+ifneq ($(HDF5_FOUND),)
+export HDF5_DIR ?= $(HDF5_FOUND)
+endif
 # Sys.timezone() (used by R CMD check) warns where TZ is unset and timedatectl is absent.
 export TZ ?= UTC
 
 APT_PACKAGES := r-base-dev r-cran-testthat r-cran-knitr r-cran-rmarkdown r-cran-roxygen2 \
   r-cran-zeallot r-cran-magrittr r-cran-ggplot2 r-cran-withr r-cran-rcmdcheck r-cran-jsonlite \
-  dataset-fashion-mnist pandoc qpdf
+  dataset-fashion-mnist pandoc qpdf libhdf5-dev
 MIN_RUSTC := 1.80.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -79,7 +87,8 @@ demo: deps install
 	$(RSCRIPT) $(DEMO)
 
 ## test: cargo tests, testthat on the installed package, R CMD check of the tarball
-test: deps cargo-test install testthat check
+test: deps
+	$(MAKE) cargo-test install testthat check
 
 cargo-test:
 	cd src/rust && cargo test --release --target-dir "$(RUSTKERAS_TARGET_DIR)"

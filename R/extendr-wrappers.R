@@ -48,3 +48,27 @@ rk_backend_info <- function() .Call(wrap__rk_backend_info)
 # Sizes rayon's pool once per session (later calls keep the first size).
 rk_init_threads <- function(threads) .Call(wrap__rk_init_threads, threads)
 
+rk_save_model_hdf5 <- function(model, filepath, overwrite, include_optimizer) .Call(wrap__rk_save_model_hdf5, model, filepath, overwrite, include_optimizer)
+
+rk_load_model_hdf5 <- function(filepath, compile) .Call(wrap__rk_load_model_hdf5, filepath, compile)
+
+rk_save_weights_hdf5 <- function(model, filepath, overwrite) .Call(wrap__rk_save_weights_hdf5, model, filepath, overwrite)
+
+rk_load_weights_hdf5 <- function(model, filepath, by_name) .Call(wrap__rk_load_weights_hdf5, model, filepath, by_name)
+
+rk_save_model_keras <- function(model, filepath, overwrite) .Call(wrap__rk_save_model_keras, model, filepath, overwrite)
+
+rk_load_model_keras <- function(filepath, compile) .Call(wrap__rk_load_model_keras, filepath, compile)
+
+# The model's Keras 3 config (the `config` part of `{"class_name": "Sequential", ...}`).
+rk_model_get_config <- function(model) .Call(wrap__rk_model_get_config, model)
+
+# A new (unbuilt weights: freshly initialised) model from a Sequential config.
+rk_model_from_config <- function(config) .Call(wrap__rk_model_from_config, config)
+
+# A layer's Keras 3 config from its class name and engine config (a named list).
+rk_layer_get_config <- function(class_name, config) .Call(wrap__rk_layer_get_config, class_name, config)
+
+# A layer's engine config (named list) from a Keras 3 layer config.
+rk_layer_from_config <- function(class_name, config) .Call(wrap__rk_layer_from_config, class_name, config)
+

@@ -66,3 +66,12 @@ check_positive_int <- function(x, arg, call) {
   }
   as.integer(x)
 }
+
+# A single TRUE or FALSE, returned.
+check_flag <- function(x, arg, call) {
+  if (!(is.logical(x) && length(x) == 1L && !is.na(x))) {
+    rk_abort(sprintf("`%s` must be TRUE or FALSE, not %s.", arg, shown_value(x)),
+             kind = "argument", call = call)
+  }
+  x
+}

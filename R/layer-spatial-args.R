@@ -47,10 +47,3 @@ check_data_format <- function(data_format, call) {
   data_format
 }
 
-check_flag <- function(x, arg, call) {
-  if (!(is.logical(x) && length(x) == 1L && !is.na(x))) {
-    rk_abort(sprintf("`%s` must be TRUE or FALSE, not %s.", arg, shown_value(x)),
-             kind = "argument", call = call)
-  }
-  x
-}

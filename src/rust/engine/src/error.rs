@@ -27,6 +27,8 @@ pub enum Error {
     },
     /// The computation was stopped by the user (interrupt).
     Interrupted,
+    /// A model file could not be read or written ("file 'm.h5': ...").
+    File { path: String, msg: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -55,6 +57,7 @@ impl fmt::Display for Error {
                 known.join(", ")
             ),
             Error::Interrupted => write!(f, "interrupted by the user"),
+            Error::File { path, msg } => write!(f, "file '{path}': {msg}"),
         }
     }
 }

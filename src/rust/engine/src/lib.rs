@@ -7,6 +7,7 @@ pub mod device;
 pub mod error;
 pub mod gemm;
 pub mod init;
+pub mod io;
 pub mod layers;
 pub mod losses;
 pub mod metrics;

@@ -125,6 +125,57 @@ impl Optimizer {
         Some(self.slots.iter().flatten().map(|s| s.len()).sum::<usize>() + 2)
     }
 
+    /// Keras's optimizer variables beyond `iteration` and `learning_rate`, as (slot index,
+    /// name suffix) groups in the order Keras creates them: each group is one
+    /// `add_optimizer_variables` call, interleaved over the parameters.
+    pub fn keras_slot_groups(&self) -> Vec<Vec<(usize, &'static str)>> {
+        match self.config.algorithm {
+            Algorithm::Sgd { momentum, .. } if momentum > 0.0 => vec![vec![(0, "momentum")]],
+            Algorithm::Sgd { .. } => Vec::new(),
+            Algorithm::RmsProp {
+                momentum, centered, ..
+            } => {
+                let mut g = vec![vec![(0, "velocity")]];
+                let mut next = 1;
+                if momentum > 0.0 {
+                    g.push(vec![(next, "momentum")]);
+                    next += 1;
+                }
+                if centered {
+                    g.push(vec![(next, "average_gradient")]);
+                }
+                g
+            }
+            Algorithm::Adam { amsgrad, .. } => {
+                let mut g = vec![vec![(0, "momentum"), (1, "velocity")]];
+                if amsgrad {
+                    g.push(vec![(2, "velocity_hat")]);
+                }
+                g
+            }
+        }
+    }
+
+    /// Per parameter, its slot buffers (empty until the first step).
+    pub fn slots(&self) -> &[Vec<Vec<f32>>] {
+        &self.slots
+    }
+
+    /// Restores a saved state: the step count and, per parameter, its slot buffers (each
+    /// the parameter's size, `keras_slot_groups` many), or no slots for an optimizer that
+    /// had not taken a step.
+    pub fn set_state(&mut self, iterations: u64, slots: Vec<Vec<Vec<f32>>>) -> Result<()> {
+        let k = self.slot_count();
+        if slots.iter().any(|s| s.len() != k) {
+            return Err(Error::State(format!(
+                "optimizer state needs {k} slot(s) per parameter"
+            )));
+        }
+        self.iterations = iterations;
+        self.slots = slots;
+        Ok(())
+    }
+
     fn slot_count(&self) -> usize {
         match self.config.algorithm {
             Algorithm::Sgd { momentum, .. } => usize::from(momentum > 0.0),

@@ -56,6 +56,7 @@ impl From<engine::Error> for RkError {
         use engine::Error::*;
         let kind = match e {
             Interrupted => "interrupt",
+            File { .. } => "file",
             InvalidArgument { .. } | UnknownName { .. } => "argument",
             LayerInput { .. } | ShapeMismatch { .. } | Data { .. } => "input",
             State(_) => "state",

@@ -27,6 +27,7 @@ mod console;
 mod convert;
 mod error;
 pub mod interrupt;
+mod io;
 mod model;
 
 pub use error::{RkError, RkResult};
@@ -62,6 +63,7 @@ fn rk_selftest_interrupt_pending() -> bool {
 extendr_module! {
     mod rustkeras;
     use model;
+    use io;
     fn rk_engine_version;
     fn rk_selftest_error;
     fn rk_selftest_panic;

@@ -14,10 +14,10 @@ use crate::console::Console;
 use crate::convert::{array_from_r, array_to_r};
 use crate::error::{RkError, RkResult};
 
-type ModelPtr = ExternalPtr<Sequential>;
+pub(crate) type ModelPtr = ExternalPtr<Sequential>;
 
 /// The engine model behind an R model object, with a clear error when it is gone.
-fn model_ptr(model: &Robj) -> RkResult<ModelPtr> {
+pub(crate) fn model_ptr(model: &Robj) -> RkResult<ModelPtr> {
     let ptr: ModelPtr = model.try_into().map_err(|e| match e {
         extendr_api::Error::ExpectedExternalNonNullPtr(_) => RkError::new(
             "state",
@@ -106,7 +106,7 @@ fn rk_model_add_layer(model: Robj, class_name: &str, config: List) -> RkResult<(
 }
 
 /// One config field from R: a length-1 vector is a scalar, a longer one a tuple.
-fn config_value(key: &str, value: &Robj) -> RkResult<ConfigValue> {
+pub(crate) fn config_value(key: &str, value: &Robj) -> RkResult<ConfigValue> {
     let scalar = |i: usize| -> Option<ConfigValue> {
         if let Some(b) = value.as_logical_slice() {
             b.get(i).map(|b| ConfigValue::Bool(b.is_true()))

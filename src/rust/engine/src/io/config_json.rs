@@ -1,0 +1,750 @@
+//! Models, layers, optimizers and compile settings as Keras 3's JSON configs.
+//!
+//! Layers are mapped generically through `Layer::config()` and `registry::from_config`:
+//! numbers, strings, booleans and tuples map one to one. `FIELD_FORMS` is the only
+//! per-field knowledge: fields whose Keras JSON is richer than the engine's value
+//! (initializers as objects, the dtype policy) and the fields Keras writes as constants
+//! that the engine does not model (`kernel_regularizer: null`, ...). A new layer class
+//! round-trips without changes here, unless Keras writes such constants for it.
+
+use serde_json::{json, Map, Value};
+
+use super::{fail, FResult, Fail};
+use crate::layers::{registry, ConfigValue, Layer};
+use crate::losses::Loss;
+use crate::model::{Compiled, Sequential};
+use crate::optim::{Algorithm, OptimizerConfig};
+
+/// Which JSON dialect: the legacy H5 file's (`model_config`, no `module` keys) or the
+/// `.keras` file's (`module`, `registered_name`, `build_config`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Flavor {
+    Legacy,
+    Keras3,
+}
+
+/// Constant fields Keras writes for a class that the engine has no value for.
+fn keras_constants(class_name: &str) -> Vec<(&'static str, Value)> {
+    let nulls = |names: &[&'static str]| names.iter().map(|n| (*n, Value::Null)).collect();
+    match class_name {
+        "Dense" => nulls(&[
+            "kernel_regularizer",
+            "bias_regularizer",
+            "kernel_constraint",
+            "bias_constraint",
+            "quantization_config",
+        ]),
+        "Conv1D" | "Conv2D" => nulls(&[
+            "kernel_regularizer",
+            "bias_regularizer",
+            "activity_regularizer",
+            "kernel_constraint",
+            "bias_constraint",
+        ]),
+        "Dropout" => nulls(&["seed", "noise_shape"]),
+        "BatchNormalization" => {
+            let mut v: Vec<(&'static str, Value)> = nulls(&[
+                "beta_regularizer",
+                "gamma_regularizer",
+                "beta_constraint",
+                "gamma_constraint",
+            ]);
+            v.push(("synchronized", Value::Bool(false)));
+            v
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Keras's `{"module": "keras", "class_name": "DTypePolicy", ...}` for float32.
+pub fn dtype_policy() -> Value {
+    json!({"module": "keras", "class_name": "DTypePolicy",
+           "config": {"name": "float32"}, "registered_name": null})
+}
+
+fn camel(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn snake(camel: &str) -> String {
+    let mut out = String::new();
+    for (i, ch) in camel.chars().enumerate() {
+        if ch.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(ch.to_ascii_lowercase());
+    }
+    out
+}
+
+fn initializer_json(name: &str) -> Value {
+    let config = match name {
+        "zeros" | "ones" => json!({}),
+        "random_uniform" => json!({"minval": -0.05, "maxval": 0.05, "seed": null}),
+        "random_normal" => json!({"mean": 0.0, "stddev": 0.05, "seed": null}),
+        _ => json!({"seed": null}),
+    };
+    json!({"module": "keras.initializers", "class_name": camel(name),
+           "config": config, "registered_name": null})
+}
+
+/// A float as Keras would print it: values that are f32s (the engine's storage) keep
+/// their short decimal form (0.4, not 0.4000000059604645).
+fn float_json(v: f64) -> Value {
+    let f = v as f32;
+    let value = if f as f64 == v {
+        format!("{f}").parse().unwrap_or(v)
+    } else {
+        v
+    };
+    serde_json::Number::from_f64(value)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
+}
+
+pub fn config_value_to_json(v: &ConfigValue) -> Value {
+    match v {
+        ConfigValue::Int(i) => json!(i),
+        ConfigValue::Float(f) => float_json(*f),
+        ConfigValue::Bool(b) => json!(b),
+        ConfigValue::Str(s) => json!(s),
+        ConfigValue::List(items) => Value::Array(items.iter().map(config_value_to_json).collect()),
+    }
+}
+
+/// One field of a layer's engine config as Keras writes it.
+fn field_to_json(key: &str, v: &ConfigValue) -> Value {
+    match (key, v) {
+        (k, ConfigValue::Str(name)) if k.ends_with("_initializer") => initializer_json(name),
+        _ => config_value_to_json(v),
+    }
+}
+
+/// A JSON value from a Keras config as an engine value; `None` for `null` (the engine's
+/// default applies).
+fn field_from_json(layer: &str, key: &str, v: &Value) -> FResult<Option<ConfigValue>> {
+    let unsupported = || {
+        Fail(format!(
+            "layer '{layer}': field `{key}` has a value this engine does not support: {}",
+            short_json(v)
+        ))
+    };
+    Ok(Some(match v {
+        Value::Null => return Ok(None),
+        Value::Bool(b) => ConfigValue::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => ConfigValue::Int(i),
+            None => ConfigValue::Float(n.as_f64().ok_or_else(unsupported)?),
+        },
+        Value::String(s) => ConfigValue::Str(s.clone()),
+        Value::Array(items) => ConfigValue::List(
+            items
+                .iter()
+                .map(|x| field_from_json(layer, key, x)?.ok_or_else(unsupported))
+                .collect::<FResult<_>>()?,
+        ),
+        Value::Object(m) if key.ends_with("_initializer") => {
+            let class = m
+                .get("class_name")
+                .and_then(Value::as_str)
+                .ok_or_else(unsupported)?;
+            ConfigValue::Str(snake(class))
+        }
+        // Keras writes some activations as serialized functions.
+        Value::Object(m) if key == "activation" => match m.get("config") {
+            Some(Value::String(s)) => ConfigValue::Str(s.clone()),
+            _ => return Err(unsupported()),
+        },
+        Value::Object(_) => return Err(unsupported()),
+    }))
+}
+
+pub fn short_json(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 120 {
+        format!(
+            "{}...",
+            &s[..s.char_indices().nth(117).map(|c| c.0).unwrap_or(117)]
+        )
+    } else {
+        s
+    }
+}
+
+fn batch_shape(shape: &[usize]) -> Value {
+    let mut v = vec![Value::Null];
+    v.extend(shape.iter().map(|&d| json!(d)));
+    Value::Array(v)
+}
+
+/// A layer's `{"class_name": ..., "config": {...}}` entry.
+pub fn layer_to_json(layer: &dyn Layer, input_shape: Option<&[usize]>, flavor: Flavor) -> Value {
+    let mut config = Map::new();
+    config.insert("name".into(), json!(layer.name()));
+    config.insert("trainable".into(), json!(true));
+    config.insert("dtype".into(), dtype_policy());
+    for (k, v) in layer.config() {
+        config.insert(k.into(), field_to_json(k, &v));
+    }
+    for (k, v) in keras_constants(layer.class_name()) {
+        config.entry(k).or_insert(v);
+    }
+    let mut entry = Map::new();
+    if flavor == Flavor::Keras3 {
+        entry.insert("module".into(), json!("keras.layers"));
+    }
+    entry.insert("class_name".into(), json!(layer.class_name()));
+    entry.insert("config".into(), Value::Object(config));
+    if flavor == Flavor::Keras3 {
+        entry.insert("registered_name".into(), Value::Null);
+        if let Some(s) = input_shape.filter(|_| layer.is_built()) {
+            entry.insert(
+                "build_config".into(),
+                json!({"input_shape": batch_shape(s)}),
+            );
+        }
+    }
+    Value::Object(entry)
+}
+
+/// A layer from its `{"class_name", "config"}` entry (`index` for messages).
+pub fn layer_from_json(entry: &Value, index: usize) -> FResult<Box<dyn Layer>> {
+    let class = entry
+        .get("class_name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Fail(format!("layer {} has no class_name", index + 1)))?;
+    let config = entry
+        .get("config")
+        .and_then(Value::as_object)
+        .ok_or_else(|| Fail(format!("layer {} ({class}) has no config", index + 1)))?;
+    let name = config
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    check_dtype(&name, config.get("dtype"))?;
+    let mut fields = Vec::new();
+    for (k, v) in config {
+        if matches!(
+            k.as_str(),
+            "trainable" | "dtype" | "batch_input_shape" | "batch_shape"
+        ) {
+            continue;
+        }
+        if let Some(cv) = field_from_json(&name, k, v)? {
+            fields.push((k.clone(), cv));
+        }
+    }
+    registry::from_config(class, &fields).map_err(|e| match e {
+        crate::Error::UnknownName {
+            kind,
+            name: n,
+            known,
+        } if kind == "layer class" => Fail(format!(
+            "layer {} has class '{n}', which rustkeras does not have (known layer classes: {})",
+            index + 1,
+            known.join(", ")
+        )),
+        e => Fail(format!("layer '{name}' ({class}): {e}")),
+    })
+}
+
+fn check_dtype(layer: &str, dtype: Option<&Value>) -> FResult<()> {
+    let name = match dtype {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::String(s)) => s.as_str(),
+        Some(Value::Object(m)) => m
+            .get("config")
+            .and_then(|c| c.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("float32"),
+        Some(v) => return fail(format!("layer '{layer}': unknown dtype {}", short_json(v))),
+    };
+    if name != "float32" {
+        return fail(format!(
+            "layer '{layer}' uses dtype '{name}'; rustkeras computes in float32 only"
+        ));
+    }
+    Ok(())
+}
+
+/// A Sequential model's config: `{"class_name": "Sequential", "config": {...}}` (and the
+/// `.keras` file's extra keys with `Flavor::Keras3`).
+pub fn model_to_json(model: &Sequential, flavor: Flavor) -> Value {
+    let mut layers = Vec::new();
+    let input = model.input_shape().map(|s| s.to_vec());
+    if let Some(s) = &input {
+        let mut entry = Map::new();
+        if flavor == Flavor::Keras3 {
+            entry.insert("module".into(), json!("keras.layers"));
+        }
+        entry.insert("class_name".into(), json!("InputLayer"));
+        entry.insert(
+            "config".into(),
+            json!({"batch_shape": batch_shape(s), "dtype": "float32", "sparse": false,
+                   "ragged": false, "name": "input_layer", "optional": false}),
+        );
+        if flavor == Flavor::Keras3 {
+            entry.insert("registered_name".into(), Value::Null);
+        }
+        layers.push(Value::Object(entry));
+    }
+    let mut shape = input.clone();
+    for l in model.layers() {
+        layers.push(layer_to_json(l.as_ref(), shape.as_deref(), flavor));
+        shape = shape.and_then(|s| l.output_shape(&s).ok());
+    }
+    let mut config = Map::new();
+    config.insert("name".into(), json!(model.name));
+    config.insert("trainable".into(), json!(true));
+    config.insert("dtype".into(), dtype_policy());
+    config.insert("layers".into(), Value::Array(layers));
+    if let Some(s) = &input {
+        config.insert("build_input_shape".into(), batch_shape(s));
+    }
+    let mut out = Map::new();
+    if flavor == Flavor::Keras3 {
+        out.insert("module".into(), json!("keras"));
+    }
+    out.insert("class_name".into(), json!("Sequential"));
+    out.insert("config".into(), Value::Object(config));
+    if flavor == Flavor::Keras3 {
+        out.insert("registered_name".into(), Value::Null);
+        if let Some(s) = &input {
+            out.insert(
+                "build_config".into(),
+                json!({"input_shape": batch_shape(s)}),
+            );
+        }
+        if let Some(c) = &model.compiled {
+            out.insert("compile_config".into(), compile_config(c));
+        }
+    }
+    Value::Object(out)
+}
+
+/// `[null, 784]` as the sample shape `[784]`.
+fn shape_from_json(v: &Value, what: &str) -> FResult<Vec<usize>> {
+    let bad = || Fail(format!("{what} is not a shape: {}", short_json(v)));
+    let items = v.as_array().ok_or_else(bad)?;
+    if items.len() < 2 || items.len() > 8 {
+        return Err(bad());
+    }
+    items[1..]
+        .iter()
+        .map(|d| {
+            d.as_u64()
+                .filter(|&d| d >= 1 && d <= (1 << 31))
+                .map(|d| d as usize)
+                .ok_or_else(bad)
+        })
+        .collect()
+}
+
+/// A Sequential model from its config (either flavor; Keras 2's `batch_input_shape` too).
+pub fn model_from_json(v: &Value) -> FResult<Sequential> {
+    let class = v.get("class_name").and_then(Value::as_str).unwrap_or("");
+    if class != "Sequential" {
+        return fail(format!(
+            "holds a '{class}' model; rustkeras reads Sequential models only"
+        ));
+    }
+    let config = v
+        .get("config")
+        .and_then(Value::as_object)
+        .ok_or_else(|| Fail("the model config has no 'config' object".into()))?;
+    let entries = config
+        .get("layers")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Fail("the model config has no 'layers' list".into()))?;
+    let mut input: Option<Vec<usize>> = None;
+    let mut layers = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let cfg = entry.get("config");
+        if entry.get("class_name").and_then(Value::as_str) == Some("InputLayer") {
+            let s = cfg
+                .and_then(|c| c.get("batch_shape").or_else(|| c.get("batch_input_shape")))
+                .ok_or_else(|| Fail("the InputLayer has no batch_shape".into()))?;
+            input = Some(shape_from_json(s, "InputLayer's batch_shape")?);
+            continue;
+        }
+        if input.is_none() && layers.is_empty() {
+            if let Some(s) = cfg.and_then(|c| c.get("batch_input_shape")) {
+                input = Some(shape_from_json(s, "batch_input_shape")?);
+            }
+        }
+        layers.push(layer_from_json(entry, i)?);
+    }
+    if input.is_none() {
+        let built = config
+            .get("build_input_shape")
+            .or_else(|| v.get("build_config").and_then(|b| b.get("input_shape")));
+        if let Some(s) = built.filter(|s| !s.is_null()) {
+            input = Some(shape_from_json(s, "build_input_shape")?);
+        }
+    }
+    let name = config
+        .get("name")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mut model = Sequential::new(name, input)?;
+    for l in layers {
+        model.add(l)?;
+    }
+    Ok(model)
+}
+
+/// Keras's class name and default object name of an optimizer.
+fn optimizer_names(engine_name: &str) -> (&'static str, &'static str) {
+    match engine_name {
+        "sgd" => ("SGD", "sgd"),
+        "rmsprop" => ("RMSprop", "rm_sprop"),
+        "adam" => ("Adam", "adam"),
+        _ => ("AdamW", "adam_w"),
+    }
+}
+
+/// The name Keras gives the optimizer object (the prefix of its variables' names).
+pub fn optimizer_object_name(cfg: &OptimizerConfig) -> &'static str {
+    optimizer_names(&cfg.name).1
+}
+
+/// `{"class_name": "Adam", "config": {...}}` (with `module` and `registered_name` for
+/// `.keras` files).
+pub fn optimizer_to_json(cfg: &OptimizerConfig, flavor: Flavor) -> Value {
+    let (class, name) = optimizer_names(&cfg.name);
+    let mut c = Map::new();
+    c.insert("name".into(), json!(name));
+    // Keras keeps the learning rate in a float32 variable and writes that value.
+    c.insert(
+        "learning_rate".into(),
+        json!(cfg.learning_rate as f32 as f64),
+    );
+    c.insert(
+        "weight_decay".into(),
+        cfg.weight_decay.map(float_json).unwrap_or(Value::Null),
+    );
+    for k in ["clipnorm", "global_clipnorm", "clipvalue"] {
+        c.insert(k.into(), Value::Null);
+    }
+    c.insert("use_ema".into(), json!(false));
+    c.insert("ema_momentum".into(), json!(0.99));
+    for k in [
+        "ema_overwrite_frequency",
+        "loss_scale_factor",
+        "gradient_accumulation_steps",
+    ] {
+        c.insert(k.into(), Value::Null);
+    }
+    match cfg.algorithm {
+        Algorithm::Sgd { momentum, nesterov } => {
+            c.insert("momentum".into(), float_json(momentum));
+            c.insert("nesterov".into(), json!(nesterov));
+        }
+        Algorithm::RmsProp {
+            rho,
+            momentum,
+            epsilon,
+            centered,
+        } => {
+            c.insert("rho".into(), float_json(rho));
+            c.insert("momentum".into(), float_json(momentum));
+            c.insert("epsilon".into(), float_json(epsilon));
+            c.insert("centered".into(), json!(centered));
+        }
+        Algorithm::Adam {
+            beta_1,
+            beta_2,
+            epsilon,
+            amsgrad,
+        } => {
+            c.insert("beta_1".into(), float_json(beta_1));
+            c.insert("beta_2".into(), float_json(beta_2));
+            c.insert("epsilon".into(), float_json(epsilon));
+            c.insert("amsgrad".into(), json!(amsgrad));
+        }
+    }
+    let mut out = Map::new();
+    if flavor == Flavor::Keras3 {
+        out.insert("module".into(), json!("keras.optimizers"));
+    }
+    out.insert("class_name".into(), json!(class));
+    out.insert("config".into(), Value::Object(c));
+    if flavor == Flavor::Keras3 {
+        out.insert("registered_name".into(), Value::Null);
+    }
+    Value::Object(out)
+}
+
+/// An optimizer from a Keras config object, or from a name string.
+pub fn optimizer_from_json(v: &Value) -> FResult<OptimizerConfig> {
+    if let Some(s) = v.as_str() {
+        return Ok(OptimizerConfig::from_name(s)?);
+    }
+    let class = v.get("class_name").and_then(Value::as_str).ok_or_else(|| {
+        Fail(format!(
+            "optimizer config has no class_name: {}",
+            short_json(v)
+        ))
+    })?;
+    let mut cfg = OptimizerConfig::from_name(class).map_err(|_| {
+        Fail(format!(
+            "optimizer '{class}' is not one rustkeras has (SGD, RMSprop, Adam, AdamW)"
+        ))
+    })?;
+    let empty = Map::new();
+    let c = v.get("config").and_then(Value::as_object).unwrap_or(&empty);
+    for k in [
+        "clipnorm",
+        "global_clipnorm",
+        "clipvalue",
+        "gradient_accumulation_steps",
+        "loss_scale_factor",
+        "ema_overwrite_frequency",
+    ] {
+        if c.get(k).is_some_and(|x| !x.is_null()) {
+            return fail(format!(
+                "optimizer option `{k}` is not supported by rustkeras; load with compile = FALSE"
+            ));
+        }
+    }
+    if c.get("use_ema").and_then(Value::as_bool) == Some(true) {
+        return fail(
+            "optimizer option `use_ema` is not supported by rustkeras; load with compile = FALSE",
+        );
+    }
+    let num = |k: &str, d: f64| -> FResult<f64> {
+        match c.get(k) {
+            None | Some(Value::Null) => Ok(d),
+            Some(x) => x.as_f64().filter(|f| f.is_finite()).ok_or_else(|| {
+                Fail(format!(
+                    "optimizer field `{k}` should be a number, not {}",
+                    short_json(x)
+                ))
+            }),
+        }
+    };
+    let flag = |k: &str, d: bool| c.get(k).and_then(Value::as_bool).unwrap_or(d);
+    cfg.learning_rate = num("learning_rate", cfg.learning_rate)?;
+    if let Some(wd) = c.get("weight_decay") {
+        cfg.weight_decay =
+            match wd {
+                Value::Null => None,
+                x => Some(x.as_f64().ok_or_else(|| {
+                    Fail("optimizer field `weight_decay` should be a number".into())
+                })?),
+            };
+    }
+    cfg.algorithm = match cfg.algorithm {
+        Algorithm::Sgd { momentum, nesterov } => Algorithm::Sgd {
+            momentum: num("momentum", momentum)?,
+            nesterov: flag("nesterov", nesterov),
+        },
+        Algorithm::RmsProp {
+            rho,
+            momentum,
+            epsilon,
+            centered,
+        } => Algorithm::RmsProp {
+            rho: num("rho", rho)?,
+            momentum: num("momentum", momentum)?,
+            epsilon: num("epsilon", epsilon)?,
+            centered: flag("centered", centered),
+        },
+        Algorithm::Adam {
+            beta_1,
+            beta_2,
+            epsilon,
+            amsgrad,
+        } => Algorithm::Adam {
+            beta_1: num("beta_1", beta_1)?,
+            beta_2: num("beta_2", beta_2)?,
+            epsilon: num("epsilon", epsilon)?,
+            amsgrad: flag("amsgrad", amsgrad),
+        },
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn loss_to_json(loss: &Loss) -> Value {
+    if !loss.from_logits {
+        return json!(loss.name());
+    }
+    json!({"module": "keras.losses", "class_name": camel(loss.name()),
+           "config": {"name": loss.name(), "reduction": "sum_over_batch_size",
+                      "from_logits": true},
+           "registered_name": null})
+}
+
+fn loss_from_json(v: &Value) -> FResult<Loss> {
+    match v {
+        Value::String(s) => Ok(Loss::from_name(s, false)?),
+        Value::Object(m) => {
+            let class = m
+                .get("class_name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Fail(format!("unknown loss {}", short_json(v))))?;
+            let from_logits = m
+                .get("config")
+                .and_then(|c| c.get("from_logits"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            Ok(Loss::from_name(&snake(class), from_logits)?)
+        }
+        _ => fail(format!("unknown loss {}", short_json(v))),
+    }
+}
+
+fn metrics_from_json(v: Option<&Value>) -> FResult<Vec<String>> {
+    let mut out = Vec::new();
+    fn walk(v: &Value, out: &mut Vec<String>) -> FResult<()> {
+        match v {
+            Value::Null => Ok(()),
+            Value::String(s) => {
+                out.push(s.clone());
+                Ok(())
+            }
+            Value::Array(items) => items.iter().try_for_each(|x| walk(x, out)),
+            Value::Object(m) => match m.get("config").and_then(|c| c.get("name")) {
+                Some(Value::String(s)) => {
+                    out.push(s.clone());
+                    Ok(())
+                }
+                _ => fail(format!("unknown metric {}", short_json(v))),
+            },
+            _ => fail(format!("unknown metric {}", short_json(v))),
+        }
+    }
+    if let Some(v) = v {
+        walk(v, &mut out)?;
+    }
+    for m in &out {
+        crate::metrics::check_name(m)?;
+    }
+    Ok(out)
+}
+
+/// The legacy H5 file's `training_config`.
+pub fn training_config(c: &Compiled) -> Value {
+    json!({"loss": loss_to_json(&c.loss), "loss_weights": null, "metrics": c.metrics,
+           "weighted_metrics": null, "run_eagerly": false, "steps_per_execution": 1,
+           "jit_compile": false,
+           "optimizer_config": optimizer_to_json(&c.optimizer.config, Flavor::Legacy)})
+}
+
+/// The `.keras` file's `compile_config`.
+pub fn compile_config(c: &Compiled) -> Value {
+    json!({"optimizer": optimizer_to_json(&c.optimizer.config, Flavor::Keras3),
+           "loss": loss_to_json(&c.loss), "loss_weights": null, "metrics": c.metrics,
+           "weighted_metrics": null, "run_eagerly": false, "steps_per_execution": 1,
+           "jit_compile": false})
+}
+
+/// Optimizer, loss and metrics from a `training_config` or a `compile_config` (Keras's
+/// default optimizer, RMSprop, when none is given).
+pub fn compile_from_json(v: &Value) -> FResult<(OptimizerConfig, Loss, Vec<String>)> {
+    let opt = match v.get("optimizer_config").or_else(|| v.get("optimizer")) {
+        None | Some(Value::Null) => OptimizerConfig::from_name("rmsprop")?,
+        Some(o) => optimizer_from_json(o)?,
+    };
+    let loss = match v.get("loss") {
+        None | Some(Value::Null) => return fail("the compile settings have no loss"),
+        Some(l) => loss_from_json(l)?,
+    };
+    let metrics = metrics_from_json(v.get("metrics"))?;
+    Ok((opt, loss, metrics))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_convert_like_keras() {
+        assert_eq!(camel("glorot_uniform"), "GlorotUniform");
+        assert_eq!(snake("GlorotUniform"), "glorot_uniform");
+        assert_eq!(snake("CategoricalCrossentropy"), "categorical_crossentropy");
+        assert_eq!(float_json(0.4f32 as f64), json!(0.4));
+        assert_eq!(float_json(1e-7), json!(1e-7));
+    }
+
+    #[test]
+    fn a_model_config_round_trips() {
+        let mut m = Sequential::new(Some("seq".into()), Some(vec![4])).unwrap();
+        let c = |pairs: &[(&str, ConfigValue)]| -> Vec<(String, ConfigValue)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect()
+        };
+        m.add(
+            registry::from_config(
+                "Dense",
+                &c(&[
+                    ("units", ConfigValue::Int(3)),
+                    ("activation", ConfigValue::Str("relu".into())),
+                    ("name", ConfigValue::Str("d".into())),
+                ]),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        m.add(
+            registry::from_config(
+                "Dropout",
+                &c(&[
+                    ("rate", ConfigValue::Float(0.4)),
+                    ("name", ConfigValue::Str("dr".into())),
+                ]),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        for flavor in [Flavor::Legacy, Flavor::Keras3] {
+            let j = model_to_json(&m, flavor);
+            let d = &j["config"]["layers"][1]["config"];
+            assert_eq!(d["kernel_initializer"]["class_name"], "GlorotUniform");
+            assert_eq!(d["units"], 3);
+            assert_eq!(j["config"]["layers"][2]["config"]["rate"], json!(0.4));
+            assert_eq!(
+                j["config"]["layers"][0]["config"]["batch_shape"],
+                json!([null, 4])
+            );
+            let back = model_from_json(&j).unwrap();
+            assert_eq!(model_to_json(&back, flavor), j);
+        }
+    }
+
+    #[test]
+    fn unknown_classes_and_fields_are_named() {
+        let j = json!({"class_name": "Sequential", "config": {"layers": [
+            {"class_name": "LSTM", "config": {"name": "lstm", "units": 3}}]}});
+        let e = model_from_json(&j).err().unwrap().0;
+        assert!(e.contains("class 'LSTM'"), "{e}");
+        let j = json!({"class_name": "Sequential", "config": {"layers": [
+            {"class_name": "Dense", "config": {"name": "d", "units": 3,
+             "kernel_regularizer": {"class_name": "L2", "config": {"l2": 0.01}}}}]}});
+        let e = model_from_json(&j).err().unwrap().0;
+        assert!(e.contains("`kernel_regularizer`"), "{e}");
+    }
+
+    #[test]
+    fn optimizers_round_trip() {
+        for name in OptimizerConfig::NAMES {
+            let cfg = OptimizerConfig::from_name(name).unwrap();
+            let back = optimizer_from_json(&optimizer_to_json(&cfg, Flavor::Keras3)).unwrap();
+            assert_eq!(back.algorithm, cfg.algorithm);
+            assert_eq!(back.weight_decay, cfg.weight_decay);
+            assert_eq!(back.learning_rate as f32, cfg.learning_rate as f32);
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! The legacy Keras HDF5 file (keras/src/legacy/saving/legacy_h5_format.py):
+//!
+//! ```text
+//! /                       attrs backend, keras_version, model_config (JSON), training_config (JSON)
+//! /model_weights          attrs backend, keras_version, layer_names (model order)
+//! /model_weights/<layer>  attr weight_names ("<model>/<layer>/kernel", ...), datasets at those paths
+//! /optimizer_weights      attr weight_names ("adam/iteration", "adam/learning_rate", slots...)
+//! ```
+//!
+//! Weights-only files have the `model_weights` layout at the root.
+
+use std::path::Path;
+
+use hdf5::{Group, Location};
+use serde_json::Value;
+
+use super::config_json::{self, Flavor};
+use super::{at_path, check_target, fail, h5, optimizer_state, readable_file, FResult, Fail};
+use super::{TempTarget, BACKEND, KERAS_VERSION};
+use crate::error::shape_str;
+use crate::model::Sequential;
+use crate::tensor::Tensor;
+
+/// Most layers / weights a file may list (a corrupted count must not drive allocation).
+const MAX_NAMES: usize = 1 << 20;
+
+/// Writes the whole model (config, weights, compile settings and optimizer state).
+pub fn save_h5(
+    model: &Sequential,
+    path: &Path,
+    overwrite: bool,
+    include_optimizer: bool,
+) -> crate::Result<()> {
+    at_path(
+        path,
+        write_atomically(path, overwrite, |file| {
+            h5::write_str_attr(file, "backend", BACKEND)?;
+            h5::write_str_attr(file, "keras_version", KERAS_VERSION)?;
+            let config = config_json::model_to_json(model, Flavor::Legacy);
+            h5::write_str_attr(file, "model_config", &config.to_string())?;
+            let compiled = model.compiled.as_ref().filter(|_| include_optimizer);
+            if let Some(c) = compiled {
+                let tc = config_json::training_config(c);
+                h5::write_str_attr(file, "training_config", &tc.to_string())?;
+            }
+            let weights = file.create_group("model_weights")?;
+            write_weights(model, &weights)?;
+            if compiled.is_some() {
+                write_optimizer(model, &file.create_group("optimizer_weights")?)?;
+            }
+            Ok(())
+        }),
+    )
+}
+
+/// Writes the weights only, in the `model_weights` layout at the root.
+pub fn save_weights_h5(model: &Sequential, path: &Path, overwrite: bool) -> crate::Result<()> {
+    at_path(
+        path,
+        write_atomically(path, overwrite, |file| write_weights(model, file)),
+    )
+}
+
+fn write_atomically(
+    path: &Path,
+    overwrite: bool,
+    body: impl FnOnce(&Group) -> FResult<()>,
+) -> FResult<()> {
+    check_target(path, overwrite)?;
+    let tmp = TempTarget::new(path);
+    {
+        let file = h5::create(tmp.path())?;
+        body(&file)?;
+        file.close()?;
+    }
+    tmp.keep()
+}
+
+fn write_weights(model: &Sequential, g: &Group) -> FResult<()> {
+    h5::write_str_attr(g, "backend", BACKEND)?;
+    h5::write_str_attr(g, "keras_version", KERAS_VERSION)?;
+    let names: Vec<String> = model
+        .layers()
+        .iter()
+        .map(|l| l.name().to_string())
+        .collect();
+    h5::write_str_list_attr(g, "layer_names", &names)?;
+    for l in model.layers() {
+        let lg = g.create_group(l.name())?;
+        let weight_names: Vec<String> = l
+            .params()
+            .iter()
+            .map(|p| format!("{}/{}/{}", model.name, l.name(), p.name))
+            .collect();
+        h5::write_str_list_attr(&lg, "weight_names", &weight_names)?;
+        for (p, wn) in l.params().iter().zip(&weight_names) {
+            h5::write_f32(&lg, wn, p.value.shape(), p.value.host())?;
+        }
+    }
+    if !names.iter().any(|n| n == "top_level_model_weights") {
+        let top = g.create_group("top_level_model_weights")?;
+        h5::write_str_list_attr(&top, "weight_names", &[])?;
+    }
+    Ok(())
+}
+
+fn write_optimizer(model: &Sequential, g: &Group) -> FResult<()> {
+    let Some(state) = optimizer_state::export(model) else {
+        return Ok(());
+    };
+    let prefix = state.object_name;
+    let og = g.create_group(prefix)?;
+    let mut names = vec![
+        format!("{prefix}/iteration"),
+        format!("{prefix}/learning_rate"),
+    ];
+    h5::write_i64_scalar(&og, "iteration", state.iterations as i64)?;
+    h5::write_f32_scalar(&og, "learning_rate", state.learning_rate)?;
+    for s in &state.slots {
+        h5::write_f32(&og, &s.name, &s.shape, &s.values)?;
+        names.push(format!("{prefix}/{}", s.name));
+    }
+    h5::write_str_list_attr(g, "weight_names", &names)
+}
+
+/// Reads a whole model; with `compile`, also its compile settings and optimizer state.
+pub fn load_h5(path: &Path, compile: bool) -> crate::Result<Sequential> {
+    at_path(path, read_model(path, compile))
+}
+
+fn json_attr(loc: &Location, name: &str) -> FResult<Value> {
+    let text = h5::read_str_attr(loc, name)?;
+    serde_json::from_str(&text)
+        .map_err(|e| Fail(format!("attribute '{name}' is not valid JSON ({e})")))
+}
+
+fn read_model(path: &Path, compile: bool) -> FResult<Sequential> {
+    let budget = readable_file(path)?;
+    let file = h5::open(path, "a Keras model")?;
+    if !h5::has_attr(&file, "model_config") {
+        if h5::has_attr(&file, "layer_names") {
+            return fail("holds weights only (no model_config); use load_model_weights_hdf5() on a model of the same architecture");
+        }
+        return fail("is not a Keras model file: it has no 'model_config' attribute");
+    }
+    let config = json_attr(&file, "model_config")?;
+    let mut model = config_json::model_from_json(&config)?;
+    let weights = file
+        .group("model_weights")
+        .map_err(|_| Fail("has no 'model_weights' group".into()))?;
+    if !model.is_built() && model.layers().iter().any(|l| !l.is_built()) {
+        return fail(
+            "the saved model was never built (no input shape), so its weights cannot be placed",
+        );
+    }
+    load_weights_group(&mut model, &weights, budget, false)?;
+    if compile && h5::has_attr(&file, "training_config") {
+        let tc = json_attr(&file, "training_config")?;
+        let (opt, loss, metrics) = config_json::compile_from_json(&tc)?;
+        model.compile(opt, loss, metrics)?;
+        if file.link_exists("optimizer_weights") {
+            read_optimizer(&mut model, &file.group("optimizer_weights")?, budget)?;
+        }
+    }
+    Ok(model)
+}
+
+fn read_optimizer(model: &mut Sequential, g: &Group, budget: u64) -> FResult<()> {
+    let names = h5::read_str_list_attr(g, "weight_names", MAX_NAMES)?;
+    if names.len() < 2 {
+        return fail("'optimizer_weights' lists fewer than the 2 variables every optimizer has (iteration, learning_rate)");
+    }
+    let dataset = |name: &str| {
+        g.dataset(name)
+            .map_err(|_| Fail(format!("optimizer variable '{name}' is listed but missing")))
+    };
+    let iterations = h5::read_count(&dataset(&names[0])?)?;
+    let (_, lr) = h5::read_f32(&dataset(&names[1])?, budget)?;
+    if lr.len() != 1 {
+        return fail("the optimizer's learning_rate is not a scalar");
+    }
+    let mut slots = Vec::new();
+    for n in &names[2..] {
+        slots.push(h5::read_f32(&dataset(n)?, budget)?);
+    }
+    optimizer_state::import(model, iterations, Some(lr[0]), slots)
+}
+
+/// Loads weights from a weights-only file or a full model file into `model`.
+pub fn load_weights_h5(model: &mut Sequential, path: &Path, by_name: bool) -> crate::Result<()> {
+    at_path(
+        path,
+        (|| {
+            let budget = readable_file(path)?;
+            let file = h5::open(path, "Keras weights")?;
+            let group: Group = if h5::has_attr(&file, "layer_names") {
+                (*file).clone()
+            } else if file.link_exists("model_weights") {
+                file.group("model_weights")?
+            } else if file.link_exists("layers") {
+                // Keras 3's `.weights.h5` layout: weights by layer name.
+                if !model.is_built() {
+                    return fail("the model is not built yet: give it an input shape (or fit it) before loading weights");
+                }
+                return super::keras_zip::read_layer_weights(model, &file, budget);
+            } else {
+                return fail("holds no Keras weights (no 'layer_names' attribute)");
+            };
+            if !model.is_built() {
+                return fail("the model is not built yet: give it an input shape (or fit it) before loading weights");
+            }
+            load_weights_group(model, &group, budget, by_name)
+        })(),
+    )
+}
+
+/// One saved layer: its name and weights (shape, values) in the file's order.
+type SavedLayer = (String, Vec<(String, Vec<usize>, Vec<f32>)>);
+
+fn read_saved_layers(g: &Group, budget: u64) -> FResult<Vec<SavedLayer>> {
+    let layer_names = h5::read_str_list_attr(g, "layer_names", MAX_NAMES)?;
+    let mut out = Vec::new();
+    for name in layer_names {
+        let lg = g
+            .group(&name)
+            .map_err(|_| Fail(format!("layer '{name}' is listed but its group is missing")))?;
+        let weight_names = h5::read_str_list_attr(&lg, "weight_names", MAX_NAMES)?;
+        let mut weights = Vec::new();
+        for wn in weight_names {
+            let ds = lg.dataset(&wn).map_err(|_| {
+                Fail(format!(
+                    "weight '{wn}' of layer '{name}' is listed but missing"
+                ))
+            })?;
+            let (shape, values) = h5::read_f32(&ds, budget)?;
+            if values.iter().any(|v| !v.is_finite()) {
+                return fail(format!(
+                    "weight '{wn}' of layer '{name}' holds NaN or infinite values"
+                ));
+            }
+            weights.push((wn, shape, values));
+        }
+        out.push((name, weights));
+    }
+    Ok(out)
+}
+
+/// Matches saved layers to the model's (by order of the layers that have weights, as
+/// Keras does, or by name) and assigns all weights once every one of them has been checked.
+fn load_weights_group(
+    model: &mut Sequential,
+    g: &Group,
+    budget: u64,
+    by_name: bool,
+) -> FResult<()> {
+    let saved = read_saved_layers(g, budget)?;
+    let targets: Vec<usize> = (0..model.layers().len())
+        .filter(|&i| !model.layers()[i].params().is_empty())
+        .collect();
+    let mut pairs: Vec<(usize, &SavedLayer)> = Vec::new();
+    if by_name {
+        for &i in &targets {
+            let name = model.layers()[i].name();
+            if let Some(s) = saved.iter().find(|s| s.0 == name) {
+                pairs.push((i, s));
+            }
+        }
+    } else {
+        let with_weights: Vec<&SavedLayer> = saved.iter().filter(|s| !s.1.is_empty()).collect();
+        if with_weights.len() != targets.len() {
+            return fail(format!(
+                "holds weights for {} layers, but the model has {} layers with weights",
+                with_weights.len(),
+                targets.len()
+            ));
+        }
+        pairs = targets.iter().copied().zip(with_weights).collect();
+    }
+    let mut updates: Vec<(usize, Vec<Tensor>)> = Vec::new();
+    for (i, (saved_name, weights)) in pairs {
+        let layer = &model.layers()[i];
+        let params = layer.params();
+        if params.len() != weights.len() {
+            return fail(format!(
+                "layer '{}' has {} weights, but the file's layer '{saved_name}' has {}",
+                layer.name(),
+                params.len(),
+                weights.len()
+            ));
+        }
+        let mut values = Vec::new();
+        for (p, (wn, shape, v)) in params.iter().zip(weights) {
+            if p.value.shape() != shape.as_slice() {
+                return fail(format!(
+                    "weight '{wn}' has shape {} in the file, but layer '{}' expects {} for its {}",
+                    shape_str(shape),
+                    layer.name(),
+                    shape_str(p.value.shape()),
+                    p.name
+                ));
+            }
+            values.push(Tensor::from_vec(shape.clone(), v.clone())?);
+        }
+        updates.push((i, values));
+    }
+    assign(model, updates);
+    Ok(())
+}
+
+/// Puts checked weights into the model's layers.
+pub fn assign(model: &mut Sequential, updates: Vec<(usize, Vec<Tensor>)>) {
+    for (i, values) in updates {
+        for (p, v) in model.layers_mut()[i].params_mut().iter_mut().zip(values) {
+            p.value = v;
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! Keras 3's `.keras` file (keras/src/saving/saving_lib.py): a zip of `metadata.json`,
+//! `config.json` (the model's config with `compile_config`) and `model.weights.h5`, whose
+//! weights sit by object path: `layers/<layer>/vars/0, 1, ...`, `optimizer/vars/0, 1, ...`
+//! (0 = iteration, 1 = learning_rate, then the slots), `vars` for the model itself.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use hdf5::Group;
+use serde_json::{json, Value};
+
+use super::config_json::{self, Flavor};
+use super::h5_legacy::assign;
+use super::{at_path, check_target, fail, h5, optimizer_state, readable_file, FResult, Fail};
+use super::{TempTarget, KERAS_VERSION};
+use crate::error::shape_str;
+use crate::model::Sequential;
+use crate::tensor::Tensor;
+
+const WEIGHTS: &str = "model.weights.h5";
+/// Largest JSON entry read (configs of huge models stay far below).
+const MAX_JSON: u64 = 64 << 20;
+
+pub fn save_keras(model: &Sequential, path: &Path, overwrite: bool) -> crate::Result<()> {
+    at_path(path, write(model, path, overwrite))
+}
+
+fn write(model: &Sequential, path: &Path, overwrite: bool) -> FResult<()> {
+    check_target(path, overwrite)?;
+    let weights_tmp = TempTarget::new(&path.with_extension("weights.h5"));
+    write_weights(model, weights_tmp.path())?;
+    let weights = std::fs::read(weights_tmp.path())?;
+    let config = config_json::model_to_json(model, Flavor::Keras3);
+    let metadata = json!({"keras_version": KERAS_VERSION, "date_saved": date_saved(),
+                          "rustkeras_version": crate::VERSION});
+    let tmp = TempTarget::new(path);
+    {
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(tmp.path())?);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        for (name, bytes) in [
+            ("metadata.json", metadata.to_string().into_bytes()),
+            ("config.json", config.to_string().into_bytes()),
+            (WEIGHTS, weights),
+        ] {
+            zip.start_file(name, opts)?;
+            zip.write_all(&bytes)?;
+        }
+        zip.finish()?.sync_all()?;
+    }
+    tmp.keep()
+}
+
+/// `YYYY-MM-DD@HH:MM:SS` in UTC, as Keras writes it.
+fn date_saved() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}@{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Keras's `naming.to_snake_case`: `Dense` -> `dense`, `MaxPooling2D` -> `max_pooling2d`.
+pub fn keras_snake_case(name: &str) -> String {
+    let c: Vec<char> = name
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    // re.sub("(.)([A-Z][a-z]+)", r"\1_\2"): matches do not overlap.
+    let mut a = String::new();
+    let mut i = 0;
+    while i < c.len() {
+        if i + 2 < c.len() + 1
+            && i + 1 < c.len()
+            && c[i + 1].is_ascii_uppercase()
+            && c.get(i + 2).is_some_and(|x| x.is_ascii_lowercase())
+        {
+            a.push(c[i]);
+            a.push('_');
+            let mut j = i + 1;
+            a.push(c[j]);
+            j += 1;
+            while j < c.len() && c[j].is_ascii_lowercase() {
+                a.push(c[j]);
+                j += 1;
+            }
+            i = j;
+        } else {
+            a.push(c[i]);
+            i += 1;
+        }
+    }
+    // re.sub("([a-z])([A-Z])", r"\1_\2")
+    let a: Vec<char> = a.chars().collect();
+    let mut out = String::new();
+    for (k, ch) in a.iter().enumerate() {
+        if k > 0 && ch.is_ascii_uppercase() && a[k - 1].is_ascii_lowercase() {
+            out.push('_');
+        }
+        out.push(*ch);
+    }
+    out.to_lowercase()
+}
+
+/// Where Keras keeps each layer's variables: not by layer name but by class, made unique
+/// in model order (`dense`, `activation`, `dense_1`, ...), as `_save_container_state` does.
+pub fn layer_paths(model: &Sequential) -> Vec<String> {
+    let mut used: std::collections::HashMap<String, usize> = Default::default();
+    model
+        .layers()
+        .iter()
+        .map(|l| {
+            let base = keras_snake_case(l.class_name());
+            let name = match used.get(&base).copied() {
+                None => {
+                    used.insert(base.clone(), 0);
+                    base
+                }
+                Some(n) => {
+                    used.insert(base.clone(), n + 1);
+                    format!("{base}_{}", n + 1)
+                }
+            };
+            format!("layers/{name}")
+        })
+        .collect()
+}
+
+fn write_weights(model: &Sequential, path: &Path) -> FResult<()> {
+    let file = h5::create(path)?;
+    file.create_group("layers")?;
+    for (l, lp) in model.layers().iter().zip(layer_paths(model)) {
+        let vars = h5::ensure_groups(&file, &lp)?.create_group("vars")?;
+        h5::write_str_attr(&vars, "name", l.name())?;
+        for (i, p) in l.params().iter().enumerate() {
+            h5::write_f32(&vars, &i.to_string(), p.value.shape(), p.value.host())?;
+        }
+    }
+    if let Some(state) = optimizer_state::export(model) {
+        let vars = file.create_group("optimizer")?.create_group("vars")?;
+        h5::write_str_attr(&vars, "name", state.object_name)?;
+        h5::write_i64_scalar(&vars, "0", state.iterations as i64)?;
+        h5::write_f32_scalar(&vars, "1", state.learning_rate)?;
+        for (i, s) in state.slots.iter().enumerate() {
+            h5::write_f32(&vars, &(i + 2).to_string(), &s.shape, &s.values)?;
+        }
+    }
+    let vars = file.create_group("vars")?;
+    h5::write_str_attr(&vars, "name", &model.name)?;
+    file.close()?;
+    Ok(())
+}
+
+pub fn load_keras(path: &Path, compile: bool) -> crate::Result<Sequential> {
+    at_path(path, read(path, compile))
+}
+
+fn entry_bytes<R: Read + std::io::Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    name: &str,
+    limit: u64,
+) -> FResult<Vec<u8>> {
+    let mut entry = zip
+        .by_name(name)
+        .map_err(|_| Fail(format!("is not a Keras model: the zip has no '{name}'")))?;
+    if entry.size() > limit {
+        return fail(format!(
+            "'{name}' claims {} bytes, more than this file can hold",
+            entry.size()
+        ));
+    }
+    let mut buf = Vec::with_capacity(entry.size() as usize);
+    (&mut entry)
+        .take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Fail(format!("'{name}' in the zip is corrupted ({e})")))?;
+    if buf.len() as u64 > limit {
+        return fail(format!("'{name}' is larger than this file can hold"));
+    }
+    Ok(buf)
+}
+
+fn read(path: &Path, compile: bool) -> FResult<Sequential> {
+    let len = readable_file(path)?;
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(path)?)?;
+    let config_bytes = entry_bytes(&mut zip, "config.json", MAX_JSON.min(len))?;
+    let config: Value = serde_json::from_slice(&config_bytes)
+        .map_err(|e| Fail(format!("'config.json' is not valid JSON ({e})")))?;
+    let mut model = config_json::model_from_json(&config)?;
+    // Stored entries are never larger than the zip; deflated ones at most ~1032 times.
+    let weights = entry_bytes(&mut zip, WEIGHTS, len.saturating_mul(1032))?;
+    let tmp = TempTarget::new(&std::env::temp_dir().join("rustkeras-load.weights.h5"));
+    std::fs::write(tmp.path(), &weights)?;
+    let budget = weights.len() as u64;
+    drop(weights);
+    let file = h5::open(tmp.path(), "model.weights.h5")
+        .map_err(|Fail(m)| Fail(format!("'{WEIGHTS}' in the zip {m}")))?;
+    if !model.is_built() && model.layers().iter().any(|l| !l.is_built()) {
+        return fail(
+            "the saved model was never built (no input shape), so its weights cannot be placed",
+        );
+    }
+    read_layer_weights(&mut model, &file, budget)?;
+    if compile {
+        if let Some(cc) = config
+            .get("compile_config")
+            .filter(|c| c.as_object().is_some_and(|m| !m.is_empty()))
+        {
+            let (mut opt, loss, metrics) = config_json::compile_from_json(cc)?;
+            // Keras 3.15 leaves the optimizer out of `compile_config`; the weights file
+            // still names it. Its settings are then Keras's defaults, and a saved state
+            // that does not fit them is dropped, as Keras does.
+            let named = cc.get("optimizer").is_some_and(|o| !o.is_null());
+            let vars = file.group("optimizer/vars").ok();
+            if !named {
+                if let Some(cfg) = vars
+                    .as_ref()
+                    .and_then(|v| h5::read_str_attr(v, "name").ok())
+                    .and_then(|n| optimizer_from_object_name(&n))
+                {
+                    opt = cfg;
+                }
+            }
+            model.compile(opt.clone(), loss, metrics.clone())?;
+            if let Some(vars) = vars {
+                if let Err(e) = read_optimizer(&mut model, &vars, budget) {
+                    if named {
+                        return Err(e);
+                    }
+                    model.compile(opt, loss, metrics)?;
+                }
+            }
+        }
+    }
+    Ok(model)
+}
+
+/// An optimizer with Keras's defaults from the name Keras gave its object (`adam`,
+/// `rm_sprop`, `adam_w_1`, ...).
+fn optimizer_from_object_name(name: &str) -> Option<crate::optim::OptimizerConfig> {
+    let base = match name.rsplit_once('_') {
+        Some((b, n)) if n.chars().all(|c| c.is_ascii_digit()) => b,
+        _ => name,
+    };
+    let engine_name = match base {
+        "adam" => "adam",
+        "adam_w" | "adamw" => "adamw",
+        "rm_sprop" | "rmsprop" => "rmsprop",
+        "sgd" => "sgd",
+        _ => return None,
+    };
+    crate::optim::OptimizerConfig::from_name(engine_name).ok()
+}
+
+/// The datasets `0`, `1`, ... of a `vars` group, in order.
+fn numbered(vars: &Group, budget: u64) -> FResult<Vec<(Vec<usize>, Vec<f32>)>> {
+    let n = vars.member_names()?.len();
+    (0..n)
+        .map(|i| {
+            let ds = vars
+                .dataset(&i.to_string())
+                .map_err(|_| Fail(format!("variable {i} of '{}' is missing", vars.name())))?;
+            h5::read_f32(&ds, budget)
+        })
+        .collect()
+}
+
+pub(super) fn read_layer_weights(
+    model: &mut Sequential,
+    file: &hdf5::File,
+    budget: u64,
+) -> FResult<()> {
+    let mut updates = Vec::new();
+    let paths = layer_paths(model);
+    for (i, l) in model.layers().iter().enumerate() {
+        if l.params().is_empty() {
+            continue;
+        }
+        let vars = file.group(&format!("{}/vars", paths[i])).map_err(|_| {
+            Fail(format!(
+                "the weights file has no '{}' group for layer '{}'",
+                paths[i],
+                l.name()
+            ))
+        })?;
+        let saved = numbered(&vars, budget)?;
+        if saved.len() != l.params().len() {
+            return fail(format!(
+                "layer '{}' has {} weights, but the file holds {}",
+                l.name(),
+                l.params().len(),
+                saved.len()
+            ));
+        }
+        let mut values = Vec::new();
+        for (p, (shape, v)) in l.params().iter().zip(saved) {
+            if p.value.shape() != shape.as_slice() {
+                return fail(format!(
+                    "weight {} of layer '{}' has shape {} in the file, the layer expects {}",
+                    p.name,
+                    l.name(),
+                    shape_str(&shape),
+                    shape_str(p.value.shape())
+                ));
+            }
+            if v.iter().any(|x| !x.is_finite()) {
+                return fail(format!(
+                    "weight {} of layer '{}' holds NaN or infinite values",
+                    p.name,
+                    l.name()
+                ));
+            }
+            values.push(Tensor::from_vec(shape, v)?);
+        }
+        updates.push((i, values));
+    }
+    assign(model, updates);
+    Ok(())
+}
+
+fn read_optimizer(model: &mut Sequential, vars: &Group, budget: u64) -> FResult<()> {
+    let n = vars.member_names()?.len();
+    if n < 2 {
+        return fail(
+            "the saved optimizer has fewer than its 2 base variables (iteration, learning_rate)",
+        );
+    }
+    let ds = |i: usize| {
+        vars.dataset(&i.to_string())
+            .map_err(|_| Fail(format!("optimizer variable {i} is missing")))
+    };
+    let iterations = h5::read_count(&ds(0)?)?;
+    let (_, lr) = h5::read_f32(&ds(1)?, budget)?;
+    if lr.len() != 1 {
+        return fail("the optimizer's learning_rate is not a scalar");
+    }
+    let mut slots = Vec::new();
+    for i in 2..n {
+        slots.push(h5::read_f32(&ds(i)?, budget)?);
+    }
+    optimizer_state::import(model, iterations, Some(lr[0]), slots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snake_case_matches_keras() {
+        for (c, s) in [
+            ("Dense", "dense"),
+            ("Conv2D", "conv2d"),
+            ("MaxPooling2D", "max_pooling2d"),
+            ("BatchNormalization", "batch_normalization"),
+            ("GlobalAveragePooling2D", "global_average_pooling2d"),
+            ("ZeroPadding2D", "zero_padding2d"),
+            ("InputLayer", "input_layer"),
+        ] {
+            assert_eq!(keras_snake_case(c), s);
+        }
+    }
+}
