@@ -10,7 +10,6 @@ use crate::layers::registry::Config;
 use crate::layers::{ConfigValue, ForwardCtx, Layer, Param};
 use crate::naming::unique_name;
 use crate::ops::batch_norm::{batch_norm_inference, batch_norm_train};
-use crate::rng;
 use crate::tensor::Tensor;
 
 pub struct BatchNormalization {
@@ -99,13 +98,8 @@ impl Layer for BatchNormalization {
             msg: "needs inputs with at least one axis besides the batch".into(),
         })?;
         let mut params = Vec::new();
-        let mut make = |name: &'static str, init: Initializer, trainable: bool| -> Result<()> {
-            let v = rng::with_global(|r| init.sample(&[c], r));
-            params.push(Param {
-                name,
-                value: Tensor::from_vec(vec![c], v)?,
-                trainable,
-            });
+        let mut make = |name, init, trainable| -> Result<()> {
+            params.push(Param::init(name, vec![c], init, trainable)?);
             Ok(())
         };
         if self.scale {

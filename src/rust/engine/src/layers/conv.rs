@@ -12,8 +12,6 @@ use crate::naming::unique_name;
 use crate::ops::activation::Activation;
 use crate::ops::conv::{conv2d_bias_activation, ConvSpec, Padding};
 use crate::ops::math::reshape;
-use crate::rng;
-use crate::tensor::Tensor;
 
 pub struct Conv {
     name: String,
@@ -134,19 +132,15 @@ impl Layer for Conv {
         let (_, _, channels) = self.image_dims(input_shape)?;
         let mut kernel_shape = self.kernel_size.clone();
         kernel_shape.extend([channels, self.filters]);
-        let kernel = rng::with_global(|r| self.kernel_initializer.sample(&kernel_shape, r));
-        self.params = vec![Param {
-            name: "kernel",
-            value: Tensor::from_vec(kernel_shape, kernel)?,
-            trainable: true,
-        }];
+        self.params = vec![Param::init(
+            "kernel",
+            kernel_shape,
+            self.kernel_initializer,
+            true,
+        )?];
         if self.use_bias {
-            let bias = rng::with_global(|r| self.bias_initializer.sample(&[self.filters], r));
-            self.params.push(Param {
-                name: "bias",
-                value: Tensor::from_vec(vec![self.filters], bias)?,
-                trainable: true,
-            });
+            let bias = Param::init("bias", vec![self.filters], self.bias_initializer, true)?;
+            self.params.push(bias);
         }
         Ok(())
     }
@@ -276,6 +270,7 @@ impl Layer for Conv {
 mod tests {
     use super::*;
     use crate::layers::registry::from_config;
+    use crate::tensor::Tensor;
 
     fn cfg(pairs: &[(&str, ConfigValue)]) -> Vec<(String, ConfigValue)> {
         pairs

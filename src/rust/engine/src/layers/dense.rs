@@ -7,8 +7,6 @@ use crate::layers::{ConfigValue, ForwardCtx, Layer, Param};
 use crate::naming::unique_name;
 use crate::ops::activation::{activation, Activation};
 use crate::ops::{bias::bias_add_activation, math::reshape, matmul::matmul};
-use crate::rng;
-use crate::tensor::Tensor;
 
 pub struct Dense {
     name: String,
@@ -62,20 +60,15 @@ impl Layer for Dense {
             layer: self.name.clone(),
             msg: "needs inputs with at least one axis".into(),
         })?;
-        let kernel_shape = [in_dim, self.units];
-        let kernel = rng::with_global(|r| self.kernel_initializer.sample(&kernel_shape, r));
-        self.params = vec![Param {
-            name: "kernel",
-            value: Tensor::from_vec(kernel_shape.to_vec(), kernel)?,
-            trainable: true,
-        }];
+        self.params = vec![Param::init(
+            "kernel",
+            vec![in_dim, self.units],
+            self.kernel_initializer,
+            true,
+        )?];
         if self.use_bias {
-            let bias = rng::with_global(|r| self.bias_initializer.sample(&[self.units], r));
-            self.params.push(Param {
-                name: "bias",
-                value: Tensor::from_vec(vec![self.units], bias)?,
-                trainable: true,
-            });
+            let bias = Param::init("bias", vec![self.units], self.bias_initializer, true)?;
+            self.params.push(bias);
         }
         Ok(())
     }
@@ -186,6 +179,7 @@ impl Layer for Dense {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::Tensor;
     use rand::SeedableRng;
 
     #[test]

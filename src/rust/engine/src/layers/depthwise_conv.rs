@@ -13,8 +13,6 @@ use crate::naming::unique_name;
 use crate::ops::activation::{activation, Activation};
 use crate::ops::bias::bias_add_activation;
 use crate::ops::conv::{conv2d, depthwise_conv2d, ConvSpec, Padding};
-use crate::rng;
-use crate::tensor::Tensor;
 
 pub struct DepthwiseConv {
     name: String,
@@ -112,31 +110,25 @@ impl Layer for DepthwiseConv {
         self.output_shape(input_shape)?;
         let c = input_shape[2];
         let (kh, kw) = self.spec.kernel;
-        let mut params = Vec::new();
-        let mut add = |name, shape: Vec<usize>, init: Initializer| -> Result<()> {
-            let v = rng::with_global(|r| init.sample(&shape, r));
-            params.push(Param {
-                name,
-                value: Tensor::from_vec(shape, v)?,
-                trainable: true,
-            });
-            Ok(())
-        };
         let mid = c * self.depth_multiplier;
-        add(
+        let mut params = vec![Param::init(
             "depthwise_kernel",
             vec![kh, kw, c, self.depth_multiplier],
             self.depthwise_initializer,
-        )?;
+            true,
+        )?];
         if let Some(f) = self.pointwise_filters {
-            add(
+            let init = self.pointwise_initializer;
+            params.push(Param::init(
                 "pointwise_kernel",
                 vec![1, 1, mid, f],
-                self.pointwise_initializer,
-            )?;
+                init,
+                true,
+            )?);
         }
         if self.use_bias {
-            add("bias", vec![self.out_channels(c)], self.bias_initializer)?;
+            let shape = vec![self.out_channels(c)];
+            params.push(Param::init("bias", shape, self.bias_initializer, true)?);
         }
         self.params = params;
         Ok(())

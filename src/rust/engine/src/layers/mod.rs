@@ -36,6 +36,23 @@ pub struct Param {
     pub trainable: bool,
 }
 
+impl Param {
+    /// A new weight of `shape` drawn from `init` with the session's random stream.
+    pub fn init(
+        name: &'static str,
+        shape: Vec<usize>,
+        init: crate::init::Initializer,
+        trainable: bool,
+    ) -> Result<Param> {
+        let values = crate::rng::with_global(|r| init.sample(&shape, r));
+        Ok(Param {
+            name,
+            value: Tensor::from_vec(shape, values)?,
+            trainable,
+        })
+    }
+}
+
 /// What a forward pass needs beyond its input.
 pub struct ForwardCtx<'a> {
     /// Dropout and friends act only in training.
