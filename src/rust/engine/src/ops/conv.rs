@@ -166,9 +166,10 @@ impl ConvGeometry {
 }
 
 /// im2col columns kept from the forward pass for the weight gradient when they take at
-/// most this many floats (128 MB); bigger ones are rebuilt step by step in the backward
-/// pass, so that deep networks on big images keep a flat memory profile.
-const KEEP_COLS_MAX: usize = 32 << 20;
+/// most this many floats (32 MB per layer: the workshop CNN's 2.2 M per shard fit);
+/// bigger ones are rebuilt step by step in the backward pass, so that deep networks on
+/// big images (ResNet's 3x3 layers hold 15-60 M) keep a flat memory profile.
+const KEEP_COLS_MAX: usize = 8 << 20;
 
 struct Conv2dBackward {
     geometry: ConvGeometry,
