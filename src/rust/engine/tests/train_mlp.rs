@@ -9,6 +9,15 @@ use engine::optim::OptimizerConfig;
 use engine::train::{evaluate, fit, predict, FitOptions, Samples, Silent};
 use rand::{Rng, SeedableRng};
 
+/// The tests of this file run on parallel threads but share the session's random stream
+/// (weights, and each fit()'s seed, are drawn from it): each holds this lock so that
+/// another test cannot draw between its `set_seed` and its fit.
+static RANDOM_STREAM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn lock_stream() -> std::sync::MutexGuard<'static, ()> {
+    RANDOM_STREAM.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Three Gaussian blobs in 4-D, one-hot labels.
 fn blobs(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -64,6 +73,7 @@ fn opts() -> FitOptions {
 
 #[test]
 fn mlp_learns_blobs() {
+    let _stream = lock_stream();
     let (x, y) = blobs(600, 1);
     let mut m = mlp(7);
     let data = Samples::new(&x, &[4], &y, &[3]).unwrap();
@@ -89,6 +99,7 @@ fn mlp_learns_blobs() {
 
 #[test]
 fn same_seed_same_history() {
+    let _stream = lock_stream();
     let (x, y) = blobs(300, 2);
     let data = Samples::new(&x, &[4], &y, &[3]).unwrap();
     let run = |seed| {
@@ -102,6 +113,7 @@ fn same_seed_same_history() {
 
 #[test]
 fn wrong_width_names_the_layer() {
+    let _stream = lock_stream();
     let mut m = mlp(1);
     let x = vec![0.0f32; 10 * 5];
     let y = vec![0.0f32; 10 * 3];
@@ -119,6 +131,7 @@ fn wrong_width_names_the_layer() {
 
 #[test]
 fn bad_data_is_rejected() {
+    let _stream = lock_stream();
     let x = vec![0.0f32, f32::NAN, 1.0, 2.0];
     let e = Samples::new(&x, &[4], &[0.0, 1.0, 0.0], &[3])
         .err()
@@ -134,6 +147,7 @@ fn bad_data_is_rejected() {
 
 #[test]
 fn fit_before_compile_is_an_error() {
+    let _stream = lock_stream();
     let mut m = Sequential::new(None, Some(vec![4])).unwrap();
     m.add(Box::new(
         Dense::new(
@@ -172,6 +186,7 @@ impl engine::train::Observer for StopAfter {
 
 #[test]
 fn an_interrupted_fit_keeps_a_usable_model() {
+    let _stream = lock_stream();
     let (x, y) = blobs(600, 5);
     let data = Samples::new(&x, &[4], &y, &[3]).unwrap();
     let mut m = mlp(9);
