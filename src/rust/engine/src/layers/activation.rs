@@ -29,14 +29,6 @@ impl Layer for ActivationLayer {
         "Activation"
     }
 
-    fn build(&mut self, _input_shape: &[usize]) -> Result<()> {
-        Ok(())
-    }
-
-    fn is_built(&self) -> bool {
-        true
-    }
-
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
         Ok(input_shape.to_vec())
     }
@@ -48,10 +40,7 @@ impl Layer for ActivationLayer {
         _params: &[Var],
         ctx: &mut ForwardCtx,
     ) -> Result<Var> {
-        if ctx.logits && self.activation == Activation::Softmax {
-            return Ok(x);
-        }
-        Ok(activation(tape, x, self.activation))
+        Ok(activation(tape, x, ctx.final_activation(self.activation)))
     }
 
     fn output_activation(&self) -> Option<Activation> {

@@ -29,10 +29,6 @@ pub struct Conv {
     params: Vec<Param>,
 }
 
-fn ints(v: &[usize]) -> ConfigValue {
-    ConfigValue::List(v.iter().map(|&x| ConfigValue::Int(x as i64)).collect())
-}
-
 impl Conv {
     pub fn from_config(rank: usize, c: &Config) -> Result<Conv> {
         channels_last(c)?;
@@ -221,11 +217,7 @@ impl Layer for Conv {
         } else {
             (x, params[0])
         };
-        let act = if ctx.logits && self.activation == Activation::Softmax {
-            Activation::Linear
-        } else {
-            self.activation
-        };
+        let act = ctx.final_activation(self.activation);
         let bias = self.use_bias.then(|| params[1]);
         let y = conv2d_bias_activation(tape, x4, k4, bias, act, &self.spec())?;
         if self.rank == 1 {
@@ -243,11 +235,11 @@ impl Layer for Conv {
     fn config(&self) -> Vec<(&'static str, ConfigValue)> {
         vec![
             ("filters", ConfigValue::Int(self.filters as i64)),
-            ("kernel_size", ints(&self.kernel_size)),
-            ("strides", ints(&self.strides)),
+            ("kernel_size", ConfigValue::ints(&self.kernel_size)),
+            ("strides", ConfigValue::ints(&self.strides)),
             ("padding", ConfigValue::Str(self.padding.name().into())),
             ("data_format", ConfigValue::Str("channels_last".into())),
-            ("dilation_rate", ints(&self.dilation_rate)),
+            ("dilation_rate", ConfigValue::ints(&self.dilation_rate)),
             ("groups", ConfigValue::Int(1)),
             (
                 "activation",
@@ -285,7 +277,7 @@ mod tests {
             "Conv2D",
             &cfg(&[
                 ("filters", ConfigValue::Int(32)),
-                ("kernel_size", ints(&[3, 3])),
+                ("kernel_size", ConfigValue::ints(&[3, 3])),
             ]),
         )
         .unwrap();
@@ -361,8 +353,8 @@ mod tests {
             "Conv2D",
             &cfg(&[
                 ("filters", ConfigValue::Int(2)),
-                ("kernel_size", ints(&[3, 3])),
-                ("strides", ints(&[0, 1])),
+                ("kernel_size", ConfigValue::ints(&[3, 3])),
+                ("strides", ConfigValue::ints(&[0, 1])),
             ]),
         )
         .err()

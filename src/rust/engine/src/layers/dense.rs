@@ -135,11 +135,7 @@ impl Layer for Dense {
             )?
         };
         let y = matmul(tape, x2, params[0])?;
-        let act = if ctx.logits && self.activation == Activation::Softmax {
-            Activation::Linear
-        } else {
-            self.activation
-        };
+        let act = ctx.final_activation(self.activation);
         let y = if self.use_bias {
             bias_add_activation(tape, y, params[1], act)?
         } else {

@@ -28,10 +28,6 @@ pub struct DepthwiseConv {
     params: Vec<Param>,
 }
 
-fn ints(a: usize, b: usize) -> ConfigValue {
-    ConfigValue::List(vec![ConfigValue::Int(a as i64), ConfigValue::Int(b as i64)])
-}
-
 impl DepthwiseConv {
     /// `separable`: SeparableConv2D (needs `filters`) rather than DepthwiseConv2D.
     pub fn from_config(separable: bool, c: &Config) -> Result<DepthwiseConv> {
@@ -195,11 +191,7 @@ impl Layer for DepthwiseConv {
             y = conv2d(tape, y, params[1], &pointwise)?;
             next = 2;
         }
-        let act = if ctx.logits && self.activation == Activation::Softmax {
-            Activation::Linear
-        } else {
-            self.activation
-        };
+        let act = ctx.final_activation(self.activation);
         if self.use_bias {
             bias_add_activation(tape, y, params[next], act)
         } else {
@@ -219,11 +211,14 @@ impl Layer for DepthwiseConv {
             c.push(("filters", ConfigValue::Int(f as i64)));
         }
         c.extend([
-            ("kernel_size", ints(s.kernel.0, s.kernel.1)),
-            ("strides", ints(s.strides.0, s.strides.1)),
+            ("kernel_size", ConfigValue::ints(&[s.kernel.0, s.kernel.1])),
+            ("strides", ConfigValue::ints(&[s.strides.0, s.strides.1])),
             ("padding", ConfigValue::Str(s.padding.name().into())),
             ("data_format", ConfigValue::Str("channels_last".into())),
-            ("dilation_rate", ints(s.dilation.0, s.dilation.1)),
+            (
+                "dilation_rate",
+                ConfigValue::ints(&[s.dilation.0, s.dilation.1]),
+            ),
             (
                 "depth_multiplier",
                 ConfigValue::Int(self.depth_multiplier as i64),

@@ -35,14 +35,6 @@ impl Layer for Dropout {
         "Dropout"
     }
 
-    fn build(&mut self, _input_shape: &[usize]) -> Result<()> {
-        Ok(())
-    }
-
-    fn is_built(&self) -> bool {
-        true
-    }
-
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
         Ok(input_shape.to_vec())
     }

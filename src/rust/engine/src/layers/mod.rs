@@ -53,6 +53,13 @@ impl Param {
     }
 }
 
+impl ConfigValue {
+    /// A tuple of sizes (`kernel_size`, `strides`, ...) as a config value.
+    pub fn ints(v: &[usize]) -> ConfigValue {
+        ConfigValue::List(v.iter().map(|&x| ConfigValue::Int(x as i64)).collect())
+    }
+}
+
 /// What a forward pass needs beyond its input.
 pub struct ForwardCtx<'a> {
     /// Dropout and friends act only in training.
@@ -63,6 +70,18 @@ pub struct ForwardCtx<'a> {
     /// Set by a layer that keeps running statistics (batch normalization) in training:
     /// this batch's statistics, which `Layer::update_state` folds in after the step.
     pub batch_state: Option<Vec<Tensor>>,
+}
+
+impl ForwardCtx<'_> {
+    /// The activation a layer applies last: none in place of a final softmax when the
+    /// loss works on logits.
+    pub fn final_activation(&self, act: Activation) -> Activation {
+        if self.logits && act == Activation::Softmax {
+            Activation::Linear
+        } else {
+            act
+        }
+    }
 }
 
 /// A value in a layer's Keras config, for summaries and saved files.
@@ -97,8 +116,13 @@ pub trait Layer: Send + Sync {
     /// Keras's class name: `Dense`, `Dropout`, ...
     fn class_name(&self) -> &'static str;
     /// Creates the parameters for inputs of `input_shape` (without the batch axis).
-    fn build(&mut self, input_shape: &[usize]) -> Result<()>;
-    fn is_built(&self) -> bool;
+    /// Layers without weights have nothing to create.
+    fn build(&mut self, _input_shape: &[usize]) -> Result<()> {
+        Ok(())
+    }
+    fn is_built(&self) -> bool {
+        true
+    }
     /// Output shape (without the batch axis) for an input shape, with a clear error when
     /// the layer cannot take that input.
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>>;

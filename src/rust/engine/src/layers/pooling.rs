@@ -44,10 +44,6 @@ fn with_batch(n: usize, sample: &[usize]) -> Vec<usize> {
     s
 }
 
-fn ints(v: &[usize]) -> ConfigValue {
-    ConfigValue::List(v.iter().map(|&d| ConfigValue::Int(d as i64)).collect())
-}
-
 /// MaxPooling1D/2D and AveragePooling1D/2D: `pool.len()` spatial axes.
 pub struct Pooling {
     name: String,
@@ -138,14 +134,6 @@ impl Layer for Pooling {
         }
     }
 
-    fn build(&mut self, _input_shape: &[usize]) -> Result<()> {
-        Ok(())
-    }
-
-    fn is_built(&self) -> bool {
-        true
-    }
-
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
         let dims = self.dims();
         expect_axes(&self.name, input_shape, sample_axes(dims))?;
@@ -195,9 +183,9 @@ impl Layer for Pooling {
 
     fn config(&self) -> Vec<(&'static str, ConfigValue)> {
         vec![
-            ("pool_size", ints(&self.pool)),
+            ("pool_size", ConfigValue::ints(&self.pool)),
             ("padding", ConfigValue::Str(self.padding.name().into())),
-            ("strides", ints(&self.strides)),
+            ("strides", ConfigValue::ints(&self.strides)),
             ("data_format", ConfigValue::Str("channels_last".into())),
         ]
     }
@@ -252,14 +240,6 @@ impl Layer for GlobalPooling {
         }
     }
 
-    fn build(&mut self, _input_shape: &[usize]) -> Result<()> {
-        Ok(())
-    }
-
-    fn is_built(&self) -> bool {
-        true
-    }
-
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
         expect_axes(&self.name, input_shape, sample_axes(self.dims))?;
         let channels = input_shape[self.dims];
@@ -303,7 +283,7 @@ impl Layer for GlobalPooling {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::spatial::test_util::{apply, config_error, ints, layer, text};
+    use crate::layers::spatial::test_util::{apply, config_error, layer, text};
     use crate::tensor::Tensor;
 
     #[test]
@@ -314,9 +294,9 @@ mod tests {
         assert_eq!(
             l.config(),
             vec![
-                ("pool_size", ints(&[2, 2])),
+                ("pool_size", ConfigValue::ints(&[2, 2])),
                 ("padding", text("valid")),
-                ("strides", ints(&[2, 2])),
+                ("strides", ConfigValue::ints(&[2, 2])),
                 ("data_format", text("channels_last")),
             ]
         );
@@ -324,17 +304,17 @@ mod tests {
             "AveragePooling2D",
             &[
                 ("pool_size", ConfigValue::Float(3.0)),
-                ("strides", ints(&[1, 2])),
+                ("strides", ConfigValue::ints(&[1, 2])),
                 ("padding", text("same")),
                 ("name", text("avg")),
             ],
         );
         assert_eq!((l.name(), l.class_name()), ("avg", "AveragePooling2D"));
-        assert_eq!(l.config()[0], ("pool_size", ints(&[3, 3])));
-        assert_eq!(l.config()[2], ("strides", ints(&[1, 2])));
+        assert_eq!(l.config()[0], ("pool_size", ConfigValue::ints(&[3, 3])));
+        assert_eq!(l.config()[2], ("strides", ConfigValue::ints(&[1, 2])));
         let l = layer("MaxPooling1D", &[("pool_size", ConfigValue::Int(3))]);
         assert!(l.name().starts_with("max_pooling1d"));
-        assert_eq!(l.config()[2], ("strides", ints(&[3])));
+        assert_eq!(l.config()[2], ("strides", ConfigValue::ints(&[3])));
         let l = layer(
             "GlobalAveragePooling2D",
             &[("keepdims", ConfigValue::Bool(true))],
@@ -369,7 +349,7 @@ mod tests {
         let same = [("padding", text("same"))];
         assert_eq!(shape("MaxPooling2D", &same, &[11, 11, 64]), vec![6, 6, 64]);
         let s1 = [
-            ("pool_size", ints(&[3, 2])),
+            ("pool_size", ConfigValue::ints(&[3, 2])),
             ("strides", ConfigValue::Int(1)),
         ];
         assert_eq!(shape("AveragePooling2D", &s1, &[5, 4, 2]), vec![3, 3, 2]);
@@ -440,7 +420,7 @@ mod tests {
             "`data_format` must be 'channels_last' or 'channels_first', not 'nchw'"
         );
         assert!(
-            config_error("MaxPooling2D", &[("pool_size", ints(&[0, 2]))])
+            config_error("MaxPooling2D", &[("pool_size", ConfigValue::ints(&[0, 2]))])
                 .starts_with("`pool_size` must be a positive integer or 2 positive integers")
         );
         assert!(

@@ -59,14 +59,6 @@ impl Layer for Flatten {
         "Flatten"
     }
 
-    fn build(&mut self, _input_shape: &[usize]) -> Result<()> {
-        Ok(())
-    }
-
-    fn is_built(&self) -> bool {
-        true
-    }
-
     /// Samples without axes (inputs of shape (N)) become (N, 1), as in Keras.
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
         Ok(vec![input_shape.iter().product()])
@@ -148,14 +140,6 @@ impl Layer for Reshape {
 
     fn class_name(&self) -> &'static str {
         "Reshape"
-    }
-
-    fn build(&mut self, _input_shape: &[usize]) -> Result<()> {
-        Ok(())
-    }
-
-    fn is_built(&self) -> bool {
-        true
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
@@ -274,14 +258,6 @@ impl Layer for ZeroPadding2D {
 
     fn class_name(&self) -> &'static str {
         "ZeroPadding2D"
-    }
-
-    fn build(&mut self, _input_shape: &[usize]) -> Result<()> {
-        Ok(())
-    }
-
-    fn is_built(&self) -> bool {
-        true
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
