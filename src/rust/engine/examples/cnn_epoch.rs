@@ -7,9 +7,9 @@ use std::time::Instant;
 use engine::layers::registry::from_config;
 use engine::layers::ConfigValue;
 use engine::losses::Loss;
-use engine::model::Sequential;
+use engine::model::Model;
 use engine::optim::OptimizerConfig;
-use engine::train::{fit, predict, FitOptions, Samples, Silent};
+use engine::train::{fit, predict, Array, FitOptions, Samples, Silent};
 use rand::{Rng, SeedableRng};
 
 fn layer(class: &str, fields: &[(&str, ConfigValue)]) -> Box<dyn engine::layers::Layer> {
@@ -49,7 +49,7 @@ fn main() {
     }
     use ConfigValue::{Int, Str};
     let relu = || ("activation", Str("relu".into()));
-    let mut m = Sequential::new(None, Some(vec![28, 28, 1])).unwrap();
+    let mut m = Model::sequential(None, Some(vec![28, 28, 1])).unwrap();
     for l in [
         layer(
             "Conv2D",
@@ -72,11 +72,12 @@ fn main() {
     }
     m.compile(
         OptimizerConfig::from_name("adam").unwrap(),
-        Loss::from_name("categorical_crossentropy", false).unwrap(),
+        vec![Loss::from_name("categorical_crossentropy", false).unwrap()],
+        None,
         vec!["accuracy".into()],
     )
     .unwrap();
-    let data = Samples::new(&x, &[28, 28, 1], &y, &[10]).unwrap();
+    let data = Samples::single(&x, &[28, 28, 1], &y, &[10]).unwrap();
     for e in 0..epochs {
         let (t, c) = (Instant::now(), cpu_seconds());
         let opts = FitOptions {
@@ -86,7 +87,7 @@ fn main() {
             shuffle: true,
             validation_split: 0.2,
         };
-        fit(&mut m, data, None, &opts, &mut Silent).unwrap();
+        fit(&mut m, data.clone(), None, &opts, &mut Silent).unwrap();
         println!(
             "epoch {}: {:.3} s ({:.2} CPU s)",
             e + 1,
@@ -96,7 +97,7 @@ fn main() {
     }
     let (t, c) = (Instant::now(), cpu_seconds());
     let test = n.min(10000);
-    predict(&mut m, &x[..test * 784], &[28, 28, 1], 32, &mut Silent).unwrap();
+    predict(&mut m, &[Array { values: &x[..test * 784], shape: &[28, 28, 1] }], 32, &mut Silent).unwrap().remove(0);
     let s = t.elapsed().as_secs_f64();
     println!(
         "predict {test}: {s:.3} s ({:.0} images/s, {:.2} CPU s)",

@@ -6,7 +6,7 @@ use std::time::Instant;
 use engine::init::Initializer;
 use engine::layers::{Dense, Dropout};
 use engine::losses::Loss;
-use engine::model::Sequential;
+use engine::model::Model;
 use engine::ops::activation::Activation;
 use engine::optim::OptimizerConfig;
 use engine::train::{fit, FitOptions, Samples, Silent};
@@ -26,7 +26,7 @@ fn main() {
     }
     let g = Initializer::GlorotUniform;
     let z = Initializer::Zeros;
-    let mut m = Sequential::new(None, Some(vec![784])).unwrap();
+    let mut m = Model::sequential(None, Some(vec![784])).unwrap();
     m.add(Box::new(
         Dense::new(256, Activation::Relu, true, g, z, None).unwrap(),
     ))
@@ -43,11 +43,12 @@ fn main() {
     .unwrap();
     m.compile(
         OptimizerConfig::from_name("rmsprop").unwrap(),
-        Loss::from_name("categorical_crossentropy", false).unwrap(),
+        vec![Loss::from_name("categorical_crossentropy", false).unwrap()],
+        None,
         vec!["accuracy".into()],
     )
     .unwrap();
-    let data = Samples::new(&x, &[784], &y, &[10]).unwrap();
+    let data = Samples::single(&x, &[784], &y, &[10]).unwrap();
     for e in 0..epochs {
         let t = Instant::now();
         let opts = FitOptions {
@@ -57,7 +58,7 @@ fn main() {
             shuffle: true,
             validation_split: 0.2,
         };
-        fit(&mut m, data, None, &opts, &mut Silent).unwrap();
+        fit(&mut m, data.clone(), None, &opts, &mut Silent).unwrap();
         println!("epoch {}: {:.3} s", e + 1, t.elapsed().as_secs_f64());
     }
 }

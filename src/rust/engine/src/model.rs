@@ -1,22 +1,57 @@
-//! Sequential models: a chain of layers with an optional known input shape, plus what
-//! `compile()` set (optimizer, loss, metric names).
+//! Models as graphs of layer calls, as Keras 3's Functional models; a Sequential model is
+//! the chain case of the same graph, grown one layer at a time by `add`.
+//!
+//! A model owns its layers. A model used inside another (a pretrained base called on a
+//! symbolic tensor) is shared through a `ModelRef`, so freezing or loading weights into
+//! the base is seen by every model that holds it, as in Keras.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rand::rngs::SmallRng;
 
 use crate::autodiff::{Tape, Var};
 use crate::error::{shape_str, Error, Result};
-use crate::layers::{ForwardCtx, Layer};
+use crate::layers::{ForwardCtx, Layer, Param};
 use crate::losses::Loss;
 use crate::naming::unique_name;
 use crate::ops::activation::Activation;
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::tensor::Tensor;
 
+/// A model shared between the R objects and the models that use it as a layer.
+pub type ModelRef = Arc<RwLock<Model>>;
+
+pub fn share(model: Model) -> ModelRef {
+    Arc::new(RwLock::new(model))
+}
+
+/// Read access; a panic elsewhere never makes a model unreadable.
+pub fn read(m: &ModelRef) -> RwLockReadGuard<'_, Model> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn write(m: &ModelRef) -> RwLockWriteGuard<'_, Model> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
+
 pub struct Compiled {
     pub optimizer: Optimizer,
-    pub loss: Loss,
+    /// One loss per output.
+    pub losses: Vec<Loss>,
+    /// Weight of each output's loss in the total (`loss_weights`).
+    pub loss_weights: Vec<f64>,
     /// Metric names as the user gave them; resolved against shapes at fit time.
     pub metrics: Vec<String>,
+    /// Which weights (in `get_weights()` order) the optimizer trains: fixed by
+    /// `compile()` as in Keras, or at the first step of a model built later.
+    pub trainable: Option<Vec<bool>>,
+}
+
+impl Compiled {
+    /// The loss of a single-output model.
+    pub fn loss(&self) -> Loss {
+        self.losses[0]
+    }
 }
 
 /// What `summary()` shows of a layer.
@@ -28,168 +63,715 @@ pub struct LayerInfo {
     pub output_shape: Option<Vec<usize>>,
     pub params: usize,
     pub trainable_params: usize,
+    pub built: bool,
+    pub trainable: bool,
+    /// Keras's "Connected to": `layer[node][tensor]` for each input of each call.
+    pub connected_to: Vec<String>,
 }
 
-pub struct Sequential {
+/// A symbolic input: `keras_input(shape, name)`.
+#[derive(Clone, Debug)]
+pub struct Input {
     pub name: String,
-    input_shape: Option<Vec<usize>>,
-    layers: Vec<Box<dyn Layer>>,
+    /// Shape of one sample; None for a Sequential model built on its first data.
+    pub shape: Option<Vec<usize>>,
+}
+
+/// A layer with its `trainable` flag (Keras's `layer$trainable`).
+pub struct LayerCell {
+    pub layer: Box<dyn Layer>,
+    pub trainable: bool,
+}
+
+impl std::ops::Deref for LayerCell {
+    type Target = dyn Layer;
+    fn deref(&self) -> &(dyn Layer + 'static) {
+        self.layer.as_ref()
+    }
+}
+
+impl std::ops::DerefMut for LayerCell {
+    fn deref_mut(&mut self) -> &mut (dyn Layer + 'static) {
+        self.layer.as_mut()
+    }
+}
+
+/// A layer shared by the models that call it (and the R object for it), as a Keras
+/// layer object is.
+pub type LayerRef = Arc<RwLock<LayerCell>>;
+
+pub fn share_layer(layer: Box<dyn Layer>) -> LayerRef {
+    Arc::new(RwLock::new(LayerCell {
+        layer,
+        trainable: true,
+    }))
+}
+
+pub fn read_layer(l: &LayerRef) -> RwLockReadGuard<'_, LayerCell> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn write_layer(l: &LayerRef) -> RwLockWriteGuard<'_, LayerCell> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a model calls: one of its own layers, or another model.
+pub enum Member {
+    Layer(LayerRef),
+    Model(ModelRef),
+}
+
+impl Member {
+    pub fn name(&self) -> String {
+        match self {
+            Member::Layer(c) => read_layer(c).name().to_string(),
+            Member::Model(m) => read(m).name.clone(),
+        }
+    }
+
+    pub fn class_name(&self) -> String {
+        match self {
+            Member::Layer(c) => read_layer(c).class_name().to_string(),
+            Member::Model(m) => read(m).class_name().to_string(),
+        }
+    }
+
+    pub fn trainable(&self) -> bool {
+        match self {
+            Member::Layer(c) => read_layer(c).trainable,
+            Member::Model(m) => read(m).trainable,
+        }
+    }
+
+    /// Keras's `layer$trainable <- value`; on a model it reaches every layer inside.
+    pub fn set_trainable(&mut self, value: bool) {
+        match self {
+            Member::Layer(c) => write_layer(c).trainable = value,
+            Member::Model(m) => write(m).set_trainable(value),
+        }
+    }
+
+    fn param_count(&self) -> usize {
+        match self {
+            Member::Layer(c) => read_layer(c).params().len(),
+            Member::Model(m) => read(m).weight_count(),
+        }
+    }
+
+    fn output_shapes(&self, inputs: &[Vec<usize>]) -> Result<Vec<Vec<usize>>> {
+        match self {
+            Member::Layer(c) => Ok(vec![read_layer(c).output_shape_multi(inputs)?]),
+            Member::Model(m) => read(m).output_shapes_for(inputs),
+        }
+    }
+
+    fn is_built(&self) -> bool {
+        match self {
+            Member::Layer(c) => read_layer(c).is_built(),
+            Member::Model(m) => read(m).is_built(),
+        }
+    }
+
+    fn build(&mut self, inputs: &[Vec<usize>]) -> Result<()> {
+        match self {
+            Member::Layer(c) => write_layer(c).build_multi(inputs),
+            Member::Model(m) => write(m).build(inputs),
+        }
+    }
+}
+
+/// Where a node's input comes from: a model input, or output `output` of node `node`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Src {
+    Input(usize),
+    Node { node: usize, output: usize },
+}
+
+/// One call of a member on some tensors.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub member: usize,
+    pub inputs: Vec<Src>,
+}
+
+/// Batch statistics a training pass left for a layer: the path of member indices down
+/// through nested models, and the values for `Layer::update_state`.
+pub type StateUpdate = (Vec<usize>, Vec<Tensor>);
+
+pub struct Model {
+    pub name: String,
+    sequential: bool,
+    /// Keras's `model$trainable`; setting it sets every layer's flag too.
+    pub trainable: bool,
+    inputs: Vec<Input>,
+    members: Vec<Member>,
+    /// In call order, which is a topological order.
+    nodes: Vec<Node>,
+    outputs: Vec<Src>,
     pub compiled: Option<Compiled>,
 }
 
-impl Sequential {
-    pub fn new(name: Option<String>, input_shape: Option<Vec<usize>>) -> Result<Sequential> {
+impl Model {
+    /// An empty Sequential model; layers come through `add`.
+    pub fn sequential(name: Option<String>, input_shape: Option<Vec<usize>>) -> Result<Model> {
         if let Some(s) = &input_shape {
-            if s.is_empty() || s.contains(&0) {
-                return Err(crate::error::invalid_arg(
-                    "input_shape",
-                    format!("must hold positive sizes, not {}", shape_str(s)),
-                ));
-            }
+            check_shape("input_shape", s)?;
         }
-        Ok(Sequential {
+        Ok(Model {
             name: name.unwrap_or_else(|| unique_name("sequential")),
-            input_shape,
-            layers: Vec::new(),
+            sequential: true,
+            trainable: true,
+            inputs: vec![Input {
+                name: unique_name("input_layer"),
+                shape: input_shape,
+            }],
+            members: Vec::new(),
+            nodes: Vec::new(),
+            outputs: vec![Src::Input(0)],
             compiled: None,
         })
     }
 
+    /// A Functional model from a graph: members (layers and models) are built here for
+    /// the inputs' shapes, and every output must depend on the inputs.
+    pub fn functional(
+        name: Option<String>,
+        inputs: Vec<Input>,
+        members: Vec<Member>,
+        nodes: Vec<Node>,
+        outputs: Vec<Src>,
+    ) -> Result<Model> {
+        if inputs.is_empty() {
+            return Err(crate::error::invalid_arg(
+                "inputs",
+                "must hold at least one input from keras_input()",
+            ));
+        }
+        if outputs.is_empty() {
+            return Err(crate::error::invalid_arg(
+                "outputs",
+                "must hold at least one tensor",
+            ));
+        }
+        for i in &inputs {
+            match &i.shape {
+                Some(s) => check_shape("inputs", s)?,
+                None => {
+                    return Err(crate::error::invalid_arg(
+                        "inputs",
+                        format!("input '{}' has no shape", i.name),
+                    ))
+                }
+            }
+        }
+        for (k, n) in nodes.iter().enumerate() {
+            if n.member >= members.len() {
+                return Err(Error::State(format!("node {k} calls a missing member")));
+            }
+            for s in &n.inputs {
+                let ok = match *s {
+                    Src::Input(i) => i < inputs.len(),
+                    Src::Node { node, .. } => node < k,
+                };
+                if !ok {
+                    return Err(Error::State(format!(
+                        "node {k} takes a tensor that is not computed before it"
+                    )));
+                }
+            }
+        }
+        let mut model = Model {
+            name: name.unwrap_or_else(|| unique_name("functional")),
+            sequential: false,
+            trainable: true,
+            inputs,
+            members,
+            nodes,
+            outputs,
+            compiled: None,
+        };
+        model.check_outputs()?;
+        let shapes: Vec<Vec<usize>> = model
+            .inputs
+            .iter()
+            .map(|i| i.shape.clone().expect("checked above"))
+            .collect();
+        model.build(&shapes)?;
+        Ok(model)
+    }
+
+    /// Every output must be an input or be computed from one.
+    fn check_outputs(&self) -> Result<()> {
+        for s in &self.outputs {
+            if let Src::Node { node, .. } = *s {
+                if node >= self.nodes.len() {
+                    return Err(crate::error::invalid_arg(
+                        "outputs",
+                        "holds a tensor that does not depend on `inputs`",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_sequential(&self) -> bool {
+        self.sequential
+    }
+
+    /// `Sequential` or `Functional`.
+    pub fn class_name(&self) -> &'static str {
+        if self.sequential {
+            "Sequential"
+        } else {
+            "Functional"
+        }
+    }
+
+    pub fn inputs(&self) -> &[Input] {
+        &self.inputs
+    }
+
+    pub fn outputs(&self) -> &[Src] {
+        &self.outputs
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    pub fn members_mut(&mut self) -> &mut [Member] {
+        &mut self.members
+    }
+
+    /// Shape of one sample of the (first) input, when known.
     pub fn input_shape(&self) -> Option<&[usize]> {
-        self.input_shape.as_deref()
+        self.inputs.first().and_then(|i| i.shape.as_deref())
     }
 
-    pub fn layers(&self) -> &[Box<dyn Layer>] {
-        &self.layers
+    /// The model's own layers (not those inside nested models), for the file formats.
+    pub fn layers(&self) -> Vec<RwLockReadGuard<'_, LayerCell>> {
+        self.members
+            .iter()
+            .filter_map(|m| match m {
+                Member::Layer(c) => Some(read_layer(c)),
+                Member::Model(_) => None,
+            })
+            .collect()
     }
 
-    pub fn layers_mut(&mut self) -> &mut [Box<dyn Layer>] {
-        &mut self.layers
+    pub fn layers_mut(&mut self) -> Vec<RwLockWriteGuard<'_, LayerCell>> {
+        self.members
+            .iter()
+            .filter_map(|m| match m {
+                Member::Layer(c) => Some(write_layer(c)),
+                Member::Model(_) => None,
+            })
+            .collect()
+    }
+
+    /// Whether the model calls another model (the file formats do not write those yet).
+    pub fn has_nested_models(&self) -> bool {
+        self.members.iter().any(|m| matches!(m, Member::Model(_)))
+    }
+
+    /// Sets the flag of the model and of every layer in it, as Keras does.
+    pub fn set_trainable(&mut self, value: bool) {
+        self.trainable = value;
+        for m in &mut self.members {
+            m.set_trainable(value);
+        }
     }
 
     pub fn is_built(&self) -> bool {
-        self.input_shape.is_some() && self.layers.iter().all(|l| l.is_built())
+        self.inputs.iter().all(|i| i.shape.is_some()) && self.members.iter().all(Member::is_built)
     }
 
-    /// Output shape (without batch) after the current layers, if the input is known.
-    pub fn output_shape(&self) -> Result<Option<Vec<usize>>> {
-        let Some(mut shape) = self.input_shape.clone() else {
-            return Ok(None);
-        };
-        for l in &self.layers {
-            shape = l.output_shape(&shape)?;
+    /// Output shapes of every node for the given input shapes, checking each call.
+    fn node_shapes(&self, inputs: &[Vec<usize>]) -> Result<Vec<Vec<Vec<usize>>>> {
+        let mut shapes: Vec<Vec<Vec<usize>>> = Vec::with_capacity(self.nodes.len());
+        for n in &self.nodes {
+            let ins: Vec<Vec<usize>> = n
+                .inputs
+                .iter()
+                .map(|s| src_shape(*s, inputs, &shapes))
+                .collect();
+            shapes.push(self.members[n.member].output_shapes(&ins)?);
         }
-        Ok(Some(shape))
+        Ok(shapes)
     }
 
-    /// Appends a layer, building it at once when the input shape is known.
-    pub fn add(&mut self, mut layer: Box<dyn Layer>) -> Result<()> {
-        if self.layers.iter().any(|l| l.name() == layer.name()) {
+    fn check_input_count(&self, got: usize) -> Result<()> {
+        if got != self.inputs.len() {
+            return Err(crate::error::invalid_arg(
+                "x",
+                format!(
+                    "must hold {} input array{} for model '{}', not {got}",
+                    self.inputs.len(),
+                    if self.inputs.len() == 1 { "" } else { "s" },
+                    self.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Output shapes for inputs of the given shapes (the model called as a layer).
+    pub fn output_shapes_for(&self, inputs: &[Vec<usize>]) -> Result<Vec<Vec<usize>>> {
+        self.check_input_count(inputs.len())?;
+        let shapes = self.node_shapes(inputs)?;
+        Ok(self
+            .outputs
+            .iter()
+            .map(|s| src_shape(*s, inputs, &shapes))
+            .collect())
+    }
+
+    fn known_input_shapes(&self) -> Option<Vec<Vec<usize>>> {
+        self.inputs.iter().map(|i| i.shape.clone()).collect()
+    }
+
+    /// Output shapes (without batch), if the input shapes are known.
+    pub fn output_shapes(&self) -> Result<Option<Vec<Vec<usize>>>> {
+        match self.known_input_shapes() {
+            Some(s) => Ok(Some(self.output_shapes_for(&s)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The shape of the first output, if known.
+    pub fn output_shape(&self) -> Result<Option<Vec<usize>>> {
+        Ok(self.output_shapes()?.map(|mut v| v.swap_remove(0)))
+    }
+
+    /// Appends a layer to a Sequential model, building it at once when the input shape
+    /// is known.
+    pub fn add(&mut self, layer: Box<dyn Layer>) -> Result<()> {
+        self.add_member(Member::Layer(share_layer(layer)))
+    }
+
+    /// Appends a layer or a model to a Sequential model.
+    pub fn add_member(&mut self, mut member: Member) -> Result<()> {
+        if !self.sequential {
             return Err(Error::State(format!(
-                "all layers added to a Sequential model should have unique names; name '{}' is already the name of a layer in this model",
-                layer.name()
+                "layers can be added only to Sequential models; '{}' is a Functional model",
+                self.name
+            )));
+        }
+        let name = member.name();
+        if name == self.name {
+            return Err(Error::State(format!(
+                "a model cannot be added to itself ('{name}')"
+            )));
+        }
+        if self.members.iter().any(|l| l.name() == name) {
+            return Err(Error::State(format!(
+                "all layers added to a Sequential model should have unique names; name '{name}' is already the name of a layer in this model"
             )));
         }
         if let Some(shape) = self.output_shape()? {
-            layer.build(&shape)?;
-            layer.output_shape(&shape)?;
+            if !member.is_built() {
+                member.build(std::slice::from_ref(&shape))?;
+            }
+            let outs = member.output_shapes(std::slice::from_ref(&shape))?;
+            if outs.len() != 1 {
+                return Err(Error::State(format!(
+                    "'{name}' has {} outputs; a Sequential model needs layers with one",
+                    outs.len()
+                )));
+            }
         }
-        self.layers.push(layer);
+        let input = *self.outputs.first().expect("one output");
+        self.members.push(member);
+        self.nodes.push(Node {
+            member: self.members.len() - 1,
+            inputs: vec![input],
+        });
+        self.outputs = vec![Src::Node {
+            node: self.nodes.len() - 1,
+            output: 0,
+        }];
         Ok(())
     }
 
-    /// Builds every layer for inputs of `input_shape` (first fit of a model made
-    /// without `input_shape`).
-    pub fn build(&mut self, input_shape: &[usize]) -> Result<()> {
-        if let Some(s) = &self.input_shape {
-            if s.as_slice() != input_shape {
-                // The first layer that cannot take such samples names itself and the sizes.
-                let mut shape = input_shape.to_vec();
-                for l in &self.layers {
-                    shape = l.output_shape(&shape)?;
-                }
-                let layer = self
-                    .layers
-                    .first()
-                    .map(|l| l.name().to_string())
-                    .unwrap_or_else(|| self.name.clone());
+    /// Removes the last layer of a Sequential model (keras3's `pop_layer()`).
+    pub fn pop(&mut self) -> Result<()> {
+        if !self.sequential {
+            return Err(Error::State(
+                "`pop_layer()` works on Sequential models only".into(),
+            ));
+        }
+        if self.members.pop().is_none() {
+            return Err(Error::State("there are no layers to remove".into()));
+        }
+        self.nodes.pop();
+        self.outputs = vec![match self.nodes.len() {
+            0 => Src::Input(0),
+            n => Src::Node {
+                node: n - 1,
+                output: 0,
+            },
+        }];
+        Ok(())
+    }
+
+    /// Builds every member for inputs of the given shapes (the first fit of a
+    /// Sequential model made without `input_shape`); checks them otherwise.
+    pub fn build(&mut self, input_shapes: &[Vec<usize>]) -> Result<()> {
+        self.check_input_count(input_shapes.len())?;
+        if let Some(known) = self.known_input_shapes() {
+            if known.as_slice() != input_shapes {
+                // The first layer that cannot take such samples names itself.
+                self.node_shapes(input_shapes)?;
+                let (i, want) = known
+                    .iter()
+                    .enumerate()
+                    .find(|(i, s)| **s != input_shapes[*i])
+                    .expect("some shape differs");
+                let who = if self.sequential {
+                    self.members
+                        .first()
+                        .map(Member::name)
+                        .unwrap_or_else(|| self.name.clone())
+                } else {
+                    self.inputs[i].name.clone()
+                };
                 return Err(Error::LayerInput {
-                    layer,
+                    layer: who,
                     msg: format!(
                         "expects samples of shape {}, got {}",
-                        shape_str(s),
-                        shape_str(input_shape)
+                        shape_str(want),
+                        shape_str(&input_shapes[i])
                     ),
                 });
             }
-            return Ok(());
-        }
-        let mut shape = input_shape.to_vec();
-        for l in &mut self.layers {
-            if !l.is_built() {
-                l.build(&shape)?;
+            if self.is_built() {
+                return Ok(());
             }
-            shape = l.output_shape(&shape)?;
         }
-        self.input_shape = Some(input_shape.to_vec());
+        let mut shapes: Vec<Vec<Vec<usize>>> = Vec::with_capacity(self.nodes.len());
+        for n in &self.nodes {
+            let ins: Vec<Vec<usize>> = n
+                .inputs
+                .iter()
+                .map(|s| src_shape(*s, input_shapes, &shapes))
+                .collect();
+            let m = &mut self.members[n.member];
+            if !m.is_built() {
+                m.build(&ins)?;
+            }
+            shapes.push(m.output_shapes(&ins)?);
+        }
+        for (i, s) in self.inputs.iter_mut().zip(input_shapes) {
+            i.shape = Some(s.clone());
+        }
         Ok(())
     }
 
+    /// Output shape of each node, when the inputs are known.
+    fn known_node_shapes(&self) -> Option<Vec<Vec<Vec<usize>>>> {
+        self.known_input_shapes()
+            .and_then(|s| self.node_shapes(&s).ok())
+    }
+
+    /// Rows of `summary()`: for a Functional model its inputs first, as Keras lists them.
     pub fn layer_info(&self) -> Vec<LayerInfo> {
-        let mut shape = self.input_shape.clone();
-        self.layers
-            .iter()
-            .map(|l| {
-                shape = shape.as_ref().and_then(|s| l.output_shape(s).ok());
-                let params = l.params().iter().map(|p| p.value.numel()).sum();
-                let trainable_params = l
-                    .params()
-                    .iter()
-                    .filter(|p| p.trainable)
-                    .map(|p| p.value.numel())
-                    .sum();
-                LayerInfo {
-                    name: l.name().into(),
-                    class_name: l.class_name().into(),
-                    output_shape: shape.clone(),
-                    params,
-                    trainable_params,
+        let node_shapes = self.known_node_shapes();
+        let mut rows = Vec::new();
+        if !self.sequential {
+            for i in &self.inputs {
+                rows.push(LayerInfo {
+                    name: i.name.clone(),
+                    class_name: "InputLayer".into(),
+                    output_shape: i.shape.clone(),
+                    params: 0,
+                    trainable_params: 0,
+                    built: true,
+                    trainable: true,
+                    connected_to: Vec::new(),
+                });
+            }
+        }
+        // Each call's index among the calls of its member: Keras's node index.
+        let mut call_index = vec![0usize; self.nodes.len()];
+        let mut calls = vec![0usize; self.members.len()];
+        for (k, n) in self.nodes.iter().enumerate() {
+            call_index[k] = calls[n.member];
+            calls[n.member] += 1;
+        }
+        for (mi, m) in self.members.iter().enumerate() {
+            let mut params = 0;
+            let mut trainable_params = 0;
+            self.member_params(m, self.trainable, &mut |p, t| {
+                params += p.value.numel();
+                if t {
+                    trainable_params += p.value.numel();
                 }
-            })
-            .collect()
+            });
+            let my_nodes: Vec<usize> = (0..self.nodes.len())
+                .filter(|&k| self.nodes[k].member == mi)
+                .collect();
+            let output_shape = my_nodes.last().and_then(|&k| {
+                node_shapes
+                    .as_ref()
+                    .map(|s| s[k].first().cloned().unwrap_or_default())
+            });
+            let connected_to = my_nodes
+                .iter()
+                .flat_map(|&k| {
+                    self.nodes[k].inputs.iter().map(|s| match *s {
+                        Src::Input(i) => format!("{}[0][0]", self.inputs[i].name),
+                        Src::Node { node, output } => format!(
+                            "{}[{}][{}]",
+                            self.members[self.nodes[node].member].name(),
+                            call_index[node],
+                            output
+                        ),
+                    })
+                })
+                .collect();
+            rows.push(LayerInfo {
+                name: m.name(),
+                class_name: m.class_name(),
+                output_shape,
+                params,
+                trainable_params,
+                built: m.is_built(),
+                trainable: m.trainable(),
+                connected_to,
+            });
+        }
+        rows
+    }
+
+    /// Whether Keras would print this model as a plain stack (three columns): one call
+    /// per layer, one input per call.
+    pub fn is_chain(&self) -> bool {
+        let mut seen = vec![false; self.members.len()];
+        for (k, n) in self.nodes.iter().enumerate() {
+            if seen[n.member] || n.inputs.len() != 1 {
+                return false;
+            }
+            seen[n.member] = true;
+            let prev = if k == 0 {
+                Src::Input(0)
+            } else {
+                Src::Node {
+                    node: k - 1,
+                    output: 0,
+                }
+            };
+            if n.inputs[0] != prev {
+                return false;
+            }
+        }
+        self.inputs.len() == 1 && self.outputs.len() == 1
     }
 
     pub fn compile(
         &mut self,
         optimizer: OptimizerConfig,
-        loss: Loss,
+        losses: Vec<Loss>,
+        loss_weights: Option<Vec<f64>>,
         metrics: Vec<String>,
     ) -> Result<()> {
         for m in &metrics {
             crate::metrics::check_name(m)?;
         }
+        let n_out = self.outputs.len();
+        let losses = match losses.len() {
+            1 if n_out > 1 => vec![losses[0]; n_out],
+            n if n == n_out => losses,
+            n => {
+                return Err(crate::error::invalid_arg(
+                    "loss",
+                    format!("must hold 1 loss or one per output ({n_out}), not {n}"),
+                ))
+            }
+        };
+        let loss_weights = match loss_weights {
+            None => vec![1.0; n_out],
+            Some(w) if w.len() == n_out && w.iter().all(|v| v.is_finite()) => w,
+            Some(w) => {
+                return Err(crate::error::invalid_arg(
+                    "loss_weights",
+                    format!(
+                        "must hold one finite number per output ({n_out}), not {}",
+                        w.len()
+                    ),
+                ))
+            }
+        };
+        let trainable = self.is_built().then(|| self.trainable_mask());
         self.compiled = Some(Compiled {
             optimizer: Optimizer::new(optimizer)?,
-            loss,
+            losses,
+            loss_weights,
             metrics,
+            trainable,
         });
         Ok(())
     }
 
+    /// Calls `f` on every weight of a member in Keras order with whether it trains.
+    fn member_params(&self, m: &Member, parent: bool, f: &mut dyn FnMut(&Param, bool)) {
+        match m {
+            Member::Layer(c) => {
+                let c = read_layer(c);
+                for p in c.params() {
+                    f(p, parent && c.trainable && p.trainable);
+                }
+            }
+            Member::Model(sub) => {
+                let sub = read(sub);
+                sub.visit_params(parent && sub.trainable, f);
+            }
+        }
+    }
+
+    /// Every weight in Keras order (member by member, kernel before bias), with
+    /// whether it trains now.
+    pub fn visit_params(&self, parent: bool, f: &mut dyn FnMut(&Param, bool)) {
+        for m in &self.members {
+            self.member_params(m, parent, f);
+        }
+    }
+
+    pub fn visit_params_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
+        for m in &mut self.members {
+            match m {
+                Member::Layer(c) => write_layer(c).params_mut().iter_mut().for_each(&mut *f),
+                Member::Model(sub) => write(sub).visit_params_mut(f),
+            }
+        }
+    }
+
+    /// Number of weights (tensors), nested models included.
+    pub fn weight_count(&self) -> usize {
+        self.members.iter().map(Member::param_count).sum()
+    }
+
+    /// Which weights train with the current flags.
+    pub fn trainable_mask(&self) -> Vec<bool> {
+        let mut mask = Vec::new();
+        self.visit_params(self.trainable, &mut |_, t| mask.push(t));
+        mask
+    }
+
     /// Weights in Keras order: layer by layer, kernel before bias.
     pub fn get_weights(&self) -> Vec<Tensor> {
-        self.layers
-            .iter()
-            .flat_map(|l| l.params().iter().map(|p| p.value.clone()))
-            .collect()
+        let mut out = Vec::new();
+        self.visit_params(true, &mut |p, _| out.push(p.value.clone()));
+        out
     }
 
     pub fn set_weights(&mut self, weights: Vec<Tensor>) -> Result<()> {
-        let expected: Vec<Vec<usize>> = self
-            .layers
-            .iter()
-            .flat_map(|l| l.params().iter().map(|p| p.value.shape().to_vec()))
-            .collect();
+        let mut expected = Vec::new();
+        self.visit_params(true, &mut |p, _| expected.push(p.value.shape().to_vec()));
         if expected.len() != weights.len() {
             return Err(crate::error::invalid_arg(
                 "weights",
@@ -214,108 +796,273 @@ impl Sequential {
             }
         }
         let mut it = weights.into_iter();
-        for l in &mut self.layers {
-            for p in l.params_mut() {
-                p.value = it.next().expect("counted above");
+        self.visit_params_mut(&mut |p| p.value = it.next().expect("counted above"));
+        Ok(())
+    }
+
+    /// The trainable mask the optimizer uses, fixed at `compile()` (or now, for a model
+    /// compiled before it was built).
+    pub fn compiled_mask(&mut self) -> Result<Vec<bool>> {
+        let n = self.weight_count();
+        let live = self.trainable_mask();
+        let c = self.compiled.as_mut().ok_or_else(not_compiled)?;
+        match &c.trainable {
+            Some(m) if m.len() == n => Ok(m.clone()),
+            _ => {
+                c.trainable = Some(live.clone());
+                Ok(live)
             }
+        }
+    }
+
+    /// One optimizer step on the weights in `mask`; each gradient (in their order) is
+    /// a weighted sum of tensors.
+    pub fn apply_gradients(&mut self, mask: &[bool], grads: &[Vec<(f32, &Tensor)>]) -> Result<()> {
+        // The weights leave the layers for the step (a move, not a copy), so that nested
+        // models' locks are not held together.
+        let mut taken = Vec::new();
+        let mut i = 0;
+        self.visit_params_mut(&mut |p| {
+            if mask.get(i).copied().unwrap_or(false) {
+                taken.push(std::mem::replace(&mut p.value, Tensor::zeros(&[0])));
+            }
+            i += 1;
+        });
+        let compiled = self.compiled.as_mut().ok_or_else(not_compiled)?;
+        {
+            let mut refs: Vec<&mut Tensor> = taken.iter_mut().collect();
+            compiled.optimizer.apply_weighted(&mut refs, grads);
+        }
+        let mut it = taken.into_iter();
+        let mut i = 0;
+        self.visit_params_mut(&mut |p| {
+            if mask.get(i).copied().unwrap_or(false) {
+                p.value = it.next().expect("taken above");
+            }
+            i += 1;
+        });
+        Ok(())
+    }
+
+    /// Whether output `j` can stop before a final softmax (so a cross-entropy can use
+    /// logits): its layer ends in a softmax and nothing else reads it.
+    pub fn output_has_softmax(&self, j: usize) -> bool {
+        let Some(Src::Node { node, .. }) = self.outputs.get(j).copied() else {
+            return false;
+        };
+        let read_elsewhere = self
+            .nodes
+            .iter()
+            .any(|n| n.inputs.iter().any(|s| matches!(s, Src::Node { node: k, .. } if *k == node)));
+        match &self.members[self.nodes[node].member] {
+            Member::Layer(c) => {
+                !read_elsewhere && read_layer(c).output_activation() == Some(Activation::Softmax)
+            }
+            Member::Model(_) => false,
+        }
+    }
+
+    /// Puts every weight on the tape in Keras order; those in `mask` are gradient
+    /// leaves, the rest constants.
+    pub fn param_vars(&self, tape: &mut Tape, mask: Option<&[bool]>) -> Vec<Var> {
+        let mut out = Vec::new();
+        self.visit_params(true, &mut |p, _| {
+            let grad = mask.is_some_and(|m| m.get(out.len()).copied().unwrap_or(false));
+            out.push(tape.leaf(p.value.clone(), grad));
+        });
+        out
+    }
+
+    /// Records the forward pass of a batch. `logits[j]` stops output `j` before its
+    /// softmax. Returns the outputs and the batch statistics of layers that keep them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        tape: &mut Tape,
+        inputs: &[Var],
+        params: &[Var],
+        training: bool,
+        logits: &[bool],
+        rng: &mut SmallRng,
+    ) -> Result<(Vec<Var>, Vec<StateUpdate>)> {
+        let mut states = Vec::new();
+        let outs = self.forward_inner(
+            tape,
+            inputs,
+            params,
+            training,
+            logits,
+            rng,
+            self.trainable,
+            &mut Vec::new(),
+            &mut states,
+        )?;
+        Ok((outs, states))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_inner(
+        &self,
+        tape: &mut Tape,
+        inputs: &[Var],
+        params: &[Var],
+        training: bool,
+        logits: &[bool],
+        rng: &mut SmallRng,
+        parent_trainable: bool,
+        path: &mut Vec<usize>,
+        states: &mut Vec<StateUpdate>,
+    ) -> Result<Vec<Var>> {
+        self.check_input_count(inputs.len())?;
+        let mut offsets = Vec::with_capacity(self.members.len() + 1);
+        let mut at = 0;
+        for m in &self.members {
+            offsets.push(at);
+            at += m.param_count();
+        }
+        offsets.push(at);
+        if params.len() != at {
+            return Err(Error::State(format!(
+                "model '{}' has {at} weights but was given {}",
+                self.name,
+                params.len()
+            )));
+        }
+        // Nodes whose softmax the loss takes over (logits).
+        let stop: Vec<usize> = self
+            .outputs
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| logits.get(*j).copied().unwrap_or(false) && self.output_has_softmax(*j))
+            .filter_map(|(_, s)| match *s {
+                Src::Node { node, .. } => Some(node),
+                Src::Input(_) => None,
+            })
+            .collect();
+        let mut values: Vec<Vec<Var>> = Vec::with_capacity(self.nodes.len());
+        for (k, n) in self.nodes.iter().enumerate() {
+            let xs: Vec<Var> = n
+                .inputs
+                .iter()
+                .map(|s| match *s {
+                    Src::Input(i) => inputs[i],
+                    Src::Node { node, output } => values[node][output],
+                })
+                .collect();
+            let p = &params[offsets[n.member]..offsets[n.member + 1]];
+            let stop_softmax = stop.contains(&k);
+            path.push(n.member);
+            let out = match &self.members[n.member] {
+                Member::Layer(c) => {
+                    let c = read_layer(c);
+                    let trainable = parent_trainable && c.trainable;
+                    let mut ctx = ForwardCtx {
+                        training,
+                        rng,
+                        logits: stop_softmax,
+                        batch_state: None,
+                        trainable,
+                    };
+                    let y = c.layer.forward_multi(tape, &xs, p, &mut ctx)?;
+                    if let Some(s) = ctx.batch_state {
+                        states.push((path.clone(), s));
+                    }
+                    vec![y]
+                }
+                Member::Model(sub) => {
+                    let sub = read(sub);
+                    let t = parent_trainable && sub.trainable;
+                    sub.forward_inner(tape, &xs, p, training, &[], rng, t, path, states)?
+                }
+            };
+            path.pop();
+            values.push(out);
+        }
+        Ok(self
+            .outputs
+            .iter()
+            .map(|s| match *s {
+                Src::Input(i) => inputs[i],
+                Src::Node { node, output } => values[node][output],
+            })
+            .collect())
+    }
+
+    /// Whether training must see whole batches (a trainable layer uses batch
+    /// statistics).
+    pub fn uses_batch_statistics(&self) -> bool {
+        self.uses_batch_statistics_under(self.trainable)
+    }
+
+    fn uses_batch_statistics_under(&self, parent: bool) -> bool {
+        self.members.iter().any(|m| match m {
+            Member::Layer(c) => {
+                let c = read_layer(c);
+                parent && c.trainable && c.uses_batch_statistics()
+            }
+            Member::Model(sub) => {
+                let sub = read(sub);
+                sub.uses_batch_statistics_under(parent && sub.trainable)
+            }
+        })
+    }
+
+    /// Folds batch statistics from `forward` into the layers' state.
+    pub fn update_state(&mut self, states: Vec<StateUpdate>) -> Result<()> {
+        for (path, s) in states {
+            self.update_at(&path, s)?;
         }
         Ok(())
     }
 
-    /// One optimizer step on the trainable parameters; each gradient (in the parameters'
-    /// order) is a weighted sum of tensors.
-    pub fn apply_gradients(&mut self, grads: &[Vec<(f32, &Tensor)>]) -> Result<()> {
-        let compiled = self
-            .compiled
-            .as_mut()
-            .ok_or_else(|| Error::State("the model is not compiled".into()))?;
-        let mut params: Vec<&mut Tensor> = self
-            .layers
-            .iter_mut()
-            .flat_map(|l| {
-                l.params_mut()
-                    .iter_mut()
-                    .filter(|p| p.trainable)
-                    .map(|p| &mut p.value)
-            })
-            .collect();
-        compiled.optimizer.apply_weighted(&mut params, grads);
-        Ok(())
+    fn update_at(&mut self, path: &[usize], s: Vec<Tensor>) -> Result<()> {
+        match (path.split_first(), path.len()) {
+            (Some((&i, _)), 1) => match &self.members[i] {
+                Member::Layer(c) => write_layer(c).update_state(s),
+                Member::Model(_) => Ok(()),
+            },
+            (Some((&i, rest)), _) => match &self.members[i] {
+                Member::Model(sub) => write(sub).update_at(rest, s),
+                Member::Layer(_) => Ok(()),
+            },
+            (None, _) => Ok(()),
+        }
     }
 
-    /// Whether the last layer ends in a softmax (so a cross-entropy can use logits).
-    pub fn ends_in_softmax(&self) -> bool {
-        self.layers.last().and_then(|l| l.output_activation()) == Some(Activation::Softmax)
-    }
-
-    /// Puts every parameter on the tape, trainable ones as gradient leaves.
-    pub fn param_vars(&self, tape: &mut Tape) -> Vec<Vec<Var>> {
-        self.layers
+    /// Keras's `output_names`: the name of the layer behind each output.
+    pub fn output_names(&self) -> Vec<String> {
+        self.outputs
             .iter()
-            .map(|l| {
-                l.params()
-                    .iter()
-                    .map(|p| tape.leaf(p.value.clone(), p.trainable))
-                    .collect()
+            .map(|s| match *s {
+                Src::Input(i) => self.inputs[i].name.clone(),
+                Src::Node { node, .. } => self.members[self.nodes[node].member].name(),
             })
             .collect()
     }
 
-    /// Records the forward pass of a batch; with `logits` the last layer stops before
-    /// its softmax.
-    pub fn forward(
-        &self,
-        tape: &mut Tape,
-        x: Var,
-        params: &[Vec<Var>],
-        training: bool,
-        logits: bool,
-        rng: &mut SmallRng,
-    ) -> Result<Var> {
-        Ok(self
-            .forward_with_state(tape, x, params, training, logits, rng)?
-            .0)
+    /// Index of the member called `name`.
+    pub fn find_member(&self, name: &str) -> Option<usize> {
+        self.members.iter().position(|m| m.name() == name)
     }
+}
 
-    /// `forward`, also returning the batch statistics that layers left for
-    /// `update_state` (by layer index).
-    pub fn forward_with_state(
-        &self,
-        tape: &mut Tape,
-        x: Var,
-        params: &[Vec<Var>],
-        training: bool,
-        logits: bool,
-        rng: &mut SmallRng,
-    ) -> Result<(Var, Vec<(usize, Vec<Tensor>)>)> {
-        let mut h = x;
-        let mut states = Vec::new();
-        let last = self.layers.len().saturating_sub(1);
-        for (i, (l, p)) in self.layers.iter().zip(params).enumerate() {
-            let mut ctx = ForwardCtx {
-                training,
-                rng,
-                logits: logits && i == last,
-                batch_state: None,
-            };
-            h = l.forward(tape, h, p, &mut ctx)?;
-            if let Some(s) = ctx.batch_state {
-                states.push((i, s));
-            }
-        }
-        Ok((h, states))
+fn src_shape(s: Src, inputs: &[Vec<usize>], shapes: &[Vec<Vec<usize>>]) -> Vec<usize> {
+    match s {
+        Src::Input(i) => inputs[i].clone(),
+        Src::Node { node, output } => shapes[node][output].clone(),
     }
+}
 
-    /// Whether training must see whole batches (some layer uses batch statistics).
-    pub fn uses_batch_statistics(&self) -> bool {
-        self.layers.iter().any(|l| l.uses_batch_statistics())
+fn check_shape(arg: &str, s: &[usize]) -> Result<()> {
+    if s.is_empty() || s.contains(&0) {
+        return Err(crate::error::invalid_arg(
+            arg,
+            format!("must hold positive sizes, not {}", shape_str(s)),
+        ));
     }
+    Ok(())
+}
 
-    /// Folds batch statistics from `forward_with_state` into the layers' state.
-    pub fn update_state(&mut self, states: Vec<(usize, Vec<Tensor>)>) -> Result<()> {
-        for (i, s) in states {
-            self.layers[i].update_state(s)?;
-        }
-        Ok(())
-    }
+pub fn not_compiled() -> Error {
+    Error::State("you must call `compile()` on the model before `fit()` or `evaluate()`".into())
 }

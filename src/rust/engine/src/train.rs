@@ -6,102 +6,152 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
-use crate::autodiff::Tape;
+use crate::autodiff::{Tape, Var};
 use crate::error::{data_err, Error, Result};
 use crate::metrics::{self, Metric};
-use crate::model::Sequential;
+use crate::model::{not_compiled, Compiled, Model, StateUpdate};
+use crate::ops::math;
 use crate::rng;
 use crate::tensor::Tensor;
 
-/// Samples in row-major order: `x` holds `n * prod(x_shape)` values.
-#[derive(Clone, Copy)]
+/// One array of samples in row-major order: `values` holds `n * prod(shape)` values.
+#[derive(Clone, Copy, Debug)]
+pub struct Array<'a> {
+    pub values: &'a [f32],
+    /// Shape of one sample (empty for one value per sample).
+    pub shape: &'a [usize],
+}
+
+impl<'a> Array<'a> {
+    fn sample_len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    fn rows(&self) -> usize {
+        let l = self.sample_len();
+        if l == 0 {
+            0
+        } else {
+            self.values.len() / l
+        }
+    }
+
+    fn slice(&self, from: usize, to: usize) -> Array<'a> {
+        let l = self.sample_len();
+        Array {
+            values: &self.values[from * l..to * l],
+            shape: self.shape,
+        }
+    }
+
+    fn batch_shape(&self, rows: usize) -> Vec<usize> {
+        let mut s = vec![rows];
+        s.extend_from_slice(self.shape);
+        s
+    }
+
+    /// The rows `idx` copied into a contiguous batch tensor.
+    fn gather(&self, idx: &[usize]) -> Tensor {
+        let len = self.sample_len();
+        let mut out = crate::device::pool::take(idx.len() * len);
+        for &i in idx {
+            out.extend_from_slice(&self.values[i * len..(i + 1) * len]);
+        }
+        Tensor::from_vec(self.batch_shape(idx.len()), out).expect("gathered rows fill the batch")
+    }
+
+    /// Consecutive rows [from, to) as a batch tensor.
+    fn range(&self, from: usize, to: usize) -> Tensor {
+        Tensor::from_vec(
+            self.batch_shape(to - from),
+            crate::device::pool::copy_of(self.slice(from, to).values),
+        )
+        .expect("rows fill the batch")
+    }
+}
+
+/// The inputs and targets of `fit()` / `evaluate()`: one array per model input and
+/// one per output, all with the same number of samples.
+#[derive(Clone, Debug)]
 pub struct Samples<'a> {
-    pub x: &'a [f32],
-    /// Shape of one sample of x.
-    pub x_shape: &'a [usize],
-    pub y: &'a [f32],
-    /// Shape of one sample of y (empty for one label per sample).
-    pub y_shape: &'a [usize],
+    pub xs: Vec<Array<'a>>,
+    pub ys: Vec<Array<'a>>,
     pub n: usize,
 }
 
+/// How a message names array `i` of `k`: `x`, or `x[[2]]` when there are several.
+fn arg_name(base: &str, i: usize, k: usize) -> String {
+    if k == 1 {
+        base.to_string()
+    } else {
+        format!("{base}[[{}]]", i + 1)
+    }
+}
+
 impl<'a> Samples<'a> {
-    pub fn new(
+    pub fn new(xs: Vec<Array<'a>>, ys: Vec<Array<'a>>) -> Result<Samples<'a>> {
+        let n = xs.first().map(Array::rows).unwrap_or(0);
+        for (base, arrays) in [("x", &xs), ("y", &ys)] {
+            for (i, a) in arrays.iter().enumerate() {
+                let name = arg_name(base, i, arrays.len());
+                if a.rows() != n {
+                    return Err(data_err(
+                        "x",
+                        format!(
+                            "and `{name}` have different numbers of samples ({n} and {})",
+                            a.rows()
+                        ),
+                    ));
+                }
+                check_finite(&name, a.values, a.sample_len())?;
+            }
+        }
+        Ok(Samples { xs, ys, n })
+    }
+
+    /// One input array and one target array.
+    pub fn single(
         x: &'a [f32],
         x_shape: &'a [usize],
         y: &'a [f32],
         y_shape: &'a [usize],
     ) -> Result<Samples<'a>> {
-        let xl: usize = x_shape.iter().product();
-        let yl: usize = y_shape.iter().product();
-        let n = if xl == 0 { 0 } else { x.len() / xl };
-        let ny = if yl == 0 { 0 } else { y.len() / yl };
-        if n != ny {
-            return Err(data_err(
-                "x",
-                format!("and `y` have different numbers of samples ({n} and {ny})"),
-            ));
-        }
-        check_finite("x", x, xl)?;
-        check_finite("y", y, yl)?;
-        Ok(Samples {
-            x,
-            x_shape,
-            y,
-            y_shape,
-            n,
-        })
+        Samples::new(
+            vec![Array {
+                values: x,
+                shape: x_shape,
+            }],
+            vec![Array {
+                values: y,
+                shape: y_shape,
+            }],
+        )
     }
 
-    fn x_len(&self) -> usize {
-        self.x_shape.iter().product()
-    }
-
-    fn y_len(&self) -> usize {
-        self.y_shape.iter().product()
+    pub fn x_shapes(&self) -> Vec<Vec<usize>> {
+        self.xs.iter().map(|a| a.shape.to_vec()).collect()
     }
 
     /// Rows [from, to) as another view (no copy).
     pub fn slice(&self, from: usize, to: usize) -> Samples<'a> {
-        let (xl, yl) = (self.x_len(), self.y_len());
         Samples {
-            x: &self.x[from * xl..to * xl],
-            y: &self.y[from * yl..to * yl],
+            xs: self.xs.iter().map(|a| a.slice(from, to)).collect(),
+            ys: self.ys.iter().map(|a| a.slice(from, to)).collect(),
             n: to - from,
-            ..*self
         }
     }
 
-    /// The rows `idx` copied into contiguous batch tensors.
-    fn gather(&self, idx: &[usize]) -> (Tensor, Tensor) {
-        let gather = |src: &[f32], len: usize, shape: &[usize]| {
-            let mut out = crate::device::pool::take(idx.len() * len);
-            for &i in idx {
-                out.extend_from_slice(&src[i * len..(i + 1) * len]);
-            }
-            let mut s = vec![idx.len()];
-            s.extend_from_slice(shape);
-            Tensor::from_vec(s, out).expect("gathered rows fill the batch")
-        };
+    fn gather(&self, idx: &[usize]) -> (Vec<Tensor>, Vec<Tensor>) {
         (
-            gather(self.x, self.x_len(), self.x_shape),
-            gather(self.y, self.y_len(), self.y_shape),
+            self.xs.iter().map(|a| a.gather(idx)).collect(),
+            self.ys.iter().map(|a| a.gather(idx)).collect(),
         )
     }
 
-    /// Consecutive rows [from, to) as batch tensors.
-    fn range(&self, from: usize, to: usize) -> (Tensor, Tensor) {
-        let v = self.slice(from, to);
-        let shape = |s: &[usize]| {
-            let mut out = vec![to - from];
-            out.extend_from_slice(s);
-            out
-        };
+    fn range(&self, from: usize, to: usize) -> (Vec<Tensor>, Vec<Tensor>) {
         (
-            Tensor::from_vec(shape(self.x_shape), crate::device::pool::copy_of(v.x))
-                .expect("rows fill the batch"),
-            Tensor::from_vec(shape(self.y_shape), crate::device::pool::copy_of(v.y))
-                .expect("rows fill the batch"),
+            self.xs.iter().map(|a| a.range(from, to)).collect(),
+            self.ys.iter().map(|a| a.range(from, to)).collect(),
         )
     }
 }
@@ -181,30 +231,73 @@ impl History {
     }
 }
 
+/// What a running log entry sums.
+enum Tracked {
+    /// Metric `metric` of output `output`.
+    Metric { output: usize, metric: usize },
+    /// The unweighted loss of one output (models with several outputs).
+    OutputLoss(usize),
+    /// The total loss.
+    Loss,
+}
+
 /// Running sums of the loss and metrics over the samples seen.
-struct Running {
+struct Running<'m> {
+    metrics: &'m [Vec<Metric>],
     names: Vec<String>,
+    tracked: Vec<Tracked>,
     sums: Vec<f64>,
     seen: usize,
 }
 
-impl Running {
-    fn new(metrics: &[Metric]) -> Running {
-        let mut names: Vec<String> = metrics.iter().map(|m| m.name.clone()).collect();
+impl<'m> Running<'m> {
+    /// Keras 3's names: `accuracy`, `loss`; with several outputs also
+    /// `<output>_loss` and `<output>_accuracy`.
+    fn new(metrics: &'m [Vec<Metric>], output_names: &[String]) -> Running<'m> {
+        let several = metrics.len() > 1;
+        let mut names = Vec::new();
+        let mut tracked = Vec::new();
+        for (j, ms) in metrics.iter().enumerate() {
+            for (k, m) in ms.iter().enumerate() {
+                names.push(if several {
+                    format!("{}_{}", output_names[j], m.name)
+                } else {
+                    m.name.clone()
+                });
+                tracked.push(Tracked::Metric {
+                    output: j,
+                    metric: k,
+                });
+            }
+            if several {
+                names.push(format!("{}_loss", output_names[j]));
+                tracked.push(Tracked::OutputLoss(j));
+            }
+        }
         names.push("loss".into());
+        tracked.push(Tracked::Loss);
         Running {
+            metrics,
             sums: vec![0.0; names.len()],
             names,
+            tracked,
             seen: 0,
         }
     }
 
-    fn add(&mut self, metrics: &[Metric], loss: f64, pred: &Tensor, y: &Tensor) {
-        let n = pred.rows();
-        for (s, m) in self.sums.iter_mut().zip(metrics) {
-            *s += m.batch_sum(pred.host(), y.host(), n);
+    fn add(&mut self, b: &BatchOutcome) {
+        let n = b.preds[0].rows();
+        for (s, t) in self.sums.iter_mut().zip(&self.tracked) {
+            *s += match *t {
+                Tracked::Metric { output, metric } => self.metrics[output][metric].batch_sum(
+                    b.preds[output].host(),
+                    b.ys[output].host(),
+                    n,
+                ),
+                Tracked::OutputLoss(j) => b.output_losses[j] * n as f64,
+                Tracked::Loss => b.loss * n as f64,
+            };
         }
-        *self.sums.last_mut().expect("loss slot") += loss * n as f64;
         self.seen += n;
     }
 
@@ -221,28 +314,50 @@ impl Running {
     }
 }
 
-fn compiled_metrics(model: &Sequential, data: &Samples) -> Result<Vec<Metric>> {
+/// The compiled metrics of each output, resolved against the shapes of the outputs
+/// and of the targets.
+fn compiled_metrics(model: &Model, data: &Samples) -> Result<Vec<Vec<Metric>>> {
     let c = model.compiled.as_ref().ok_or_else(not_compiled)?;
-    let out = model.output_shape()?.unwrap_or_default();
-    let pred_cols: usize = out.iter().product();
-    let true_cols: usize = data.y_shape.iter().product();
-    c.metrics
-        .iter()
-        .map(|name| {
-            metrics::resolve(
-                name,
-                &c.loss,
-                pred_cols,
-                true_cols,
-                data.y_shape.len() + 1,
-                out.len() + 1,
-            )
+    let outs = model.output_shapes()?.unwrap_or_default();
+    check_targets(model, data, &outs)?;
+    outs.iter()
+        .zip(&data.ys)
+        .zip(&c.losses)
+        .map(|((out, y), loss)| {
+            let pred_cols: usize = out.iter().product();
+            let true_cols: usize = y.shape.iter().product();
+            c.metrics
+                .iter()
+                .map(|name| {
+                    metrics::resolve(
+                        name,
+                        loss,
+                        pred_cols,
+                        true_cols,
+                        y.shape.len() + 1,
+                        out.len() + 1,
+                    )
+                })
+                .collect()
         })
         .collect()
 }
 
-fn not_compiled() -> Error {
-    Error::State("you must call `compile()` on the model before `fit()` or `evaluate()`".into())
+/// One target array per output.
+fn check_targets(model: &Model, data: &Samples, outs: &[Vec<usize>]) -> Result<()> {
+    if data.ys.len() != outs.len() {
+        return Err(crate::error::invalid_arg(
+            "y",
+            format!(
+                "must hold {} target array{} for model '{}' (one per output), not {}",
+                outs.len(),
+                if outs.len() == 1 { "" } else { "s" },
+                model.name,
+                data.ys.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_batch_size(batch_size: usize) -> Result<()> {
@@ -255,65 +370,107 @@ fn check_batch_size(batch_size: usize) -> Result<()> {
     Ok(())
 }
 
-/// What one shard of a batch gives back: its mean loss, the model's output and the
-/// labels (for the metrics), and the gradients of the trainable parameters.
-struct ShardResult {
+/// The losses of one batch (or shard) and what the metrics need.
+struct BatchOutcome {
+    /// Weighted total over the outputs.
     loss: f64,
-    pred: Tensor,
-    y: Tensor,
+    output_losses: Vec<f64>,
+    /// The model's outputs (probabilities where the loss used logits).
+    preds: Vec<Tensor>,
+    ys: Vec<Tensor>,
+}
+
+/// Which outputs can hand their logits to the loss.
+fn logits_flags(model: &Model, c: &Compiled) -> Vec<bool> {
+    c.losses
+        .iter()
+        .enumerate()
+        .map(|(j, l)| l.wants_logits_of_softmax() && model.output_has_softmax(j))
+        .collect()
+}
+
+/// Forward pass and losses of a batch on `tape`; returns the total loss's handle.
+#[allow(clippy::too_many_arguments)]
+fn record_losses(
+    model: &Model,
+    c: &Compiled,
+    tape: &mut Tape,
+    xs: Vec<Tensor>,
+    ys: Vec<Tensor>,
+    params: &[Var],
+    training: bool,
+    rng: &mut SmallRng,
+) -> Result<(Var, BatchOutcome, Vec<StateUpdate>)> {
+    let logits = logits_flags(model, c);
+    let xvs: Vec<Var> = xs.into_iter().map(|x| tape.leaf(x, false)).collect();
+    let (outs, state) = model.forward(tape, &xvs, params, training, &logits, rng)?;
+    let mut terms = Vec::with_capacity(outs.len());
+    let mut output_losses = Vec::with_capacity(outs.len());
+    let mut preds = Vec::with_capacity(outs.len());
+    for (j, (out, y)) in outs.into_iter().zip(&ys).enumerate() {
+        let yv = tape.leaf(y.clone(), false);
+        let (l, pred) = c.losses[j].compute(tape, out, logits[j], yv)?;
+        output_losses.push(tape.value(l).item() as f64);
+        preds.push(pred);
+        terms.push((c.loss_weights[j] as f32, l));
+    }
+    let total = if terms.len() == 1 && terms[0].0 == 1.0 {
+        terms[0].1
+    } else {
+        math::weighted_sum(tape, &terms)?
+    };
+    let outcome = BatchOutcome {
+        loss: tape.value(total).item() as f64,
+        output_losses,
+        preds,
+        ys,
+    };
+    Ok((total, outcome, state))
+}
+
+/// What one shard of a batch gives back: its losses and outputs, and the gradients of
+/// the trained weights.
+struct ShardResult {
+    outcome: BatchOutcome,
     grads: Vec<Tensor>,
     /// Batch statistics for layers that keep moving averages.
-    state: Vec<(usize, Vec<Tensor>)>,
+    state: Vec<StateUpdate>,
 }
 
 /// Forward and backward pass of one shard of a batch on its own tape.
 fn shard_gradients(
-    model: &Sequential,
+    model: &Model,
+    mask: &[bool],
     data: &Samples,
     idx: &[usize],
     contiguous: bool,
     seed: u64,
 ) -> Result<ShardResult> {
-    let compiled = model.compiled.as_ref().ok_or_else(not_compiled)?;
-    let loss_fn = compiled.loss;
-    let logits = loss_fn.wants_logits_of_softmax() && model.ends_in_softmax();
-    let (x, y) = if contiguous {
+    let c = model.compiled.as_ref().ok_or_else(not_compiled)?;
+    let (xs, ys) = if contiguous {
         data.range(idx[0], idx[0] + idx.len())
     } else {
         data.gather(idx)
     };
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut tape = Tape::new();
-    let xv = tape.leaf(x, false);
-    let yv = tape.leaf(y.clone(), false);
-    let params = model.param_vars(&mut tape);
-    let (out, state) = model.forward_with_state(&mut tape, xv, &params, true, logits, &mut rng)?;
-    let (loss, pred) = loss_fn.compute(&mut tape, out, logits, yv)?;
-    let mut grads = tape.backward(loss)?;
-    let loss_value = tape.value(loss).item() as f64;
-    let trainable: Vec<Tensor> = model
-        .layers()
+    let params = model.param_vars(&mut tape, Some(mask));
+    let (total, outcome, state) =
+        record_losses(model, c, &mut tape, xs, ys, &params, true, &mut rng)?;
+    let mut grads = tape.backward(total)?;
+    let trained: Vec<Tensor> = params
         .iter()
-        .zip(&params)
-        .flat_map(|(l, vars)| {
-            l.params()
-                .iter()
-                .zip(vars)
-                .filter(|(p, _)| p.trainable)
-                .map(|(_, v)| *v)
-                .collect::<Vec<_>>()
-        })
-        .map(|v| {
+        .zip(mask)
+        .filter(|(_, &m)| m)
+        .map(|(&v, _)| {
             grads
                 .take(v)
                 .unwrap_or_else(|| Tensor::zeros(tape.value(v).shape()))
         })
         .collect();
     Ok(ShardResult {
-        loss: loss_value,
-        pred,
-        y,
-        grads: trainable,
+        outcome,
+        grads: trained,
         state,
     })
 }
@@ -325,12 +482,13 @@ const MIN_SHARD: usize = 32;
 /// thread, each with its own tape (data parallelism: no synchronisation inside the
 /// passes); the gradient of the batch mean is the size-weighted mean of the shards'.
 fn train_step(
-    model: &mut Sequential,
+    model: &mut Model,
+    mask: &[bool],
     data: &Samples,
     idx: &[usize],
     contiguous: bool,
     rng: &mut SmallRng,
-) -> Result<Vec<ShardResult>> {
+) -> Result<Vec<BatchOutcome>> {
     // Batch statistics (batch normalization) must see the whole batch, as in Keras.
     let shards = if model.uses_batch_statistics() {
         1
@@ -341,19 +499,20 @@ fn train_step(
     };
     let per = idx.len().div_ceil(shards);
     let jobs: Vec<(&[usize], u64)> = idx.chunks(per).map(|c| (c, rng.gen())).collect();
-    let m: &Sequential = model;
+    let m: &Model = model;
     let mut results: Vec<ShardResult> = if jobs.len() == 1 {
         // One shard runs here, so its products can still use every thread.
-        vec![shard_gradients(m, data, jobs[0].0, contiguous, jobs[0].1)?]
+        vec![shard_gradients(m, mask, data, jobs[0].0, contiguous, jobs[0].1)?]
     } else {
         jobs.into_par_iter()
-            .map(|(chunk, seed)| shard_gradients(m, data, chunk, contiguous, seed))
+            .map(|(chunk, seed)| shard_gradients(m, mask, data, chunk, contiguous, seed))
             .collect::<Result<Vec<_>>>()?
     };
     let n = idx.len() as f32;
+    let rows = |r: &ShardResult| r.outcome.preds[0].rows();
     let loss: f64 = results
         .iter()
-        .map(|r| r.loss * r.pred.rows() as f64)
+        .map(|r| r.outcome.loss * rows(r) as f64)
         .sum::<f64>()
         / n as f64;
     if !loss.is_finite() {
@@ -365,20 +524,20 @@ fn train_step(
         .map(|i| {
             results
                 .iter()
-                .map(|r| (r.pred.rows() as f32 / n, &r.grads[i]))
+                .map(|r| (rows(r) as f32 / n, &r.grads[i]))
                 .collect()
         })
         .collect();
-    model.apply_gradients(&grads)?;
+    model.apply_gradients(mask, &grads)?;
     let state = std::mem::take(&mut results[0].state);
     model.update_state(state)?;
-    Ok(results)
+    Ok(results.into_iter().map(|r| r.outcome).collect())
 }
 
 /// `fit()`: trains for `epochs - initial_epoch` epochs, validating on the last
 /// `validation_split` of the samples (taken before shuffling) or on `validation`.
 pub fn fit(
-    model: &mut Sequential,
+    model: &mut Model,
     data: Samples,
     validation: Option<Samples>,
     opts: &FitOptions,
@@ -392,7 +551,8 @@ pub fn fit(
         ));
     }
     model.compiled.as_ref().ok_or_else(not_compiled)?;
-    model.build(data.x_shape)?;
+    model.build(&data.x_shapes())?;
+    let mask = model.compiled_mask()?;
     let (train, val) = match (validation, opts.validation_split) {
         (Some(v), _) => (data, Some(v)),
         (None, s) if s > 0.0 => {
@@ -414,6 +574,7 @@ pub fn fit(
         return Err(data_err("x", "has no samples"));
     }
     let metrics = compiled_metrics(model, &train)?;
+    let output_names = model.output_names();
     let mut rng = SmallRng::seed_from_u64(rng::next_seed());
     let steps = train.n.div_ceil(opts.batch_size);
     let mut order: Vec<usize> = (0..train.n).collect();
@@ -423,11 +584,11 @@ pub fn fit(
         if opts.shuffle {
             order.shuffle(&mut rng);
         }
-        let mut running = Running::new(&metrics);
+        let mut running = Running::new(&metrics, &output_names);
         for step in 0..steps {
             let idx = &order[step * opts.batch_size..((step + 1) * opts.batch_size).min(train.n)];
-            for shard in train_step(model, &train, idx, !opts.shuffle, &mut rng)? {
-                running.add(&metrics, shard.loss, &shard.pred, &shard.y);
+            for shard in train_step(model, &mask, &train, idx, !opts.shuffle, &mut rng)? {
+                running.add(&shard);
             }
             observer.on_batch_end(step + 1, &running.logs(""));
             if observer.should_stop() {
@@ -453,38 +614,30 @@ pub fn fit(
 }
 
 fn evaluate_logs(
-    model: &Sequential,
+    model: &Model,
     data: &Samples,
     batch_size: usize,
-    metrics: &[Metric],
+    metrics: &[Vec<Metric>],
     prefix: &str,
     observer: &mut dyn Observer,
 ) -> Result<Vec<(String, f64)>> {
     let c = model.compiled.as_ref().ok_or_else(not_compiled)?;
-    let logits = c.loss.wants_logits_of_softmax() && model.ends_in_softmax();
-    let mut running = Running::new(metrics);
+    let output_names = model.output_names();
+    let mut running = Running::new(metrics, &output_names);
     let steps = data.n.div_ceil(batch_size);
     observer.on_epoch_begin(0, 1, steps);
     let batch = |step: usize| {
         let (from, to) = (step * batch_size, ((step + 1) * batch_size).min(data.n));
-        let (xb, yb) = data.range(from, to);
+        let (xs, ys) = data.range(from, to);
         let mut tape = Tape::new();
-        let xv = tape.leaf(xb, false);
-        let yv = tape.leaf(yb.clone(), false);
-        let params = inference_params(model, &mut tape);
-        let out = model.forward(
-            &mut tape,
-            xv,
-            &params,
-            false,
-            logits,
-            &mut SmallRng::seed_from_u64(0),
-        )?;
-        let (loss, pred) = c.loss.compute(&mut tape, out, logits, yv)?;
-        Ok((tape.value(loss).item() as f64, pred, yb))
+        let params = model.param_vars(&mut tape, None);
+        let mut rng = SmallRng::seed_from_u64(0);
+        let (_, outcome, _) =
+            record_losses(model, c, &mut tape, xs, ys, &params, false, &mut rng)?;
+        Ok(outcome)
     };
-    in_parallel_groups(steps, batch, |step, (loss, pred, yb)| {
-        running.add(metrics, loss, &pred, &yb);
+    in_parallel_groups(steps, batch, |step, outcome| {
+        running.add(&outcome);
         observer.on_batch_end(step + 1, &running.logs(prefix));
         if observer.should_stop() {
             return Err(Error::Interrupted);
@@ -517,80 +670,84 @@ fn in_parallel_groups<T: Send>(
     Ok(())
 }
 
-/// Parameters as constants: inference records no backward at all.
-fn inference_params(model: &Sequential, tape: &mut Tape) -> Vec<Vec<crate::autodiff::Var>> {
-    model
-        .layers()
-        .iter()
-        .map(|l| {
-            l.params()
-                .iter()
-                .map(|p| tape.leaf(p.value.clone(), false))
-                .collect()
-        })
-        .collect()
-}
-
 /// `evaluate()`: the loss and metrics over all samples, in Keras's log order.
 pub fn evaluate(
-    model: &mut Sequential,
+    model: &mut Model,
     data: Samples,
     batch_size: usize,
     observer: &mut dyn Observer,
 ) -> Result<Vec<(String, f64)>> {
     check_batch_size(batch_size)?;
     model.compiled.as_ref().ok_or_else(not_compiled)?;
-    model.build(data.x_shape)?;
+    model.build(&data.x_shapes())?;
     let metrics = compiled_metrics(model, &data)?;
     evaluate_logs(model, &data, batch_size, &metrics, "", observer)
 }
 
-/// `predict()`: the model's outputs for `x` (n samples of `x_shape`), row-major.
+/// `predict()`: the model's outputs for the inputs `xs` (one array per model input),
+/// each output row-major with the sample axis first.
 pub fn predict(
-    model: &mut Sequential,
-    x: &[f32],
-    x_shape: &[usize],
+    model: &mut Model,
+    xs: &[Array],
     batch_size: usize,
     observer: &mut dyn Observer,
-) -> Result<Tensor> {
+) -> Result<Vec<Tensor>> {
     check_batch_size(batch_size)?;
-    check_finite("x", x, x_shape.iter().product())?;
-    model.build(x_shape)?;
-    let xl: usize = x_shape.iter().product();
-    let n = x.len() / xl.max(1);
-    let out_shape = model.output_shape()?.unwrap_or_default();
-    let ol: usize = out_shape.iter().product();
-    let mut out = Vec::with_capacity(n * ol);
+    let n = xs.first().map(Array::rows).unwrap_or(0);
+    for (i, a) in xs.iter().enumerate() {
+        let name = arg_name("x", i, xs.len());
+        if a.rows() != n {
+            return Err(data_err(
+                &name,
+                format!("has {} samples, but `x[[1]]` has {n}", a.rows()),
+            ));
+        }
+        check_finite(&name, a.values, a.sample_len())?;
+    }
+    let shapes: Vec<Vec<usize>> = xs.iter().map(|a| a.shape.to_vec()).collect();
+    model.build(&shapes)?;
+    let out_shapes = model.output_shapes()?.unwrap_or_default();
+    let mut outs: Vec<Vec<f32>> = out_shapes
+        .iter()
+        .map(|s| Vec::with_capacity(n * s.iter().product::<usize>()))
+        .collect();
     let steps = n.div_ceil(batch_size);
     observer.on_epoch_begin(0, 1, steps);
-    let m: &Sequential = model;
+    let m: &Model = model;
     let batch = |step: usize| {
         let (from, to) = (step * batch_size, ((step + 1) * batch_size).min(n));
-        let mut shape = vec![to - from];
-        shape.extend_from_slice(x_shape);
-        let xb = Tensor::from_vec(shape, crate::device::pool::copy_of(&x[from * xl..to * xl]))?;
         let mut tape = Tape::new();
-        let xv = tape.leaf(xb, false);
-        let params = inference_params(m, &mut tape);
-        let y = m.forward(
+        let xvs: Vec<Var> = xs
+            .iter()
+            .map(|a| tape.leaf(a.range(from, to), false))
+            .collect();
+        let params = m.param_vars(&mut tape, None);
+        let (ys, _) = m.forward(
             &mut tape,
-            xv,
+            &xvs,
             &params,
             false,
-            false,
+            &[],
             &mut SmallRng::seed_from_u64(0),
         )?;
-        Ok(tape.value(y).clone())
+        Ok(ys.iter().map(|&y| tape.value(y).clone()).collect::<Vec<_>>())
     };
-    in_parallel_groups(steps, batch, |step, y: Tensor| {
-        out.extend_from_slice(y.host());
+    in_parallel_groups(steps, batch, |step, ys: Vec<Tensor>| {
+        for (o, y) in outs.iter_mut().zip(&ys) {
+            o.extend_from_slice(y.host());
+        }
         observer.on_batch_end(step + 1, &[]);
         if observer.should_stop() {
             return Err(Error::Interrupted);
         }
         Ok(())
     })?;
-    let mut shape = vec![n];
-    shape.extend(out_shape);
-    Tensor::from_vec(shape, out)
+    outs.into_iter()
+        .zip(out_shapes)
+        .map(|(o, s)| {
+            let mut shape = vec![n];
+            shape.extend(s);
+            Tensor::from_vec(shape, o)
+        })
+        .collect()
 }

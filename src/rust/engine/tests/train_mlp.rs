@@ -3,10 +3,10 @@
 use engine::init::Initializer;
 use engine::layers::{Dense, Dropout};
 use engine::losses::Loss;
-use engine::model::Sequential;
+use engine::model::Model;
 use engine::ops::activation::Activation;
 use engine::optim::OptimizerConfig;
-use engine::train::{evaluate, fit, predict, FitOptions, Samples, Silent};
+use engine::train::{evaluate, fit, predict, Array, FitOptions, Samples, Silent};
 use rand::{Rng, SeedableRng};
 
 /// The tests of this file run on parallel threads but share the session's random stream
@@ -39,9 +39,9 @@ fn blobs(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
     (x, y)
 }
 
-fn mlp(seed: u64) -> Sequential {
+fn mlp(seed: u64) -> Model {
     engine::rng::set_seed(seed);
-    let mut m = Sequential::new(None, Some(vec![4])).unwrap();
+    let mut m = Model::sequential(None, Some(vec![4])).unwrap();
     let g = Initializer::GlorotUniform;
     m.add(Box::new(
         Dense::new(16, Activation::Relu, true, g, Initializer::Zeros, None).unwrap(),
@@ -54,7 +54,8 @@ fn mlp(seed: u64) -> Sequential {
     .unwrap();
     m.compile(
         OptimizerConfig::from_name("rmsprop").unwrap(),
-        Loss::from_name("categorical_crossentropy", false).unwrap(),
+        vec![Loss::from_name("categorical_crossentropy", false).unwrap()],
+        None,
         vec!["accuracy".into()],
     )
     .unwrap();
@@ -76,8 +77,8 @@ fn mlp_learns_blobs() {
     let _stream = lock_stream();
     let (x, y) = blobs(600, 1);
     let mut m = mlp(7);
-    let data = Samples::new(&x, &[4], &y, &[3]).unwrap();
-    let h = fit(&mut m, data, None, &opts(), &mut Silent).unwrap();
+    let data = Samples::single(&x, &[4], &y, &[3]).unwrap();
+    let h = fit(&mut m, data.clone(), None, &opts(), &mut Silent).unwrap();
     let names: Vec<&str> = h.metrics.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(names, ["accuracy", "loss", "val_accuracy", "val_loss"]);
     let loss = &h.metrics[1].1;
@@ -87,10 +88,10 @@ fn mlp_learns_blobs() {
         loss[0],
         loss.last().unwrap()
     );
-    let logs = evaluate(&mut m, data, 32, &mut Silent).unwrap();
+    let logs = evaluate(&mut m, data.clone(), 32, &mut Silent).unwrap();
     assert_eq!(logs[0].0, "accuracy");
     assert!(logs[0].1 > 0.95, "accuracy {}", logs[0].1);
-    let p = predict(&mut m, &x[..8], &[4], 32, &mut Silent).unwrap();
+    let p = predict(&mut m, &[Array { values: &x[..8], shape: &[4] }], 32, &mut Silent).unwrap().remove(0);
     assert_eq!(p.shape(), &[2, 3]);
     for row in p.host().chunks(3) {
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
@@ -101,11 +102,11 @@ fn mlp_learns_blobs() {
 fn same_seed_same_history() {
     let _stream = lock_stream();
     let (x, y) = blobs(300, 2);
-    let data = Samples::new(&x, &[4], &y, &[3]).unwrap();
+    let data = Samples::single(&x, &[4], &y, &[3]).unwrap();
     let run = |seed| {
         let mut m = mlp(seed);
         engine::rng::set_seed(seed);
-        fit(&mut m, data, None, &opts(), &mut Silent).unwrap()
+        fit(&mut m, data.clone(), None, &opts(), &mut Silent).unwrap()
     };
     assert_eq!(run(3).metrics, run(3).metrics);
     assert_ne!(run(3).metrics, run(4).metrics);
@@ -119,7 +120,7 @@ fn wrong_width_names_the_layer() {
     let y = vec![0.0f32; 10 * 3];
     let e = fit(
         &mut m,
-        Samples::new(&x, &[5], &y, &[3]).unwrap(),
+        Samples::single(&x, &[5], &y, &[3]).unwrap(),
         None,
         &opts(),
         &mut Silent,
@@ -133,12 +134,12 @@ fn wrong_width_names_the_layer() {
 fn bad_data_is_rejected() {
     let _stream = lock_stream();
     let x = vec![0.0f32, f32::NAN, 1.0, 2.0];
-    let e = Samples::new(&x, &[4], &[0.0, 1.0, 0.0], &[3])
+    let e = Samples::single(&x, &[4], &[0.0, 1.0, 0.0], &[3])
         .err()
         .unwrap()
         .to_string();
     assert!(e.contains("`x` must not contain NA, NaN or Inf"), "{e}");
-    let e = Samples::new(&[0.0; 8], &[4], &[0.0; 3], &[3])
+    let e = Samples::single(&[0.0; 8], &[4], &[0.0; 3], &[3])
         .err()
         .unwrap()
         .to_string();
@@ -148,7 +149,7 @@ fn bad_data_is_rejected() {
 #[test]
 fn fit_before_compile_is_an_error() {
     let _stream = lock_stream();
-    let mut m = Sequential::new(None, Some(vec![4])).unwrap();
+    let mut m = Model::sequential(None, Some(vec![4])).unwrap();
     m.add(Box::new(
         Dense::new(
             3,
@@ -164,7 +165,7 @@ fn fit_before_compile_is_an_error() {
     let (x, y) = blobs(30, 3);
     let e = fit(
         &mut m,
-        Samples::new(&x, &[4], &y, &[3]).unwrap(),
+        Samples::single(&x, &[4], &y, &[3]).unwrap(),
         None,
         &opts(),
         &mut Silent,
@@ -188,10 +189,10 @@ impl engine::train::Observer for StopAfter {
 fn an_interrupted_fit_keeps_a_usable_model() {
     let _stream = lock_stream();
     let (x, y) = blobs(600, 5);
-    let data = Samples::new(&x, &[4], &y, &[3]).unwrap();
+    let data = Samples::single(&x, &[4], &y, &[3]).unwrap();
     let mut m = mlp(9);
     let before = m.get_weights();
-    let h = fit(&mut m, data, None, &opts(), &mut StopAfter(3)).unwrap();
+    let h = fit(&mut m, data.clone(), None, &opts(), &mut StopAfter(3)).unwrap();
     assert!(h.interrupted);
     assert!(h.epochs.is_empty(), "no epoch completed");
     let after = m.get_weights();
@@ -201,6 +202,6 @@ fn an_interrupted_fit_keeps_a_usable_model() {
         "the batches before the stop were applied"
     );
     // The model trains on afterwards.
-    let h = fit(&mut m, data, None, &opts(), &mut Silent).unwrap();
+    let h = fit(&mut m, data.clone(), None, &opts(), &mut Silent).unwrap();
     assert_eq!(h.epochs.len(), 15);
 }

@@ -5,11 +5,11 @@
 use engine::init::Initializer;
 use engine::layers::{Dense, Flatten, Layer, PoolKind, Pooling, Reshape, ZeroPadding2D};
 use engine::losses::Loss;
-use engine::model::Sequential;
+use engine::model::Model;
 use engine::ops::activation::Activation;
 use engine::ops::pool::Padding;
 use engine::optim::OptimizerConfig;
-use engine::train::{evaluate, fit, predict, FitOptions, Samples, Silent};
+use engine::train::{evaluate, fit, predict, Array, FitOptions, Samples, Silent};
 use rand::{Rng, SeedableRng};
 
 /// 8x8 images of 2 channels with noise, and a bright 2x2 spot in one of three places
@@ -35,7 +35,7 @@ fn spots(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
     (x, y)
 }
 
-fn model() -> Sequential {
+fn model() -> Model {
     engine::rng::set_seed(5);
     let g = Initializer::GlorotUniform;
     let layers: Vec<Box<dyn Layer>> = vec![
@@ -57,13 +57,14 @@ fn model() -> Sequential {
         Box::new(Flatten::new(None)),
         Box::new(Dense::new(3, Activation::Softmax, true, g, Initializer::Zeros, None).unwrap()),
     ];
-    let mut m = Sequential::new(None, Some(vec![8, 8, 2])).unwrap();
+    let mut m = Model::sequential(None, Some(vec![8, 8, 2])).unwrap();
     for l in layers {
         m.add(l).unwrap();
     }
     m.compile(
         OptimizerConfig::from_name("adam").unwrap(),
-        Loss::from_name("categorical_crossentropy", false).unwrap(),
+        vec![Loss::from_name("categorical_crossentropy", false).unwrap()],
+        None,
         vec!["accuracy".into()],
     )
     .unwrap();
@@ -88,7 +89,7 @@ fn pooling_model_learns_where_the_spot_is() {
         vec![3],
     ];
     assert_eq!(shapes, expected.into_iter().map(Some).collect::<Vec<_>>());
-    let data = Samples::new(&x, &[8, 8, 2], &y, &[3]).unwrap();
+    let data = Samples::single(&x, &[8, 8, 2], &y, &[3]).unwrap();
     let opts = FitOptions {
         batch_size: 64,
         epochs: 80,
@@ -96,18 +97,18 @@ fn pooling_model_learns_where_the_spot_is() {
         shuffle: true,
         validation_split: 0.0,
     };
-    let h = fit(&mut m, data, None, &opts, &mut Silent).unwrap();
+    let h = fit(&mut m, data.clone(), None, &opts, &mut Silent).unwrap();
     let loss = &h.metrics.iter().find(|(k, _)| k == "loss").unwrap().1;
     assert!(loss.last().unwrap() < &(loss[0] * 0.5), "loss {loss:?}");
     let (xt, yt) = spots(90, 2);
     let logs = evaluate(
         &mut m,
-        Samples::new(&xt, &[8, 8, 2], &yt, &[3]).unwrap(),
+        Samples::single(&xt, &[8, 8, 2], &yt, &[3]).unwrap(),
         32,
         &mut Silent,
     )
     .unwrap();
     assert!(logs[0].1 > 0.9, "accuracy {}", logs[0].1);
-    let p = predict(&mut m, &xt[..3 * 128], &[8, 8, 2], 32, &mut Silent).unwrap();
+    let p = predict(&mut m, &[Array { values: &xt[..3 * 128], shape: &[8, 8, 2] }], 32, &mut Silent).unwrap().remove(0);
     assert_eq!(p.shape(), &[3, 3]);
 }

@@ -9,7 +9,8 @@ use extendr_api::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::error::{RkError, RkResult};
-use crate::model::{config_value, model_ptr, ModelPtr};
+use crate::model::{config_value, model_handle, model_ref};
+use engine::model;
 
 #[extendr]
 fn rk_save_model_hdf5(
@@ -18,7 +19,8 @@ fn rk_save_model_hdf5(
     overwrite: bool,
     include_optimizer: bool,
 ) -> RkResult<()> {
-    let ptr = model_ptr(&model)?;
+    let m = model_ref(&model)?;
+    let ptr = model::read(&m);
     io::save_h5(&ptr, Path::new(filepath), overwrite, include_optimizer)?;
     Ok(())
 }
@@ -26,26 +28,29 @@ fn rk_save_model_hdf5(
 #[extendr]
 fn rk_load_model_hdf5(filepath: &str, compile: bool) -> RkResult<Robj> {
     let model = io::load_h5(Path::new(filepath), compile)?;
-    Ok(ModelPtr::new(model).into())
+    Ok(model_handle(model))
 }
 
 #[extendr]
 fn rk_save_weights_hdf5(model: Robj, filepath: &str, overwrite: bool) -> RkResult<()> {
-    let ptr = model_ptr(&model)?;
+    let m = model_ref(&model)?;
+    let ptr = model::read(&m);
     io::save_weights_h5(&ptr, Path::new(filepath), overwrite)?;
     Ok(())
 }
 
 #[extendr]
 fn rk_load_weights_hdf5(model: Robj, filepath: &str, by_name: bool) -> RkResult<()> {
-    let mut ptr = model_ptr(&model)?;
+    let m = model_ref(&model)?;
+    let mut ptr = model::write(&m);
     io::load_weights_h5(&mut ptr, Path::new(filepath), by_name)?;
     Ok(())
 }
 
 #[extendr]
 fn rk_save_model_keras(model: Robj, filepath: &str, overwrite: bool) -> RkResult<()> {
-    let ptr = model_ptr(&model)?;
+    let m = model_ref(&model)?;
+    let ptr = model::read(&m);
     io::save_keras(&ptr, Path::new(filepath), overwrite)?;
     Ok(())
 }
@@ -53,13 +58,14 @@ fn rk_save_model_keras(model: Robj, filepath: &str, overwrite: bool) -> RkResult
 #[extendr]
 fn rk_load_model_keras(filepath: &str, compile: bool) -> RkResult<Robj> {
     let model = io::load_keras(Path::new(filepath), compile)?;
-    Ok(ModelPtr::new(model).into())
+    Ok(model_handle(model))
 }
 
 /// The model's Keras 3 config (the `config` part of `{"class_name": "Sequential", ...}`).
 #[extendr]
 fn rk_model_get_config(model: Robj) -> RkResult<Robj> {
-    let ptr = model_ptr(&model)?;
+    let m = model_ref(&model)?;
+    let ptr = model::read(&m);
     let v = config_json::model_to_json(&ptr, config_json::Flavor::Keras3);
     Ok(json_to_r(&v["config"]))
 }
@@ -72,7 +78,7 @@ fn rk_model_from_config(config: Robj) -> RkResult<Robj> {
     m.insert("config".into(), r_to_json(&config)?);
     let model = config_json::model_from_json(&Value::Object(m))
         .map_err(|e| RkError::new("argument", e.0))?;
-    Ok(ModelPtr::new(model).into())
+    Ok(model_handle(model))
 }
 
 /// A layer's Keras 3 config from its class name and engine config (a named list).

@@ -1,12 +1,11 @@
 //! Exports for models: create, add layers, compile, fit, evaluate, predict, weights.
 //! Each converts its arguments, calls the engine and converts the result back.
 
-use engine::layers::registry;
 use engine::layers::ConfigValue;
 use engine::losses::Loss;
-use engine::model::Sequential;
+use engine::model::{self, LayerRef, Model, ModelRef};
 use engine::optim::{Algorithm, OptimizerConfig};
-use engine::train::{self, FitOptions, Samples};
+use engine::train::{self, Array, FitOptions, Samples};
 use engine::Tensor;
 use extendr_api::prelude::*;
 
@@ -14,25 +13,65 @@ use crate::console::Console;
 use crate::convert::{array_from_r, array_to_r};
 use crate::error::{RkError, RkResult};
 
-pub(crate) type ModelPtr = ExternalPtr<Sequential>;
+/// What an R model or layer object points at: engine objects shared with the models
+/// that use them, so `layer$trainable <- FALSE` reaches every model holding the layer.
+pub(crate) enum Handle {
+    Model(ModelRef),
+    Layer(LayerRef),
+}
 
-/// The engine model behind an R model object, with a clear error when it is gone.
-pub(crate) fn model_ptr(model: &Robj) -> RkResult<ModelPtr> {
-    let ptr: ModelPtr = model.try_into().map_err(|e| match e {
+pub(crate) type HandlePtr = ExternalPtr<Handle>;
+
+fn handle(x: &Robj, what: &str) -> RkResult<HandlePtr> {
+    x.try_into().map_err(|e| match e {
         extendr_api::Error::ExpectedExternalNonNullPtr(_) => RkError::new(
             "state",
-            "this model's engine object no longer exists: models do not survive saveRDS()/readRDS() or a new R session; rebuild the model or load it from a saved file",
+            format!("this {what}'s engine object no longer exists: models and layers do not survive saveRDS()/readRDS() or a new R session; rebuild the model or load it from a saved file"),
         ),
-        _ => RkError::new("input", "`object` must be a rustkeras model"),
-    })?;
-    Ok(ptr)
+        _ => RkError::new("input", format!("`object` must be a rustkeras {what}")),
+    })
+}
+
+/// The engine model behind an R model object, with a clear error when it is gone.
+pub(crate) fn model_ref(x: &Robj) -> RkResult<ModelRef> {
+    match &*handle(x, "model")? {
+        Handle::Model(m) => Ok(m.clone()),
+        Handle::Layer(_) => Err(RkError::new("input", "`object` must be a rustkeras model, not a layer")),
+    }
+}
+
+pub(crate) fn layer_ref(x: &Robj) -> RkResult<LayerRef> {
+    match &*handle(x, "layer")? {
+        Handle::Layer(l) => Ok(l.clone()),
+        Handle::Model(_) => Err(RkError::new("input", "expected a layer, not a model")),
+    }
+}
+
+pub(crate) fn model_handle(m: Model) -> Robj {
+    HandlePtr::new(Handle::Model(model::share(m))).into()
+}
+
+/// A layer or a model as a member of another model.
+pub(crate) fn member_from_r(x: &Robj) -> RkResult<model::Member> {
+    Ok(match &*handle(x, "layer")? {
+        Handle::Model(m) => model::Member::Model(m.clone()),
+        Handle::Layer(l) => model::Member::Layer(l.clone()),
+    })
+}
+
+pub(crate) fn member_to_r(m: &model::Member) -> Robj {
+    let h = match m {
+        model::Member::Model(m) => Handle::Model(m.clone()),
+        model::Member::Layer(l) => Handle::Layer(l.clone()),
+    };
+    HandlePtr::new(h).into()
 }
 
 fn opt_string(x: &Robj) -> Option<String> {
     x.as_str().map(str::to_string)
 }
 
-fn dims_from_r(x: &Robj, arg: &str) -> RkResult<Option<Vec<usize>>> {
+pub(crate) fn dims_from_r(x: &Robj, arg: &str) -> RkResult<Option<Vec<usize>>> {
     if x.is_null() {
         return Ok(None);
     }
@@ -59,50 +98,48 @@ fn dims_from_r(x: &Robj, arg: &str) -> RkResult<Option<Vec<usize>>> {
     Ok(Some(v.into_iter().map(|d| d as usize).collect()))
 }
 
-/// x and y converted from R once per call: row-major values and their dims.
-struct SampleArrays {
-    x: (Vec<f32>, Vec<usize>),
-    y: (Vec<f32>, Vec<usize>),
+/// An R array, or a list of arrays (one per model input or output), converted once
+/// per call into row-major values and their dims.
+struct RArrays(Vec<(Vec<f32>, Vec<usize>)>);
+
+impl RArrays {
+    fn from_r(x: &Robj, arg: &str) -> RkResult<RArrays> {
+        if x.is_list() && !x.is_null() {
+            let list: List = x.try_into().map_err(|_| RkError::new("input", format!("`{arg}` must be an array or a list of arrays")))?;
+            let n = list.len();
+            let mut out = Vec::with_capacity(n);
+            for (i, (_, a)) in list.iter().enumerate() {
+                out.push(array_from_r(&a, &format!("{arg}[[{}]]", i + 1))?);
+            }
+            if out.is_empty() {
+                return Err(RkError::new("input", format!("`{arg}` is an empty list")));
+            }
+            Ok(RArrays(out))
+        } else {
+            Ok(RArrays(vec![array_from_r(x, arg)?]))
+        }
+    }
+
+    /// The engine's views; the first axis of each is the sample axis.
+    fn arrays(&self) -> Vec<Array<'_>> {
+        self.0
+            .iter()
+            .map(|(v, d)| Array {
+                values: v,
+                shape: &d[1..],
+            })
+            .collect()
+    }
 }
 
-impl SampleArrays {
-    fn from_r(x: &Robj, x_arg: &str, y: &Robj, y_arg: &str) -> RkResult<SampleArrays> {
-        Ok(SampleArrays {
-            x: array_from_r(x, x_arg)?,
-            y: array_from_r(y, y_arg)?,
-        })
-    }
-
-    /// The engine's view; the first axis of each is the sample axis.
-    fn samples(&self) -> RkResult<Samples<'_>> {
-        Ok(Samples::new(
-            &self.x.0,
-            &self.x.1[1..],
-            &self.y.0,
-            &self.y.1[1..],
-        )?)
-    }
+fn samples<'a>(x: &'a RArrays, y: &'a RArrays) -> RkResult<Samples<'a>> {
+    Ok(Samples::new(x.arrays(), y.arrays())?)
 }
 
 #[extendr]
 fn rk_model_new(name: Robj, input_shape: Robj) -> RkResult<Robj> {
-    let model = Sequential::new(opt_string(&name), dims_from_r(&input_shape, "input_shape")?)?;
-    Ok(ModelPtr::new(model).into())
-}
-
-/// Adds a layer given by its Keras class name and config (a named list).
-#[extendr]
-fn rk_model_add_layer(model: Robj, class_name: &str, config: List) -> RkResult<()> {
-    let mut fields = Vec::new();
-    for (key, value) in config.iter() {
-        if value.is_null() {
-            continue;
-        }
-        fields.push((key.to_string(), config_value(key, &value)?));
-    }
-    let layer = registry::from_config(class_name, &fields)?;
-    model_ptr(&model)?.add(layer)?;
-    Ok(())
+    let model = Model::sequential(opt_string(&name), dims_from_r(&input_shape, "input_shape")?)?;
+    Ok(model_handle(model))
 }
 
 /// One config field from R: a length-1 vector is a scalar, a longer one a tuple.
@@ -142,7 +179,8 @@ pub(crate) fn config_value(key: &str, value: &Robj) -> RkResult<ConfigValue> {
 /// What summary() and print() need: names, classes, shapes, parameter counts.
 #[extendr]
 fn rk_model_info(model: Robj) -> RkResult<List> {
-    let ptr = model_ptr(&model)?;
+    let m = model_ref(&model)?;
+    let ptr = model::read(&m);
     let info = ptr.layer_info();
     let shapes: Vec<Robj> = info
         .iter()
@@ -156,13 +194,20 @@ fn rk_model_info(model: Robj) -> RkResult<List> {
         None => ().into(),
     };
     let compiled = ptr.compiled.as_ref();
+    let connected: Vec<Robj> = info
+        .iter()
+        .map(|l| Robj::from(l.connected_to.clone()))
+        .collect();
     Ok(list!(
         name = ptr.name.clone(),
+        class_name = ptr.class_name(),
+        chain = ptr.is_chain(),
+        trainable = ptr.trainable,
         input_shape = input,
         built = ptr.is_built(),
         compiled = compiled.is_some(),
         optimizer = compiled.map(|c| c.optimizer.config.name.clone()),
-        loss = compiled.map(|c| c.loss.name().to_string()),
+        loss = compiled.map(|c| c.loss().name().to_string()),
         optimizer_params = compiled
             .and_then(|c| c.optimizer.variable_count())
             .map(|n| n as f64),
@@ -176,7 +221,10 @@ fn rk_model_info(model: Robj) -> RkResult<List> {
         trainable_params = info
             .iter()
             .map(|l| l.trainable_params as f64)
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>(),
+        layer_built = info.iter().map(|l| l.built).collect::<Vec<_>>(),
+        layer_trainable = info.iter().map(|l| l.trainable).collect::<Vec<_>>(),
+        connected_to = List::from_values(connected)
     ))
 }
 
@@ -185,8 +233,9 @@ fn rk_model_info(model: Robj) -> RkResult<List> {
 fn rk_model_compile(
     model: Robj,
     optimizer: List,
-    loss: &str,
+    loss: Vec<String>,
     from_logits: bool,
+    loss_weights: Robj,
     metrics: Vec<String>,
 ) -> RkResult<()> {
     let get = |key: &str| optimizer.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
@@ -218,8 +267,19 @@ fn rk_model_compile(
     if let Some(wd) = get("weight_decay").and_then(|v| v.as_real()) {
         config.weight_decay = Some(wd);
     }
-    let loss = Loss::from_name(loss, from_logits)?;
-    model_ptr(&model)?.compile(config, loss, metrics)?;
+    let losses = loss
+        .iter()
+        .map(|l| Loss::from_name(l, from_logits))
+        .collect::<engine::Result<Vec<_>>>()?;
+    let weights = if loss_weights.is_null() {
+        None
+    } else {
+        Some(loss_weights.as_real_vector().ok_or_else(|| {
+            RkError::new("input", "`loss_weights` must be a numeric vector")
+        })?)
+    };
+    let m = model_ref(&model)?;
+    model::write(&m).compile(config, losses, weights, metrics)?;
     Ok(())
 }
 
@@ -251,20 +311,19 @@ fn rk_model_fit(
     val_x: Robj,
     val_y: Robj,
 ) -> RkResult<List> {
-    let mut ptr = model_ptr(&model)?;
-    let arrays = SampleArrays::from_r(&x, "x", &y, "y")?;
-    let val_arrays = if val_x.is_null() {
+    let m = model_ref(&model)?;
+    let mut ptr = model::write(&m);
+    let (xa, ya) = (RArrays::from_r(&x, "x")?, RArrays::from_r(&y, "y")?);
+    let val = if val_x.is_null() {
         None
     } else {
-        Some(SampleArrays::from_r(
-            &val_x,
-            "validation_data",
-            &val_y,
-            "validation_data",
-        )?)
+        Some((
+            RArrays::from_r(&val_x, "validation_data")?,
+            RArrays::from_r(&val_y, "validation_data")?,
+        ))
     };
-    let data = arrays.samples()?;
-    let validation = val_arrays.as_ref().map(SampleArrays::samples).transpose()?;
+    let data = samples(&xa, &ya)?;
+    let validation = val.as_ref().map(|(x, y)| samples(x, y)).transpose()?;
     let opts = FitOptions {
         batch_size: batch_size.max(0) as usize,
         epochs: epochs.max(0) as usize,
@@ -297,9 +356,10 @@ fn rk_model_evaluate(
     verbose: i32,
     live: bool,
 ) -> RkResult<Robj> {
-    let mut ptr = model_ptr(&model)?;
-    let arrays = SampleArrays::from_r(&x, "x", &y, "y")?;
-    let data = arrays.samples()?;
+    let m = model_ref(&model)?;
+    let mut ptr = model::write(&m);
+    let (xa, ya) = (RArrays::from_r(&x, "x")?, RArrays::from_r(&y, "y")?);
+    let data = samples(&xa, &ya)?;
     let mut console = Console::new(verbose.clamp(0, 2) as u8, live, false);
     let logs = train::evaluate(&mut ptr, data, batch_size.max(0) as usize, &mut console)?;
     console.finish(&logs);
@@ -314,23 +374,27 @@ fn rk_model_predict(
     verbose: i32,
     live: bool,
 ) -> RkResult<Robj> {
-    let mut ptr = model_ptr(&model)?;
-    let (xv, xd) = array_from_r(&x, "x")?;
+    let m = model_ref(&model)?;
+    let mut ptr = model::write(&m);
+    let xa = RArrays::from_r(&x, "x")?;
     let mut console = Console::new(verbose.clamp(0, 2) as u8, live, false);
-    let out = train::predict(
+    let outs = train::predict(
         &mut ptr,
-        &xv,
-        &xd[1..],
+        &xa.arrays(),
         batch_size.max(0) as usize,
         &mut console,
     )?;
     console.finish(&[]);
-    Ok(array_to_r(out.host(), out.shape()))
+    if outs.len() == 1 {
+        return Ok(array_to_r(outs[0].host(), outs[0].shape()));
+    }
+    Ok(List::from_values(outs.iter().map(|o| array_to_r(o.host(), o.shape()))).into())
 }
 
 #[extendr]
 fn rk_model_get_weights(model: Robj) -> RkResult<List> {
-    let ptr = model_ptr(&model)?;
+    let m = model_ref(&model)?;
+    let ptr = model::read(&m);
     Ok(List::from_values(
         ptr.get_weights()
             .iter()
@@ -345,7 +409,7 @@ fn rk_model_set_weights(model: Robj, weights: List) -> RkResult<()> {
         let (values, dims) = array_from_r(&w, "weights")?;
         tensors.push(Tensor::from_vec(dims, values)?);
     }
-    model_ptr(&model)?.set_weights(tensors)?;
+    model::write(&model_ref(&model)?).set_weights(tensors)?;
     Ok(())
 }
 
@@ -377,7 +441,6 @@ fn rk_init_threads(threads: i32) -> bool {
 extendr_module! {
     mod model;
     fn rk_model_new;
-    fn rk_model_add_layer;
     fn rk_model_info;
     fn rk_model_compile;
     fn rk_model_fit;

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use super::{fail, FResult, Fail};
 use crate::layers::{registry, ConfigValue, Layer};
 use crate::losses::Loss;
-use crate::model::{Compiled, Sequential};
+use crate::model::{Compiled, Model};
 use crate::optim::{Algorithm, OptimizerConfig};
 
 /// Which JSON dialect: the legacy H5 file's (`model_config`, no `module` keys) or the
@@ -278,7 +278,7 @@ fn check_dtype(layer: &str, dtype: Option<&Value>) -> FResult<()> {
 
 /// A Sequential model's config: `{"class_name": "Sequential", "config": {...}}` (and the
 /// `.keras` file's extra keys with `Flavor::Keras3`).
-pub fn model_to_json(model: &Sequential, flavor: Flavor) -> Value {
+pub fn model_to_json(model: &Model, flavor: Flavor) -> Value {
     let mut layers = Vec::new();
     let input = model.input_shape().map(|s| s.to_vec());
     if let Some(s) = &input {
@@ -299,7 +299,7 @@ pub fn model_to_json(model: &Sequential, flavor: Flavor) -> Value {
     }
     let mut shape = input.clone();
     for l in model.layers() {
-        layers.push(layer_to_json(l.as_ref(), shape.as_deref(), flavor));
+        layers.push(layer_to_json(&**l, shape.as_deref(), flavor));
         shape = shape.and_then(|s| l.output_shape(&s).ok());
     }
     let mut config = Map::new();
@@ -350,7 +350,7 @@ fn shape_from_json(v: &Value, what: &str) -> FResult<Vec<usize>> {
 }
 
 /// A Sequential model from its config (either flavor; Keras 2's `batch_input_shape` too).
-pub fn model_from_json(v: &Value) -> FResult<Sequential> {
+pub fn model_from_json(v: &Value) -> FResult<Model> {
     let class = v.get("class_name").and_then(Value::as_str).unwrap_or("");
     if class != "Sequential" {
         return fail(format!(
@@ -395,7 +395,7 @@ pub fn model_from_json(v: &Value) -> FResult<Sequential> {
         .get("name")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let mut model = Sequential::new(name, input)?;
+    let mut model = Model::sequential(name, input)?;
     for l in layers {
         model.add(l)?;
     }
@@ -633,9 +633,26 @@ fn metrics_from_json(v: Option<&Value>) -> FResult<Vec<String>> {
     Ok(out)
 }
 
+/// One loss, or a list with one per output.
+fn losses_json(c: &Compiled) -> Value {
+    match c.losses.as_slice() {
+        [l] => loss_to_json(l),
+        ls => Value::Array(ls.iter().map(loss_to_json).collect()),
+    }
+}
+
+/// `null` unless the user gave `loss_weights`.
+fn loss_weights_json(c: &Compiled) -> Value {
+    if c.loss_weights.iter().all(|&w| w == 1.0) {
+        Value::Null
+    } else {
+        json!(c.loss_weights)
+    }
+}
+
 /// The legacy H5 file's `training_config`.
 pub fn training_config(c: &Compiled) -> Value {
-    json!({"loss": loss_to_json(&c.loss), "loss_weights": null, "metrics": c.metrics,
+    json!({"loss": losses_json(c), "loss_weights": loss_weights_json(c), "metrics": c.metrics,
            "weighted_metrics": null, "run_eagerly": false, "steps_per_execution": 1,
            "jit_compile": false,
            "optimizer_config": optimizer_to_json(&c.optimizer.config, Flavor::Legacy)})
@@ -644,7 +661,7 @@ pub fn training_config(c: &Compiled) -> Value {
 /// The `.keras` file's `compile_config`.
 pub fn compile_config(c: &Compiled) -> Value {
     json!({"optimizer": optimizer_to_json(&c.optimizer.config, Flavor::Keras3),
-           "loss": loss_to_json(&c.loss), "loss_weights": null, "metrics": c.metrics,
+           "loss": losses_json(c), "loss_weights": loss_weights_json(c), "metrics": c.metrics,
            "weighted_metrics": null, "run_eagerly": false, "steps_per_execution": 1,
            "jit_compile": false})
 }
@@ -679,7 +696,7 @@ mod tests {
 
     #[test]
     fn a_model_config_round_trips() {
-        let mut m = Sequential::new(Some("seq".into()), Some(vec![4])).unwrap();
+        let mut m = Model::sequential(Some("seq".into()), Some(vec![4])).unwrap();
         let c = |pairs: &[(&str, ConfigValue)]| -> Vec<(String, ConfigValue)> {
             pairs
                 .iter()

@@ -18,7 +18,7 @@ use super::config_json::{self, Flavor};
 use super::{at_path, check_target, fail, h5, optimizer_state, readable_file, FResult, Fail};
 use super::{TempTarget, BACKEND, KERAS_VERSION};
 use crate::error::shape_str;
-use crate::model::Sequential;
+use crate::model::Model;
 use crate::tensor::Tensor;
 
 /// Most layers / weights a file may list (a corrupted count must not drive allocation).
@@ -26,7 +26,7 @@ const MAX_NAMES: usize = 1 << 20;
 
 /// Writes the whole model (config, weights, compile settings and optimizer state).
 pub fn save_h5(
-    model: &Sequential,
+    model: &Model,
     path: &Path,
     overwrite: bool,
     include_optimizer: bool,
@@ -54,7 +54,7 @@ pub fn save_h5(
 }
 
 /// Writes the weights only, in the `model_weights` layout at the root.
-pub fn save_weights_h5(model: &Sequential, path: &Path, overwrite: bool) -> crate::Result<()> {
+pub fn save_weights_h5(model: &Model, path: &Path, overwrite: bool) -> crate::Result<()> {
     at_path(
         path,
         write_atomically(path, overwrite, |file| write_weights(model, file)),
@@ -76,7 +76,7 @@ fn write_atomically(
     tmp.keep()
 }
 
-fn write_weights(model: &Sequential, g: &Group) -> FResult<()> {
+fn write_weights(model: &Model, g: &Group) -> FResult<()> {
     h5::write_str_attr(g, "backend", BACKEND)?;
     h5::write_str_attr(g, "keras_version", KERAS_VERSION)?;
     let names: Vec<String> = model
@@ -104,7 +104,7 @@ fn write_weights(model: &Sequential, g: &Group) -> FResult<()> {
     Ok(())
 }
 
-fn write_optimizer(model: &Sequential, g: &Group) -> FResult<()> {
+fn write_optimizer(model: &Model, g: &Group) -> FResult<()> {
     let Some(state) = optimizer_state::export(model) else {
         return Ok(());
     };
@@ -124,7 +124,7 @@ fn write_optimizer(model: &Sequential, g: &Group) -> FResult<()> {
 }
 
 /// Reads a whole model; with `compile`, also its compile settings and optimizer state.
-pub fn load_h5(path: &Path, compile: bool) -> crate::Result<Sequential> {
+pub fn load_h5(path: &Path, compile: bool) -> crate::Result<Model> {
     at_path(path, read_model(path, compile))
 }
 
@@ -134,7 +134,7 @@ fn json_attr(loc: &Location, name: &str) -> FResult<Value> {
         .map_err(|e| Fail(format!("attribute '{name}' is not valid JSON ({e})")))
 }
 
-fn read_model(path: &Path, compile: bool) -> FResult<Sequential> {
+fn read_model(path: &Path, compile: bool) -> FResult<Model> {
     let budget = readable_file(path)?;
     let file = h5::open(path, "a Keras model")?;
     if !h5::has_attr(&file, "model_config") {
@@ -157,7 +157,7 @@ fn read_model(path: &Path, compile: bool) -> FResult<Sequential> {
     if compile && h5::has_attr(&file, "training_config") {
         let tc = json_attr(&file, "training_config")?;
         let (opt, loss, metrics) = config_json::compile_from_json(&tc)?;
-        model.compile(opt, loss, metrics)?;
+        model.compile(opt, vec![loss], None, metrics)?;
         if file.link_exists("optimizer_weights") {
             read_optimizer(&mut model, &file.group("optimizer_weights")?, budget)?;
         }
@@ -165,7 +165,7 @@ fn read_model(path: &Path, compile: bool) -> FResult<Sequential> {
     Ok(model)
 }
 
-fn read_optimizer(model: &mut Sequential, g: &Group, budget: u64) -> FResult<()> {
+fn read_optimizer(model: &mut Model, g: &Group, budget: u64) -> FResult<()> {
     let names = h5::read_str_list_attr(g, "weight_names", MAX_NAMES)?;
     if names.len() < 2 {
         return fail("'optimizer_weights' lists fewer than the 2 variables every optimizer has (iteration, learning_rate)");
@@ -187,7 +187,7 @@ fn read_optimizer(model: &mut Sequential, g: &Group, budget: u64) -> FResult<()>
 }
 
 /// Loads weights from a weights-only file or a full model file into `model`.
-pub fn load_weights_h5(model: &mut Sequential, path: &Path, by_name: bool) -> crate::Result<()> {
+pub fn load_weights_h5(model: &mut Model, path: &Path, by_name: bool) -> crate::Result<()> {
     at_path(
         path,
         (|| {
@@ -248,19 +248,20 @@ fn read_saved_layers(g: &Group, budget: u64) -> FResult<Vec<SavedLayer>> {
 /// Matches saved layers to the model's (by order of the layers that have weights, as
 /// Keras does, or by name) and assigns all weights once every one of them has been checked.
 fn load_weights_group(
-    model: &mut Sequential,
+    model: &mut Model,
     g: &Group,
     budget: u64,
     by_name: bool,
 ) -> FResult<()> {
     let saved = read_saved_layers(g, budget)?;
-    let targets: Vec<usize> = (0..model.layers().len())
-        .filter(|&i| !model.layers()[i].params().is_empty())
+    let layers = model.layers();
+    let targets: Vec<usize> = (0..layers.len())
+        .filter(|&i| !layers[i].params().is_empty())
         .collect();
     let mut pairs: Vec<(usize, &SavedLayer)> = Vec::new();
     if by_name {
         for &i in &targets {
-            let name = model.layers()[i].name();
+            let name = layers[i].name();
             if let Some(s) = saved.iter().find(|s| s.0 == name) {
                 pairs.push((i, s));
             }
@@ -278,7 +279,7 @@ fn load_weights_group(
     }
     let mut updates: Vec<(usize, Vec<Tensor>)> = Vec::new();
     for (i, (saved_name, weights)) in pairs {
-        let layer = &model.layers()[i];
+        let layer = &layers[i];
         let params = layer.params();
         if params.len() != weights.len() {
             return fail(format!(
@@ -303,12 +304,13 @@ fn load_weights_group(
         }
         updates.push((i, values));
     }
+    drop(layers);
     assign(model, updates);
     Ok(())
 }
 
 /// Puts checked weights into the model's layers.
-pub fn assign(model: &mut Sequential, updates: Vec<(usize, Vec<Tensor>)>) {
+pub fn assign(model: &mut Model, updates: Vec<(usize, Vec<Tensor>)>) {
     for (i, values) in updates {
         for (p, v) in model.layers_mut()[i].params_mut().iter_mut().zip(values) {
             p.value = v;

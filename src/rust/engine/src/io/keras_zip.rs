@@ -14,18 +14,18 @@ use super::h5_legacy::assign;
 use super::{at_path, check_target, fail, h5, optimizer_state, readable_file, FResult, Fail};
 use super::{TempTarget, KERAS_VERSION};
 use crate::error::shape_str;
-use crate::model::Sequential;
+use crate::model::Model;
 use crate::tensor::Tensor;
 
 const WEIGHTS: &str = "model.weights.h5";
 /// Largest JSON entry read (configs of huge models stay far below).
 const MAX_JSON: u64 = 64 << 20;
 
-pub fn save_keras(model: &Sequential, path: &Path, overwrite: bool) -> crate::Result<()> {
+pub fn save_keras(model: &Model, path: &Path, overwrite: bool) -> crate::Result<()> {
     at_path(path, write(model, path, overwrite))
 }
 
-fn write(model: &Sequential, path: &Path, overwrite: bool) -> FResult<()> {
+fn write(model: &Model, path: &Path, overwrite: bool) -> FResult<()> {
     check_target(path, overwrite)?;
     let weights_tmp = TempTarget::new(&path.with_extension("weights.h5"));
     write_weights(model, weights_tmp.path())?;
@@ -120,7 +120,7 @@ pub fn keras_snake_case(name: &str) -> String {
 
 /// Where Keras keeps each layer's variables: not by layer name but by class, made unique
 /// in model order (`dense`, `activation`, `dense_1`, ...), as `_save_container_state` does.
-pub fn layer_paths(model: &Sequential) -> Vec<String> {
+pub fn layer_paths(model: &Model) -> Vec<String> {
     let mut used: std::collections::HashMap<String, usize> = Default::default();
     model
         .layers()
@@ -142,7 +142,7 @@ pub fn layer_paths(model: &Sequential) -> Vec<String> {
         .collect()
 }
 
-fn write_weights(model: &Sequential, path: &Path) -> FResult<()> {
+fn write_weights(model: &Model, path: &Path) -> FResult<()> {
     let file = h5::create(path)?;
     file.create_group("layers")?;
     for (l, lp) in model.layers().iter().zip(layer_paths(model)) {
@@ -167,7 +167,7 @@ fn write_weights(model: &Sequential, path: &Path) -> FResult<()> {
     Ok(())
 }
 
-pub fn load_keras(path: &Path, compile: bool) -> crate::Result<Sequential> {
+pub fn load_keras(path: &Path, compile: bool) -> crate::Result<Model> {
     at_path(path, read(path, compile))
 }
 
@@ -196,7 +196,7 @@ fn entry_bytes<R: Read + std::io::Seek>(
     Ok(buf)
 }
 
-fn read(path: &Path, compile: bool) -> FResult<Sequential> {
+fn read(path: &Path, compile: bool) -> FResult<Model> {
     let len = readable_file(path)?;
     let mut zip = zip::ZipArchive::new(std::fs::File::open(path)?)?;
     let config_bytes = entry_bytes(&mut zip, "config.json", MAX_JSON.min(len))?;
@@ -237,13 +237,13 @@ fn read(path: &Path, compile: bool) -> FResult<Sequential> {
                     opt = cfg;
                 }
             }
-            model.compile(opt.clone(), loss, metrics.clone())?;
+            model.compile(opt.clone(), vec![loss], None, metrics.clone())?;
             if let Some(vars) = vars {
                 if let Err(e) = read_optimizer(&mut model, &vars, budget) {
                     if named {
                         return Err(e);
                     }
-                    model.compile(opt, loss, metrics)?;
+                    model.compile(opt, vec![loss], None, metrics)?;
                 }
             }
         }
@@ -282,7 +282,7 @@ fn numbered(vars: &Group, budget: u64) -> FResult<Vec<(Vec<usize>, Vec<f32>)>> {
 }
 
 pub(super) fn read_layer_weights(
-    model: &mut Sequential,
+    model: &mut Model,
     file: &hdf5::File,
     budget: u64,
 ) -> FResult<()> {
@@ -334,7 +334,7 @@ pub(super) fn read_layer_weights(
     Ok(())
 }
 
-fn read_optimizer(model: &mut Sequential, vars: &Group, budget: u64) -> FResult<()> {
+fn read_optimizer(model: &mut Model, vars: &Group, budget: u64) -> FResult<()> {
     let n = vars.member_names()?.len();
     if n < 2 {
         return fail(

@@ -3,7 +3,7 @@
 
 use super::{config_json::optimizer_object_name, fail, FResult};
 use crate::error::shape_str;
-use crate::model::Sequential;
+use crate::model::Model;
 
 /// One slot variable: Keras's name (without the optimizer prefix), shape, values.
 pub struct SlotVar {
@@ -21,7 +21,7 @@ pub struct OptimizerState {
 }
 
 /// `<model>/<layer>/<weight>` and shape of each trainable weight, in the optimizer's order.
-fn trainable(model: &Sequential) -> Vec<(String, Vec<usize>)> {
+fn trainable(model: &Model) -> Vec<(String, Vec<usize>)> {
     model
         .layers()
         .iter()
@@ -41,7 +41,7 @@ fn trainable(model: &Sequential) -> Vec<(String, Vec<usize>)> {
 }
 
 /// The compiled model's optimizer state, or None when it is not compiled.
-pub fn export(model: &Sequential) -> Option<OptimizerState> {
+pub fn export(model: &Model) -> Option<OptimizerState> {
     let opt = &model.compiled.as_ref()?.optimizer;
     let params = trainable(model);
     let mut slots = Vec::new();
@@ -69,7 +69,7 @@ pub fn export(model: &Sequential) -> Option<OptimizerState> {
 /// Restores a saved state onto the compiled model's optimizer. `slots` are in Keras's
 /// order; none at all means an optimizer that had not taken a step.
 pub fn import(
-    model: &mut Sequential,
+    model: &mut Model,
     iterations: u64,
     learning_rate: Option<f32>,
     slots: Vec<(Vec<usize>, Vec<f32>)>,

@@ -164,7 +164,7 @@ impl Layer for BatchNormalization {
         let gamma = var_of(tape, "gamma", 1.0);
         let beta = var_of(tape, "beta", 0.0);
         let eps = self.epsilon as f32;
-        if ctx.training && self.trains() {
+        if ctx.training && ctx.trainable && self.trains() {
             let (y, mean, var) = batch_norm_train(tape, x, gamma, beta, eps)?;
             ctx.batch_state = Some(vec![mean, var]);
             Ok(y)
@@ -251,6 +251,7 @@ mod tests {
             rng: &mut rng,
             logits: false,
             batch_state: None,
+            trainable: true,
         };
         l.forward(&mut tape, x, &ps, &mut ctx).unwrap();
         let state = ctx.batch_state.take().unwrap();
@@ -291,6 +292,7 @@ mod tests {
             rng: &mut rng,
             logits: false,
             batch_state: None,
+            trainable: true,
         };
         let y = l.forward(&mut tape, x, &ps, &mut ctx).unwrap();
         assert!(ctx.batch_state.is_none());

@@ -329,6 +329,7 @@ mod tests {
             rng: &mut rng,
             logits: false,
             batch_state: None,
+            trainable: true,
         };
         let y = l.forward(&mut tape, x, &[p], &mut ctx).unwrap();
         assert_eq!(tape.value(y).shape(), &[1, 5, 2]);

@@ -227,6 +227,7 @@ mod tests {
         let mut rng = rand::rngs::SmallRng::seed_from_u64(0);
         let mut ctx = ForwardCtx {
             batch_state: None,
+            trainable: true,
             training: false,
             rng: &mut rng,
             logits: false,

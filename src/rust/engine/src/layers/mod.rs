@@ -15,7 +15,7 @@ pub mod spatial;
 use rand::rngs::SmallRng;
 
 use crate::autodiff::{Tape, Var};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ops::activation::Activation;
 use crate::tensor::Tensor;
 
@@ -70,6 +70,9 @@ pub struct ForwardCtx<'a> {
     /// Set by a layer that keeps running statistics (batch normalization) in training:
     /// this batch's statistics, which `Layer::update_state` folds in after the step.
     pub batch_state: Option<Vec<Tensor>>,
+    /// The layer's `trainable` flag (and its model's): a frozen batch normalization
+    /// runs in inference mode, as in Keras 3.
+    pub trainable: bool,
 }
 
 impl ForwardCtx<'_> {
@@ -135,6 +138,42 @@ pub trait Layer: Send + Sync {
     /// Records the layer's forward pass; `params` are the tape handles of `params()`.
     fn forward(&self, tape: &mut Tape, x: Var, params: &[Var], ctx: &mut ForwardCtx)
         -> Result<Var>;
+    /// Output shape for the inputs of one call; layers that take one input get exactly one.
+    fn output_shape_multi(&self, input_shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
+        match input_shapes {
+            [s] => self.output_shape(s),
+            _ => Err(Error::LayerInput {
+                layer: self.name().to_string(),
+                msg: format!("expects 1 input, got {}", input_shapes.len()),
+            }),
+        }
+    }
+    /// Creates the parameters for the inputs of one call.
+    fn build_multi(&mut self, input_shapes: &[Vec<usize>]) -> Result<()> {
+        match input_shapes {
+            [s] => self.build(s),
+            _ => Err(Error::LayerInput {
+                layer: self.name().to_string(),
+                msg: format!("expects 1 input, got {}", input_shapes.len()),
+            }),
+        }
+    }
+    /// Records the forward pass for the inputs of one call.
+    fn forward_multi(
+        &self,
+        tape: &mut Tape,
+        xs: &[Var],
+        params: &[Var],
+        ctx: &mut ForwardCtx,
+    ) -> Result<Var> {
+        match xs {
+            [x] => self.forward(tape, *x, params, ctx),
+            _ => Err(Error::LayerInput {
+                layer: self.name().to_string(),
+                msg: format!("expects 1 input, got {}", xs.len()),
+            }),
+        }
+    }
     /// The activation the layer applies last, if any.
     fn output_activation(&self) -> Option<Activation> {
         None

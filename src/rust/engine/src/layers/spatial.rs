@@ -78,6 +78,7 @@ pub mod test_util {
             rng: &mut rng,
             logits: false,
             batch_state: None,
+            trainable: true,
         };
         let y = layer.forward(&mut tape, v, &[], &mut ctx).unwrap();
         tape.value(y).clone()

@@ -100,6 +100,52 @@ pub fn reshape(tape: &mut Tape, x: Var, shape: Vec<usize>) -> Result<Var> {
     Ok(tape.push(y, &[x], Box::new(ReshapeBackward)))
 }
 
+struct WeightedSumBackward {
+    weights: Vec<f32>,
+}
+
+impl Backward for WeightedSumBackward {
+    fn backward(
+        &self,
+        g: &Tensor,
+        _inputs: &[&Tensor],
+        _out: &Tensor,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        let g = g.item();
+        Ok(self
+            .weights
+            .iter()
+            .zip(needs)
+            .map(|(&w, &n)| n.then(|| Tensor::scalar(w * g)))
+            .collect())
+    }
+}
+
+/// `sum_i w_i * x_i` over scalars: the total loss of a model with several outputs
+/// (`loss_weights`).
+pub fn weighted_sum(tape: &mut Tape, terms: &[(f32, Var)]) -> Result<Var> {
+    let mut total = 0.0;
+    for &(w, v) in terms {
+        let x = tape.value(v);
+        if x.numel() != 1 {
+            return Err(Error::ShapeMismatch {
+                op: "weighted_sum",
+                lhs: vec![1],
+                rhs: x.shape().to_vec(),
+            });
+        }
+        total += w * x.item();
+    }
+    let vars: Vec<Var> = terms.iter().map(|t| t.1).collect();
+    let weights = terms.iter().map(|t| t.0).collect();
+    Ok(tape.push(
+        Tensor::scalar(total),
+        &vars,
+        Box::new(WeightedSumBackward { weights }),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +188,24 @@ mod tests {
             |t, v| reshape(t, v[0], vec![2, 6]).unwrap(),
             "reshape",
         );
+        let scalars = vec![random_tensor(&[], 3, 1.0), random_tensor(&[], 4, 1.0)];
+        check(
+            scalars,
+            &[true, true],
+            |t, v| weighted_sum(t, &[(0.5, v[0]), (2.0, v[1])]).unwrap(),
+            "weighted_sum",
+        );
+    }
+
+    #[test]
+    fn weighted_sum_values() {
+        let mut t = Tape::new();
+        let a = t.leaf(Tensor::scalar(2.0), true);
+        let b = t.leaf(Tensor::scalar(3.0), true);
+        let s = weighted_sum(&mut t, &[(0.5, a), (2.0, b)]).unwrap();
+        assert_eq!(t.value(s).item(), 7.0);
+        let g = t.backward(s).unwrap();
+        assert_eq!(g.get(a).unwrap().item(), 0.5);
+        assert_eq!(g.get(b).unwrap().item(), 2.0);
     }
 }
