@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::pool;
 use crate::ops::activation::Activation;
+use crate::ops::merge::Combine;
 
 /// Below this many elements an elementwise kernel stays on one thread.
 const PAR_MIN: usize = 1 << 16;
@@ -176,6 +177,185 @@ pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
 /// a += b, in place: gradient accumulation.
 pub fn add_assign(a: &mut [f32], b: &[f32]) {
     a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+}
+
+/// Calls `f(out_offset, len, bases, steps)` for each run along the last axis of `out`:
+/// input i's element for `out[out_offset + k]` is at `bases[i] + k * steps[i]`. Every
+/// input has the rank of `out`, each axis equal to it or 1 (broadcast: stride 0). When
+/// no input broadcasts the whole tensor is one run.
+fn broadcast_runs(
+    shapes: &[&[usize]],
+    out: &[usize],
+    mut f: impl FnMut(usize, usize, &[usize], &[usize]),
+) {
+    let n: usize = out.iter().product();
+    if out.is_empty() || shapes.iter().all(|s| *s == out) {
+        f(0, n, &vec![0; shapes.len()], &vec![1; shapes.len()]);
+        return;
+    }
+    let rank = out.len();
+    // Row-major strides of each input, 0 on the axes it broadcasts along.
+    let strides: Vec<Vec<usize>> = shapes
+        .iter()
+        .map(|s| {
+            let mut st = vec![0; rank];
+            let mut acc = 1;
+            for ax in (0..rank).rev() {
+                st[ax] = if s[ax] == 1 { 0 } else { acc };
+                acc *= s[ax];
+            }
+            st
+        })
+        .collect();
+    let last = out[rank - 1];
+    let steps: Vec<usize> = strides.iter().map(|st| st[rank - 1]).collect();
+    let rows = n / last.max(1);
+    let mut idx = vec![0usize; rank - 1];
+    let mut bases = vec![0usize; shapes.len()];
+    for r in 0..rows {
+        f(r * last, last, &bases, &steps);
+        // Odometer over the outer axes, moving each input's base with it.
+        for ax in (0..rank - 1).rev() {
+            idx[ax] += 1;
+            if idx[ax] < out[ax] {
+                bases
+                    .iter_mut()
+                    .zip(&strides)
+                    .for_each(|(b, st)| *b += st[ax]);
+                break;
+            }
+            bases
+                .iter_mut()
+                .zip(&strides)
+                .for_each(|(b, st)| *b -= st[ax] * (out[ax] - 1));
+            idx[ax] = 0;
+        }
+    }
+}
+
+/// x (of `shape`) repeated along its size-1 axes up to `out`.
+pub fn broadcast_to(x: &[f32], shape: &[usize], out: &[usize]) -> Vec<f32> {
+    let mut y = pool::take(out.iter().product());
+    broadcast_runs(&[shape], out, |_, len, b, s| {
+        if s[0] == 1 {
+            y.extend_from_slice(&x[b[0]..b[0] + len]);
+        } else {
+            y.resize(y.len() + len, x[b[0]]);
+        }
+    });
+    y
+}
+
+/// acc (of shape `out`) = op(acc, x) elementwise, x broadcast from `shape`.
+pub fn combine_assign(op: Combine, acc: &mut [f32], out: &[usize], x: &[f32], shape: &[usize]) {
+    // One copy of the loop per op, so each vectorises.
+    fn run(
+        acc: &mut [f32],
+        out: &[usize],
+        x: &[f32],
+        shape: &[usize],
+        f: impl Fn(f32, f32) -> f32,
+    ) {
+        broadcast_runs(&[shape], out, |o, len, b, s| {
+            let acc = &mut acc[o..o + len];
+            if s[0] == 1 {
+                let x = &x[b[0]..b[0] + len];
+                acc.iter_mut().zip(x).for_each(|(a, &x)| *a = f(*a, x));
+            } else {
+                let x = x[b[0]];
+                acc.iter_mut().for_each(|a| *a = f(*a, x));
+            }
+        });
+    }
+    match op {
+        Combine::Add => run(acc, out, x, shape, |a, x| a + x),
+        Combine::Sub => run(acc, out, x, shape, |a, x| a - x),
+        Combine::Mul => run(acc, out, x, shape, |a, x| a * x),
+        // Ties keep the earlier value; NaN propagates as in the backends' maximum.
+        Combine::Max => run(
+            acc,
+            out,
+            x,
+            shape,
+            |a, x| if x > a || x.is_nan() { x } else { a },
+        ),
+        Combine::Min => run(
+            acc,
+            out,
+            x,
+            shape,
+            |a, x| if x < a || x.is_nan() { x } else { a },
+        ),
+    }
+}
+
+/// g (of shape `out`) summed over the axes that `shape` broadcasts along: the gradient of
+/// a broadcast.
+pub fn sum_to_shape(g: &[f32], out: &[usize], shape: &[usize]) -> Vec<f32> {
+    let mut dx = pool::zeros(shape.iter().product());
+    broadcast_runs(&[shape], out, |o, len, b, s| {
+        let g = &g[o..o + len];
+        if s[0] == 1 {
+            add_assign(&mut dx[b[0]..b[0] + len], g);
+        } else {
+            dx[b[0]] += g.iter().sum::<f32>();
+        }
+    });
+    dx
+}
+
+pub fn scale(x: &[f32], s: f32) -> Vec<f32> {
+    let mut out = pool::take(x.len());
+    out.extend(x.iter().map(|v| v * s));
+    out
+}
+
+/// The gradient of an elementwise maximum or minimum y (of shape `out`) for input
+/// `which`: g where that input is the first to equal y, 0 elsewhere.
+pub fn extremum_grad(
+    xs: &[&[f32]],
+    shapes: &[&[usize]],
+    y: &[f32],
+    g: &[f32],
+    out: &[usize],
+    which: usize,
+) -> Vec<f32> {
+    let mut dx = pool::scratch(y.len());
+    broadcast_runs(shapes, out, |o, len, b, s| {
+        for k in 0..len {
+            let yk = y[o + k];
+            let first = xs
+                .iter()
+                .zip(b.iter().zip(s))
+                .position(|(x, (&b, &s))| x[b + k * s] == yk);
+            dx[o + k] = if first == Some(which) { g[o + k] } else { 0.0 };
+        }
+    });
+    dx
+}
+
+/// Concatenation of row-major tensors along an axis: with `outer` = the product of the
+/// axes before it, each input is `outer` contiguous runs of `runs[i]` values, and the
+/// output interleaves them.
+pub fn concat(xs: &[&[f32]], runs: &[usize], outer: usize) -> Vec<f32> {
+    let mut y = pool::take(outer * runs.iter().sum::<usize>());
+    for o in 0..outer {
+        for (x, &r) in xs.iter().zip(runs) {
+            y.extend_from_slice(&x[o * r..(o + 1) * r]);
+        }
+    }
+    y
+}
+
+/// One input's part of a concatenation (the inverse of `concat`): `run` values at
+/// `offset` in each of the `outer` runs of `total` values.
+pub fn split_part(y: &[f32], outer: usize, total: usize, offset: usize, run: usize) -> Vec<f32> {
+    let mut x = pool::take(outer * run);
+    for o in 0..outer {
+        let start = o * total + offset;
+        x.extend_from_slice(&y[start..start + run]);
+    }
+    x
 }
 
 /// Sum in f64 so long reductions keep their precision.

@@ -12,6 +12,7 @@ pub mod pool;
 use crate::gemm;
 use crate::ops::activation::Activation;
 use crate::ops::conv::ConvGeometry;
+use crate::ops::merge::Combine;
 use crate::ops::pad::Pad2d;
 use crate::ops::pool::Pool2d;
 use crate::tensor::{Storage, Tensor};
@@ -121,6 +122,70 @@ pub fn fill_like(a: &Tensor, v: f32) -> Tensor {
     let mut data = pool::take(a.numel());
     data.resize(a.numel(), v);
     out(a.shape(), data)
+}
+
+/// x repeated along its size-1 axes up to `shape` (same rank; checked by the op).
+pub fn broadcast_to(x: &Tensor, shape: &[usize]) -> Tensor {
+    out(shape, cpu::broadcast_to(cpu1(x), x.shape(), shape))
+}
+
+/// acc = op(acc, x) elementwise, x broadcast to acc's shape.
+pub fn combine_assign(op: Combine, acc: &mut Tensor, x: &Tensor) {
+    let shape = acc.shape().to_vec();
+    match (acc.storage_mut(), x.storage()) {
+        (Storage::Cpu(a), Storage::Cpu(b)) => cpu::combine_assign(op, a, &shape, b, x.shape()),
+    }
+}
+
+/// g summed down to `shape` over the axes where `shape` is 1: the gradient of
+/// `broadcast_to`. A tensor already of that shape is returned as it is.
+pub fn sum_to_shape(g: &Tensor, shape: &[usize]) -> Tensor {
+    if g.shape() == shape {
+        return g.clone();
+    }
+    out(shape, cpu::sum_to_shape(cpu1(g), g.shape(), shape))
+}
+
+pub fn scale(x: &Tensor, s: f32) -> Tensor {
+    out(x.shape(), cpu::scale(cpu1(x), s))
+}
+
+/// Gradient of an elementwise maximum or minimum `y` of `xs` for input `which`, at y's
+/// shape: g where `xs[which]` is the first input equal to y.
+pub fn extremum_grad(xs: &[&Tensor], y: &Tensor, g: &Tensor, which: usize) -> Tensor {
+    let data: Vec<&[f32]> = xs.iter().map(|x| cpu1(x)).collect();
+    let shapes: Vec<&[usize]> = xs.iter().map(|x| x.shape()).collect();
+    let (yd, gd) = cpu2(y, g);
+    out(
+        y.shape(),
+        cpu::extremum_grad(&data, &shapes, yd, gd, y.shape(), which),
+    )
+}
+
+/// Concatenation along `axis`; the other axes match (checked by the op).
+pub fn concat(xs: &[&Tensor], axis: usize) -> Tensor {
+    let mut shape = xs[0].shape().to_vec();
+    shape[axis] = xs.iter().map(|x| x.shape()[axis]).sum();
+    let outer: usize = shape[..axis].iter().product();
+    let runs: Vec<usize> = xs
+        .iter()
+        .map(|x| x.shape()[axis..].iter().product())
+        .collect();
+    let data: Vec<&[f32]> = xs.iter().map(|x| cpu1(x)).collect();
+    out(&shape, cpu::concat(&data, &runs, outer))
+}
+
+/// The part `start..start + len` of `y` along `axis`: the gradient of `concat`.
+pub fn slice_axis(y: &Tensor, axis: usize, start: usize, len: usize) -> Tensor {
+    let mut shape = y.shape().to_vec();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let outer: usize = shape[..axis].iter().product();
+    let total = shape[axis] * inner;
+    shape[axis] = len;
+    out(
+        &shape,
+        cpu::split_part(cpu1(y), outer, total, start * inner, len * inner),
+    )
 }
 
 /// act(conv(x, kernel) + bias) of NHWC `x` with a (kh, kw, c, f) kernel (shapes checked

@@ -7,6 +7,7 @@ pub mod conv;
 pub mod dense;
 pub mod depthwise_conv;
 pub mod dropout;
+pub mod merge;
 pub mod pooling;
 pub mod registry;
 pub mod reshaping;
@@ -25,6 +26,7 @@ pub use conv::Conv;
 pub use dense::Dense;
 pub use depthwise_conv::DepthwiseConv;
 pub use dropout::Dropout;
+pub use merge::{Merge, MergeKind};
 pub use pooling::{GlobalPooling, PoolKind, Pooling};
 pub use reshaping::{Flatten, Reshape, ZeroPadding2D};
 
@@ -138,24 +140,20 @@ pub trait Layer: Send + Sync {
     /// Records the layer's forward pass; `params` are the tape handles of `params()`.
     fn forward(&self, tape: &mut Tape, x: Var, params: &[Var], ctx: &mut ForwardCtx)
         -> Result<Var>;
+    // The `_multi` versions take every input of one call (a merge layer takes several);
+    // a layer of one input keeps its single-input methods and gets these for free.
     /// Output shape for the inputs of one call; layers that take one input get exactly one.
     fn output_shape_multi(&self, input_shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
         match input_shapes {
             [s] => self.output_shape(s),
-            _ => Err(Error::LayerInput {
-                layer: self.name().to_string(),
-                msg: format!("expects 1 input, got {}", input_shapes.len()),
-            }),
+            _ => Err(one_input_error(self.name(), input_shapes.len())),
         }
     }
     /// Creates the parameters for the inputs of one call.
     fn build_multi(&mut self, input_shapes: &[Vec<usize>]) -> Result<()> {
         match input_shapes {
             [s] => self.build(s),
-            _ => Err(Error::LayerInput {
-                layer: self.name().to_string(),
-                msg: format!("expects 1 input, got {}", input_shapes.len()),
-            }),
+            _ => Err(one_input_error(self.name(), input_shapes.len())),
         }
     }
     /// Records the forward pass for the inputs of one call.
@@ -168,10 +166,7 @@ pub trait Layer: Send + Sync {
     ) -> Result<Var> {
         match xs {
             [x] => self.forward(tape, *x, params, ctx),
-            _ => Err(Error::LayerInput {
-                layer: self.name().to_string(),
-                msg: format!("expects 1 input, got {}", xs.len()),
-            }),
+            _ => Err(one_input_error(self.name(), xs.len())),
         }
     }
     /// The activation the layer applies last, if any.
@@ -191,5 +186,12 @@ pub trait Layer: Send + Sync {
     /// into the layer's state (moving averages).
     fn update_state(&mut self, _batch_state: Vec<Tensor>) -> Result<()> {
         Ok(())
+    }
+}
+
+fn one_input_error(layer: &str, n: usize) -> Error {
+    Error::LayerInput {
+        layer: layer.to_string(),
+        msg: format!("expects 1 input, got {n}"),
     }
 }

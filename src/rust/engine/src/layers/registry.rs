@@ -5,7 +5,7 @@ use crate::error::{invalid_arg, Error, Result};
 use crate::init::Initializer;
 use crate::layers::{
     ActivationLayer, BatchNormalization, ConfigValue, Conv, Dense, DepthwiseConv, Dropout, Flatten,
-    GlobalPooling, Layer, PoolKind, Pooling, Reshape, ZeroPadding2D,
+    GlobalPooling, Layer, Merge, PoolKind, Pooling, Reshape, ZeroPadding2D,
 };
 use crate::ops::activation::Activation;
 
@@ -29,6 +29,13 @@ pub const CLASS_NAMES: &[&str] = &[
     "Flatten",
     "Reshape",
     "ZeroPadding2D",
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Average",
+    "Maximum",
+    "Minimum",
+    "Concatenate",
 ];
 
 /// A layer's config: field name and value, as Keras's `get_config()` holds them.
@@ -62,6 +69,20 @@ impl Config<'_> {
             Some(ConfigValue::Int(v)) => Ok(*v as f64),
             Some(v) => Err(invalid_arg(key, format!("must be a number, not {v:?}"))),
         }
+    }
+
+    /// A whole number that may be negative (an axis).
+    pub fn int_or(&self, key: &str, default: i64) -> Result<i64> {
+        let v = match self.get(key) {
+            None => return Ok(default),
+            Some(ConfigValue::Int(v)) => return Ok(*v),
+            Some(ConfigValue::Float(v)) => *v,
+            Some(v) => return Err(invalid_arg(key, format!("must be an integer, not {v:?}"))),
+        };
+        if v.fract() != 0.0 || !v.is_finite() {
+            return Err(invalid_arg(key, format!("must be an integer, not {v}")));
+        }
+        Ok(v as i64)
     }
 
     pub fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
@@ -169,6 +190,9 @@ pub fn from_config(class_name: &str, config: &[(String, ConfigValue)]) -> Result
         "Flatten" => Box::new(Flatten::from_config(&c)?),
         "Reshape" => Box::new(Reshape::from_config(&c)?),
         "ZeroPadding2D" => Box::new(ZeroPadding2D::from_config(&c)?),
+        "Add" | "Subtract" | "Multiply" | "Average" | "Maximum" | "Minimum" | "Concatenate" => {
+            Box::new(Merge::from_config(class_name, &c)?)
+        }
         _ => {
             return Err(Error::UnknownName {
                 kind: "layer class",

@@ -9,6 +9,7 @@ pub mod dropout;
 pub mod loss;
 pub mod math;
 pub mod matmul;
+pub mod merge;
 pub mod pad;
 pub mod pool;
 
