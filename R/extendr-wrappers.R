@@ -19,14 +19,11 @@ rk_selftest_interrupt_pending <- function() .Call(wrap__rk_selftest_interrupt_pe
 
 rk_model_new <- function(name, input_shape) .Call(wrap__rk_model_new, name, input_shape)
 
-# Adds a layer given by its Keras class name and config (a named list).
-rk_model_add_layer <- function(model, class_name, config) .Call(wrap__rk_model_add_layer, model, class_name, config)
-
 # What summary() and print() need: names, classes, shapes, parameter counts.
 rk_model_info <- function(model) .Call(wrap__rk_model_info, model)
 
 # `optimizer` is a named list: name, learning_rate and the optimizer's own arguments.
-rk_model_compile <- function(model, optimizer, loss, from_logits, metrics) .Call(wrap__rk_model_compile, model, optimizer, loss, from_logits, metrics)
+rk_model_compile <- function(model, optimizer, loss, from_logits, loss_weights, metrics) .Call(wrap__rk_model_compile, model, optimizer, loss, from_logits, loss_weights, metrics)
 
 # Trains the model; returns list(epochs, metrics = named list of per-epoch values,
 # interrupted).
@@ -71,4 +68,41 @@ rk_layer_get_config <- function(class_name, config) .Call(wrap__rk_layer_get_con
 
 # A layer's engine config (named list) from a Keras 3 layer config.
 rk_layer_from_config <- function(class_name, config) .Call(wrap__rk_layer_from_config, class_name, config)
+
+# Keras's next unique name for a prefix (`input_layer`, `input_layer_1`, ...).
+rk_unique_name <- function(prefix) .Call(wrap__rk_unique_name, prefix)
+
+# Whether two R handles point at the same engine layer or model.
+rk_same_member <- function(a, b) .Call(wrap__rk_same_member, a, b)
+
+# A new layer from its Keras class name and config (a named list), not yet built.
+rk_layer_new <- function(class_name, config) .Call(wrap__rk_layer_new, class_name, config)
+
+# Calls a layer or a model on inputs of the given shapes (without the batch axis):
+# builds it on its first call, as Keras does, and returns the output shapes.
+rk_member_call <- function(object, input_shapes) .Call(wrap__rk_member_call, object, input_shapes)
+
+# What R shows of a layer or model: name, class, flags and parameter counts.
+rk_member_info <- function(object) .Call(wrap__rk_member_info, object)
+
+# `layer$trainable <- value` (on a model: every layer inside).
+rk_member_set_trainable <- function(object, value) .Call(wrap__rk_member_set_trainable, object, value)
+
+rk_member_get_weights <- function(object) .Call(wrap__rk_member_get_weights, object)
+
+rk_layer_set_weights <- function(object, weights) .Call(wrap__rk_layer_set_weights, object, weights)
+
+# A Functional model from the graph R collected between `outputs` and `inputs`.
+rk_model_functional <- function(name, input_names, input_shapes, members, node_members, node_src_nodes, node_src_indices, output_nodes, output_indices) .Call(wrap__rk_model_functional, name, input_names, input_shapes, members, node_members, node_src_nodes, node_src_indices, output_nodes, output_indices)
+
+# Adds a layer or a model (already made) to a Sequential model.
+rk_model_add <- function(model, member) .Call(wrap__rk_model_add, model, member)
+
+rk_model_pop <- function(model) .Call(wrap__rk_model_pop, model)
+
+# The layers (and nested models) of a model, in Keras's order, as R handles.
+rk_model_members <- function(model) .Call(wrap__rk_model_members, model)
+
+# Names and shapes of a model's inputs and outputs (shapes NULL while unknown).
+rk_model_io <- function(model) .Call(wrap__rk_model_io, model)
 

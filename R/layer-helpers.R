@@ -1,19 +1,46 @@
-# A layer made without a model is a plain description (Keras class name and config)
-# that the engine instantiates when it is added to a model; with a model, it is added
-# in place and the model is returned, so `model %>% layer_dense(10)` works as in keras3.
+# A layer made without a model is a layer object: a function (so `layer(x)` calls it on
+# a symbolic tensor, as in keras3) whose environment holds its Keras class name and
+# config. The engine makes the layer on its first use (added to a model or called), and
+# every later use shares that engine layer and its weights. With a model or a symbolic
+# tensor as `object`, the layer is used at once: `model %>% layer_dense(10)` adds it and
+# returns the model, `inputs %>% layer_dense(10)` returns the output tensor.
 
 create_layer <- function(object, class_name, config, call) {
-  layer <- structure(list(class_name = class_name, config = config),
-                     class = c(paste0("rustkeras_layer_", tolower(class_name)), "rustkeras_layer"))
+  layer <- new_layer(class_name, config)
   if (missing(object) || is.null(object)) {
     return(layer)
   }
   compose_layer(object, layer, call)
 }
 
+new_layer <- function(class_name, config, ptr = NULL) {
+  state <- new.env(parent = emptyenv())
+  state$class_name <- class_name
+  state$config <- config
+  state$ptr <- ptr
+  layer <- function(object, ...) {
+    call_member(layer, object, call = rk_user_call(environment()))
+  }
+  environment(layer) <- list2env(list(state = state, layer = NULL), parent = asNamespace("rustkeras"))
+  layer <- structure(layer, class = c(paste0("rustkeras_layer_", tolower(class_name)), "rustkeras_layer"))
+  assign("layer", layer, envir = environment(layer))
+  layer
+}
+
+# The R object for a layer the engine already holds (from `model$layers`).
+layer_from_handle <- function(ptr, class_name) {
+  new_layer(class_name, NULL, ptr)
+}
+
+layer_state <- function(x) get("state", envir = environment(unclass(x)))
+
 compose_layer <- function(object, layer, call) {
+  if (is_symbolic(object) || is_symbolic_list(object)) {
+    return(call_symbolic(layer, object, call))
+  }
   if (!inherits(object, "rustkeras_model")) {
-    rk_abort("`object` must be a rustkeras model (from keras_model_sequential()) or missing.",
+    rk_abort(paste0("`object` must be a rustkeras model (from keras_model_sequential()), ",
+                    "a symbolic tensor (from keras_input()) or missing."),
              kind = "argument", call = call)
   }
   add_layer(object, layer, call = call)
@@ -21,19 +48,74 @@ compose_layer <- function(object, layer, call) {
 }
 
 add_layer <- function(model, layer, call = rk_user_call(parent.frame())) {
-  if (!inherits(layer, "rustkeras_layer")) {
-    rk_abort("Only layers made by layer_*() functions can be added to a model.",
+  if (!inherits(layer, "rustkeras_layer") && !inherits(layer, "rustkeras_model")) {
+    rk_abort("Only layers made by layer_*() functions (or models) can be added to a model.",
              kind = "argument", call = call)
   }
-  rk_call(rk_model_add_layer(model$ptr, layer$class_name, layer$config), call = call)
+  rk_call(rk_model_add(model$ptr, member_handle(layer, call)), call = call)
   invisible(model)
 }
 
 #' @export
+`$.rustkeras_layer` <- function(x, name) {
+  layer_field(x, name)
+}
+
+#' @export
+`[[.rustkeras_layer` <- function(x, i, ...) {
+  layer_field(x, i)
+}
+
+layer_field <- function(x, name) {
+  state <- layer_state(x)
+  info <- function() rk_call(rk_member_info(member_handle(x)))
+  switch(name,
+    class_name = state$class_name,
+    config = state$config,
+    ptr = state$ptr,
+    name = if (is.null(state$ptr)) state$config$name else info()$name,
+    trainable = if (is.null(state$ptr)) TRUE else info()$trainable,
+    built = !is.null(state$ptr) && info()$built,
+    weights = get_weights(x),
+    NULL
+  )
+}
+
+#' @export
+`$<-.rustkeras_layer` <- function(x, name, value) {
+  set_member_field(x, name, value)
+}
+
+#' @export
+`[[<-.rustkeras_layer` <- function(x, i, value) {
+  set_member_field(x, i, value)
+}
+
+#' @export
+names.rustkeras_layer <- function(x) {
+  c("class_name", "config", "name", "trainable", "built", "weights")
+}
+
+#' @export
 print.rustkeras_layer <- function(x, ...) {
-  name <- x$config$name
+  name <- x$name
   cat(sprintf("<%s>%s\n", x$class_name, if (is.null(name)) "" else paste0(" ", name)))
   invisible(x)
+}
+
+#' @export
+get_weights.rustkeras_layer <- function(object, ...) {
+  if (is.null(layer_state(object)$ptr)) return(list())
+  lapply(rk_call(rk_member_get_weights(layer_state(object)$ptr)), as_weight_array)
+}
+
+#' @export
+set_weights.rustkeras_layer <- function(object, weights, ...) {
+  call <- rk_user_call(environment())
+  if (!is.list(weights)) rk_abort("`weights` must be a list of arrays.", kind = "argument", call = call)
+  rk_call(rk_layer_set_weights(member_handle(object, call), lapply(weights, as_weight_array)),
+          call = call)
+  invisible(object)
 }
 
 check_string <- function(x, arg, call) {

@@ -44,7 +44,7 @@ load_model_hdf5 <- function(filepath, custom_objects = NULL, compile = TRUE) {
   filepath <- check_path(filepath, call)
   check_no_custom_objects(custom_objects, call)
   check_flag(compile, "compile", call)
-  new_model(rk_call(rk_load_model_hdf5(filepath, compile), call = call))
+  model_from_handle(rk_call(rk_load_model_hdf5(filepath, compile), call = call))
 }
 
 #' Save and load a model's weights in an HDF5 file
@@ -163,7 +163,7 @@ load_model <- function(model, custom_objects = NULL, compile = TRUE, safe_mode =
   } else {
     rk_call(rk_load_model_keras(filepath, compile), call = call)
   }
-  new_model(ptr)
+  model_from_handle(ptr)
 }
 
 #' Configuration of a model or layer
@@ -210,7 +210,7 @@ from_config <- function(config, custom_objects = NULL) {
     rk_abort("`config` has no \"class_name\" attribute.", kind = "argument", call = call)
   }
   if (identical(class_name, "Sequential")) {
-    return(new_model(rk_call(rk_model_from_config(unclass_config(config)), call = call)))
+    return(model_from_handle(rk_call(rk_model_from_config(unclass_config(config)), call = call)))
   }
   engine_config <- rk_call(rk_layer_from_config(class_name, unclass_config(config)), call = call)
   create_layer(NULL, class_name, engine_config, call)
@@ -223,8 +223,9 @@ unclass_config <- function(config) {
   config
 }
 
-new_model <- function(ptr) {
-  structure(list(ptr = ptr), class = c("rustkeras_sequential", "rustkeras_model"))
+# An R model object for an engine model made by a loader.
+model_from_handle <- function(ptr) {
+  new_model(ptr, rk_call(rk_member_info(ptr))$class_name)
 }
 
 # HDF5 files start with this signature (or carry it after a user block).

@@ -31,7 +31,7 @@ keras_model_sequential <- function(input_shape = NULL, name = NULL, ..., layers 
     rk_abort("`name` must be a single string or NULL.", kind = "argument")
   }
   ptr <- rk_call(rk_model_new(name, if (is.null(input_shape)) NULL else as.numeric(input_shape)))
-  model <- structure(list(ptr = ptr), class = c("rustkeras_sequential", "rustkeras_model"))
+  model <- new_model(ptr, "Sequential")
   if (inherits(layers, "rustkeras_layer")) layers <- list(layers)
   for (layer in c(list(...), layers)) add_layer(model, layer)
   model

@@ -4,10 +4,16 @@
 
 model_summary_text <- function(model, line_length = NULL, ..., call = rk_user_call(parent.frame())) {
   info <- model_info(model, call = call)
+  # A Functional model that is not a plain chain gets Keras's fourth column.
+  connected <- identical(info$class_name, "Functional") && !isTRUE(info$chain)
+  positions <- if (connected) c(0.30, 0.56, 0.74, 1.0) else c(0.45, 0.80, 1.0)
   if (is.null(line_length)) line_length <- min(getOption("width", 80L), 180L)
   L <- as.integer(line_length)
-  w <- c(floor(0.45 * L), floor(0.80 * L) - floor(0.45 * L), L - floor(0.80 * L))
-  inner <- c(w[1] - 1L, w[2] - 2L, w[3] - 1L) # between borders, padding included
+  ends <- floor(positions * L)
+  w <- diff(c(0, ends))
+  # Between borders, padding included: rich asks for each width plus padding and
+  # takes the excess over the line (borders included) back evenly, column by column.
+  inner <- even_reduce(w + 2L, sum(w + 2L) - (L - length(w) - 1L))
   n <- length(info$layer_names)
   layer_col <- sprintf("%s (%s)", info$layer_names, info$layer_classes)
   shape_col <- vapply(seq_len(n), function(i) {
@@ -15,35 +21,45 @@ model_summary_text <- function(model, line_length = NULL, ..., call = rk_user_ca
     if (is.null(s)) "?" else format_shape(s)
   }, character(1))
   param_col <- ifelse(
-    info$built | info$params > 0,
+    info$layer_built | info$params > 0,
     format_count(info$params),
     "0 (unbuilt)"
   )
+  columns <- list(layer_col, shape_col, param_col)
+  header <- c("Layer (type)", "Output Shape", "Param #")
+  right <- c(FALSE, FALSE, TRUE)
+  if (connected) {
+    columns[[4]] <- vapply(info$connected_to, function(x) {
+      if (length(x) == 0L) "-" else paste(x, collapse = ", ")
+    }, character(1))
+    header <- c(header, "Connected to")
+    right <- c(right, FALSE)
+  }
+  k <- length(columns)
   cell <- function(text, width, right = FALSE) {
     pad <- strrep(" ", pmax(0L, width - 2L - nchar(text)))
     if (right) paste0(" ", pad, text, " ") else paste0(" ", text, pad, " ")
   }
   # A row is as tall as its most wrapped cell (rich wraps at spaces, as Keras prints
   # "batch_normalization" over "(BatchNormalization)").
-  row <- function(a, b, c, edge = "\u2502") {
-    cols <- list(wrap_words(a, inner[1] - 2L), wrap_words(b, inner[2] - 2L),
-                 wrap_words(c, inner[3] - 2L))
+  row <- function(texts, edge = "\u2502") {
+    cols <- lapply(seq_len(k), function(j) wrap_words(texts[[j]], inner[j] - 2L))
     height <- max(lengths(cols))
     cols <- lapply(cols, function(l) c(l, rep("", height - length(l))))
-    paste0(edge, cell(cols[[1]], inner[1]), edge, cell(cols[[2]], inner[2]), edge,
-           cell(cols[[3]], inner[3], TRUE), edge)
+    cells <- lapply(seq_len(k), function(j) cell(cols[[j]], inner[j], right[j]))
+    do.call(paste0, c(list(edge), as.list(rbind(cells, list(edge)))))
   }
   hline <- function(l, m, r, ch) {
-    paste0(l, strrep(ch, inner[1]), m, strrep(ch, inner[2]), m, strrep(ch, inner[3]), r)
+    paste0(l, paste(strrep(ch, inner), collapse = m), r)
   }
   lines <- c(
     sprintf('Model: "%s"', info$name),
     hline("\u250f", "\u2533", "\u2513", "\u2501"),
-    row("Layer (type)", "Output Shape", "Param #", edge = "\u2503"),
+    row(header, edge = "\u2503"),
     hline("\u2521", "\u2547", "\u2529", "\u2501")
   )
   for (i in seq_len(n)) {
-    lines <- c(lines, row(layer_col[i], shape_col[i], param_col[i]))
+    lines <- c(lines, row(lapply(columns, `[`, i)))
     if (i < n) lines <- c(lines, hline("\u251c", "\u253c", "\u2524", "\u2500"))
   }
   lines <- c(lines, hline("\u2514", "\u2534", "\u2518", "\u2500"))
@@ -63,6 +79,19 @@ model_summary_text <- function(model, line_length = NULL, ..., call = rk_user_ca
     lines <- c(lines, sprintf(" Optimizer params: %s (%s)", format_count(opt), readable_size(4 * opt)))
   }
   lines
+}
+
+# rich's ratio_reduce with equal ratios: `excess` taken from `widths` one column at a
+# time, each taking its rounded share of what is left (R and Python both round half
+# to even).
+even_reduce <- function(widths, excess) {
+  left <- excess
+  for (i in seq_along(widths)) {
+    share <- round(left / (length(widths) - i + 1L))
+    widths[i] <- widths[i] - share
+    left <- left - share
+  }
+  as.integer(widths)
 }
 
 # Greedy word wrap to `width` characters; a word longer than a line is cut.

@@ -5,7 +5,11 @@
 #' @param object A model.
 #' @param optimizer An optimizer object (such as [optimizer_rmsprop()]) or a name:
 #'   `"rmsprop"` (the default), `"adam"`, `"adamw"`, `"sgd"`.
-#' @param loss A loss object (such as [loss_categorical_crossentropy()]) or a name.
+#' @param loss A loss object (such as [loss_categorical_crossentropy()]) or a name; for a
+#'   model with several outputs, one for all or a list with one per output (a named list
+#'   matches output names).
+#' @param loss_weights For several outputs: the weight of each output's loss in the
+#'   total (a vector or named list); `NULL` weighs them equally.
 #' @param metrics Names of the metrics to report: `"accuracy"` (categorical, sparse or
 #'   binary accuracy, chosen from the loss and shapes as Keras does), `"mae"`, `"mse"`,
 #'   `"categorical_accuracy"`, `"sparse_categorical_accuracy"`, `"binary_accuracy"`.
@@ -19,47 +23,65 @@ compile <- function(object, ...) UseMethod("compile")
 
 #' @rdname compile
 #' @export
-compile.rustkeras_model <- function(object, optimizer = "rmsprop", loss = NULL, metrics = NULL, ...) {
+compile.rustkeras_model <- function(object, optimizer = "rmsprop", loss = NULL, metrics = NULL,
+                                    loss_weights = NULL, ...) {
   call <- rk_user_call(environment())
   if (is.null(loss)) rk_abort("`loss` is missing: compile() needs a loss.", kind = "argument", call = call)
   optimizer <- as_optimizer(optimizer, call)
-  loss <- as_loss(loss, call)
+  output_names <- rk_call(rk_model_io(object$ptr), call = call)$output_names
+  losses <- per_output(loss, output_names, "loss", call)
+  losses <- lapply(losses, as_loss, call = call)
+  from_logits <- unique(vapply(losses, function(l) isTRUE(l$from_logits), logical(1)))
+  if (length(from_logits) > 1L) {
+    rk_abort("Losses with and without `from_logits = TRUE` cannot be mixed yet.",
+             kind = "argument", call = call)
+  }
+  if (!is.null(loss_weights)) {
+    loss_weights <- per_output(loss_weights, output_names, "loss_weights", call)
+    if (!all(vapply(loss_weights, function(w) is.numeric(w) && length(w) == 1L && is.finite(w), logical(1)))) {
+      rk_abort("`loss_weights` must hold one finite number per output.", kind = "argument", call = call)
+    }
+    loss_weights <- as.numeric(unlist(loss_weights))
+  }
   metrics <- if (is.null(metrics)) character() else unlist(metrics)
   if (!is.character(metrics)) rk_abort("`metrics` must be a character vector of metric names.", kind = "argument", call = call)
   opt <- unclass(optimizer)
   opt <- opt[!vapply(opt, is.null, logical(1))]
-  rk_call(rk_model_compile(object$ptr, opt, loss$name, loss$from_logits, metrics), call = call)
+  rk_call(rk_model_compile(object$ptr, opt, vapply(losses, function(l) l$name, character(1)),
+                           from_logits, loss_weights, unname(metrics)), call = call)
   invisible(object)
 }
 
-#' Train a model
-#'
-#' Trains the model for a number of epochs on arrays, printing Keras's progress bar.
-#'
-#' @param object A compiled model.
-#' @param x Input data: a numeric matrix or array with samples along the first axis.
-#' @param y Target data: a numeric vector, matrix or array with as many samples as `x`
-#'   (one-hot rows for categorical cross-entropy, class indices for the sparse one).
-#' @param batch_size Samples per gradient update (`NULL`: 32).
-#' @param epochs Index of the last epoch to train (default 1).
-#' @param verbose 0 (silent), 1 (progress bar), 2 (one line per epoch), or `"auto"`:
-#'   2 while knitting, 0 under testthat, otherwise 1 (a live bar in an interactive
-#'   session, one line per epoch otherwise).
-#' @param validation_split Fraction of the samples, taken from the end before shuffling,
-#'   used for validation (default 0).
-#' @param validation_data `list(x_val, y_val)` to validate on instead.
-#' @param shuffle Whether to shuffle the training samples before each epoch.
-#' @param initial_epoch Epoch at which to start (1-based; to resume a training).
-#' @param ... Unused.
-#' @returns A `keras_training_history`, invisibly.
-#' @export
-#' @examples
-#' x <- matrix(runif(400), ncol = 4)
-#' y <- to_categorical(as.integer(x[, 1] > 0.5), 2)
-#' model <- keras_model_sequential(input_shape = 4) %>% layer_dense(2, activation = "softmax")
-#' model %>% compile(optimizer = "adam", loss = "categorical_crossentropy", metrics = "accuracy")
-#' history <- model %>% fit(x, y, epochs = 2, verbose = 0)
-#' history
+# One value per output, in the model's output order: a single value is shared; a
+# list or vector has one per output; a named one is matched to the output names.
+per_output <- function(x, output_names, arg, call) {
+  single <- inherits(x, "rustkeras_loss") || (is.atomic(x) && length(x) == 1L)
+  if (single) return(rep(list(x), length(output_names)))
+  x <- if (is.list(x)) x else as.list(x)
+  if (!is.null(names(x)) && all(nzchar(names(x)))) {
+    unknown <- setdiff(names(x), output_names)
+    if (length(unknown)) {
+      rk_abort(sprintf("`%s` names %s, but the model's outputs are %s.", arg,
+                       paste0("'", unknown, "'", collapse = ", "),
+                       paste0("'", output_names, "'", collapse = ", ")),
+               kind = "argument", call = call)
+    }
+    missing_out <- setdiff(output_names, names(x))
+    if (length(missing_out)) {
+      rk_abort(sprintf("`%s` has no entry for the output%s %s.", arg,
+                       if (length(missing_out) > 1L) "s" else "",
+                       paste0("'", missing_out, "'", collapse = ", ")),
+               kind = "argument", call = call)
+    }
+    return(unname(x[output_names]))
+  }
+  if (length(x) != length(output_names)) {
+    rk_abort(sprintf("`%s` must hold 1 value or one per output (%d), not %d.", arg,
+                     length(output_names), length(x)), kind = "argument", call = call)
+  }
+  x
+}
+
 fit <- function(object, ...) UseMethod("fit")
 
 #' @rdname fit
@@ -69,7 +91,9 @@ fit.rustkeras_model <- function(object, x = NULL, y = NULL, batch_size = NULL, e
                                 validation_split = 0, validation_data = NULL, shuffle = TRUE,
                                 initial_epoch = 1L, ...) {
   call <- rk_user_call(environment())
-  check_xy(x, y, call)
+  io <- rk_call(rk_model_io(object$ptr), call = call)
+  x <- model_arrays(x, io$input_names, "x", call)
+  y <- model_arrays(y, io$output_names, "y", call)
   batch_size <- as_count(if (is.null(batch_size)) 32L else batch_size, "batch_size", call)
   epochs <- as_count(epochs, "epochs", call)
   initial_epoch <- as_count(initial_epoch, "initial_epoch", call)
@@ -82,8 +106,8 @@ fit.rustkeras_model <- function(object, x = NULL, y = NULL, batch_size = NULL, e
     if (!is.list(validation_data) || length(validation_data) < 2L) {
       rk_abort("`validation_data` must be list(x_val, y_val).", kind = "argument", call = call)
     }
-    val_x <- validation_data[[1]]
-    val_y <- validation_data[[2]]
+    val_x <- model_arrays(validation_data[[1]], io$input_names, "validation_data", call)
+    val_y <- model_arrays(validation_data[[2]], io$output_names, "validation_data", call)
   }
   verbose <- as_verbose(verbose, call)
   res <- rk_call(rk_model_fit(
@@ -123,7 +147,9 @@ evaluate <- function(object, ...) UseMethod("evaluate")
 evaluate.rustkeras_model <- function(object, x = NULL, y = NULL, batch_size = NULL,
                                      verbose = getOption("keras.verbose", default = "auto"), ...) {
   call <- rk_user_call(environment())
-  check_xy(x, y, call)
+  io <- rk_call(rk_model_io(object$ptr), call = call)
+  x <- model_arrays(x, io$input_names, "x", call)
+  y <- model_arrays(y, io$output_names, "y", call)
   batch_size <- as_count(if (is.null(batch_size)) 32L else batch_size, "batch_size", call)
   rk_call(rk_model_evaluate(object$ptr, x, y, batch_size, as_verbose(verbose, call), interactive()),
           call = call)
@@ -145,9 +171,16 @@ evaluate.rustkeras_model <- function(object, x = NULL, y = NULL, batch_size = NU
 predict.rustkeras_model <- function(object, x, batch_size = NULL,
                                     verbose = getOption("keras.verbose", default = "auto"), ...) {
   call <- rk_user_call(environment())
-  check_x(x, "x", call)
-  batch_size <- as_count(if (is.null(batch_size)) 32L else batch_size, "batch_size", call)
-  rk_call(rk_model_predict(object$ptr, x, batch_size, as_verbose(verbose, call), interactive()), call = call)
+  io <- rk_call(rk_model_io(object$ptr), call = call)
+  x <- model_arrays(x, io$input_names, "x", call)
+  out <- rk_call(rk_model_predict(object$ptr, x, batch_size_or_default(batch_size, call),
+                                  as_verbose(verbose, call), interactive()), call = call)
+  if (is.list(out)) names(out) <- io$output_names
+  out
+}
+
+batch_size_or_default <- function(batch_size, call) {
+  as_count(if (is.null(batch_size)) 32L else batch_size, "batch_size", call)
 }
 
 #' Get or set the weights of a model
@@ -222,9 +255,34 @@ check_x <- function(x, arg, call) {
   }
 }
 
-check_xy <- function(x, y, call) {
-  check_x(x, "x", call)
-  check_x(y, "y", call)
+# The arrays for a model's inputs (or outputs): one array, or a list with one per
+# name (a named list is matched to the names, as keras3 matches a dict).
+model_arrays <- function(x, names, arg, call) {
+  if (!is.list(x) || is.data.frame(x)) {
+    check_x(x, arg, call)
+    if (length(names) > 1L) {
+      rk_abort(sprintf("`%s` must be a list of %d arrays, one for each of %s.", arg, length(names),
+                       paste0("'", names, "'", collapse = ", ")), kind = "argument", call = call)
+    }
+    return(x)
+  }
+  if (!is.null(names(x)) && all(nzchar(names(x)))) {
+    unknown <- setdiff(names(x), names)
+    if (length(unknown) || length(x) != length(names)) {
+      rk_abort(sprintf("`%s` names %s, but the model's are %s.", arg,
+                       paste0("'", names(x), "'", collapse = ", "),
+                       paste0("'", names, "'", collapse = ", ")), kind = "argument", call = call)
+    }
+    x <- x[names]
+  }
+  if (length(x) != length(names)) {
+    rk_abort(sprintf("`%s` must hold %d array%s (one per model %s), not %d.", arg, length(names),
+                     if (length(names) == 1L) "" else "s",
+                     if (arg == "y") "output" else "input", length(x)),
+             kind = "argument", call = call)
+  }
+  for (i in seq_along(x)) check_x(x[[i]], sprintf("%s[[%d]]", arg, i), call)
+  if (length(x) == 1L) x[[1]] else unname(x)
 }
 
 # "a character matrix", "a factor", "a list": what a user would call the value.
@@ -236,4 +294,7 @@ describe_type <- function(x) {
   paste0(article, " ", type, shape)
 }
 
-sample_count <- function(x) if (is.null(dim(x))) length(x) else dim(x)[1]
+sample_count <- function(x) {
+  if (is.list(x)) x <- x[[1]]
+  if (is.null(dim(x))) length(x) else dim(x)[1]
+}

@@ -97,7 +97,17 @@ fn main() {
     }
     let (t, c) = (Instant::now(), cpu_seconds());
     let test = n.min(10000);
-    predict(&mut m, &[Array { values: &x[..test * 784], shape: &[28, 28, 1] }], 32, &mut Silent).unwrap().remove(0);
+    predict(
+        &mut m,
+        &[Array {
+            values: &x[..test * 784],
+            shape: &[28, 28, 1],
+        }],
+        32,
+        &mut Silent,
+    )
+    .unwrap()
+    .remove(0);
     let s = t.elapsed().as_secs_f64();
     println!(
         "predict {test}: {s:.3} s ({:.0} images/s, {:.2} CPU s)",

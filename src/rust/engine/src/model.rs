@@ -297,6 +297,8 @@ impl Model {
             .map(|i| i.shape.clone().expect("checked above"))
             .collect();
         model.build(&shapes)?;
+        // Layers without weights are checked here (building skips them).
+        model.node_shapes(&shapes)?;
         Ok(model)
     }
 
@@ -850,10 +852,11 @@ impl Model {
         let Some(Src::Node { node, .. }) = self.outputs.get(j).copied() else {
             return false;
         };
-        let read_elsewhere = self
-            .nodes
-            .iter()
-            .any(|n| n.inputs.iter().any(|s| matches!(s, Src::Node { node: k, .. } if *k == node)));
+        let read_elsewhere = self.nodes.iter().any(|n| {
+            n.inputs
+                .iter()
+                .any(|s| matches!(s, Src::Node { node: k, .. } if *k == node))
+        });
         match &self.members[self.nodes[node].member] {
             Member::Layer(c) => {
                 !read_elsewhere && read_layer(c).output_activation() == Some(Activation::Softmax)
@@ -933,7 +936,9 @@ impl Model {
             .outputs
             .iter()
             .enumerate()
-            .filter(|(j, _)| logits.get(*j).copied().unwrap_or(false) && self.output_has_softmax(*j))
+            .filter(|(j, _)| {
+                logits.get(*j).copied().unwrap_or(false) && self.output_has_softmax(*j)
+            })
             .filter_map(|(_, s)| match *s {
                 Src::Node { node, .. } => Some(node),
                 Src::Input(_) => None,

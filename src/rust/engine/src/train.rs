@@ -502,7 +502,9 @@ fn train_step(
     let m: &Model = model;
     let mut results: Vec<ShardResult> = if jobs.len() == 1 {
         // One shard runs here, so its products can still use every thread.
-        vec![shard_gradients(m, mask, data, jobs[0].0, contiguous, jobs[0].1)?]
+        vec![shard_gradients(
+            m, mask, data, jobs[0].0, contiguous, jobs[0].1,
+        )?]
     } else {
         jobs.into_par_iter()
             .map(|(chunk, seed)| shard_gradients(m, mask, data, chunk, contiguous, seed))
@@ -632,8 +634,7 @@ fn evaluate_logs(
         let mut tape = Tape::new();
         let params = model.param_vars(&mut tape, None);
         let mut rng = SmallRng::seed_from_u64(0);
-        let (_, outcome, _) =
-            record_losses(model, c, &mut tape, xs, ys, &params, false, &mut rng)?;
+        let (_, outcome, _) = record_losses(model, c, &mut tape, xs, ys, &params, false, &mut rng)?;
         Ok(outcome)
     };
     in_parallel_groups(steps, batch, |step, outcome| {
@@ -730,7 +731,10 @@ pub fn predict(
             &[],
             &mut SmallRng::seed_from_u64(0),
         )?;
-        Ok(ys.iter().map(|&y| tape.value(y).clone()).collect::<Vec<_>>())
+        Ok(ys
+            .iter()
+            .map(|&y| tape.value(y).clone())
+            .collect::<Vec<_>>())
     };
     in_parallel_groups(steps, batch, |step, ys: Vec<Tensor>| {
         for (o, y) in outs.iter_mut().zip(&ys) {

@@ -91,7 +91,17 @@ fn mlp_learns_blobs() {
     let logs = evaluate(&mut m, data.clone(), 32, &mut Silent).unwrap();
     assert_eq!(logs[0].0, "accuracy");
     assert!(logs[0].1 > 0.95, "accuracy {}", logs[0].1);
-    let p = predict(&mut m, &[Array { values: &x[..8], shape: &[4] }], 32, &mut Silent).unwrap().remove(0);
+    let p = predict(
+        &mut m,
+        &[Array {
+            values: &x[..8],
+            shape: &[4],
+        }],
+        32,
+        &mut Silent,
+    )
+    .unwrap()
+    .remove(0);
     assert_eq!(p.shape(), &[2, 3]);
     for row in p.host().chunks(3) {
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);

@@ -109,6 +109,16 @@ fn pooling_model_learns_where_the_spot_is() {
     )
     .unwrap();
     assert!(logs[0].1 > 0.9, "accuracy {}", logs[0].1);
-    let p = predict(&mut m, &[Array { values: &xt[..3 * 128], shape: &[8, 8, 2] }], 32, &mut Silent).unwrap().remove(0);
+    let p = predict(
+        &mut m,
+        &[Array {
+            values: &xt[..3 * 128],
+            shape: &[8, 8, 2],
+        }],
+        32,
+        &mut Silent,
+    )
+    .unwrap()
+    .remove(0);
     assert_eq!(p.shape(), &[3, 3]);
 }

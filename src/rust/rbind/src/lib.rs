@@ -26,6 +26,7 @@ use extendr_api::prelude::*;
 mod console;
 mod convert;
 mod error;
+mod functional;
 pub mod interrupt;
 mod io;
 mod model;
@@ -64,6 +65,7 @@ extendr_module! {
     mod rustkeras;
     use model;
     use io;
+    use functional;
     fn rk_engine_version;
     fn rk_selftest_error;
     fn rk_selftest_panic;

@@ -36,7 +36,10 @@ fn handle(x: &Robj, what: &str) -> RkResult<HandlePtr> {
 pub(crate) fn model_ref(x: &Robj) -> RkResult<ModelRef> {
     match &*handle(x, "model")? {
         Handle::Model(m) => Ok(m.clone()),
-        Handle::Layer(_) => Err(RkError::new("input", "`object` must be a rustkeras model, not a layer")),
+        Handle::Layer(_) => Err(RkError::new(
+            "input",
+            "`object` must be a rustkeras model, not a layer",
+        )),
     }
 }
 
@@ -105,7 +108,12 @@ struct RArrays(Vec<(Vec<f32>, Vec<usize>)>);
 impl RArrays {
     fn from_r(x: &Robj, arg: &str) -> RkResult<RArrays> {
         if x.is_list() && !x.is_null() {
-            let list: List = x.try_into().map_err(|_| RkError::new("input", format!("`{arg}` must be an array or a list of arrays")))?;
+            let list: List = x.try_into().map_err(|_| {
+                RkError::new(
+                    "input",
+                    format!("`{arg}` must be an array or a list of arrays"),
+                )
+            })?;
             let n = list.len();
             let mut out = Vec::with_capacity(n);
             for (i, (_, a)) in list.iter().enumerate() {
@@ -274,9 +282,11 @@ fn rk_model_compile(
     let weights = if loss_weights.is_null() {
         None
     } else {
-        Some(loss_weights.as_real_vector().ok_or_else(|| {
-            RkError::new("input", "`loss_weights` must be a numeric vector")
-        })?)
+        Some(
+            loss_weights
+                .as_real_vector()
+                .ok_or_else(|| RkError::new("input", "`loss_weights` must be a numeric vector"))?,
+        )
     };
     let m = model_ref(&model)?;
     model::write(&m).compile(config, losses, weights, metrics)?;

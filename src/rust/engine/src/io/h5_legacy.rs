@@ -247,12 +247,7 @@ fn read_saved_layers(g: &Group, budget: u64) -> FResult<Vec<SavedLayer>> {
 
 /// Matches saved layers to the model's (by order of the layers that have weights, as
 /// Keras does, or by name) and assigns all weights once every one of them has been checked.
-fn load_weights_group(
-    model: &mut Model,
-    g: &Group,
-    budget: u64,
-    by_name: bool,
-) -> FResult<()> {
+fn load_weights_group(model: &mut Model, g: &Group, budget: u64, by_name: bool) -> FResult<()> {
     let saved = read_saved_layers(g, budget)?;
     let layers = model.layers();
     let targets: Vec<usize> = (0..layers.len())

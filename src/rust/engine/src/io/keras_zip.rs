@@ -281,11 +281,7 @@ fn numbered(vars: &Group, budget: u64) -> FResult<Vec<(Vec<usize>, Vec<f32>)>> {
         .collect()
 }
 
-pub(super) fn read_layer_weights(
-    model: &mut Model,
-    file: &hdf5::File,
-    budget: u64,
-) -> FResult<()> {
+pub(super) fn read_layer_weights(model: &mut Model, file: &hdf5::File, budget: u64) -> FResult<()> {
     let mut updates = Vec::new();
     let paths = layer_paths(model);
     for (i, l) in model.layers().iter().enumerate() {
