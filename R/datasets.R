@@ -104,7 +104,7 @@ dataset_mnist <- function(path = "mnist.npz", convert = TRUE) {
     } else {
       file <- file.path(rustkeras_cache_dir(), path)
     }
-    download_dataset_file(paste0(keras_datasets_url, "mnist.npz"), file)
+    download_file_into_place(paste0(keras_datasets_url, "mnist.npz"), file)
   }
 
   arrays <- read_npz(file)
@@ -142,19 +142,10 @@ check_image_set <- function(x, y, file, what) {
 
 # ---- where the files are --------------------------------------------------
 
-rustkeras_cache_dir <- function() {
-  tools::R_user_dir("rustkeras", which = "cache")
-}
-
-# Folders where Keras keeps downloaded data sets, in the order Keras uses
-# them: $KERAS_HOME, ~/.keras, and keras3's default KERAS_HOME.
+# Folders where Keras keeps downloaded data sets ($KERAS_HOME, ~/.keras, keras3's
+# default KERAS_HOME); rustkeras's cache comes after them (see utils-files.R).
 keras_dataset_dirs <- function() {
-  dirs <- c(
-    if (nzchar(Sys.getenv("KERAS_HOME"))) Sys.getenv("KERAS_HOME"),
-    "~/.keras",
-    tools::R_user_dir("keras3", which = "cache")
-  )
-  file.path(path.expand(dirs), "datasets")
+  keras_cache_dirs("datasets")
 }
 
 find_fashion_mnist_dir <- function() {
@@ -179,46 +170,15 @@ find_mnist_file <- function(path) {
   if (length(found) > 0) found[1] else NULL
 }
 
-is_absolute_path <- function(path) {
-  grepl("^(/|~|[A-Za-z]:[/\\\\]|\\\\\\\\)", path)
-}
-
 download_fashion_mnist <- function(base_url = keras_datasets_url) {
   dir <- file.path(rustkeras_cache_dir(), "fashion-mnist")
   for (f in fashion_mnist_files) {
     dest <- file.path(dir, f)
     if (!file.exists(dest)) {
-      download_dataset_file(paste0(base_url, f), dest)
+      download_file_into_place(paste0(base_url, f), dest)
     }
   }
   dir
-}
-
-# Download `url` to `dest` through a temporary file, so that an interrupted
-# download never leaves a partial file where the next call would read it, and
-# a failed one creates nothing in the user's folders.
-download_dataset_file <- function(url, dest) {
-  tmp <- tempfile(fileext = ".download")
-  on.exit(unlink(tmp), add = TRUE)
-  old <- options(timeout = max(300, getOption("timeout")))
-  on.exit(options(old), add = TRUE)
-
-  message("Downloading data from ", url)
-  status <- tryCatch(
-    suppressWarnings(utils::download.file(url, tmp, mode = "wb", quiet = TRUE)),
-    error = function(e) conditionMessage(e)
-  )
-  if (!identical(status, 0L) || !file.exists(tmp) || file.size(tmp) == 0) {
-    reason <- if (is.character(status)) paste0(" (", status, ")") else ""
-    stop("could not download ", url, reason, ".\n",
-         "Without internet, download that file on another machine and copy ",
-         "it to '", dest, "'.", call. = FALSE)
-  }
-  dir.create(dirname(dest), recursive = TRUE, showWarnings = FALSE)
-  if (!file.rename(tmp, dest) && !file.copy(tmp, dest, overwrite = TRUE)) {
-    stop("could not write '", dest, "'.", call. = FALSE)
-  }
-  invisible(dest)
 }
 
 # ---- IDX files (Fashion-MNIST) --------------------------------------------

@@ -107,7 +107,7 @@ test_that("a failed download gives a clear error and leaves no file", {
   dest <- file.path(dir, "sub", "mnist.npz")
   url <- paste0("file://", dir, "/no-such-file.npz")
   expect_error(
-    suppressMessages(download_dataset_file(url, dest)),
+    suppressMessages(download_file_into_place(url, dest)),
     "could not download .*no-such-file.npz.*copy it to '.*mnist.npz'"
   )
   expect_false(dir.exists(dirname(dest)))
@@ -117,7 +117,7 @@ test_that("a download lands in place and is read from there", {
   dir <- withr::local_tempdir()
   dest <- file.path(dir, "sub", "mnist.npz")
   url <- paste0("file://", normalizePath(fixture("mnist-tiny.npz")))
-  expect_message(download_dataset_file(url, dest), "Downloading data from file://")
+  expect_message(download_file_into_place(url, dest), "Downloading data from file://")
   expect_identical(unname(tools::md5sum(dest)),
                    unname(tools::md5sum(fixture("mnist-tiny.npz"))))
   expect_identical(dim(dataset_mnist(path = dest)$train$x), c(3L, 28L, 28L))
