@@ -53,6 +53,9 @@ rk_save_weights_hdf5 <- function(model, filepath, overwrite) .Call(wrap__rk_save
 
 rk_load_weights_hdf5 <- function(model, filepath, by_name) .Call(wrap__rk_load_weights_hdf5, model, filepath, by_name)
 
+# Weights of a `.keras` file into a built model with the same layers.
+rk_load_weights_keras <- function(model, filepath) .Call(wrap__rk_load_weights_keras, model, filepath)
+
 rk_save_model_keras <- function(model, filepath, overwrite) .Call(wrap__rk_save_model_keras, model, filepath, overwrite)
 
 rk_load_model_keras <- function(filepath, compile) .Call(wrap__rk_load_model_keras, filepath, compile)

@@ -206,17 +206,21 @@ collect_graph <- function(inputs, outputs, call) {
   }
   nodes <- nodes[order(vapply(nodes, function(n) n$id, integer(1)))]
   ids <- vapply(nodes, function(n) n$id, integer(1))
-  members <- list()
-  member_of <- integer(length(nodes))
+  # One member per distinct layer or model (a layer called twice is one member).
+  distinct <- list()
+  op_of <- integer(length(nodes))
   for (k in seq_along(nodes)) {
     m <- nodes[[k]]$member
-    hit <- which(vapply(members, same_member, logical(1), b = m))
+    hit <- which(vapply(distinct, same_member, logical(1), b = m))
     if (length(hit) == 0L) {
-      members[[length(members) + 1L]] <- m
-      hit <- length(members)
+      distinct[[length(distinct) + 1L]] <- m
+      hit <- length(distinct)
     }
-    member_of[k] <- hit[1]
+    op_of[k] <- hit[1]
   }
+  order <- keras_layer_order(nodes, ids, op_of, outputs)
+  members <- distinct[order]
+  member_of <- match(op_of, order)
   src <- function(t) {
     if (identical(t$node$kind, "input")) {
       c(-1L, match(t$node$id, input_ids) - 1L)
@@ -234,6 +238,43 @@ collect_graph <- function(inputs, outputs, call) {
     out_nodes = vapply(outs, `[`, integer(1), 1L),
     out_indices = vapply(outs, `[`, integer(1), 2L)
   )
+}
+
+# Keras's order of `model$layers` (keras/src/ops/function.py, map_graph): by depth
+# from the outputs, deepest first, ties by first visit in a walk back from the outputs.
+# It matters beyond printing: Keras files list weights in this order.
+keras_layer_order <- function(nodes, ids, op_of, outputs) {
+  visit_index <- rep(NA_integer_, max(op_of, 0L))
+  visited <- 0L
+  finished <- integer()
+  post <- integer()
+  walk <- function(t) {
+    if (identical(t$node$kind, "input")) return(invisible())
+    k <- match(t$node$id, ids)
+    if (k %in% finished) return(invisible())
+    if (is.na(visit_index[op_of[k]])) {
+      visited <<- visited + 1L
+      visit_index[op_of[k]] <<- visited
+    }
+    for (x in nodes[[k]]$inputs) walk(x)
+    finished <<- c(finished, k)
+    post <<- c(post, k)
+  }
+  for (t in outputs) walk(t)
+  node_depth <- rep(NA_integer_, length(nodes))
+  op_depth <- rep(0L, length(visit_index))
+  for (k in rev(post)) {
+    d <- if (is.na(node_depth[k])) 0L else node_depth[k]
+    d <- max(d, op_depth[op_of[k]])
+    op_depth[op_of[k]] <- d
+    node_depth[k] <- d
+    for (x in nodes[[k]]$inputs) {
+      if (identical(x$node$kind, "input")) next
+      j <- match(x$node$id, ids)
+      node_depth[j] <- max(d + 1L, if (is.na(node_depth[j])) 0L else node_depth[j])
+    }
+  }
+  order(-op_depth, visit_index)
 }
 
 same_member <- function(a, b) {
@@ -449,12 +490,6 @@ no_layer_message <- function(name, names, model_name) {
   } else {
     paste0(msg, " Its layers are ", paste0("'", utils::head(names, 10L), "'", collapse = ", "),
            if (length(names) > 10L) ", ..." else "", ".")
-  }
-}
-
-check_model <- function(object, call) {
-  if (!inherits(object, "rustkeras_model")) {
-    rk_abort("`object` must be a rustkeras model.", kind = "argument", call = call)
   }
 }
 

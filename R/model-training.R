@@ -55,7 +55,7 @@ compile.rustkeras_model <- function(object, optimizer = "rmsprop", loss = NULL, 
 # One value per output, in the model's output order: a single value is shared; a
 # list or vector has one per output; a named one is matched to the output names.
 per_output <- function(x, output_names, arg, call) {
-  single <- inherits(x, "rustkeras_loss") || (is.atomic(x) && length(x) == 1L)
+  single <- inherits(x, "rustkeras_loss") || is.function(x) || (is.atomic(x) && length(x) == 1L)
   if (single) return(rep(list(x), length(output_names)))
   x <- if (is.list(x)) x else as.list(x)
   if (!is.null(names(x)) && all(nzchar(names(x)))) {
@@ -82,6 +82,37 @@ per_output <- function(x, output_names, arg, call) {
   x
 }
 
+#' Train a model
+#'
+#' Trains the model for a number of epochs on arrays, printing Keras's progress bar.
+#'
+#' @param object A compiled model.
+#' @param x Input data: a numeric matrix or array with samples along the first axis;
+#'   for a model with several inputs, a list with one per input (a named list matches
+#'   input names).
+#' @param y Target data: a numeric vector, matrix or array with as many samples as `x`
+#'   (a list with one per output for several outputs)
+#'   (one-hot rows for categorical cross-entropy, class indices for the sparse one).
+#' @param batch_size Samples per gradient update (`NULL`: 32).
+#' @param epochs Index of the last epoch to train (default 1).
+#' @param verbose 0 (silent), 1 (progress bar), 2 (one line per epoch), or `"auto"`:
+#'   2 while knitting, 0 under testthat, otherwise 1 (a live bar in an interactive
+#'   session, one line per epoch otherwise).
+#' @param validation_split Fraction of the samples, taken from the end before shuffling,
+#'   used for validation (default 0).
+#' @param validation_data `list(x_val, y_val)` to validate on instead.
+#' @param shuffle Whether to shuffle the training samples before each epoch.
+#' @param initial_epoch Epoch at which to start (1-based; to resume a training).
+#' @param ... Unused.
+#' @returns A `keras_training_history`, invisibly.
+#' @export
+#' @examples
+#' x <- matrix(runif(400), ncol = 4)
+#' y <- to_categorical(as.integer(x[, 1] > 0.5), 2)
+#' model <- keras_model_sequential(input_shape = 4) %>% layer_dense(2, activation = "softmax")
+#' model %>% compile(optimizer = "adam", loss = "categorical_crossentropy", metrics = "accuracy")
+#' history <- model %>% fit(x, y, epochs = 2, verbose = 0)
+#' history
 fit <- function(object, ...) UseMethod("fit")
 
 #' @rdname fit

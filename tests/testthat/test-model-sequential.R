@@ -4,7 +4,8 @@
 test_that("keras_model_sequential() makes an S3 model over one pointer", {
   model <- keras_model_sequential(input_shape = c(784), name = "mlp")
   expect_s3_class(model, c("rustkeras_sequential", "rustkeras_model"), exact = TRUE)
-  expect_named(model, "ptr")
+  # A function, so that `model(x)` calls it on a symbolic tensor as in keras3.
+  expect_true(is.function(model))
   expect_type(model$ptr, "externalptr")
   info <- model_info(model)
   expect_identical(info$name, "mlp")
@@ -113,7 +114,7 @@ test_that("a model restored with readRDS() says what to do instead of crashing",
   expect_s3_class(dead, "rustkeras_model")
   err <- expect_error(model_info(dead), class = "rustkeras_error")
   expect_match(conditionMessage(err),
-               "this model's engine object no longer exists: models do not survive saveRDS()/readRDS()",
+               "this model's engine object no longer exists: models and layers do not survive saveRDS()/readRDS()",
                fixed = TRUE)
   expect_match(conditionMessage(err), "rebuild the model or load it from a saved file", fixed = TRUE)
   expect_error(print(dead), "no longer exists", class = "rustkeras_error")

@@ -357,7 +357,9 @@ test_that("bad data gives rustkeras errors naming the argument and the shapes", 
   expect_error(fit_quiet(d$x, as.character(d$labels)), "`y` must be a numeric",
                class = "rustkeras_error")
   expect_error(fit_quiet(NULL, d$y), "`x` is missing", class = "rustkeras_error")
-  expect_error(predict(model, list(1, 2), verbose = 0), "`x` must be a numeric",
+  expect_error(predict(model, list(1, 2), verbose = 0), "`x` must hold 1 array (one per model input), not 2",
+               fixed = TRUE, class = "rustkeras_error")
+  expect_error(predict(model, list("a"), verbose = 0), "`x[[1]]` must be a numeric", fixed = TRUE,
                class = "rustkeras_error")
 })
 

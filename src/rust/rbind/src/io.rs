@@ -47,6 +47,15 @@ fn rk_load_weights_hdf5(model: Robj, filepath: &str, by_name: bool) -> RkResult<
     Ok(())
 }
 
+/// Weights of a `.keras` file into a built model with the same layers.
+#[extendr]
+fn rk_load_weights_keras(model: Robj, filepath: &str) -> RkResult<()> {
+    let m = model_ref(&model)?;
+    let mut ptr = model::write(&m);
+    io::load_weights_keras(&mut ptr, Path::new(filepath))?;
+    Ok(())
+}
+
 #[extendr]
 fn rk_save_model_keras(model: Robj, filepath: &str, overwrite: bool) -> RkResult<()> {
     let m = model_ref(&model)?;
@@ -199,6 +208,7 @@ extendr_module! {
     fn rk_load_model_hdf5;
     fn rk_save_weights_hdf5;
     fn rk_load_weights_hdf5;
+    fn rk_load_weights_keras;
     fn rk_save_model_keras;
     fn rk_load_model_keras;
     fn rk_model_get_config;

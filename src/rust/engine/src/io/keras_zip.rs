@@ -171,6 +171,25 @@ pub fn load_keras(path: &Path, compile: bool) -> crate::Result<Model> {
     at_path(path, read(path, compile))
 }
 
+/// Puts the weights of a `.keras` file into `model` (built, with the saved model's
+/// layers), as Keras's `model.load_weights("x.keras")` does.
+pub fn load_weights_keras(model: &mut Model, path: &Path) -> crate::Result<()> {
+    at_path(path, read_weights_into(model, path))
+}
+
+fn read_weights_into(model: &mut Model, path: &Path) -> FResult<()> {
+    let len = readable_file(path)?;
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(path)?)?;
+    let weights = entry_bytes(&mut zip, WEIGHTS, len.saturating_mul(1032))?;
+    let tmp = TempTarget::new(&std::env::temp_dir().join("rustkeras-load.weights.h5"));
+    std::fs::write(tmp.path(), &weights)?;
+    let budget = weights.len() as u64;
+    drop(weights);
+    let file = h5::open(tmp.path(), "model.weights.h5")
+        .map_err(|Fail(m)| Fail(format!("'{WEIGHTS}' in the zip {m}")))?;
+    read_layer_weights(model, &file, budget)
+}
+
 fn entry_bytes<R: Read + std::io::Seek>(
     zip: &mut zip::ZipArchive<R>,
     name: &str,

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use crate::error::Error;
 
 pub use h5_legacy::{load_h5, load_weights_h5, save_h5, save_weights_h5};
-pub use keras_zip::{load_keras, save_keras};
+pub use keras_zip::{load_keras, load_weights_keras, save_keras};
 
 /// The Keras version whose formats these files follow (written where Keras writes its own).
 pub const KERAS_VERSION: &str = "3.15.1";
