@@ -960,7 +960,14 @@ impl Model {
             let out = match &self.members[n.member] {
                 Member::Layer(c) => {
                     let c = read_layer(c);
-                    let trainable = parent_trainable && c.trainable;
+                    // A layer trains as `compile()` saw it: its weights are gradient
+                    // leaves exactly when they were trainable then (Keras also fixes
+                    // batch normalization's mode at compile).
+                    let trainable = match trained_now(&c, p.iter().map(|&v| tape.requires_grad(v)))
+                    {
+                        Some(t) => t,
+                        None => parent_trainable && c.trainable,
+                    };
                     let mut ctx = ForwardCtx {
                         training,
                         rng,
@@ -993,23 +1000,33 @@ impl Model {
             .collect())
     }
 
-    /// Whether training must see whole batches (a trainable layer uses batch
-    /// statistics).
-    pub fn uses_batch_statistics(&self) -> bool {
-        self.uses_batch_statistics_under(self.trainable)
+    /// Whether training with the weights in `mask` must see whole batches (a layer that
+    /// trains uses batch statistics).
+    pub fn uses_batch_statistics(&self, mask: &[bool]) -> bool {
+        let mut at = 0;
+        self.uses_batch_statistics_under(self.trainable, mask, &mut at)
     }
 
-    fn uses_batch_statistics_under(&self, parent: bool) -> bool {
-        self.members.iter().any(|m| match m {
-            Member::Layer(c) => {
-                let c = read_layer(c);
-                parent && c.trainable && c.uses_batch_statistics()
+    fn uses_batch_statistics_under(&self, parent: bool, mask: &[bool], at: &mut usize) -> bool {
+        let mut any = false;
+        for m in &self.members {
+            match m {
+                Member::Layer(c) => {
+                    let c = read_layer(c);
+                    let n = c.params().len();
+                    let slice = &mask[(*at).min(mask.len())..(*at + n).min(mask.len())];
+                    let trains =
+                        trained_now(&c, slice.iter().copied()).unwrap_or(parent && c.trainable);
+                    any |= trains && c.uses_batch_statistics();
+                    *at += n;
+                }
+                Member::Model(sub) => {
+                    let sub = read(sub);
+                    any |= sub.uses_batch_statistics_under(parent && sub.trainable, mask, at);
+                }
             }
-            Member::Model(sub) => {
-                let sub = read(sub);
-                sub.uses_batch_statistics_under(parent && sub.trainable)
-            }
-        })
+        }
+        any
     }
 
     /// Folds batch statistics from `forward` into the layers' state.
@@ -1049,6 +1066,20 @@ impl Model {
     pub fn find_member(&self, name: &str) -> Option<usize> {
         self.members.iter().position(|m| m.name() == name)
     }
+}
+
+/// Whether a layer trains in this step, from whether its trainable weights get
+/// gradients; None for a layer without such weights (its own flag decides).
+fn trained_now(cell: &LayerCell, grads: impl Iterator<Item = bool>) -> Option<bool> {
+    let mut seen = false;
+    let mut all = true;
+    for (p, g) in cell.params().iter().zip(grads) {
+        if p.trainable {
+            seen = true;
+            all &= g;
+        }
+    }
+    seen.then_some(all)
 }
 
 fn src_shape(s: Src, inputs: &[Vec<usize>], shapes: &[Vec<Vec<usize>>]) -> Vec<usize> {

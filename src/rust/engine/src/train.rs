@@ -490,7 +490,7 @@ fn train_step(
     rng: &mut SmallRng,
 ) -> Result<Vec<BatchOutcome>> {
     // Batch statistics (batch normalization) must see the whole batch, as in Keras.
-    let shards = if model.uses_batch_statistics() {
+    let shards = if model.uses_batch_statistics(mask) {
         1
     } else {
         rayon::current_num_threads()
