@@ -69,11 +69,17 @@ rk_model_from_config <- function(config) .Call(wrap__rk_model_from_config, confi
 # A layer's Keras 3 config from its class name and engine config (a named list).
 rk_layer_get_config <- function(class_name, config) .Call(wrap__rk_layer_get_config, class_name, config)
 
+# The Keras 3 config of a layer the engine holds (from `model$layers`).
+rk_member_layer_config <- function(layer) .Call(wrap__rk_member_layer_config, layer)
+
 # A layer's engine config (named list) from a Keras 3 layer config.
 rk_layer_from_config <- function(class_name, config) .Call(wrap__rk_layer_from_config, class_name, config)
 
 # Keras's next unique name for a prefix (`input_layer`, `input_layer_1`, ...).
 rk_unique_name <- function(prefix) .Call(wrap__rk_unique_name, prefix)
+
+# `clone_model()`: the same architecture with fresh weights.
+rk_model_clone <- function(model) .Call(wrap__rk_model_clone, model)
 
 # Whether two R handles point at the same engine layer or model.
 rk_same_member <- function(a, b) .Call(wrap__rk_same_member, a, b)

@@ -523,6 +523,32 @@ count_params <- function(object) {
   info$params
 }
 
+#' Clone a model
+#'
+#' A new model with the same architecture (the same layers, names and graph) and
+#' freshly initialized weights, as keras3's `clone_model()`; models inside it are cloned
+#' too. The clone is not compiled.
+#'
+#' @param model A model.
+#' @param input_tensors,clone_function,call_function Unsupported; leave `NULL`.
+#' @param recursive Unused (nested models are always cloned).
+#' @param ... Unused.
+#' @returns A new model.
+#' @export
+#' @examples
+#' model <- keras_model_sequential(input_shape = 4) %>% layer_dense(2)
+#' twin <- clone_model(model)
+#' count_params(twin)
+clone_model <- function(model, input_tensors = NULL, clone_function = NULL, call_function = NULL,
+                        recursive = FALSE, ...) {
+  call <- rk_user_call(environment())
+  check_model(model, call)
+  check_unsupported_null(list(input_tensors = input_tensors, clone_function = clone_function,
+                              call_function = call_function), call)
+  ptr <- rk_call(rk_model_clone(model$ptr), call = call)
+  new_model(ptr, rk_call(rk_member_info(ptr), call = call)$class_name)
+}
+
 #' Freeze and unfreeze weights
 #'
 #' `freeze_weights()` makes the weights of a model (or of the layers from `from` to

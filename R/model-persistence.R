@@ -189,11 +189,19 @@ load_model <- function(model, custom_objects = NULL, compile = TRUE, safe_mode =
 get_config <- function(object) {
   call <- rk_user_call(environment())
   if (inherits(object, "rustkeras_model")) {
+    if (!inherits(object, "rustkeras_sequential")) {
+      rk_abort("get_config() of Functional models is not supported yet; Sequential models and layers only.",
+               kind = "argument", call = call)
+    }
     config <- rk_call(rk_model_get_config(object$ptr), call = call)
     return(structure(config, class_name = "Sequential"))
   }
   if (inherits(object, "rustkeras_layer")) {
-    config <- rk_call(rk_layer_get_config(object$class_name, object$config), call = call)
+    config <- if (!is.null(object$ptr)) {
+      rk_call(rk_member_layer_config(object$ptr), call = call)
+    } else {
+      rk_call(rk_layer_get_config(object$class_name, object$config), call = call)
+    }
     return(structure(config, class_name = object$class_name))
   }
   rk_abort("`object` must be a rustkeras model or layer.", kind = "argument", call = call)

@@ -244,3 +244,25 @@ test_that("a Sequential model takes a model as a layer, and keras_model_sequenti
   expect_equal(names[1], "inner")
   expect_s3_class(outer$layers[[1]], "rustkeras_sequential")
 })
+
+test_that("clone_model() copies the architecture with fresh weights; get_config() reads model layers", {
+  set_random_seed(11)
+  a <- keras_input(shape = 4, name = "a")
+  out <- layer_add(list(a %>% layer_dense(4, name = "p"), a)) %>% layer_dense(2, name = "q")
+  model <- keras_model(a, out, name = "orig")
+  p <- get_layer(model, "p")
+  p$trainable <- FALSE
+  twin <- clone_model(model)
+  expect_s3_class(twin, "rustkeras_functional")
+  expect_equal(vapply(twin$layers, function(l) l$name, ""), vapply(model$layers, function(l) l$name, ""))
+  expect_equal(lapply(get_weights(twin), dim), lapply(get_weights(model), dim))
+  expect_false(isTRUE(all.equal(get_weights(twin), get_weights(model))))
+  expect_false(get_layer(twin, "p")$trainable)
+  # The clone's layers are its own.
+  set_weights(twin, get_weights(model))
+  x <- matrix(rnorm(8), 2)
+  expect_equal(predict(twin, x, verbose = 0), predict(model, x, verbose = 0))
+  cfg <- get_config(get_layer(model, "q"))
+  expect_equal(cfg$units, 2L)
+  expect_equal(cfg$name, "q")
+})

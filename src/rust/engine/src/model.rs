@@ -1062,6 +1062,49 @@ impl Model {
             .collect()
     }
 
+    /// Keras's `clone_model()`: the same graph with new layers made from each layer's
+    /// config (same names, fresh weights); models inside are cloned too.
+    pub fn clone_fresh(&self) -> Result<Model> {
+        let members = self
+            .members
+            .iter()
+            .map(|m| -> Result<Member> {
+                Ok(match m {
+                    Member::Layer(c) => {
+                        let c = read_layer(c);
+                        let mut fields: Vec<(String, crate::layers::ConfigValue)> = vec![(
+                            "name".into(),
+                            crate::layers::ConfigValue::Str(c.name().into()),
+                        )];
+                        fields.extend(c.config().into_iter().map(|(k, v)| (k.to_string(), v)));
+                        let layer = crate::layers::registry::from_config(c.class_name(), &fields)?;
+                        let cell = share_layer(layer);
+                        write_layer(&cell).trainable = c.trainable;
+                        Member::Layer(cell)
+                    }
+                    Member::Model(sub) => Member::Model(share(read(sub).clone_fresh()?)),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut model = Model {
+            name: self.name.clone(),
+            sequential: self.sequential,
+            trainable: self.trainable,
+            inputs: self.inputs.clone(),
+            members,
+            nodes: self.nodes.clone(),
+            outputs: self.outputs.clone(),
+            compiled: None,
+        };
+        if let Some(shapes) = model.known_input_shapes() {
+            for i in &mut model.inputs {
+                i.shape = None;
+            }
+            model.build(&shapes)?;
+        }
+        Ok(model)
+    }
+
     /// Index of the member called `name`.
     pub fn find_member(&self, name: &str) -> Option<usize> {
         self.members.iter().position(|m| m.name() == name)

@@ -288,6 +288,14 @@ fn rk_model_io(model: Robj) -> RkResult<List> {
     ))
 }
 
+/// `clone_model()`: the same architecture with fresh weights.
+#[extendr]
+fn rk_model_clone(model: Robj) -> RkResult<Robj> {
+    let m = model_ref(&model)?;
+    let clone = model::read(&m).clone_fresh()?;
+    Ok(model_handle(clone))
+}
+
 /// Keras's next unique name for a prefix (`input_layer`, `input_layer_1`, ...).
 #[extendr]
 fn rk_unique_name(prefix: &str) -> String {
@@ -307,6 +315,7 @@ fn rk_same_member(a: Robj, b: Robj) -> RkResult<bool> {
 extendr_module! {
     mod functional;
     fn rk_unique_name;
+    fn rk_model_clone;
     fn rk_same_member;
     fn rk_layer_new;
     fn rk_member_call;

@@ -104,6 +104,15 @@ fn rk_layer_get_config(class_name: &str, config: List) -> RkResult<Robj> {
     Ok(json_to_r(&v["config"]))
 }
 
+/// The Keras 3 config of a layer the engine holds (from `model$layers`).
+#[extendr]
+fn rk_member_layer_config(layer: Robj) -> RkResult<Robj> {
+    let l = crate::model::layer_ref(&layer)?;
+    let cell = model::read_layer(&l);
+    let v = config_json::layer_to_json(&**cell, None, config_json::Flavor::Keras3);
+    Ok(json_to_r(&v["config"]))
+}
+
 /// A layer's engine config (named list) from a Keras 3 layer config.
 #[extendr]
 fn rk_layer_from_config(class_name: &str, config: Robj) -> RkResult<Robj> {
@@ -214,5 +223,6 @@ extendr_module! {
     fn rk_model_get_config;
     fn rk_model_from_config;
     fn rk_layer_get_config;
+    fn rk_member_layer_config;
     fn rk_layer_from_config;
 }
