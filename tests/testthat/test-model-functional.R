@@ -266,3 +266,23 @@ test_that("clone_model() copies the architecture with fresh weights; get_config(
   expect_equal(cfg$units, 2L)
   expect_equal(cfg$name, "q")
 })
+
+test_that("file formats refuse what they cannot hold yet instead of writing it wrong", {
+  a <- keras_input(shape = 3)
+  flat <- keras_model(a, a %>% layer_dense(2))
+  path <- withr::local_tempfile(fileext = ".h5")
+  expect_error(save_model_hdf5(flat, path), "saving and loading whole Functional models is not supported yet",
+               class = "rustkeras_error")
+  expect_error(save_model(flat, withr::local_tempfile(fileext = ".keras")),
+               "whole Functional models is not supported yet", class = "rustkeras_error")
+  expect_false(file.exists(path))
+  # Weights of a flat functional model round-trip.
+  save_model_weights_hdf5(flat, path)
+  twin <- clone_model(flat)
+  load_model_weights_hdf5(twin, path)
+  expect_equal(get_weights(twin), get_weights(flat))
+  b <- keras_input(shape = 3)
+  nested <- keras_model(b, b %>% flat() %>% layer_dense(1))
+  expect_error(save_model_weights_hdf5(nested, withr::local_tempfile(fileext = ".h5")),
+               "calls another model as a layer", class = "rustkeras_error")
+})

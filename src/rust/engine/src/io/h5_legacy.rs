@@ -34,6 +34,7 @@ pub fn save_h5(
     at_path(
         path,
         write_atomically(path, overwrite, |file| {
+            super::check_supported(model, true)?;
             h5::write_str_attr(file, "backend", BACKEND)?;
             h5::write_str_attr(file, "keras_version", KERAS_VERSION)?;
             let config = config_json::model_to_json(model, Flavor::Legacy);
@@ -57,7 +58,10 @@ pub fn save_h5(
 pub fn save_weights_h5(model: &Model, path: &Path, overwrite: bool) -> crate::Result<()> {
     at_path(
         path,
-        write_atomically(path, overwrite, |file| write_weights(model, file)),
+        write_atomically(path, overwrite, |file| {
+            super::check_supported(model, false)?;
+            write_weights(model, file)
+        }),
     )
 }
 
@@ -191,6 +195,7 @@ pub fn load_weights_h5(model: &mut Model, path: &Path, by_name: bool) -> crate::
     at_path(
         path,
         (|| {
+            super::check_supported(model, false)?;
             let budget = readable_file(path)?;
             let file = h5::open(path, "Keras weights")?;
             let group: Group = if h5::has_attr(&file, "layer_names") {

@@ -26,6 +26,7 @@ pub fn save_keras(model: &Model, path: &Path, overwrite: bool) -> crate::Result<
 }
 
 fn write(model: &Model, path: &Path, overwrite: bool) -> FResult<()> {
+    super::check_supported(model, true)?;
     check_target(path, overwrite)?;
     let weights_tmp = TempTarget::new(&path.with_extension("weights.h5"));
     write_weights(model, weights_tmp.path())?;
@@ -178,6 +179,7 @@ pub fn load_weights_keras(model: &mut Model, path: &Path) -> crate::Result<()> {
 }
 
 fn read_weights_into(model: &mut Model, path: &Path) -> FResult<()> {
+    super::check_supported(model, false)?;
     let len = readable_file(path)?;
     let mut zip = zip::ZipArchive::new(std::fs::File::open(path)?)?;
     let weights = entry_bytes(&mut zip, WEIGHTS, len.saturating_mul(1032))?;

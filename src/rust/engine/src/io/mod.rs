@@ -34,6 +34,24 @@ pub struct Fail(pub String);
 
 pub type FResult<T> = std::result::Result<T, Fail>;
 
+/// What the file formats cover so far: whole Sequential models, and the weights of any
+/// model that holds no other model. Anything else is refused rather than written wrong.
+pub fn check_supported(model: &crate::model::Model, whole_model: bool) -> FResult<()> {
+    if whole_model && !model.is_sequential() {
+        return fail(format!(
+            "cannot hold model '{}': saving and loading whole Functional models is not supported yet; save its weights with save_model_weights_hdf5() and rebuild the model in code",
+            model.name
+        ));
+    }
+    if model.has_nested_models() {
+        return fail(format!(
+            "cannot hold the weights of model '{}': it calls another model as a layer, which the file formats do not support yet",
+            model.name
+        ));
+    }
+    Ok(())
+}
+
 pub fn fail<T>(msg: impl Into<String>) -> FResult<T> {
     Err(Fail(msg.into()))
 }
