@@ -42,7 +42,7 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 if [ -n "${RUSTKERAS_TORCH_INDEX:-}" ]; then
   "${PIP[@]}" $upgrade --index-url "$RUSTKERAS_TORCH_INDEX" torch torchvision
 else
-  # One resolve for both: pip picks the torchvision release built against this torch.
+  # One resolve for both, so that pip picks a torchvision whose requirement admits this torch.
   "${PIP[@]}" $upgrade torch torchvision
 fi
 "$VENV/bin/python" -c "$check"
