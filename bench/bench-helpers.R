@@ -1,5 +1,6 @@
-# Helpers shared by bench/mlp.R and bench/cnn.R (sourced, not a script): the machine and
-# load report, timing, peak memory, running bench/peers.py and the summary table.
+# Helpers shared by bench/mlp.R, bench/cnn.R and bench/resnet50.R (sourced, not a script):
+# the machine and load report, timing, peak memory, running bench/peers.py and the summary
+# table.
 
 vmhwm_mb <- function() {
   s <- readLines("/proc/self/status")
@@ -61,9 +62,19 @@ peer_results <- function(venv, script_dir, args) {
       str <- function(k) regmatches(json, regexec(sprintf('"%s": "([^"]*)"', k), json))[[1]][2]
       r <- list(peer = str("peer"), version = str("version"), epoch1_s = num("epoch1_s"), epoch_s = num("epoch_s"),
                 test_acc = num("test_acc"), predict_img_s = num("predict_img_s"), peak_rss_mb = num("peak_rss_mb"),
-                epoch_s_median_cb = num("epoch_s_median_cb"), blas = str("architecture"))
-      cat(sprintf("  %-12s %s: first epoch %.3f s, then %.3f s/epoch (median in-call %.3f); predict %.0f images/s; test accuracy %.4f; peak RSS %.0f MB; numpy's OpenBLAS kernel %s\n",
-                  r$peer, r$version, r$epoch1_s, r$epoch_s, r$epoch_s_median_cb, r$predict_img_s, r$test_acc, r$peak_rss_mb, r$blas))
+                epoch_s_median_cb = num("epoch_s_median_cb"), blas = str("architecture"),
+                # --model resnet50 (see peers.py): one batch, warm-up + best of --reps
+                predict1_s = num("predict1_s"), train_step_s = num("train_step_s"),
+                train_step1_s = num("train_step1_s"), predict_peak_rss_mb = num("predict_peak_rss_mb"),
+                params = num("params"))
+      if (!is.na(r$train_step_s)) {
+        cat(sprintf("  %-12s %s: predict %.1f images/s (first call %.2f s); training step %.3f s (first %.2f s); peak RSS %.0f MB (%.0f MB after predict); %.0f params; numpy's OpenBLAS kernel %s\n",
+                    r$peer, r$version, r$predict_img_s, r$predict1_s, r$train_step_s, r$train_step1_s, r$peak_rss_mb,
+                    r$predict_peak_rss_mb, r$params, r$blas))
+      } else {
+        cat(sprintf("  %-12s %s: first epoch %.3f s, then %.3f s/epoch (median in-call %.3f); predict %.0f images/s; test accuracy %.4f; peak RSS %.0f MB; numpy's OpenBLAS kernel %s\n",
+                    r$peer, r$version, r$epoch1_s, r$epoch_s, r$epoch_s_median_cb, r$predict_img_s, r$test_acc, r$peak_rss_mb, r$blas))
+      }
       results[[length(results) + 1]] <- r
     } else {
       cat("  ", line, "\n", sep = "")

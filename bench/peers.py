@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
-"""The workshop MLP or CNN in the peers, measured the way bench/mlp.R and bench/cnn.R
-measure rustkeras.
+"""The workshop MLP or CNN, or ResNet50, in the peers, measured the way bench/mlp.R,
+bench/cnn.R and bench/resnet50.R measure rustkeras.
 
     python bench/peers.py [--model mlp] [--epochs 5] [--threads 2] [--only keras-jax,keras-torch,torch]
     python bench/peers.py --model cnn [--epochs 2] [--quick] [--only keras-jax,torch]
+    python bench/peers.py --model resnet50 [--reps 3] [--batch 32] [--only keras-jax,keras-torch,torch]
 
 Each peer runs in its own child process (so peak RSS, threads and imports are its own):
 Keras 3 on JAX, Keras 3 on torch, and plain PyTorch (eager). Each prints one line
 
     PEER_RESULT {"peer": ..., "epoch_s": ..., ...}
 
-(JSON after the prefix), which bench/mlp.R and bench/cnn.R parse; everything else is
-commentary.
+(JSON after the prefix), which bench/mlp.R, bench/cnn.R and bench/resnet50.R parse;
+everything else is commentary.
 
 The models (--model), both with categorical cross-entropy, accuracy, batch 128,
 validation_split 0.2 (the last 20 % of the training images, as Keras takes them), shuffled
@@ -24,7 +25,24 @@ each epoch, Fashion-MNIST from Debian's dataset-fashion-mnist:
        --only). --quick trains on the first 12000 training images (9600 + 2400 for
        validation) instead of 60000: an epoch is then a fifth of the full one.
 
-What is timed (identical in mlp.R):
+resnet50 (no data set, no epochs): keras.applications.ResNet50(weights=None) (224x224x3,
+1000 classes, softmax; Keras 3 on JAX and on torch) and torchvision.models.resnet50(
+weights=None) (PyTorch eager, NCHW, the softmax folded into CrossEntropyLoss), Adam (lr
+1e-3, betas 0.9/0.999, eps 1e-7), sparse categorical cross-entropy, on one random batch of
+--batch (32) images x ~ N(0, 1) with random labels:
+  predict_img_s  batch / the best of --reps timed predict(x, batch_size=batch) calls, after
+             one warm-up call (predict1_s: its time, compile included). PyTorch: eval mode,
+             no_grad, softmax.
+  train_step_s   the best of --reps timed training steps on the batch, after one warm-up
+             step (train_step1_s, compile included). Keras: fit(x, y, batch_size=batch,
+             epochs=1, verbose=0), as bench/resnet50.R times rustkeras; PyTorch: train mode,
+             zero_grad, forward, loss, backward, Adam step.
+  peak_rss_mb    VmHWM of the child at the end (after the training steps, which need the
+             most); predict_peak_rss_mb: VmHWM after the predict calls, before training.
+Keras's ResNet50 has 25,636,712 parameters, torchvision's 25,557,032 (its convolutions have
+no bias; Keras's ResNet v1 convolutions do); the compute is the same within 0.1 %.
+
+What is timed for mlp and cnn (identical in mlp.R):
   epoch1_s   wall time of a first fit() call of 1 epoch (includes compile / warm-up).
   epoch_s    wall time of a second fit() call running epochs 2..E, divided by E-1 (each
              epoch trains on 48000 images and validates on 12000; the call's own data
@@ -40,8 +58,8 @@ import argparse, gzip, json, os, platform, struct, subprocess, sys, time
 
 FMNIST = os.environ.get("FMNIST_DIR", "/usr/share/datasets/fashion-mnist")
 PEERS = ["keras-jax", "keras-torch", "torch"]
-DEFAULT_PEERS = {"mlp": PEERS, "cnn": ["keras-jax", "torch"]}
-DEFAULT_EPOCHS = {"mlp": 5, "cnn": 2}
+DEFAULT_PEERS = {"mlp": PEERS, "cnn": ["keras-jax", "torch"], "resnet50": PEERS}
+DEFAULT_EPOCHS = {"mlp": 5, "cnn": 2, "resnet50": 1}
 QUICK_TRAIN = 12000
 
 
@@ -229,7 +247,106 @@ def run_torch(model_name, epochs, threads, n_train):
                 torch_threads=torch.get_num_threads())
 
 
-def child(peer, model, epochs, threads, n_train):
+def best_of(fn, reps):
+    """fn() once as a warm-up, then reps timed calls: (warm-up seconds, [seconds])."""
+    t = time.perf_counter(); fn(); first = time.perf_counter() - t
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter(); fn(); ts.append(time.perf_counter() - t)
+    return first, ts
+
+
+def resnet_batch(batch, channels_first=False):
+    """The random batch every engine gets: x ~ N(0, 1) float32 (NHWC, or NCHW for
+    PyTorch, the same numbers transposed), labels uniform in 0..999 (int64)."""
+    import numpy as np
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((batch, 224, 224, 3), dtype=np.float32)
+    y = rng.integers(0, 1000, batch).astype("int64")
+    if channels_first:
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    return x, y
+
+
+def resnet_result(first_pred, pred_ts, rss_pred, first_step, step_ts, batch, **extra):
+    return dict(predict_img_s=batch / min(pred_ts), predict1_s=round(first_pred, 3),
+                predict_times=[round(t, 4) for t in pred_ts], predict_peak_rss_mb=round(rss_pred),
+                train_step_s=min(step_ts), train_step1_s=round(first_step, 3),
+                train_times=[round(t, 4) for t in step_ts], **extra)
+
+
+def run_keras_resnet(backend, threads, reps, batch):
+    os.environ["KERAS_BACKEND"] = backend
+    t0 = time.perf_counter()
+    import keras
+    import_s = time.perf_counter() - t0
+    if backend == "torch":
+        import torch
+        torch.set_num_threads(threads)
+        version = f"keras {keras.__version__}, torch {torch.__version__}"
+    else:
+        import jax
+        version = f"keras {keras.__version__}, jax {jax.__version__} ({jax.devices()[0].platform})"
+    keras.utils.set_random_seed(1)
+    x, y = resnet_batch(batch)
+    model = keras.applications.ResNet50(weights=None)
+    model.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy")
+    first_pred, pred_ts = best_of(lambda: model.predict(x, batch_size=batch, verbose=0), reps)
+    rss_pred = vmhwm_mb()
+    losses = []
+    first_step, step_ts = best_of(
+        lambda: losses.append(model.fit(x, y, batch_size=batch, epochs=1, verbose=0).history["loss"][0]), reps)
+    return resnet_result(first_pred, pred_ts, rss_pred, first_step, step_ts, batch, version=version,
+                         import_s=round(import_s, 2), params=int(model.count_params()),
+                         losses=[round(float(v), 4) for v in losses])
+
+
+def run_torch_resnet(threads, reps, batch):
+    t0 = time.perf_counter()
+    import torch, torch.nn as nn, torchvision
+    import_s = time.perf_counter() - t0
+    torch.set_num_threads(threads)
+    torch.manual_seed(1)
+    x, y = resnet_batch(batch, channels_first=True)
+    x = torch.from_numpy(x); y = torch.from_numpy(y)
+    model = torchvision.models.resnet50(weights=None)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+    lossf = nn.CrossEntropyLoss()
+
+    def predict():
+        model.eval()
+        with torch.no_grad():
+            return torch.softmax(model(x), 1)
+
+    losses = []
+
+    def step():
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        loss = lossf(model(x), y); loss.backward(); opt.step()
+        losses.append(loss.item())
+
+    first_pred, pred_ts = best_of(predict, reps)
+    rss_pred = vmhwm_mb()
+    first_step, step_ts = best_of(step, reps)
+    return resnet_result(first_pred, pred_ts, rss_pred, first_step, step_ts, batch,
+                         version=f"torch {torch.__version__}, torchvision {torchvision.__version__}",
+                         import_s=round(import_s, 2), params=sum(p.numel() for p in model.parameters()),
+                         losses=[round(v, 4) for v in losses], torch_threads=torch.get_num_threads())
+
+
+def child(peer, model, epochs, threads, n_train, reps=3, batch=32):
+    if model == "resnet50":
+        if peer == "torch":
+            r = run_torch_resnet(threads, reps, batch)
+        else:
+            r = run_keras_resnet(peer.split("-")[1], threads, reps, batch)
+        r.update(peer=peer, model=model, threads=threads, batch=batch, reps=reps, peak_rss_mb=round(vmhwm_mb()),
+                 numpy_blas=blas_info(), python=platform.python_version())
+        for k in ("predict_img_s", "train_step_s"):
+            r[k] = round(r[k], 4)
+        print("PEER_RESULT " + json.dumps(r), flush=True)
+        return
     if peer == "keras-jax":
         r = run_keras("jax", model, epochs, threads, n_train)
     elif peer == "keras-torch":
@@ -246,19 +363,21 @@ def child(peer, model, epochs, threads, n_train):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
-    ap.add_argument("--epochs", type=int, help="default: 5 for the MLP, 2 for the CNN")
+    ap.add_argument("--model", choices=["mlp", "cnn", "resnet50"], default="mlp")
+    ap.add_argument("--epochs", type=int, help="default: 5 for the MLP, 2 for the CNN (not used by resnet50)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", help="comma-separated subset of " + ",".join(PEERS) +
-                    " (default: all for the MLP, keras-jax,torch for the CNN)")
+                    " (default: all for the MLP and ResNet50, keras-jax,torch for the CNN)")
     ap.add_argument("--quick", action="store_true", help="train on the first %d training images" % QUICK_TRAIN)
     ap.add_argument("--train-size", type=int, help="train on the first N training images (default 60000)")
+    ap.add_argument("--reps", type=int, default=3, help="resnet50: timed repetitions after the warm-up (default 3)")
+    ap.add_argument("--batch", type=int, default=32, help="resnet50: batch size (default 32)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     epochs = a.epochs or DEFAULT_EPOCHS[a.model]
     n_train = a.train_size or (QUICK_TRAIN if a.quick else None)
     if a.child:
-        return child(a.child, a.model, epochs, a.threads, n_train)
+        return child(a.child, a.model, epochs, a.threads, n_train, a.reps, a.batch)
     only = a.only.split(",") if a.only else DEFAULT_PEERS[a.model]
     th = str(a.threads)
     env = dict(os.environ, OMP_NUM_THREADS=th, MKL_NUM_THREADS=th, OPENBLAS_NUM_THREADS=th,
@@ -268,10 +387,14 @@ def main():
     env.pop("OPENBLAS_CORETYPE", None); env.pop("OPENBLAS_L2_SIZE", None)
     status = 0
     for peer in only:
-        print(f"# peer {peer}: {a.model}, {epochs} epochs, {a.threads} threads"
-              + (f", first {n_train} training images" if n_train else ""), flush=True)
+        if a.model == "resnet50":
+            print(f"# peer {peer}: resnet50, batch {a.batch}, 1 warm-up + best of {a.reps}, {a.threads} threads",
+                  flush=True)
+        else:
+            print(f"# peer {peer}: {a.model}, {epochs} epochs, {a.threads} threads"
+                  + (f", first {n_train} training images" if n_train else ""), flush=True)
         p = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", peer, "--model", a.model,
-                            "--epochs", str(epochs), "--threads", th]
+                            "--epochs", str(epochs), "--threads", th, "--reps", str(a.reps), "--batch", str(a.batch)]
                            + (["--train-size", str(n_train)] if n_train else []), env=env)
         if p.returncode != 0:
             print(f"# peer {peer} failed with exit status {p.returncode}", flush=True)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates (or completes) the Python venv with the peers that bench/mlp.R compares against:
-# Keras 3 on JAX (CPU) and on torch, plain PyTorch, numpy, psutil, threadpoolctl. Idempotent:
+# Keras 3 on JAX (CPU) and on torch, plain PyTorch with torchvision (bench/resnet50.R's
+# peer), numpy, psutil, threadpoolctl. Idempotent:
 # a venv that already imports everything is left alone (pass --upgrade to refresh it).
 #
 #   bash bench/setup-peers.sh [--upgrade]        # venv: $RUSTKERAS_PEERS_VENV or /tmp/rustkeras-peers
@@ -18,7 +19,7 @@ upgrade=""
 [ "${1:-}" = "--upgrade" ] && upgrade="--upgrade"
 
 check='import os; os.environ.setdefault("KERAS_BACKEND", "jax")
-import numpy, keras, jax, jaxlib, torch, psutil, threadpoolctl
+import numpy, keras, jax, jaxlib, torch, torchvision, psutil, threadpoolctl
 assert keras.__version__.startswith("3."), keras.__version__
 print("numpy", numpy.__version__, "| keras", keras.__version__, "| jax", jax.__version__, "| torch", torch.__version__)'
 
@@ -39,9 +40,10 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 "${PIP[@]}" --upgrade pip
 "${PIP[@]}" $upgrade numpy "keras>=3,<4" "jax[cpu]" psutil threadpoolctl
 if [ -n "${RUSTKERAS_TORCH_INDEX:-}" ]; then
-  "${PIP[@]}" $upgrade --index-url "$RUSTKERAS_TORCH_INDEX" torch
+  "${PIP[@]}" $upgrade --index-url "$RUSTKERAS_TORCH_INDEX" torch torchvision
 else
-  "${PIP[@]}" $upgrade torch
+  # One resolve for both, so that pip picks a torchvision whose requirement admits this torch.
+  "${PIP[@]}" $upgrade torch torchvision
 fi
 "$VENV/bin/python" -c "$check"
 echo "peer venv ready: $VENV ($(du -sh "$VENV" | cut -f1))"
