@@ -106,7 +106,7 @@ test_that("ResNet50 matches Keras's predictions from Keras's own files", {
   skip_on_cran()
   dir <- withr::local_tempdir()
   out <- file.path(dir, "resnet50.h5")
-  status <- system2(python, c(shQuote(script), shQuote(out), "--minimal"), stdout = FALSE, stderr = FALSE,
+  status <- system2(python, c(shQuote(script), shQuote(out)), stdout = FALSE, stderr = FALSE,
                     env = "KERAS_BACKEND=jax")
   skip_if(status != 0L, "make_resnet50.py failed")
   fx <- jsonlite::fromJSON(sub("\\.h5$", ".json", out), simplifyVector = FALSE)
@@ -117,5 +117,12 @@ test_that("ResNet50 matches Keras's predictions from Keras's own files", {
     pred <- predict(model, images, verbose = 0)
     expect_equal(pred, as_keras_array(fx$predictions), tolerance = 1e-4, ignore_attr = TRUE,
                  info = basename(file))
+  }
+  # The notop file in the ImageNet layout, into the model without the top.
+  notop <- file.path(dir, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
+  if (file.exists(notop) && !is.null(fx$features_mean)) {
+    base <- application_resnet50(weights = notop, include_top = FALSE, pooling = "avg")
+    expect_equal(predict(base, images, verbose = 0), as_keras_array(fx$features_mean),
+                 tolerance = 1e-4, ignore_attr = TRUE)
   }
 })
