@@ -100,7 +100,10 @@ impl Graph {
     fn relu(&mut self, x: Src, name: &str) -> Src {
         let l = layer(
             "Activation",
-            vec![("activation", Str("relu".into())), ("name", Str(name.into()))],
+            vec![
+                ("activation", Str("relu".into())),
+                ("name", Str(name.into())),
+            ],
         );
         self.call(l, &[x])
     }
@@ -144,7 +147,10 @@ fn resnet50(size: usize) -> Model {
         layer(
             "ZeroPadding2D",
             vec![
-                ("padding", List(vec![List(vec![Int(p), Int(p)]), List(vec![Int(p), Int(p)])])),
+                (
+                    "padding",
+                    List(vec![List(vec![Int(p), Int(p)]), List(vec![Int(p), Int(p)])]),
+                ),
                 ("name", Str(name.into())),
             ],
         )
@@ -167,7 +173,10 @@ fn resnet50(size: usize) -> Model {
     x = g.stack(x, 128, 4, 2, "conv3");
     x = g.stack(x, 256, 6, 2, "conv4");
     x = g.stack(x, 512, 3, 2, "conv5");
-    let gap = layer("GlobalAveragePooling2D", vec![("name", Str("avg_pool".into()))]);
+    let gap = layer(
+        "GlobalAveragePooling2D",
+        vec![("name", Str("avg_pool".into()))],
+    );
     x = g.call(gap, &[x]);
     let dense = layer(
         "Dense",
@@ -234,7 +243,16 @@ fn main() {
     );
     for r in 0..if what == 2 { 0 } else { reps } {
         let out = timed(&format!("predict #{}", r + 1), || {
-            predict(&mut m, &[Array { values: &x, shape: &shape }], n, &mut Silent).unwrap()
+            predict(
+                &mut m,
+                &[Array {
+                    values: &x,
+                    shape: &shape,
+                }],
+                n,
+                &mut Silent,
+            )
+            .unwrap()
         });
         assert_eq!(out[0].host().len(), n * 1000);
     }

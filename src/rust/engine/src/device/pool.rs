@@ -79,8 +79,7 @@ pub fn give(v: Vec<f32>) {
     }
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     pool.push(v);
-    while pool.len() > MAX_BUFFERS
-        || pool.iter().map(|b| b.capacity()).sum::<usize>() > MAX_FLOATS
+    while pool.len() > MAX_BUFFERS || pool.iter().map(|b| b.capacity()).sum::<usize>() > MAX_FLOATS
     {
         let (i, _) = pool
             .iter()
