@@ -20,9 +20,22 @@ use crate::ops::conv::ConvGeometry;
 /// the packed kernel).
 const COLS_BUDGET: usize = 192 * 1024;
 
-/// Samples per im2col step.
+/// Rows (output pixels) a step's product should have at least: below this, a deep
+/// layer's small feature maps (ResNet50's 7x7 stage: 49 rows against k = 4608) make
+/// thin products that split badly across threads and repack the kernel every sample.
+const MIN_STEP_ROWS: usize = 256;
+
+/// Samples per im2col step. A 1x1 convolution with stride 1 builds no columns, so it
+/// takes the whole batch in one product.
 fn samples_per_step(g: &ConvGeometry) -> usize {
-    (COLS_BUDGET / (g.out_pixels() * g.patch_len()).max(1)).clamp(1, g.n.max(1))
+    if g.is_pointwise() {
+        return g.n.max(1);
+    }
+    let op = g.out_pixels().max(1);
+    let by_cache = COLS_BUDGET / (op * g.patch_len()).max(1);
+    by_cache
+        .max(MIN_STEP_ROWS.div_ceil(op))
+        .clamp(1, g.n.max(1))
 }
 
 /// Parallel loops only at the top level: inside a pool worker the caller already

@@ -9,8 +9,14 @@ use std::sync::Mutex;
 
 /// Buffers smaller than this are left to the allocator (they do not hit `mmap`).
 const MIN_POOLED: usize = 4096;
-/// At most this many buffers wait in the pool; the largest are dropped first.
-const MAX_BUFFERS: usize = 64;
+/// At most this many buffers wait in the pool, holding at most `MAX_FLOATS` values in
+/// all; the largest are dropped first. A deep network's forward pass keeps a few hundred
+/// activations alive at once (ResNet50: ~320 tensors), and all of them must come back
+/// for the next batch to run without fresh pages: a cap of 64 buffers threw most of them
+/// away and every predict() call faulted its activations in again.
+const MAX_BUFFERS: usize = 1024;
+/// 8 GiB of f32.
+const MAX_FLOATS: usize = 2 << 30;
 
 static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
@@ -73,7 +79,8 @@ pub fn give(v: Vec<f32>) {
     }
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     pool.push(v);
-    if pool.len() > MAX_BUFFERS {
+    while pool.len() > MAX_BUFFERS || pool.iter().map(|b| b.capacity()).sum::<usize>() > MAX_FLOATS
+    {
         let (i, _) = pool
             .iter()
             .enumerate()
