@@ -10,7 +10,7 @@ use extendr_api::prelude::*;
 use crate::convert::{array_from_r, array_to_r};
 use crate::error::{RkError, RkResult};
 use crate::model::{
-    config_value, dims_from_r, member_from_r, member_to_r, model_handle, model_ref, Handle,
+    config_fields, dims_from_r, member_from_r, member_to_r, model_handle, model_ref, Handle,
     HandlePtr,
 };
 
@@ -31,13 +31,7 @@ fn shapes_from_r(shapes: &List, arg: &str) -> RkResult<Vec<Vec<usize>>> {
 /// A new layer from its Keras class name and config (a named list), not yet built.
 #[extendr]
 fn rk_layer_new(class_name: &str, config: List) -> RkResult<Robj> {
-    let mut fields = Vec::new();
-    for (key, value) in config.iter() {
-        if !value.is_null() {
-            fields.push((key.to_string(), config_value(key, &value)?));
-        }
-    }
-    let layer = registry::from_config(class_name, &fields)?;
+    let layer = registry::from_config(class_name, &config_fields(&config)?)?;
     Ok(HandlePtr::new(Handle::Layer(model::share_layer(layer))).into())
 }
 

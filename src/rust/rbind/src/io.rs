@@ -9,7 +9,7 @@ use extendr_api::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::error::{RkError, RkResult};
-use crate::model::{config_value, model_handle, model_ref};
+use crate::model::{config_fields, model_handle, model_ref};
 use engine::model;
 
 #[extendr]
@@ -93,13 +93,7 @@ fn rk_model_from_config(config: Robj) -> RkResult<Robj> {
 /// A layer's Keras 3 config from its class name and engine config (a named list).
 #[extendr]
 fn rk_layer_get_config(class_name: &str, config: List) -> RkResult<Robj> {
-    let mut fields = Vec::new();
-    for (key, value) in config.iter() {
-        if !value.is_null() {
-            fields.push((key.to_string(), config_value(key, &value)?));
-        }
-    }
-    let layer = registry::from_config(class_name, &fields)?;
+    let layer = registry::from_config(class_name, &config_fields(&config)?)?;
     let v = config_json::layer_to_json(layer.as_ref(), None, config_json::Flavor::Keras3);
     Ok(json_to_r(&v["config"]))
 }

@@ -150,6 +150,17 @@ fn rk_model_new(name: Robj, input_shape: Robj) -> RkResult<Robj> {
     Ok(model_handle(model))
 }
 
+/// A layer config from R (a named list) as engine fields; NULL fields are left out.
+pub(crate) fn config_fields(config: &List) -> RkResult<Vec<(String, ConfigValue)>> {
+    let mut fields = Vec::new();
+    for (key, value) in config.iter() {
+        if !value.is_null() {
+            fields.push((key.to_string(), config_value(key, &value)?));
+        }
+    }
+    Ok(fields)
+}
+
 /// One config field from R: a length-1 vector is a scalar, a longer one a tuple.
 pub(crate) fn config_value(key: &str, value: &Robj) -> RkResult<ConfigValue> {
     let scalar = |i: usize| -> Option<ConfigValue> {

@@ -182,14 +182,36 @@ fn read_weights_into(model: &mut Model, path: &Path) -> FResult<()> {
     super::check_supported(model, false)?;
     let len = readable_file(path)?;
     let mut zip = zip::ZipArchive::new(std::fs::File::open(path)?)?;
-    let weights = entry_bytes(&mut zip, WEIGHTS, len.saturating_mul(1032))?;
+    let w = open_weights(&mut zip, len)?;
+    read_layer_weights(model, &w.file, w.budget)
+}
+
+/// The zip's `model.weights.h5`, copied out to a temporary file HDF5 can open.
+struct ZipWeights {
+    file: hdf5::File,
+    /// Bytes of the weights file: no dataset in it can be larger.
+    budget: u64,
+    /// Removes the copy when dropped (after `file`, declared above it).
+    _tmp: TempTarget,
+}
+
+fn open_weights<R: Read + std::io::Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    zip_len: u64,
+) -> FResult<ZipWeights> {
+    // Stored entries are never larger than the zip; deflated ones at most ~1032 times.
+    let weights = entry_bytes(zip, WEIGHTS, zip_len.saturating_mul(1032))?;
     let tmp = TempTarget::new(&std::env::temp_dir().join("rustkeras-load.weights.h5"));
     std::fs::write(tmp.path(), &weights)?;
     let budget = weights.len() as u64;
     drop(weights);
     let file = h5::open(tmp.path(), "model.weights.h5")
         .map_err(|Fail(m)| Fail(format!("'{WEIGHTS}' in the zip {m}")))?;
-    read_layer_weights(model, &file, budget)
+    Ok(ZipWeights {
+        file,
+        budget,
+        _tmp: tmp,
+    })
 }
 
 fn entry_bytes<R: Read + std::io::Seek>(
@@ -224,20 +246,14 @@ fn read(path: &Path, compile: bool) -> FResult<Model> {
     let config: Value = serde_json::from_slice(&config_bytes)
         .map_err(|e| Fail(format!("'config.json' is not valid JSON ({e})")))?;
     let mut model = config_json::model_from_json(&config)?;
-    // Stored entries are never larger than the zip; deflated ones at most ~1032 times.
-    let weights = entry_bytes(&mut zip, WEIGHTS, len.saturating_mul(1032))?;
-    let tmp = TempTarget::new(&std::env::temp_dir().join("rustkeras-load.weights.h5"));
-    std::fs::write(tmp.path(), &weights)?;
-    let budget = weights.len() as u64;
-    drop(weights);
-    let file = h5::open(tmp.path(), "model.weights.h5")
-        .map_err(|Fail(m)| Fail(format!("'{WEIGHTS}' in the zip {m}")))?;
+    let weights = open_weights(&mut zip, len)?;
+    let (file, budget) = (&weights.file, weights.budget);
     if !model.is_built() && model.layers().iter().any(|l| !l.is_built()) {
         return fail(
             "the saved model was never built (no input shape), so its weights cannot be placed",
         );
     }
-    read_layer_weights(&mut model, &file, budget)?;
+    read_layer_weights(&mut model, file, budget)?;
     if compile {
         if let Some(cc) = config
             .get("compile_config")
