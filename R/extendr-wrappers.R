@@ -63,8 +63,8 @@ rk_load_model_keras <- function(filepath, compile) .Call(wrap__rk_load_model_ker
 # The model's Keras 3 config (the `config` part of `{"class_name": "Sequential", ...}`).
 rk_model_get_config <- function(model) .Call(wrap__rk_model_get_config, model)
 
-# A new (unbuilt weights: freshly initialised) model from a Sequential config.
-rk_model_from_config <- function(config) .Call(wrap__rk_model_from_config, config)
+# A new model (with fresh weights) from a Sequential or Functional config.
+rk_model_from_config <- function(class_name, config) .Call(wrap__rk_model_from_config, class_name, config)
 
 # A layer's Keras 3 config from its class name and engine config (a named list).
 rk_layer_get_config <- function(class_name, config) .Call(wrap__rk_layer_get_config, class_name, config)

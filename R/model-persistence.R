@@ -4,7 +4,8 @@
 #' configuration as Keras 3 JSON, its weights, and, when `include_optimizer` is `TRUE` and
 #' the model is compiled, its compile settings and optimizer state. Python Keras reads the
 #' file with `keras.models.load_model()`, and `load_model_hdf5()` reads files written by
-#' Keras (Sequential models of the layers rustkeras has).
+#' Keras (Sequential and Functional models, models inside models included, of the layers
+#' rustkeras has).
 #'
 #' The file is written to a temporary file in the same folder and renamed into place, so a
 #' failed save never leaves a half-written file at `filepath`.
@@ -168,15 +169,17 @@ load_model <- function(model, custom_objects = NULL, compile = TRUE, safe_mode =
 
 #' Configuration of a model or layer
 #'
-#' `get_config()` returns the Keras 3 configuration as a named list: for a Sequential
-#' model the `config` part of its `config.json` entry (name, dtype, layers with their
-#' class names and configs, build input shape), for a layer its config fields with
-#' Keras's names. `from_config()` builds a new model (with fresh weights) or layer from
+#' `get_config()` returns the Keras 3 configuration as a named list: for a model the
+#' `config` part of its `config.json` entry (for a Sequential model its name, dtype,
+#' layers with their class names and configs and build input shape; for a Functional
+#' model also each layer's `inbound_nodes` and the `input_layers` and `output_layers`),
+#' for a layer its config fields with Keras's names. `from_config()` builds a new model (with fresh weights) or layer from
 #' such a list, also one read from Keras's JSON.
 #'
 #' @param object A model or a layer.
 #' @param config A list returned by `get_config()`; its `"class_name"` attribute says
-#'   what it configures (`"Sequential"` when absent and it has `layers`).
+#'   what it configures (`"Sequential"`, `"Functional"` or a layer class; `"Sequential"`
+#'   when absent and it has `layers`).
 #' @param custom_objects Not supported; must be `NULL`.
 #' @returns `get_config()`: a named list with attribute `class_name`. `from_config()`: a
 #'   model or a layer.
@@ -189,12 +192,9 @@ load_model <- function(model, custom_objects = NULL, compile = TRUE, safe_mode =
 get_config <- function(object) {
   call <- rk_user_call(environment())
   if (inherits(object, "rustkeras_model")) {
-    if (!inherits(object, "rustkeras_sequential")) {
-      rk_abort("get_config() of Functional models is not supported yet; Sequential models and layers only.",
-               kind = "argument", call = call)
-    }
+    class_name <- rk_call(rk_member_info(object$ptr), call = call)$class_name
     config <- rk_call(rk_model_get_config(object$ptr), call = call)
-    return(structure(config, class_name = "Sequential"))
+    return(structure(config, class_name = class_name))
   }
   if (inherits(object, "rustkeras_layer")) {
     config <- if (!is.null(object$ptr)) {
@@ -217,8 +217,9 @@ from_config <- function(config, custom_objects = NULL) {
   if (is.null(class_name)) {
     rk_abort("`config` has no \"class_name\" attribute.", kind = "argument", call = call)
   }
-  if (identical(class_name, "Sequential")) {
-    return(model_from_handle(rk_call(rk_model_from_config(unclass_config(config)), call = call)))
+  if (class_name %in% c("Sequential", "Functional", "Model")) {
+    ptr <- rk_call(rk_model_from_config(class_name, unclass_config(config)), call = call)
+    return(model_from_handle(ptr))
   }
   engine_config <- rk_call(rk_layer_from_config(class_name, unclass_config(config)), call = call)
   create_layer(NULL, class_name, engine_config, call)

@@ -267,22 +267,68 @@ test_that("clone_model() copies the architecture with fresh weights; get_config(
   expect_equal(cfg$name, "q")
 })
 
-test_that("file formats refuse what they cannot hold yet instead of writing it wrong", {
-  a <- keras_input(shape = 3)
-  flat <- keras_model(a, a %>% layer_dense(2))
-  path <- withr::local_tempfile(fileext = ".h5")
-  expect_error(save_model_hdf5(flat, path), "saving and loading whole Functional models is not supported yet",
-               class = "rustkeras_error")
-  expect_error(save_model(flat, withr::local_tempfile(fileext = ".keras")),
-               "whole Functional models is not supported yet", class = "rustkeras_error")
-  expect_false(file.exists(path))
-  # Weights of a flat functional model round-trip.
-  save_model_weights_hdf5(flat, path)
-  twin <- clone_model(flat)
-  load_model_weights_hdf5(twin, path)
-  expect_equal(get_weights(twin), get_weights(flat))
-  b <- keras_input(shape = 3)
-  nested <- keras_model(b, b %>% flat() %>% layer_dense(1))
-  expect_error(save_model_weights_hdf5(nested, withr::local_tempfile(fileext = ".h5")),
-               "calls another model as a layer", class = "rustkeras_error")
+# A small model with what the file formats must keep: two inputs, a frozen layer inside a
+# nested base, a shared layer, a merge and two outputs.
+files_model <- function() {
+  x <- keras_input(shape = 3, name = "x")
+  base <- keras_model(x, x %>% layer_dense(4, activation = "relu", name = "base_dense") %>%
+                        layer_batch_normalization(name = "bn"), name = "base")
+  frozen <- get_layer(base, "base_dense")
+  frozen$trainable <- FALSE
+  a <- keras_input(shape = 3, name = "a")
+  b <- keras_input(shape = 3, name = "b")
+  shared <- layer_dense(units = 4, name = "shared")
+  joined <- layer_add(list(base(a), shared(b), shared(a)), name = "add")
+  model <- keras_model(list(a, b), list(
+    reg = joined %>% layer_dense(1, name = "reg"),
+    cls = joined %>% layer_dense(2, activation = "softmax", name = "cls")))
+  model %>% compile(optimizer = optimizer_adam(learning_rate = 0.01),
+                    loss = list(reg = "mse", cls = "sparse_categorical_crossentropy"),
+                    loss_weights = list(reg = 0.5, cls = 1))
+  model
+}
+
+test_that("Functional models with a model inside round-trip through .keras and .h5", {
+  set.seed(5)
+  model <- files_model()
+  n <- 32
+  xa <- matrix(rnorm(n * 3), n)
+  xb <- matrix(rnorm(n * 3), n)
+  y <- list(reg = xa[, 1] - xb[, 2], cls = as.integer(xa[, 3] > 0))
+  fit(model, list(xa, xb), y, epochs = 2, batch_size = 8, verbose = 0, shuffle = FALSE)
+  want <- predict(model, list(xa, xb), verbose = 0)
+  keras_path <- withr::local_tempfile(fileext = ".keras")
+  h5_path <- withr::local_tempfile(fileext = ".h5")
+  save_model(model, keras_path)
+  save_model_hdf5(model, h5_path)
+  continued <- function(m) {
+    set_random_seed(3)
+    h <- fit(m, list(xa, xb), y, epochs = 2, batch_size = 8, verbose = 0, shuffle = FALSE)
+    h$metrics$loss
+  }
+  loaded_models <- list(load_model(keras_path), load_model_hdf5(h5_path))
+  for (loaded in loaded_models) {
+    expect_s3_class(loaded, "rustkeras_functional")
+    expect_identical(predict(loaded, list(xa, xb), verbose = 0), want)
+    expect_equal(get_weights(loaded), get_weights(model))
+    expect_equal(capture.output(summary(loaded)), capture.output(summary(model)))
+    expect_false(get_layer(get_layer(loaded, "base"), "base_dense")$trainable)
+    expect_equal(loaded$output_names, c("reg", "cls"))
+  }
+  # With the optimizer state, training goes on as it would have on the original.
+  want_losses <- continued(model)
+  for (loaded in loaded_models) expect_equal(continued(loaded), want_losses)
+  # The config alone makes the same architecture with fresh weights.
+  config <- get_config(model)
+  expect_equal(attr(config, "class_name"), "Functional")
+  expect_equal(config$input_layers, list(list("a", 0L, 0L), list("b", 0L, 0L)))
+  twin <- from_config(config)
+  table_rows <- function(m) grep("params:", capture.output(summary(m)), value = TRUE, invert = TRUE)
+  expect_equal(table_rows(twin), table_rows(model))
+  expect_false(isTRUE(all.equal(get_weights(twin), get_weights(model))))
+  # Weights-only files, in both layouts.
+  w_path <- withr::local_tempfile(fileext = ".weights.h5")
+  save_model_weights_hdf5(model, w_path)
+  load_model_weights_hdf5(twin, w_path)
+  expect_equal(get_weights(twin), get_weights(model))
 })

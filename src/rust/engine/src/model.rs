@@ -575,7 +575,7 @@ impl Model {
     }
 
     /// Output shape of each node, when the inputs are known.
-    fn known_node_shapes(&self) -> Option<Vec<Vec<Vec<usize>>>> {
+    pub fn known_node_shapes(&self) -> Option<Vec<Vec<Vec<usize>>>> {
         self.known_input_shapes()
             .and_then(|s| self.node_shapes(&s).ok())
     }
@@ -598,13 +598,7 @@ impl Model {
                 });
             }
         }
-        // Each call's index among the calls of its member: Keras's node index.
-        let mut call_index = vec![0usize; self.nodes.len()];
-        let mut calls = vec![0usize; self.members.len()];
-        for (k, n) in self.nodes.iter().enumerate() {
-            call_index[k] = calls[n.member];
-            calls[n.member] += 1;
-        }
+        let call_index = self.call_indices();
         for (mi, m) in self.members.iter().enumerate() {
             let mut params = 0;
             let mut trainable_params = 0;
@@ -648,6 +642,18 @@ impl Model {
             });
         }
         rows
+    }
+
+    /// Each node's index among the calls of its member: Keras's node index, as in
+    /// `dense[1][0]` or a config's `keras_history`.
+    pub fn call_indices(&self) -> Vec<usize> {
+        let mut call_index = vec![0usize; self.nodes.len()];
+        let mut calls = vec![0usize; self.members.len()];
+        for (k, n) in self.nodes.iter().enumerate() {
+            call_index[k] = calls[n.member];
+            calls[n.member] += 1;
+        }
+        call_index
     }
 
     /// Whether Keras would print this model as a plain stack (three columns): one call

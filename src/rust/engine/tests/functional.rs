@@ -1,65 +1,14 @@
 //! Functional models end to end: graphs with shared layers and merges, several inputs and
 //! outputs, a model called inside another, and freezing.
 
-use engine::layers::registry::from_config;
-use engine::layers::{ConfigValue, Layer};
+use engine::layers::ConfigValue;
 use engine::losses::Loss;
-use engine::model::{self, share_layer, Input, Member, Model, Node, Src};
+use engine::model::{self, share_layer, Member, Model, Src};
 use engine::optim::OptimizerConfig;
-use engine::train::{evaluate, fit, predict, Array, FitOptions, Samples, Silent};
+use engine::train::{evaluate, fit, predict, Array, Samples, Silent};
 
-static RANDOM_STREAM: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn lock_stream() -> std::sync::MutexGuard<'static, ()> {
-    RANDOM_STREAM.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn layer(class: &str, fields: &[(&str, ConfigValue)]) -> Box<dyn Layer> {
-    let f: Vec<(String, ConfigValue)> = fields
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    from_config(class, &f).unwrap()
-}
-
-fn dense(units: i64, name: &str, act: &str) -> Member {
-    Member::Layer(share_layer(layer(
-        "Dense",
-        &[
-            ("units", ConfigValue::Int(units)),
-            ("name", ConfigValue::Str(name.into())),
-            ("activation", ConfigValue::Str(act.into())),
-        ],
-    )))
-}
-
-fn node(member: usize, inputs: &[Src]) -> Node {
-    Node {
-        member,
-        inputs: inputs.to_vec(),
-    }
-}
-
-fn out(node: usize) -> Src {
-    Src::Node { node, output: 0 }
-}
-
-fn input(name: &str, shape: &[usize]) -> Input {
-    Input {
-        name: name.into(),
-        shape: Some(shape.to_vec()),
-    }
-}
-
-fn opts(epochs: usize) -> FitOptions {
-    FitOptions {
-        batch_size: 8,
-        epochs,
-        initial_epoch: 0,
-        shuffle: false,
-        validation_split: 0.0,
-    }
-}
+mod common;
+use common::*;
 
 /// a, b -> shared Dense on each -> Add -> Concatenate with a -> two outputs.
 fn two_branch() -> Model {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use engine::io::{self, config_json};
+use engine::io::{self, config_json, model_config};
 use engine::layers::registry;
 use extendr_api::prelude::*;
 use serde_json::{Map, Value};
@@ -75,17 +75,17 @@ fn rk_load_model_keras(filepath: &str, compile: bool) -> RkResult<Robj> {
 fn rk_model_get_config(model: Robj) -> RkResult<Robj> {
     let m = model_ref(&model)?;
     let ptr = model::read(&m);
-    let v = config_json::model_to_json(&ptr, config_json::Flavor::Keras3);
+    let v = model_config::model_to_json(&ptr, config_json::Flavor::Keras3);
     Ok(json_to_r(&v["config"]))
 }
 
-/// A new (unbuilt weights: freshly initialised) model from a Sequential config.
+/// A new model (with fresh weights) from a Sequential or Functional config.
 #[extendr]
-fn rk_model_from_config(config: Robj) -> RkResult<Robj> {
+fn rk_model_from_config(class_name: &str, config: Robj) -> RkResult<Robj> {
     let mut m = Map::new();
-    m.insert("class_name".into(), Value::String("Sequential".into()));
+    m.insert("class_name".into(), Value::String(class_name.into()));
     m.insert("config".into(), r_to_json(&config)?);
-    let model = config_json::model_from_json(&Value::Object(m))
+    let model = model_config::model_from_json(&Value::Object(m))
         .map_err(|e| RkError::new("argument", e.0))?;
     Ok(model_handle(model))
 }
@@ -94,7 +94,7 @@ fn rk_model_from_config(config: Robj) -> RkResult<Robj> {
 #[extendr]
 fn rk_layer_get_config(class_name: &str, config: List) -> RkResult<Robj> {
     let layer = registry::from_config(class_name, &config_fields(&config)?)?;
-    let v = config_json::layer_to_json(layer.as_ref(), None, config_json::Flavor::Keras3);
+    let v = config_json::layer_to_json(layer.as_ref(), true, config_json::Flavor::Keras3);
     Ok(json_to_r(&v["config"]))
 }
 
@@ -103,7 +103,7 @@ fn rk_layer_get_config(class_name: &str, config: List) -> RkResult<Robj> {
 fn rk_member_layer_config(layer: Robj) -> RkResult<Robj> {
     let l = crate::model::layer_ref(&layer)?;
     let cell = model::read_layer(&l);
-    let v = config_json::layer_to_json(&**cell, None, config_json::Flavor::Keras3);
+    let v = config_json::layer_to_json(&**cell, cell.trainable, config_json::Flavor::Keras3);
     Ok(json_to_r(&v["config"]))
 }
 

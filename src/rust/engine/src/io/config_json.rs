@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use super::{fail, FResult, Fail};
 use crate::layers::{registry, ConfigValue, Layer};
 use crate::losses::Loss;
-use crate::model::{Compiled, Model};
+use crate::model::Compiled;
 use crate::optim::{Algorithm, OptimizerConfig};
 
 /// Which JSON dialect: the legacy H5 file's (`model_config`, no `module` keys) or the
@@ -179,17 +179,23 @@ pub fn short_json(v: &Value) -> String {
     }
 }
 
-fn batch_shape(shape: &[usize]) -> Value {
+pub fn batch_shape(shape: &[usize]) -> Value {
     let mut v = vec![Value::Null];
     v.extend(shape.iter().map(|&d| json!(d)));
     Value::Array(v)
 }
 
-/// A layer's `{"class_name": ..., "config": {...}}` entry.
-pub fn layer_to_json(layer: &dyn Layer, input_shape: Option<&[usize]>, flavor: Flavor) -> Value {
+/// A layer's `{"class_name": ..., "config": {...}}` entry; `build_input` is the
+/// `build_config` input shape Keras writes for a built layer (`.keras` flavor only).
+pub fn layer_entry(
+    layer: &dyn Layer,
+    trainable: bool,
+    build_input: Option<Value>,
+    flavor: Flavor,
+) -> Map<String, Value> {
     let mut config = Map::new();
     config.insert("name".into(), json!(layer.name()));
-    config.insert("trainable".into(), json!(true));
+    config.insert("trainable".into(), json!(trainable));
     config.insert("dtype".into(), dtype_policy());
     for (k, v) in layer.config() {
         config.insert(k.into(), field_to_json(k, &v));
@@ -205,14 +211,16 @@ pub fn layer_to_json(layer: &dyn Layer, input_shape: Option<&[usize]>, flavor: F
     entry.insert("config".into(), Value::Object(config));
     if flavor == Flavor::Keras3 {
         entry.insert("registered_name".into(), Value::Null);
-        if let Some(s) = input_shape.filter(|_| layer.is_built()) {
-            entry.insert(
-                "build_config".into(),
-                json!({"input_shape": batch_shape(s)}),
-            );
+        if let Some(s) = build_input.filter(|_| layer.is_built()) {
+            entry.insert("build_config".into(), json!({ "input_shape": s }));
         }
     }
-    Value::Object(entry)
+    entry
+}
+
+/// A layer's entry as a JSON value (see `layer_entry`).
+pub fn layer_to_json(layer: &dyn Layer, trainable: bool, flavor: Flavor) -> Value {
+    Value::Object(layer_entry(layer, trainable, None, flavor))
 }
 
 /// A layer from its `{"class_name", "config"}` entry (`index` for messages).
@@ -274,132 +282,6 @@ fn check_dtype(layer: &str, dtype: Option<&Value>) -> FResult<()> {
         ));
     }
     Ok(())
-}
-
-/// A Sequential model's config: `{"class_name": "Sequential", "config": {...}}` (and the
-/// `.keras` file's extra keys with `Flavor::Keras3`).
-pub fn model_to_json(model: &Model, flavor: Flavor) -> Value {
-    let mut layers = Vec::new();
-    let input = model.input_shape().map(|s| s.to_vec());
-    if let Some(s) = &input {
-        let mut entry = Map::new();
-        if flavor == Flavor::Keras3 {
-            entry.insert("module".into(), json!("keras.layers"));
-        }
-        entry.insert("class_name".into(), json!("InputLayer"));
-        entry.insert(
-            "config".into(),
-            json!({"batch_shape": batch_shape(s), "dtype": "float32", "sparse": false,
-                   "ragged": false, "name": "input_layer", "optional": false}),
-        );
-        if flavor == Flavor::Keras3 {
-            entry.insert("registered_name".into(), Value::Null);
-        }
-        layers.push(Value::Object(entry));
-    }
-    let mut shape = input.clone();
-    for l in model.layers() {
-        layers.push(layer_to_json(&**l, shape.as_deref(), flavor));
-        shape = shape.and_then(|s| l.output_shape(&s).ok());
-    }
-    let mut config = Map::new();
-    config.insert("name".into(), json!(model.name));
-    config.insert("trainable".into(), json!(true));
-    config.insert("dtype".into(), dtype_policy());
-    config.insert("layers".into(), Value::Array(layers));
-    if let Some(s) = &input {
-        config.insert("build_input_shape".into(), batch_shape(s));
-    }
-    let mut out = Map::new();
-    if flavor == Flavor::Keras3 {
-        out.insert("module".into(), json!("keras"));
-    }
-    out.insert("class_name".into(), json!("Sequential"));
-    out.insert("config".into(), Value::Object(config));
-    if flavor == Flavor::Keras3 {
-        out.insert("registered_name".into(), Value::Null);
-        if let Some(s) = &input {
-            out.insert(
-                "build_config".into(),
-                json!({"input_shape": batch_shape(s)}),
-            );
-        }
-        if let Some(c) = &model.compiled {
-            out.insert("compile_config".into(), compile_config(c));
-        }
-    }
-    Value::Object(out)
-}
-
-/// `[null, 784]` as the sample shape `[784]`.
-fn shape_from_json(v: &Value, what: &str) -> FResult<Vec<usize>> {
-    let bad = || Fail(format!("{what} is not a shape: {}", short_json(v)));
-    let items = v.as_array().ok_or_else(bad)?;
-    if items.len() < 2 || items.len() > 8 {
-        return Err(bad());
-    }
-    items[1..]
-        .iter()
-        .map(|d| {
-            d.as_u64()
-                .filter(|&d| d >= 1 && d <= (1 << 31))
-                .map(|d| d as usize)
-                .ok_or_else(bad)
-        })
-        .collect()
-}
-
-/// A Sequential model from its config (either flavor; Keras 2's `batch_input_shape` too).
-pub fn model_from_json(v: &Value) -> FResult<Model> {
-    let class = v.get("class_name").and_then(Value::as_str).unwrap_or("");
-    if class != "Sequential" {
-        return fail(format!(
-            "holds a '{class}' model; rustkeras reads Sequential models only"
-        ));
-    }
-    let config = v
-        .get("config")
-        .and_then(Value::as_object)
-        .ok_or_else(|| Fail("the model config has no 'config' object".into()))?;
-    let entries = config
-        .get("layers")
-        .and_then(Value::as_array)
-        .ok_or_else(|| Fail("the model config has no 'layers' list".into()))?;
-    let mut input: Option<Vec<usize>> = None;
-    let mut layers = Vec::new();
-    for (i, entry) in entries.iter().enumerate() {
-        let cfg = entry.get("config");
-        if entry.get("class_name").and_then(Value::as_str) == Some("InputLayer") {
-            let s = cfg
-                .and_then(|c| c.get("batch_shape").or_else(|| c.get("batch_input_shape")))
-                .ok_or_else(|| Fail("the InputLayer has no batch_shape".into()))?;
-            input = Some(shape_from_json(s, "InputLayer's batch_shape")?);
-            continue;
-        }
-        if input.is_none() && layers.is_empty() {
-            if let Some(s) = cfg.and_then(|c| c.get("batch_input_shape")) {
-                input = Some(shape_from_json(s, "batch_input_shape")?);
-            }
-        }
-        layers.push(layer_from_json(entry, i)?);
-    }
-    if input.is_none() {
-        let built = config
-            .get("build_input_shape")
-            .or_else(|| v.get("build_config").and_then(|b| b.get("input_shape")));
-        if let Some(s) = built.filter(|s| !s.is_null()) {
-            input = Some(shape_from_json(s, "build_input_shape")?);
-        }
-    }
-    let name = config
-        .get("name")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let mut model = Model::sequential(name, input)?;
-    for l in layers {
-        model.add(l)?;
-    }
-    Ok(model)
 }
 
 /// Keras's class name and default object name of an optimizer.
@@ -666,19 +548,74 @@ pub fn compile_config(c: &Compiled) -> Value {
            "jit_compile": false})
 }
 
-/// Optimizer, loss and metrics from a `training_config` or a `compile_config` (Keras's
-/// default optimizer, RMSprop, when none is given).
-pub fn compile_from_json(v: &Value) -> FResult<(OptimizerConfig, Loss, Vec<String>)> {
-    let opt = match v.get("optimizer_config").or_else(|| v.get("optimizer")) {
+/// What `compile()` was given, as read from a file.
+#[derive(Clone)]
+pub struct CompileSettings {
+    pub optimizer: OptimizerConfig,
+    /// One loss, or one per output.
+    pub losses: Vec<Loss>,
+    pub loss_weights: Option<Vec<f64>>,
+    pub metrics: Vec<String>,
+}
+
+impl CompileSettings {
+    pub fn apply(&self, model: &mut crate::model::Model) -> FResult<()> {
+        model.compile(
+            self.optimizer.clone(),
+            self.losses.clone(),
+            self.loss_weights.clone(),
+            self.metrics.clone(),
+        )?;
+        Ok(())
+    }
+}
+
+/// One value per output from a list, a dict keyed by output name, or a single value.
+fn per_output<T>(
+    v: &Value,
+    what: &str,
+    outputs: &[String],
+    one: &dyn Fn(&Value) -> FResult<T>,
+) -> FResult<Vec<T>> {
+    match v {
+        Value::Array(items) => items.iter().map(one).collect(),
+        Value::Object(m) if !m.contains_key("class_name") => outputs
+            .iter()
+            .map(|o| match m.get(o) {
+                Some(x) => one(x),
+                None => fail(format!("the saved {what} has no entry for output '{o}'")),
+            })
+            .collect(),
+        _ => Ok(vec![one(v)?]),
+    }
+}
+
+/// The compile settings in a `training_config` or a `compile_config` (Keras's default
+/// optimizer, RMSprop, when none is given) for a model with these outputs.
+pub fn compile_from_json(v: &Value, outputs: &[String]) -> FResult<CompileSettings> {
+    let optimizer = match v.get("optimizer_config").or_else(|| v.get("optimizer")) {
         None | Some(Value::Null) => OptimizerConfig::from_name("rmsprop")?,
         Some(o) => optimizer_from_json(o)?,
     };
-    let loss = match v.get("loss") {
+    let losses = match v.get("loss") {
         None | Some(Value::Null) => return fail("the compile settings have no loss"),
-        Some(l) => loss_from_json(l)?,
+        Some(l) => per_output(l, "loss", outputs, &loss_from_json)?,
+    };
+    let weight = |x: &Value| {
+        x.as_f64()
+            .ok_or_else(|| Fail(format!("loss weight {} is not a number", short_json(x))))
+    };
+    let loss_weights = match v.get("loss_weights") {
+        None | Some(Value::Null) => None,
+        Some(w) => Some(per_output(w, "loss_weights", outputs, &weight)?),
     };
     let metrics = metrics_from_json(v.get("metrics"))?;
-    Ok((opt, loss, metrics))
+    Ok(CompileSettings {
+        optimizer,
+        losses,
+        loss_weights,
+        metrics,
+    })
 }
 
 #[cfg(test)]
@@ -692,66 +629,6 @@ mod tests {
         assert_eq!(snake("CategoricalCrossentropy"), "categorical_crossentropy");
         assert_eq!(float_json(0.4f32 as f64), json!(0.4));
         assert_eq!(float_json(1e-7), json!(1e-7));
-    }
-
-    #[test]
-    fn a_model_config_round_trips() {
-        let mut m = Model::sequential(Some("seq".into()), Some(vec![4])).unwrap();
-        let c = |pairs: &[(&str, ConfigValue)]| -> Vec<(String, ConfigValue)> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect()
-        };
-        m.add(
-            registry::from_config(
-                "Dense",
-                &c(&[
-                    ("units", ConfigValue::Int(3)),
-                    ("activation", ConfigValue::Str("relu".into())),
-                    ("name", ConfigValue::Str("d".into())),
-                ]),
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        m.add(
-            registry::from_config(
-                "Dropout",
-                &c(&[
-                    ("rate", ConfigValue::Float(0.4)),
-                    ("name", ConfigValue::Str("dr".into())),
-                ]),
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        for flavor in [Flavor::Legacy, Flavor::Keras3] {
-            let j = model_to_json(&m, flavor);
-            let d = &j["config"]["layers"][1]["config"];
-            assert_eq!(d["kernel_initializer"]["class_name"], "GlorotUniform");
-            assert_eq!(d["units"], 3);
-            assert_eq!(j["config"]["layers"][2]["config"]["rate"], json!(0.4));
-            assert_eq!(
-                j["config"]["layers"][0]["config"]["batch_shape"],
-                json!([null, 4])
-            );
-            let back = model_from_json(&j).unwrap();
-            assert_eq!(model_to_json(&back, flavor), j);
-        }
-    }
-
-    #[test]
-    fn unknown_classes_and_fields_are_named() {
-        let j = json!({"class_name": "Sequential", "config": {"layers": [
-            {"class_name": "LSTM", "config": {"name": "lstm", "units": 3}}]}});
-        let e = model_from_json(&j).err().unwrap().0;
-        assert!(e.contains("class 'LSTM'"), "{e}");
-        let j = json!({"class_name": "Sequential", "config": {"layers": [
-            {"class_name": "Dense", "config": {"name": "d", "units": 3,
-             "kernel_regularizer": {"class_name": "L2", "config": {"l2": 0.01}}}}]}});
-        let e = model_from_json(&j).err().unwrap().0;
-        assert!(e.contains("`kernel_regularizer`"), "{e}");
     }
 
     #[test]

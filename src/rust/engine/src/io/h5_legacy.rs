@@ -15,11 +15,11 @@ use hdf5::{Group, Location};
 use serde_json::Value;
 
 use super::config_json::{self, Flavor};
+use super::model_config;
+use super::weights::{assign, legacy_members, LegacyMember};
 use super::{at_path, check_target, fail, h5, optimizer_state, readable_file, FResult, Fail};
 use super::{TempTarget, BACKEND, KERAS_VERSION};
-use crate::error::shape_str;
 use crate::model::Model;
-use crate::tensor::Tensor;
 
 /// Most layers / weights a file may list (a corrupted count must not drive allocation).
 const MAX_NAMES: usize = 1 << 20;
@@ -34,10 +34,9 @@ pub fn save_h5(
     at_path(
         path,
         write_atomically(path, overwrite, |file| {
-            super::check_supported(model, true)?;
             h5::write_str_attr(file, "backend", BACKEND)?;
             h5::write_str_attr(file, "keras_version", KERAS_VERSION)?;
-            let config = config_json::model_to_json(model, Flavor::Legacy);
+            let config = model_config::model_to_json(model, Flavor::Legacy);
             h5::write_str_attr(file, "model_config", &config.to_string())?;
             let compiled = model.compiled.as_ref().filter(|_| include_optimizer);
             if let Some(c) = compiled {
@@ -58,10 +57,7 @@ pub fn save_h5(
 pub fn save_weights_h5(model: &Model, path: &Path, overwrite: bool) -> crate::Result<()> {
     at_path(
         path,
-        write_atomically(path, overwrite, |file| {
-            super::check_supported(model, false)?;
-            write_weights(model, file)
-        }),
+        write_atomically(path, overwrite, |file| write_weights(model, file)),
     )
 }
 
@@ -83,22 +79,15 @@ fn write_atomically(
 fn write_weights(model: &Model, g: &Group) -> FResult<()> {
     h5::write_str_attr(g, "backend", BACKEND)?;
     h5::write_str_attr(g, "keras_version", KERAS_VERSION)?;
-    let names: Vec<String> = model
-        .layers()
-        .iter()
-        .map(|l| l.name().to_string())
-        .collect();
+    let members = legacy_members(model);
+    let names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
     h5::write_str_list_attr(g, "layer_names", &names)?;
-    for l in model.layers() {
-        let lg = g.create_group(l.name())?;
-        let weight_names: Vec<String> = l
-            .params()
-            .iter()
-            .map(|p| format!("{}/{}/{}", model.name, l.name(), p.name))
-            .collect();
+    for m in &members {
+        let lg = g.create_group(&m.name)?;
+        let weight_names: Vec<String> = m.weights.iter().map(|(n, _)| n.clone()).collect();
         h5::write_str_list_attr(&lg, "weight_names", &weight_names)?;
-        for (p, wn) in l.params().iter().zip(&weight_names) {
-            h5::write_f32(&lg, wn, p.value.shape(), p.value.host())?;
+        for (name, w) in &m.weights {
+            h5::write_f32(&lg, name, &w.shape(), &w.values())?;
         }
     }
     if !names.iter().any(|n| n == "top_level_model_weights") {
@@ -148,7 +137,7 @@ fn read_model(path: &Path, compile: bool) -> FResult<Model> {
         return fail("is not a Keras model file: it has no 'model_config' attribute");
     }
     let config = json_attr(&file, "model_config")?;
-    let mut model = config_json::model_from_json(&config)?;
+    let mut model = model_config::model_from_json(&config)?;
     let weights = file
         .group("model_weights")
         .map_err(|_| Fail("has no 'model_weights' group".into()))?;
@@ -157,11 +146,10 @@ fn read_model(path: &Path, compile: bool) -> FResult<Model> {
             "the saved model was never built (no input shape), so its weights cannot be placed",
         );
     }
-    load_weights_group(&mut model, &weights, budget, false)?;
+    load_weights_group(&model, &weights, budget, false)?;
     if compile && h5::has_attr(&file, "training_config") {
         let tc = json_attr(&file, "training_config")?;
-        let (opt, loss, metrics) = config_json::compile_from_json(&tc)?;
-        model.compile(opt, vec![loss], None, metrics)?;
+        config_json::compile_from_json(&tc, &model.output_names())?.apply(&mut model)?;
         if file.link_exists("optimizer_weights") {
             read_optimizer(&mut model, &file.group("optimizer_weights")?, budget)?;
         }
@@ -195,7 +183,6 @@ pub fn load_weights_h5(model: &mut Model, path: &Path, by_name: bool) -> crate::
     at_path(
         path,
         (|| {
-            super::check_supported(model, false)?;
             let budget = readable_file(path)?;
             let file = h5::open(path, "Keras weights")?;
             let group: Group = if h5::has_attr(&file, "layer_names") {
@@ -238,11 +225,6 @@ fn read_saved_layers(g: &Group, budget: u64) -> FResult<Vec<SavedLayer>> {
                 ))
             })?;
             let (shape, values) = h5::read_f32(&ds, budget)?;
-            if values.iter().any(|v| !v.is_finite()) {
-                return fail(format!(
-                    "weight '{wn}' of layer '{name}' holds NaN or infinite values"
-                ));
-            }
             weights.push((wn, shape, values));
         }
         out.push((name, weights));
@@ -250,20 +232,19 @@ fn read_saved_layers(g: &Group, budget: u64) -> FResult<Vec<SavedLayer>> {
     Ok(out)
 }
 
-/// Matches saved layers to the model's (by order of the layers that have weights, as
+/// Matches saved layers to the model's members (by order of those that have weights, as
 /// Keras does, or by name) and assigns all weights once every one of them has been checked.
-fn load_weights_group(model: &mut Model, g: &Group, budget: u64, by_name: bool) -> FResult<()> {
+fn load_weights_group(model: &Model, g: &Group, budget: u64, by_name: bool) -> FResult<()> {
     let saved = read_saved_layers(g, budget)?;
-    let layers = model.layers();
-    let targets: Vec<usize> = (0..layers.len())
-        .filter(|&i| !layers[i].params().is_empty())
+    let targets: Vec<LegacyMember> = legacy_members(model)
+        .into_iter()
+        .filter(|m| !m.weights.is_empty())
         .collect();
-    let mut pairs: Vec<(usize, &SavedLayer)> = Vec::new();
+    let mut pairs: Vec<(&LegacyMember, &SavedLayer)> = Vec::new();
     if by_name {
-        for &i in &targets {
-            let name = layers[i].name();
-            if let Some(s) = saved.iter().find(|s| s.0 == name) {
-                pairs.push((i, s));
+        for t in &targets {
+            if let Some(s) = saved.iter().find(|s| s.0 == t.name) {
+                pairs.push((t, s));
             }
         }
     } else {
@@ -275,45 +256,22 @@ fn load_weights_group(model: &mut Model, g: &Group, budget: u64, by_name: bool) 
                 targets.len()
             ));
         }
-        pairs = targets.iter().copied().zip(with_weights).collect();
+        pairs = targets.iter().zip(with_weights).collect();
     }
-    let mut updates: Vec<(usize, Vec<Tensor>)> = Vec::new();
-    for (i, (saved_name, weights)) in pairs {
-        let layer = &layers[i];
-        let params = layer.params();
-        if params.len() != weights.len() {
+    let mut updates = Vec::new();
+    for (target, (saved_name, weights)) in pairs {
+        if target.weights.len() != weights.len() {
             return fail(format!(
                 "layer '{}' has {} weights, but the file's layer '{saved_name}' has {}",
-                layer.name(),
-                params.len(),
+                target.name,
+                target.weights.len(),
                 weights.len()
             ));
         }
-        let mut values = Vec::new();
-        for (p, (wn, shape, v)) in params.iter().zip(weights) {
-            if p.value.shape() != shape.as_slice() {
-                return fail(format!(
-                    "weight '{wn}' has shape {} in the file, but layer '{}' expects {} for its {}",
-                    shape_str(shape),
-                    layer.name(),
-                    shape_str(p.value.shape()),
-                    p.name
-                ));
-            }
-            values.push(Tensor::from_vec(shape.clone(), v.clone())?);
+        for ((_, w), (wn, shape, v)) in target.weights.iter().zip(weights) {
+            updates.push((w.clone(), w.check(wn, shape.clone(), v.clone())?));
         }
-        updates.push((i, values));
     }
-    drop(layers);
-    assign(model, updates);
+    assign(updates);
     Ok(())
-}
-
-/// Puts checked weights into the model's layers.
-pub fn assign(model: &mut Model, updates: Vec<(usize, Vec<Tensor>)>) {
-    for (i, values) in updates {
-        for (p, v) in model.layers_mut()[i].params_mut().iter_mut().zip(values) {
-            p.value = v;
-        }
-    }
 }

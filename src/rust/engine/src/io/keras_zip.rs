@@ -10,12 +10,11 @@ use hdf5::Group;
 use serde_json::{json, Value};
 
 use super::config_json::{self, Flavor};
-use super::h5_legacy::assign;
+use super::model_config;
+use super::weights::{assign, keras_paths, layer_weights, Saveable};
 use super::{at_path, check_target, fail, h5, optimizer_state, readable_file, FResult, Fail};
 use super::{TempTarget, KERAS_VERSION};
-use crate::error::shape_str;
-use crate::model::Model;
-use crate::tensor::Tensor;
+use crate::model::{self, read_layer, Model};
 
 const WEIGHTS: &str = "model.weights.h5";
 /// Largest JSON entry read (configs of huge models stay far below).
@@ -26,12 +25,11 @@ pub fn save_keras(model: &Model, path: &Path, overwrite: bool) -> crate::Result<
 }
 
 fn write(model: &Model, path: &Path, overwrite: bool) -> FResult<()> {
-    super::check_supported(model, true)?;
     check_target(path, overwrite)?;
     let weights_tmp = TempTarget::new(&path.with_extension("weights.h5"));
     write_weights(model, weights_tmp.path())?;
     let weights = std::fs::read(weights_tmp.path())?;
-    let config = config_json::model_to_json(model, Flavor::Keras3);
+    let config = model_config::model_to_json(model, Flavor::Keras3);
     let metadata = json!({"keras_version": KERAS_VERSION, "date_saved": date_saved(),
                           "rustkeras_version": crate::VERSION});
     let tmp = TempTarget::new(path);
@@ -119,38 +117,26 @@ pub fn keras_snake_case(name: &str) -> String {
     out.to_lowercase()
 }
 
-/// Where Keras keeps each layer's variables: not by layer name but by class, made unique
-/// in model order (`dense`, `activation`, `dense_1`, ...), as `_save_container_state` does.
-pub fn layer_paths(model: &Model) -> Vec<String> {
-    let mut used: std::collections::HashMap<String, usize> = Default::default();
-    model
-        .layers()
-        .iter()
-        .map(|l| {
-            let base = keras_snake_case(l.class_name());
-            let name = match used.get(&base).copied() {
-                None => {
-                    used.insert(base.clone(), 0);
-                    base
-                }
-                Some(n) => {
-                    used.insert(base.clone(), n + 1);
-                    format!("{base}_{}", n + 1)
-                }
-            };
-            format!("layers/{name}")
-        })
-        .collect()
-}
-
 fn write_weights(model: &Model, path: &Path) -> FResult<()> {
     let file = h5::create(path)?;
     file.create_group("layers")?;
-    for (l, lp) in model.layers().iter().zip(layer_paths(model)) {
-        let vars = h5::ensure_groups(&file, &lp)?.create_group("vars")?;
-        h5::write_str_attr(&vars, "name", l.name())?;
-        for (i, p) in l.params().iter().enumerate() {
-            h5::write_f32(&vars, &i.to_string(), p.value.shape(), p.value.host())?;
+    for (path, item) in keras_paths(model) {
+        let group = h5::ensure_groups(&file, &path)?;
+        let vars = group.create_group("vars")?;
+        match item {
+            Saveable::Input(name) => h5::write_str_attr(&vars, "name", &name)?,
+            Saveable::Model(sub) => {
+                let name = model::read(&sub).name.clone();
+                h5::write_str_attr(&vars, "name", &name)?
+            }
+            Saveable::Layer(cell) => {
+                let name = read_layer(&cell).name().to_string();
+                h5::write_str_attr(&vars, "name", &name)?;
+                let weights = layer_weights(&cell);
+                for (i, w) in weights.iter().enumerate() {
+                    h5::write_f32(&vars, &i.to_string(), &w.shape(), &w.values())?;
+                }
+            }
         }
     }
     if let Some(state) = optimizer_state::export(model) {
@@ -179,7 +165,6 @@ pub fn load_weights_keras(model: &mut Model, path: &Path) -> crate::Result<()> {
 }
 
 fn read_weights_into(model: &mut Model, path: &Path) -> FResult<()> {
-    super::check_supported(model, false)?;
     let len = readable_file(path)?;
     let mut zip = zip::ZipArchive::new(std::fs::File::open(path)?)?;
     let w = open_weights(&mut zip, len)?;
@@ -245,7 +230,7 @@ fn read(path: &Path, compile: bool) -> FResult<Model> {
     let config_bytes = entry_bytes(&mut zip, "config.json", MAX_JSON.min(len))?;
     let config: Value = serde_json::from_slice(&config_bytes)
         .map_err(|e| Fail(format!("'config.json' is not valid JSON ({e})")))?;
-    let mut model = config_json::model_from_json(&config)?;
+    let mut model = model_config::model_from_json(&config)?;
     let weights = open_weights(&mut zip, len)?;
     let (file, budget) = (&weights.file, weights.budget);
     if !model.is_built() && model.layers().iter().any(|l| !l.is_built()) {
@@ -253,13 +238,13 @@ fn read(path: &Path, compile: bool) -> FResult<Model> {
             "the saved model was never built (no input shape), so its weights cannot be placed",
         );
     }
-    read_layer_weights(&mut model, file, budget)?;
+    read_layer_weights(&model, file, budget)?;
     if compile {
         if let Some(cc) = config
             .get("compile_config")
             .filter(|c| c.as_object().is_some_and(|m| !m.is_empty()))
         {
-            let (mut opt, loss, metrics) = config_json::compile_from_json(cc)?;
+            let mut settings = config_json::compile_from_json(cc, &model.output_names())?;
             // Keras 3.15 leaves the optimizer out of `compile_config`; the weights file
             // still names it. Its settings are then Keras's defaults, and a saved state
             // that does not fit them is dropped, as Keras does.
@@ -271,16 +256,16 @@ fn read(path: &Path, compile: bool) -> FResult<Model> {
                     .and_then(|v| h5::read_str_attr(v, "name").ok())
                     .and_then(|n| optimizer_from_object_name(&n))
                 {
-                    opt = cfg;
+                    settings.optimizer = cfg;
                 }
             }
-            model.compile(opt.clone(), vec![loss], None, metrics.clone())?;
+            settings.apply(&mut model)?;
             if let Some(vars) = vars {
                 if let Err(e) = read_optimizer(&mut model, &vars, budget) {
                     if named {
                         return Err(e);
                     }
-                    model.compile(opt, vec![loss], None, metrics)?;
+                    settings.apply(&mut model)?;
                 }
             }
         }
@@ -318,52 +303,37 @@ fn numbered(vars: &Group, budget: u64) -> FResult<Vec<(Vec<usize>, Vec<f32>)>> {
         .collect()
 }
 
-pub(super) fn read_layer_weights(model: &mut Model, file: &hdf5::File, budget: u64) -> FResult<()> {
+/// Reads every layer's variables from its object path, checks them all, then assigns.
+pub(super) fn read_layer_weights(model: &Model, file: &hdf5::File, budget: u64) -> FResult<()> {
     let mut updates = Vec::new();
-    let paths = layer_paths(model);
-    for (i, l) in model.layers().iter().enumerate() {
-        if l.params().is_empty() {
+    for (path, item) in keras_paths(model) {
+        let Saveable::Layer(cell) = item else {
+            continue;
+        };
+        let weights = layer_weights(&cell);
+        if weights.is_empty() {
             continue;
         }
-        let vars = file.group(&format!("{}/vars", paths[i])).map_err(|_| {
+        let layer = read_layer(&cell).name().to_string();
+        let vars = file.group(&format!("{path}/vars")).map_err(|_| {
             Fail(format!(
-                "the weights file has no '{}' group for layer '{}'",
-                paths[i],
-                l.name()
+                "the weights file has no '{path}' group for layer '{layer}'"
             ))
         })?;
         let saved = numbered(&vars, budget)?;
-        if saved.len() != l.params().len() {
+        if saved.len() != weights.len() {
             return fail(format!(
-                "layer '{}' has {} weights, but the file holds {}",
-                l.name(),
-                l.params().len(),
+                "layer '{layer}' has {} weights, but the file holds {}",
+                weights.len(),
                 saved.len()
             ));
         }
-        let mut values = Vec::new();
-        for (p, (shape, v)) in l.params().iter().zip(saved) {
-            if p.value.shape() != shape.as_slice() {
-                return fail(format!(
-                    "weight {} of layer '{}' has shape {} in the file, the layer expects {}",
-                    p.name,
-                    l.name(),
-                    shape_str(&shape),
-                    shape_str(p.value.shape())
-                ));
-            }
-            if v.iter().any(|x| !x.is_finite()) {
-                return fail(format!(
-                    "weight {} of layer '{}' holds NaN or infinite values",
-                    p.name,
-                    l.name()
-                ));
-            }
-            values.push(Tensor::from_vec(shape, v)?);
+        for (i, (w, (shape, v))) in weights.into_iter().zip(saved).enumerate() {
+            let value = w.check(&format!("{path}/vars/{i}"), shape, v)?;
+            updates.push((w, value));
         }
-        updates.push((i, values));
     }
-    assign(model, updates);
+    assign(updates);
     Ok(())
 }
 

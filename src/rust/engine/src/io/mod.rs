@@ -4,17 +4,21 @@
 //! failure is an `Error::File` naming the path. Writes go to a temporary file in the target's
 //! folder, renamed into place only once complete.
 //!
-//! * `config_json`: models, layers and optimizers <-> Keras 3's JSON configs.
+//! * `config_json`: layers, optimizers and compile settings <-> Keras 3's JSON configs.
+//! * `model_config`: Sequential and Functional models (nested ones too) <-> JSON configs.
 //! * `h5`: checked reads and plain writes of HDF5 attributes and datasets.
 //! * `h5_legacy`: the legacy `.h5` layout (`model_config`, `model_weights`, ...).
 //! * `keras_zip`: the `.keras` zip (`config.json`, `metadata.json`, `model.weights.h5`).
 //! * `optimizer_state`: the optimizer's variables in Keras's order and names.
+//! * `weights`: where each weight sits in each format (object paths, legacy groups).
 
 pub mod config_json;
 pub mod h5;
 pub mod h5_legacy;
 pub mod keras_zip;
+pub mod model_config;
 pub mod optimizer_state;
+pub mod weights;
 
 use std::path::{Path, PathBuf};
 
@@ -33,24 +37,6 @@ pub const BACKEND: &str = "rustkeras";
 pub struct Fail(pub String);
 
 pub type FResult<T> = std::result::Result<T, Fail>;
-
-/// What the file formats cover so far: whole Sequential models, and the weights of any
-/// model that holds no other model. Anything else is refused rather than written wrong.
-pub fn check_supported(model: &crate::model::Model, whole_model: bool) -> FResult<()> {
-    if whole_model && !model.is_sequential() {
-        return fail(format!(
-            "cannot hold model '{}': saving and loading whole Functional models is not supported yet; save its weights with save_model_weights_hdf5() and rebuild the model in code",
-            model.name
-        ));
-    }
-    if model.has_nested_models() {
-        return fail(format!(
-            "cannot hold the weights of model '{}': it calls another model as a layer, which the file formats do not support yet",
-            model.name
-        ));
-    }
-    Ok(())
-}
 
 pub fn fail<T>(msg: impl Into<String>) -> FResult<T> {
     Err(Fail(msg.into()))

@@ -20,23 +20,11 @@ pub struct OptimizerState {
     pub slots: Vec<SlotVar>,
 }
 
-/// `<model>/<layer>/<weight>` and shape of each trainable weight, in the optimizer's order.
+/// Keras's variable path and shape of each weight the optimizer updates, in its order.
 fn trainable(model: &Model) -> Vec<(String, Vec<usize>)> {
-    model
-        .layers()
-        .iter()
-        .flat_map(|l| {
-            l.params()
-                .iter()
-                .filter(|p| p.trainable)
-                .map(|p| {
-                    (
-                        format!("{}/{}/{}", model.name, l.name(), p.name),
-                        p.value.shape().to_vec(),
-                    )
-                })
-                .collect::<Vec<_>>()
-        })
+    super::weights::trained(model)
+        .into_iter()
+        .map(|(path, w)| (path, w.shape()))
         .collect()
 }
 

@@ -146,6 +146,10 @@ impl Layer for Merge {
         &self.name
     }
 
+    fn takes_list(&self) -> bool {
+        true
+    }
+
     fn class_name(&self) -> &'static str {
         match self.kind {
             MergeKind::Elementwise(Elementwise::Add) => "Add",

@@ -170,6 +170,12 @@ pub trait Layer: Send + Sync {
         }
     }
     /// The activation the layer applies last, if any.
+    /// Whether the layer is called on a list of tensors (Keras's merge layers), even
+    /// when the list holds one.
+    fn takes_list(&self) -> bool {
+        false
+    }
+
     fn output_activation(&self) -> Option<Activation> {
         None
     }
