@@ -81,6 +81,46 @@ test_that("the two-input, two-output model matches Keras's predictions, losses a
                ignore_attr = TRUE)
 })
 
+test_that("whole Functional models load from Keras's files, a model inside a model too", {
+  # nested.h5 / nested.keras: outer(inp) = head(add([base(inp), d1b(inp)])), base with a
+  # frozen layer, head a Sequential model; saved by Keras after one epoch of Adam.
+  fx <- read_fixture("nested.json")
+  x_test <- as_keras_array(fx$x_test)
+  for (file in c("nested.h5", "nested.keras")) {
+    path <- file.path(fixture_dir, file)
+    model <- if (grepl("h5$", file)) load_model_hdf5(path) else load_model(path)
+    expect_s3_class(model, "rustkeras_functional")
+    expect_equal(vapply(model$layers, function(l) l$name, ""), c("base", "d1b", "add", "head"))
+    expect_equal(get_weights(model), lapply(fx$weights, as_keras_array), tolerance = 1e-7,
+                 ignore_attr = TRUE, info = file)
+    expect_false(get_layer(get_layer(model, "base"), "d1")$trainable)
+    expect_equal(predict(model, x_test, verbose = 0), as_keras_array(fx$predictions),
+                 tolerance = 1e-5, ignore_attr = TRUE, info = file)
+  }
+  # The .h5 file keeps Adam's state: two more epochs give Keras's losses.
+  model <- load_model_hdf5(file.path(fixture_dir, "nested.h5"))
+  history <- fit(model, as_keras_array(fx$x_train), as_keras_array(fx$y_train), batch_size = 4,
+                 epochs = 2, shuffle = FALSE, verbose = 0)
+  expect_equal(history$metrics$loss, unlist(fx$continued_loss), tolerance = 1e-5)
+
+  # The other fixtures' whole-model files load too, and predict as Keras did.
+  small <- read_fixture("small_functional.json")
+  for (file in c("small_functional.h5", "small_functional.keras")) {
+    path <- file.path(fixture_dir, file)
+    model <- if (grepl("h5$", file)) load_model_hdf5(path) else load_model(path)
+    expect_equal(predict(model, as_keras_array(small$x), verbose = 0),
+                 as_keras_array(small$predictions), tolerance = 1e-5, ignore_attr = TRUE, info = file)
+  }
+  # two_io.h5 was compiled with a loss per output and loss weights: evaluate() gives Keras's
+  # values without compiling again.
+  two <- read_fixture("two_io.json")
+  model <- load_model_hdf5(file.path(fixture_dir, "two_io.h5"))
+  expect_equal(model$output_names, c("out_reg", "out_cls"))
+  logs <- evaluate(model, lapply(two$x, as_keras_array), lapply(two$y, as_keras_array),
+                   batch_size = 6, verbose = 0)
+  expect_equal(as.list(logs), two$evaluate$values[names(logs)], tolerance = 1e-5)
+})
+
 test_that("merge layers give Keras's values", {
   fx <- read_fixture("merge_ops.json")
   all_x <- lapply(fx$inputs, as_keras_array)
