@@ -38,18 +38,100 @@ pub fn has_signature(path: &Path) -> FResult<bool> {
     Ok(false)
 }
 
-/// Opens an HDF5 file for reading; `what` names the expected content in the error.
+/// Opens an HDF5 file for reading, once a child process has read all of it safely
+/// (`guard`); `what` names the expected content in the error.
 pub fn open(path: &Path, what: &str) -> FResult<File> {
     hdf5::silence_errors(true);
     if !has_signature(path)? {
         return fail(format!("is not an HDF5 file (expected {what})"));
     }
+    let len = std::fs::metadata(path)?.len();
+    super::guard::check_in_child(path, len)?;
+    open_unguarded(path)
+}
+
+fn open_unguarded(path: &Path) -> FResult<File> {
     File::open(path).map_err(|e| {
         Fail(format!(
             "cannot be opened as HDF5, the file is truncated or corrupted ({})",
             short_h5_message(&e)
         ))
     })
+}
+
+/// Most groups, datasets and attributes `read_everything` visits, and how deep.
+const MAX_OBJECTS: usize = 1 << 20;
+const MAX_DEPTH: usize = 64;
+
+/// Reads every attribute and dataset of the file, each checked as the loaders check them
+/// (sizes against `budget`), following groups down: the child process's work in `guard`.
+/// An item that fails to read is passed over, so that everything else is still tried.
+pub fn read_everything(path: &Path, budget: u64) -> FResult<()> {
+    hdf5::silence_errors(true);
+    let file = open_unguarded(path)?;
+    let mut seen = 0usize;
+    read_group(&file, budget, 0, &mut seen);
+    Ok(())
+}
+
+fn read_group(g: &Group, budget: u64, depth: usize, seen: &mut usize) {
+    read_attrs(g, budget, seen);
+    if depth > MAX_DEPTH {
+        return;
+    }
+    for name in g.member_names().unwrap_or_default() {
+        *seen += 1;
+        if *seen > MAX_OBJECTS {
+            return;
+        }
+        if let Ok(sub) = g.group(&name) {
+            read_group(&sub, budget, depth + 1, seen);
+        } else if let Ok(ds) = g.dataset(&name) {
+            read_attrs(&ds, budget, seen);
+            let _ = read_any(&ds, budget);
+        }
+    }
+}
+
+fn read_attrs(loc: &Location, budget: u64, seen: &mut usize) {
+    for name in loc.attr_names().unwrap_or_default() {
+        *seen += 1;
+        if *seen > MAX_OBJECTS {
+            return;
+        }
+        if let Ok(attr) = loc.attr(&name) {
+            let _ = read_attr(&attr, budget);
+        }
+    }
+}
+
+fn read_attr(attr: &Attribute, budget: u64) -> FResult<()> {
+    match attr.dtype()?.to_descriptor()? {
+        TypeDescriptor::Float(_) | TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {
+            if (attr.size() as u64).saturating_mul(8) <= budget {
+                attr.read_raw::<f64>()?;
+            }
+        }
+        _ => {
+            string_list(attr, MAX_OBJECTS)?;
+        }
+    }
+    Ok(())
+}
+
+/// A dataset's values, numbers or strings.
+fn read_any(ds: &Dataset, budget: u64) -> FResult<()> {
+    match ds.dtype()?.to_descriptor()? {
+        TypeDescriptor::Float(_) | TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {
+            read_f32(ds, budget)?;
+        }
+        _ => {
+            if (ds.size() as u64) <= budget {
+                ds.read_raw::<VarLenUnicode>()?;
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn create(path: &Path) -> FResult<File> {

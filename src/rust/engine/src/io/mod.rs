@@ -7,12 +7,14 @@
 //! * `config_json`: layers, optimizers and compile settings <-> Keras 3's JSON configs.
 //! * `model_config`: Sequential and Functional models (nested ones too) <-> JSON configs.
 //! * `h5`: checked reads and plain writes of HDF5 attributes and datasets.
+//! * `guard`: untrusted HDF5 files are read by a child process first (HDF5 can hang or crash).
 //! * `h5_legacy`: the legacy `.h5` layout (`model_config`, `model_weights`, ...).
 //! * `keras_zip`: the `.keras` zip (`config.json`, `metadata.json`, `model.weights.h5`).
 //! * `optimizer_state`: the optimizer's variables in Keras's order and names.
 //! * `weights`: where each weight sits in each format (object paths, legacy groups).
 
 pub mod config_json;
+pub mod guard;
 pub mod h5;
 pub mod h5_legacy;
 pub mod keras_zip;
