@@ -332,3 +332,23 @@ test_that("Functional models with a model inside round-trip through .keras and .
   load_model_weights_hdf5(twin, w_path)
   expect_equal(get_weights(twin), get_weights(model))
 })
+
+test_that("every merge layer round-trips through both file formats", {
+  set_random_seed(2)
+  a <- keras_input(shape = 3, name = "a")
+  b <- keras_input(shape = 3, name = "b")
+  merged <- list(layer_add(list(a, b)), layer_subtract(list(a, b)), layer_multiply(list(a, b)),
+                 layer_average(list(a, b)), layer_maximum(list(a, b)), layer_minimum(list(a, b)))
+  out <- layer_concatenate(merged, axis = -1) %>% layer_dense(2)
+  model <- keras_model(list(a, b), out)
+  x <- list(matrix(rnorm(12), 4), matrix(rnorm(12), 4))
+  want <- predict(model, x, verbose = 0)
+  for (ext in c(".keras", ".h5")) {
+    path <- withr::local_tempfile(fileext = ext)
+    if (ext == ".h5") save_model_hdf5(model, path) else save_model(model, path)
+    loaded <- if (ext == ".h5") load_model_hdf5(path) else load_model(path)
+    expect_identical(predict(loaded, x, verbose = 0), want)
+    expect_equal(vapply(loaded$layers, function(l) l$name, ""),
+                 vapply(model$layers, function(l) l$name, ""))
+  }
+})
