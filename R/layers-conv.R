@@ -18,8 +18,10 @@
 #'   1). Cannot be combined with `strides > 1`.
 #' @param groups Must be 1 (grouped convolutions are not supported yet).
 #' @param name Name of the layer; `NULL` gives `"conv2d"`, `"conv2d_1"`, ...
-#' @param kernel_regularizer,bias_regularizer,activity_regularizer,kernel_constraint,bias_constraint
-#'   Not supported yet; must be `NULL`.
+#' @param kernel_regularizer,bias_regularizer Penalties on the weights added to the loss:
+#'   [regularizer_l2()] and friends, or `NULL` (the default) for none.
+#' @param activity_regularizer,kernel_constraint,bias_constraint Not supported yet; must
+#'   be `NULL`.
 #' @returns The model, invisibly, when `object` is a model; otherwise the layer.
 #' @export
 #' @examples
@@ -37,11 +39,11 @@ layer_conv_2d <- function(object, filters, kernel_size, strides = list(1L, 1L),
   config <- conv_config(filters, kernel_size, strides, padding, data_format, dilation_rate,
                         groups, activation, use_bias, kernel_initializer, bias_initializer,
                         name, rank = 2L, call = call)
-  check_unsupported_null(list(kernel_regularizer = kernel_regularizer,
-                              bias_regularizer = bias_regularizer,
-                              activity_regularizer = activity_regularizer,
+  check_unsupported_null(list(activity_regularizer = activity_regularizer,
                               kernel_constraint = kernel_constraint,
                               bias_constraint = bias_constraint), call)
+  config <- c(config, regularizer_config(list(kernel_regularizer = kernel_regularizer,
+                                              bias_regularizer = bias_regularizer), call))
   create_layer(object, "Conv2D", config, call)
 }
 
@@ -75,11 +77,11 @@ layer_conv_1d <- function(object, filters, kernel_size, strides = 1L, padding = 
   config <- conv_config(filters, kernel_size, strides, padding, data_format, dilation_rate,
                         groups, activation, use_bias, kernel_initializer, bias_initializer,
                         name, rank = 1L, call = call)
-  check_unsupported_null(list(kernel_regularizer = kernel_regularizer,
-                              bias_regularizer = bias_regularizer,
-                              activity_regularizer = activity_regularizer,
+  check_unsupported_null(list(activity_regularizer = activity_regularizer,
                               kernel_constraint = kernel_constraint,
                               bias_constraint = bias_constraint), call)
+  config <- c(config, regularizer_config(list(kernel_regularizer = kernel_regularizer,
+                                              bias_regularizer = bias_regularizer), call))
   create_layer(object, "Conv1D", config, call)
 }
 
@@ -124,8 +126,10 @@ conv_config <- function(filters, kernel_size, strides, padding, data_format, dil
 #' @param depth_multiplier Positive integer: filters per input channel (default 1).
 #' @param depthwise_initializer Initializer of the depthwise kernel.
 #' @param name Name of the layer; `NULL` gives `"depthwise_conv2d"`, ...
-#' @param depthwise_regularizer,bias_regularizer,activity_regularizer,depthwise_constraint,bias_constraint
-#'   Not supported yet; must be `NULL`.
+#' @param depthwise_regularizer,bias_regularizer Penalties on the weights added to the
+#'   loss: [regularizer_l2()] and friends, or `NULL` (the default) for none.
+#' @param activity_regularizer,depthwise_constraint,bias_constraint Not supported yet;
+#'   must be `NULL`.
 #' @returns The model, invisibly, when `object` is a model; otherwise the layer.
 #' @export
 #' @examples
@@ -145,11 +149,11 @@ layer_depthwise_conv_2d <- function(object, kernel_size, strides = list(1L, 1L),
   config <- conv_config(1L, kernel_size, strides, padding, data_format, dilation_rate, 1L,
                         activation, use_bias, depthwise_initializer, bias_initializer,
                         name, rank = 2L, call = call)
-  check_unsupported_null(list(depthwise_regularizer = depthwise_regularizer,
-                              bias_regularizer = bias_regularizer,
-                              activity_regularizer = activity_regularizer,
+  check_unsupported_null(list(activity_regularizer = activity_regularizer,
                               depthwise_constraint = depthwise_constraint,
                               bias_constraint = bias_constraint), call)
+  config <- c(config, regularizer_config(list(depthwise_regularizer = depthwise_regularizer,
+                                              bias_regularizer = bias_regularizer), call))
   config$filters <- NULL
   names(config)[names(config) == "kernel_initializer"] <- "depthwise_initializer"
   config$depth_multiplier <- check_positive_int(depth_multiplier, "depth_multiplier", call)
@@ -168,7 +172,9 @@ layer_depthwise_conv_2d <- function(object, kernel_size, strides = list(1L, 1L),
 #' @param filters Positive integer, the number of output channels.
 #' @param pointwise_initializer Initializer of the pointwise kernel.
 #' @param name Name of the layer; `NULL` gives `"separable_conv2d"`, ...
-#' @param depthwise_regularizer,pointwise_regularizer,bias_regularizer,activity_regularizer,depthwise_constraint,pointwise_constraint,bias_constraint
+#' @param depthwise_regularizer,pointwise_regularizer,bias_regularizer Penalties on the
+#'   weights added to the loss: [regularizer_l2()] and friends, or `NULL` for none.
+#' @param activity_regularizer,depthwise_constraint,pointwise_constraint,bias_constraint
 #'   Not supported yet; must be `NULL`.
 #' @returns The model, invisibly, when `object` is a model; otherwise the layer.
 #' @export
@@ -191,13 +197,13 @@ layer_separable_conv_2d <- function(object, filters, kernel_size, strides = list
   config <- conv_config(filters, kernel_size, strides, padding, data_format, dilation_rate,
                         1L, activation, use_bias, depthwise_initializer, bias_initializer,
                         name, rank = 2L, call = call)
-  check_unsupported_null(list(depthwise_regularizer = depthwise_regularizer,
-                              pointwise_regularizer = pointwise_regularizer,
-                              bias_regularizer = bias_regularizer,
-                              activity_regularizer = activity_regularizer,
+  check_unsupported_null(list(activity_regularizer = activity_regularizer,
                               depthwise_constraint = depthwise_constraint,
                               pointwise_constraint = pointwise_constraint,
                               bias_constraint = bias_constraint), call)
+  config <- c(config, regularizer_config(list(depthwise_regularizer = depthwise_regularizer,
+                                              pointwise_regularizer = pointwise_regularizer,
+                                              bias_regularizer = bias_regularizer), call))
   names(config)[names(config) == "kernel_initializer"] <- "depthwise_initializer"
   check_string(pointwise_initializer, "pointwise_initializer", call)
   config$pointwise_initializer <- pointwise_initializer

@@ -14,6 +14,10 @@
 #'   also `"glorot_normal"`, `"he_uniform"`, `"he_normal"`, `"lecun_uniform"`,
 #'   `"lecun_normal"`, `"random_uniform"`, `"random_normal"`, `"zeros"`, `"ones"`.
 #' @param bias_initializer Initializer of the bias (default `"zeros"`).
+#' @param kernel_regularizer,bias_regularizer Penalties on the weights added to the loss:
+#'   [regularizer_l2()] and friends, or `NULL` (the default) for none.
+#' @param activity_regularizer,kernel_constraint,bias_constraint Not supported yet; must
+#'   be `NULL`.
 #' @param name Name of the layer; `NULL` gives `"dense"`, `"dense_1"`, ...
 #' @param ... Unused; accepted for keras3 compatibility.
 #' @returns The model, invisibly, when `object` is a model; otherwise the layer.
@@ -24,7 +28,9 @@
 #' summary(model)
 layer_dense <- function(object, units, activation = NULL, use_bias = TRUE,
                         kernel_initializer = "glorot_uniform", bias_initializer = "zeros",
-                        name = NULL, ...) {
+                        kernel_regularizer = NULL, bias_regularizer = NULL,
+                        activity_regularizer = NULL, kernel_constraint = NULL,
+                        bias_constraint = NULL, name = NULL, ...) {
   call <- rk_user_call(environment())
   if (missing(units) || !is.numeric(units) || length(units) != 1L || is.na(units) ||
       units < 1 || units != round(units)) {
@@ -38,10 +44,15 @@ layer_dense <- function(object, units, activation = NULL, use_bias = TRUE,
   check_string(kernel_initializer, "kernel_initializer", call)
   check_string(bias_initializer, "bias_initializer", call)
   if (!is.null(name)) check_string(name, "name", call)
-  create_layer(object, "Dense", list(
+  check_unsupported_null(list(activity_regularizer = activity_regularizer,
+                              kernel_constraint = kernel_constraint,
+                              bias_constraint = bias_constraint), call)
+  regs <- regularizer_config(list(kernel_regularizer = kernel_regularizer,
+                                  bias_regularizer = bias_regularizer), call)
+  create_layer(object, "Dense", c(list(
     units = as.integer(units), activation = activation, use_bias = use_bias,
     kernel_initializer = kernel_initializer, bias_initializer = bias_initializer, name = name
-  ), call)
+  ), regs), call)
 }
 
 #' Apply dropout to the input

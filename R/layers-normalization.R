@@ -17,8 +17,9 @@
 #' @param scale Whether to multiply by the learned `gamma` (default `TRUE`).
 #' @param beta_initializer,gamma_initializer,moving_mean_initializer,moving_variance_initializer
 #'   Initializer names (defaults `"zeros"`, `"ones"`, `"zeros"`, `"ones"`).
-#' @param beta_regularizer,gamma_regularizer,beta_constraint,gamma_constraint Not
-#'   supported yet; must be `NULL`.
+#' @param beta_regularizer,gamma_regularizer Penalties on `beta` and `gamma` added to the
+#'   loss: [regularizer_l2()] and friends, or `NULL` (the default) for none.
+#' @param beta_constraint,gamma_constraint Not supported yet; must be `NULL`.
 #' @param synchronized Ignored (one device).
 #' @param name Name of the layer; `NULL` gives `"batch_normalization"`, ...
 #' @returns The model, invisibly, when `object` is a model; otherwise the layer.
@@ -58,12 +59,12 @@ layer_batch_normalization <- function(object, axis = -1L, momentum = 0.99, epsil
                 moving_mean_initializer = moving_mean_initializer,
                 moving_variance_initializer = moving_variance_initializer)
   for (arg in names(inits)) check_string(inits[[arg]], arg, call)
-  check_unsupported_null(list(beta_regularizer = beta_regularizer,
-                              gamma_regularizer = gamma_regularizer,
-                              beta_constraint = beta_constraint,
+  check_unsupported_null(list(beta_constraint = beta_constraint,
                               gamma_constraint = gamma_constraint), call)
+  regs <- regularizer_config(list(beta_regularizer = beta_regularizer,
+                                  gamma_regularizer = gamma_regularizer), call)
   if (!is.null(name)) check_string(name, "name", call)
   create_layer(object, "BatchNormalization", c(list(
     axis = -1L, momentum = as.numeric(momentum), epsilon = as.numeric(epsilon),
-    center = center, scale = scale), inits, list(name = name)), call)
+    center = center, scale = scale), inits, list(name = name), regs), call)
 }

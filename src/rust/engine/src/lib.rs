@@ -16,6 +16,7 @@ pub mod naming;
 pub mod ops;
 pub mod optim;
 pub mod progress;
+pub mod regularizers;
 pub mod rng;
 pub mod tensor;
 pub mod train;

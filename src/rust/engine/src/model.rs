@@ -16,6 +16,7 @@ use crate::losses::Loss;
 use crate::naming::unique_name;
 use crate::ops::activation::Activation;
 use crate::optim::{Optimizer, OptimizerConfig};
+use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
 
 /// A model shared between the R objects and the models that use it as a layer.
@@ -77,10 +78,21 @@ pub struct Input {
     pub shape: Option<Vec<usize>>,
 }
 
-/// A layer with its `trainable` flag (Keras's `layer$trainable`).
+/// A layer with its `trainable` flag (Keras's `layer$trainable`) and its weights'
+/// regularizers (by weight name).
 pub struct LayerCell {
     pub layer: Box<dyn Layer>,
     pub trainable: bool,
+    pub regularizers: Vec<(&'static str, Regularizer)>,
+}
+
+impl LayerCell {
+    pub fn regularizer_for(&self, weight: &str) -> Option<Regularizer> {
+        self.regularizers
+            .iter()
+            .find(|(w, _)| *w == weight)
+            .map(|(_, r)| *r)
+    }
 }
 
 impl std::ops::Deref for LayerCell {
@@ -104,6 +116,7 @@ pub fn share_layer(layer: Box<dyn Layer>) -> LayerRef {
     Arc::new(RwLock::new(LayerCell {
         layer,
         trainable: true,
+        regularizers: Vec::new(),
     }))
 }
 
@@ -756,6 +769,21 @@ impl Model {
                 Member::Model(sub) => write(sub).visit_params_mut(f),
             }
         }
+    }
+
+    /// The regularizer of each weight in `visit_params` order, if it has one.
+    pub fn regularizers(&self) -> Vec<Option<Regularizer>> {
+        let mut out = Vec::new();
+        for m in &self.members {
+            match m {
+                Member::Layer(c) => {
+                    let c = read_layer(c);
+                    out.extend(c.params().iter().map(|p| c.regularizer_for(p.name)));
+                }
+                Member::Model(sub) => out.extend(read(sub).regularizers()),
+            }
+        }
+        out
     }
 
     /// Number of weights (tensors), nested models included.

@@ -11,6 +11,7 @@ use crate::error::{data_err, Error, Result};
 use crate::metrics::{self, Metric};
 use crate::model::{not_compiled, Compiled, Model, StateUpdate};
 use crate::ops::math;
+use crate::ops::penalty::penalty;
 use crate::rng;
 use crate::tensor::Tensor;
 
@@ -398,6 +399,7 @@ fn record_losses(
     xs: Vec<Tensor>,
     ys: Vec<Tensor>,
     params: &[Var],
+    mask: Option<&[bool]>,
     training: bool,
     rng: &mut SmallRng,
 ) -> Result<(Var, BatchOutcome, Vec<StateUpdate>)> {
@@ -413,6 +415,16 @@ fn record_losses(
         output_losses.push(tape.value(l).item() as f64);
         preds.push(pred);
         terms.push((c.loss_weights[j] as f32, l));
+    }
+    // Regularized weights that train add their penalties (Keras's `model.losses`).
+    let mask = match mask {
+        Some(m) => m.to_vec(),
+        None => model.trainable_mask(),
+    };
+    for ((r, &p), &m) in model.regularizers().iter().zip(params).zip(&mask) {
+        if let (Some(r), true) = (r, m) {
+            terms.push((1.0, penalty(tape, p, r.l1 as f32, r.l2 as f32)));
+        }
     }
     let total = if terms.len() == 1 && terms[0].0 == 1.0 {
         terms[0].1
@@ -455,8 +467,17 @@ fn shard_gradients(
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut tape = Tape::new();
     let params = model.param_vars(&mut tape, Some(mask));
-    let (total, outcome, state) =
-        record_losses(model, c, &mut tape, xs, ys, &params, true, &mut rng)?;
+    let (total, outcome, state) = record_losses(
+        model,
+        c,
+        &mut tape,
+        xs,
+        ys,
+        &params,
+        Some(mask),
+        true,
+        &mut rng,
+    )?;
     let mut grads = tape.backward(total)?;
     let trained: Vec<Tensor> = params
         .iter()
@@ -634,7 +655,8 @@ fn evaluate_logs(
         let mut tape = Tape::new();
         let params = model.param_vars(&mut tape, None);
         let mut rng = SmallRng::seed_from_u64(0);
-        let (_, outcome, _) = record_losses(model, c, &mut tape, xs, ys, &params, false, &mut rng)?;
+        let (_, outcome, _) =
+            record_losses(model, c, &mut tape, xs, ys, &params, None, false, &mut rng)?;
         Ok(outcome)
     };
     in_parallel_groups(steps, batch, |step, outcome| {

@@ -31,8 +31,11 @@ fn shapes_from_r(shapes: &List, arg: &str) -> RkResult<Vec<Vec<usize>>> {
 /// A new layer from its Keras class name and config (a named list), not yet built.
 #[extendr]
 fn rk_layer_new(class_name: &str, config: List) -> RkResult<Robj> {
-    let layer = registry::from_config(class_name, &config_fields(&config)?)?;
-    Ok(HandlePtr::new(Handle::Layer(model::share_layer(layer))).into())
+    let (fields, regularizers) =
+        engine::regularizers::split_fields(class_name, &config_fields(&config)?)?;
+    let layer = model::share_layer(registry::from_config(class_name, &fields)?);
+    model::write_layer(&layer).regularizers = regularizers;
+    Ok(HandlePtr::new(Handle::Layer(layer)).into())
 }
 
 /// Calls a layer or a model on inputs of the given shapes (without the batch axis):

@@ -93,8 +93,9 @@ fn rk_model_from_config(class_name: &str, config: Robj) -> RkResult<Robj> {
 /// A layer's Keras 3 config from its class name and engine config (a named list).
 #[extendr]
 fn rk_layer_get_config(class_name: &str, config: List) -> RkResult<Robj> {
-    let layer = registry::from_config(class_name, &config_fields(&config)?)?;
-    let v = config_json::layer_to_json(layer.as_ref(), true, config_json::Flavor::Keras3);
+    let (fields, regs) = engine::regularizers::split_fields(class_name, &config_fields(&config)?)?;
+    let layer = registry::from_config(class_name, &fields)?;
+    let v = config_json::layer_to_json(layer.as_ref(), true, &regs, config_json::Flavor::Keras3);
     Ok(json_to_r(&v["config"]))
 }
 
@@ -103,7 +104,12 @@ fn rk_layer_get_config(class_name: &str, config: List) -> RkResult<Robj> {
 fn rk_member_layer_config(layer: Robj) -> RkResult<Robj> {
     let l = crate::model::layer_ref(&layer)?;
     let cell = model::read_layer(&l);
-    let v = config_json::layer_to_json(&**cell, cell.trainable, config_json::Flavor::Keras3);
+    let v = config_json::layer_to_json(
+        &**cell,
+        cell.trainable,
+        &cell.regularizers,
+        config_json::Flavor::Keras3,
+    );
     Ok(json_to_r(&v["config"]))
 }
 
@@ -113,14 +119,21 @@ fn rk_layer_from_config(class_name: &str, config: Robj) -> RkResult<Robj> {
     let mut entry = Map::new();
     entry.insert("class_name".into(), Value::String(class_name.into()));
     entry.insert("config".into(), r_to_json(&config)?);
-    let layer = config_json::layer_from_json(&Value::Object(entry), 0)
+    let parsed = config_json::layer_from_json(&Value::Object(entry), 0)
         .map_err(|e| RkError::new("argument", e.0))?;
+    let layer = &parsed.layer;
     let mut fields: Vec<(String, Robj)> = vec![("name".into(), layer.name().into())];
     for (k, v) in layer.config() {
         fields.push((
             k.to_string(),
             json_to_r(&config_json::config_value_to_json(&v)),
         ));
+    }
+    for (field, weight) in engine::regularizers::fields(layer.class_name()) {
+        if let Some((_, r)) = parsed.regularizers.iter().find(|(w, _)| w == weight) {
+            let v = list!(class_name = r.class_name(), l1 = r.l1, l2 = r.l2);
+            fields.push((field.to_string(), v.into()));
+        }
     }
     let mut out = List::from_values(fields.iter().map(|(_, v)| v.clone()));
     out.set_names(fields.iter().map(|(k, _)| k.clone()))?;

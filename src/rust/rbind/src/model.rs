@@ -154,11 +154,47 @@ fn rk_model_new(name: Robj, input_shape: Robj) -> RkResult<Robj> {
 pub(crate) fn config_fields(config: &List) -> RkResult<Vec<(String, ConfigValue)>> {
     let mut fields = Vec::new();
     for (key, value) in config.iter() {
-        if !value.is_null() {
-            fields.push((key.to_string(), config_value(key, &value)?));
+        if value.is_null() {
+            continue;
         }
+        let v = if key.ends_with("_regularizer") && value.is_list() {
+            regularizer_value(key, &value)?
+        } else {
+            config_value(key, &value)?
+        };
+        fields.push((key.to_string(), v));
     }
     Ok(fields)
+}
+
+/// A regularizer object from R (`regularizer_l2()`: a list with `class_name`, `l1`, `l2`)
+/// in the engine's config form, `[class, l1, l2]`.
+fn regularizer_value(key: &str, value: &Robj) -> RkResult<ConfigValue> {
+    let list = value.as_list().expect("checked is_list");
+    let get = |name: &str| list.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
+    let bad = || {
+        RkError::new(
+            "argument",
+            format!("`{key}` must be a regularizer from regularizer_l1(), regularizer_l2() or regularizer_l1_l2()"),
+        )
+    };
+    let class = get("class_name")
+        .and_then(|v| v.as_str().map(str::to_string))
+        .ok_or_else(bad)?;
+    let factor = |name: &str| -> RkResult<f64> {
+        match get(name) {
+            None => Ok(0.0),
+            Some(v) => v
+                .as_real()
+                .or_else(|| v.as_integer().map(f64::from))
+                .ok_or_else(bad),
+        }
+    };
+    Ok(ConfigValue::List(vec![
+        ConfigValue::Str(class),
+        ConfigValue::Float(factor("l1")?),
+        ConfigValue::Float(factor("l2")?),
+    ]))
 }
 
 /// One config field from R: a length-1 vector is a scalar, a longer one a tuple.

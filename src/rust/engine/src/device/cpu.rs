@@ -385,3 +385,27 @@ pub fn simd_level() -> &'static str {
         "scalar"
     }
 }
+
+pub fn penalty(x: &[f32], l1: f32, l2: f32) -> f32 {
+    let (abs, sq) = x.iter().fold((0f64, 0f64), |(a, s), &v| {
+        let v = v as f64;
+        (a + v.abs(), s + v * v)
+    });
+    (l1 as f64 * abs + l2 as f64 * sq) as f32
+}
+
+/// The sign of 0 is 0, as for Keras's `abs`.
+pub fn penalty_grad(x: &[f32], g: f32, l1: f32, l2: f32) -> Vec<f32> {
+    x.iter()
+        .map(|&v| {
+            let sign = if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                0.0
+            };
+            g * (l1 * sign + 2.0 * l2 * v)
+        })
+        .collect()
+}

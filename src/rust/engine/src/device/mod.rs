@@ -337,3 +337,13 @@ pub fn zero_pad2d(x: &Tensor, p: &Pad2d) -> Tensor {
 pub fn crop2d(padded: &Tensor, p: &Pad2d) -> Tensor {
     out(&p.in_shape(), cpu_pad::crop2d(cpu1(padded), p))
 }
+
+/// `l1 * sum(|x|) + l2 * sum(x^2)`: a weight regularizer's penalty.
+pub fn penalty(x: &Tensor, l1: f32, l2: f32) -> f32 {
+    cpu::penalty(cpu1(x), l1, l2)
+}
+
+/// `g * (l1 * sign(x) + 2 * l2 * x)`: the penalty's gradient for an upstream scalar `g`.
+pub fn penalty_grad(x: &Tensor, g: f32, l1: f32, l2: f32) -> Tensor {
+    out(x.shape(), cpu::penalty_grad(cpu1(x), g, l1, l2))
+}

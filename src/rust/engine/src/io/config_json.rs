@@ -14,6 +14,7 @@ use crate::layers::{registry, ConfigValue, Layer};
 use crate::losses::Loss;
 use crate::model::Compiled;
 use crate::optim::{Algorithm, OptimizerConfig};
+use crate::regularizers::{self, Regularizer};
 
 /// Which JSON dialect: the legacy H5 file's (`model_config`, no `module` keys) or the
 /// `.keras` file's (`module`, `registered_name`, `build_config`).
@@ -190,6 +191,7 @@ pub fn batch_shape(shape: &[usize]) -> Value {
 pub fn layer_entry(
     layer: &dyn Layer,
     trainable: bool,
+    regularizers: &[(&'static str, Regularizer)],
     build_input: Option<Value>,
     flavor: Flavor,
 ) -> Map<String, Value> {
@@ -199,6 +201,11 @@ pub fn layer_entry(
     config.insert("dtype".into(), dtype_policy());
     for (k, v) in layer.config() {
         config.insert(k.into(), field_to_json(k, &v));
+    }
+    for (field, weight) in regularizers::fields(layer.class_name()) {
+        if let Some((_, r)) = regularizers.iter().find(|(w, _)| w == weight) {
+            config.insert(field.to_string(), regularizer_json(r));
+        }
     }
     for (k, v) in keras_constants(layer.class_name()) {
         config.entry(k).or_insert(v);
@@ -219,12 +226,54 @@ pub fn layer_entry(
 }
 
 /// A layer's entry as a JSON value (see `layer_entry`).
-pub fn layer_to_json(layer: &dyn Layer, trainable: bool, flavor: Flavor) -> Value {
-    Value::Object(layer_entry(layer, trainable, None, flavor))
+pub fn layer_to_json(
+    layer: &dyn Layer,
+    trainable: bool,
+    regularizers: &[(&'static str, Regularizer)],
+    flavor: Flavor,
+) -> Value {
+    Value::Object(layer_entry(layer, trainable, regularizers, None, flavor))
 }
 
-/// A layer from its `{"class_name", "config"}` entry (`index` for messages).
-pub fn layer_from_json(entry: &Value, index: usize) -> FResult<Box<dyn Layer>> {
+/// `{"module": "keras.regularizers", "class_name": "L2", "config": {"l2": 0.01}, ...}`.
+fn regularizer_json(r: &Regularizer) -> Value {
+    let config: Map<String, Value> = r
+        .factors()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), float_json(v)))
+        .collect();
+    json!({"module": "keras.regularizers", "class_name": r.class_name(),
+           "config": config, "registered_name": null})
+}
+
+/// A regularizer from Keras's JSON: an object, or a name (`"l2"`).
+fn regularizer_from_json(layer: &str, key: &str, v: &Value) -> FResult<Regularizer> {
+    let bad = |m: String| Fail(format!("layer '{layer}': `{key}`: {m}"));
+    if let Some(name) = v.as_str() {
+        return regularizers::by_name(name).map_err(bad);
+    }
+    let class = v
+        .get("class_name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad(format!("not a regularizer: {}", short_json(v))))?;
+    let factor = |k: &str| {
+        v.get("config")
+            .and_then(|c| c.get(k))
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0)
+    };
+    Regularizer::new(class, factor("l1"), factor("l2")).map_err(bad)
+}
+
+/// A layer read from a config, and its weights' regularizers (which live beside it).
+pub struct ParsedLayer {
+    pub layer: Box<dyn Layer>,
+    pub regularizers: Vec<(&'static str, Regularizer)>,
+}
+
+/// A layer, with its weights' regularizers, from its `{"class_name", "config"}` entry
+/// (`index` for messages).
+pub fn layer_from_json(entry: &Value, index: usize) -> FResult<ParsedLayer> {
     let class = entry
         .get("class_name")
         .and_then(Value::as_str)
@@ -247,11 +296,18 @@ pub fn layer_from_json(entry: &Value, index: usize) -> FResult<Box<dyn Layer>> {
         ) {
             continue;
         }
+        if k.ends_with("_regularizer") && !v.is_null() {
+            let r = regularizer_from_json(&name, k, v)?;
+            fields.push((k.clone(), regularizers::to_config_value(&r)));
+            continue;
+        }
         if let Some(cv) = field_from_json(&name, k, v)? {
             fields.push((k.clone(), cv));
         }
     }
-    registry::from_config(class, &fields).map_err(|e| match e {
+    let (fields, regularizers) = regularizers::split_fields(class, &fields)
+        .map_err(|e| Fail(format!("layer '{name}' ({class}): {e}")))?;
+    let layer = registry::from_config(class, &fields).map_err(|e| match e {
         crate::Error::UnknownName {
             kind,
             name: n,
@@ -262,6 +318,10 @@ pub fn layer_from_json(entry: &Value, index: usize) -> FResult<Box<dyn Layer>> {
             known.join(", ")
         )),
         e => Fail(format!("layer '{name}' ({class}): {e}")),
+    })?;
+    Ok(ParsedLayer {
+        layer,
+        regularizers,
     })
 }
 

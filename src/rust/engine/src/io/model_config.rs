@@ -72,7 +72,7 @@ fn member_entry(m: &Member, build_input: Option<Value>, flavor: Flavor) -> Map<S
     match m {
         Member::Layer(c) => {
             let c = read_layer(c);
-            layer_entry(&**c, c.trainable, build_input, flavor)
+            layer_entry(&**c, c.trainable, &c.regularizers, build_input, flavor)
         }
         Member::Model(sub) => model_entry(&read(sub), flavor),
     }
@@ -283,13 +283,17 @@ fn member_from_json(entry: &Value, index: usize, depth: usize) -> FResult<Member
     if is_model_class(class) {
         return Ok(Member::Model(share(model_from_entry(entry, depth + 1)?)));
     }
-    let cell = share_layer(layer_from_json(entry, index)?);
+    let parsed = layer_from_json(entry, index)?;
+    let cell = share_layer(parsed.layer);
     let trainable = entry
         .get("config")
         .and_then(|c| c.get("trainable"))
         .and_then(Value::as_bool)
         .unwrap_or(true);
-    write_layer(&cell).trainable = trainable;
+    let mut c = write_layer(&cell);
+    c.trainable = trainable;
+    c.regularizers = parsed.regularizers;
+    drop(c);
     Ok(Member::Layer(cell))
 }
 
@@ -634,9 +638,14 @@ mod tests {
         assert!(e.contains("class 'LSTM'"), "{e}");
         let j = json!({"class_name": "Sequential", "config": {"layers": [
             {"class_name": "Dense", "config": {"name": "d", "units": 3,
-             "kernel_regularizer": {"class_name": "L2", "config": {"l2": 0.01}}}}]}});
+             "kernel_constraint": {"class_name": "MaxNorm", "config": {"max_value": 2}}}}]}});
         let e = model_from_json(&j).err().unwrap().0;
-        assert!(e.contains("`kernel_regularizer`"), "{e}");
+        assert!(e.contains("`kernel_constraint`"), "{e}");
+        let j = json!({"class_name": "Sequential", "config": {"layers": [
+            {"class_name": "Dense", "config": {"name": "d", "units": 3,
+             "activity_regularizer": "l2"}}]}});
+        let e = model_from_json(&j).err().unwrap().0;
+        assert!(e.contains("activity_regularizer"), "{e}");
     }
 
     fn layer(class: &str, name: &str, extra: &[(&str, ConfigValue)]) -> Member {
@@ -655,6 +664,10 @@ mod tests {
         ];
         if let Member::Layer(c) = &members[3] {
             write_layer(c).trainable = false;
+        }
+        if let Member::Layer(c) = &members[0] {
+            let l2 = crate::regularizers::Regularizer::new("L2", 0.0, 0.25).unwrap();
+            write_layer(c).regularizers = vec![("kernel", l2)];
         }
         let nodes = vec![
             Node {
@@ -715,6 +728,10 @@ mod tests {
             let add = &c["layers"][4]["inbound_nodes"][0]["args"][0];
             assert_eq!(add[1]["config"]["keras_history"], json!(["shared", 1, 0]));
             assert_eq!(c["layers"][5]["config"]["trainable"], json!(false));
+            assert_eq!(
+                c["layers"][2]["config"]["kernel_regularizer"]["config"],
+                json!({"l2": 0.25})
+            );
             let back = model_from_json(&j).unwrap();
             assert_eq!(model_to_json(&back, flavor), j);
             assert_eq!(back.nodes().len(), 5);

@@ -11,6 +11,7 @@ pub mod math;
 pub mod matmul;
 pub mod merge;
 pub mod pad;
+pub mod penalty;
 pub mod pool;
 
 #[cfg(test)]
