@@ -105,6 +105,9 @@ rk_layer_set_weights <- function(object, weights) .Call(wrap__rk_layer_set_weigh
 rk_model_functional <- function(name, input_names, input_shapes, members, node_members, node_src_nodes, node_src_indices, output_nodes, output_indices) .Call(wrap__rk_model_functional, name, input_names, input_shapes, members, node_members, node_src_nodes, node_src_indices, output_nodes, output_indices)
 
 # Adds a layer or a model (already made) to a Sequential model.
+# The `input_shape` a first layer gives an empty Sequential model.
+rk_model_declare_input <- function(model, shape) .Call(wrap__rk_model_declare_input, model, shape)
+
 rk_model_add <- function(model, member) .Call(wrap__rk_model_add, model, member)
 
 rk_model_pop <- function(model) .Call(wrap__rk_model_pop, model)

@@ -6,11 +6,53 @@
 # returns the model, `inputs %>% layer_dense(10)` returns the output tensor.
 
 create_layer <- function(object, class_name, config, call) {
+  extras <- layer_extras(parent.frame(), call)
   layer <- new_layer(class_name, config)
+  state <- layer_state(layer)
+  state$input_shape <- extras$input_shape
+  state$trainable <- extras$trainable
   if (missing(object) || is.null(object)) {
     return(layer)
   }
   compose_layer(object, layer, call)
+}
+
+# The arguments every Keras layer takes besides its own, from the layer function's `...`:
+# `input_shape` (or `input_dim`), which a first layer gives an empty Sequential model, as
+# in `keras_model_sequential() %>% layer_dense(256, input_shape = 784)`; `trainable`;
+# `dtype` (float32 only). Anything else is an error, as Keras's "Unrecognized keyword
+# arguments".
+layer_extras <- function(env, call) {
+  dots <- tryCatch(eval(quote(list(...)), env), error = function(e) list())
+  out <- list()
+  if (!length(dots)) return(out)
+  keys <- names(dots)
+  if (is.null(keys) || any(!nzchar(keys))) {
+    rk_abort(sprintf("%s() got %d unnamed extra argument(s); give every argument by name.",
+                     deparse(call[[1]]), sum(is.null(keys) | !nzchar(keys %||% ""))),
+             kind = "argument", call = call)
+  }
+  unknown <- setdiff(keys, c("input_shape", "input_dim", "trainable", "dtype"))
+  if (length(unknown)) {
+    rk_abort(sprintf("Unrecognized arguments passed to %s(): %s.", deparse(call[[1]]),
+                     paste0("`", unknown, "`", collapse = ", ")), kind = "argument", call = call)
+  }
+  shape <- dots$input_shape %||% dots$input_dim
+  if (!is.null(shape)) {
+    shape <- unlist(shape)
+    if (!is.numeric(shape) || !length(shape) || anyNA(shape) || any(shape < 1) ||
+        any(shape != round(shape))) {
+      rk_abort("`input_shape` must be a vector of positive integers, such as c(784).",
+               kind = "argument", call = call)
+    }
+    out$input_shape <- as.numeric(shape)
+  }
+  if (!is.null(dots$trainable)) out$trainable <- check_flag(dots$trainable, "trainable", call)
+  if (!is.null(dots$dtype) && !identical(dots$dtype, "float32")) {
+    rk_abort(sprintf("`dtype` must be \"float32\"; rustkeras computes in float32 only, not %s.",
+                     paste(deparse(dots$dtype), collapse = "")), kind = "argument", call = call)
+  }
+  out
 }
 
 new_layer <- function(class_name, config, ptr = NULL) {
@@ -51,6 +93,9 @@ add_layer <- function(model, layer, call = rk_user_call(parent.frame())) {
   if (!inherits(layer, "rustkeras_layer") && !inherits(layer, "rustkeras_model")) {
     rk_abort("Only layers made by layer_*() functions (or models) can be added to a model.",
              kind = "argument", call = call)
+  }
+  if (inherits(layer, "rustkeras_layer") && !is.null(layer_state(layer)$input_shape)) {
+    rk_call(rk_model_declare_input(model$ptr, layer_state(layer)$input_shape), call = call)
   }
   rk_call(rk_model_add(model$ptr, member_handle(layer, call)), call = call)
   invisible(model)

@@ -413,6 +413,7 @@ member_handle <- function(x, call = rk_user_call(parent.frame())) {
   state <- layer_state(x)
   if (is.null(state$ptr)) {
     state$ptr <- rk_call(rk_layer_new(state$class_name, state$config), call = call)
+    if (isFALSE(state$trainable)) rk_call(rk_member_set_trainable(state$ptr, FALSE), call = call)
   }
   state$ptr
 }

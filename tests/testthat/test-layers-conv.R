@@ -110,8 +110,10 @@ test_that("bad convolution arguments and inputs give clear errors", {
                "channels_first.*not supported yet")
   expect_error(layer_conv_2d(filters = 2, kernel_size = 3, strides = 2, dilation_rate = 2),
                "cannot be combined")
-  expect_error(layer_conv_2d(filters = 2, kernel_size = 3, kernel_regularizer = "l2"),
-               "`kernel_regularizer` is not supported yet")
+  expect_error(layer_conv_2d(filters = 2, kernel_size = 3, kernel_constraint = "max_norm"),
+               "`kernel_constraint` is not supported yet")
+  expect_error(layer_conv_2d(filters = 2, kernel_size = 3, kernel_regularizer = 2),
+               "`kernel_regularizer` must be a regularizer")
   expect_error(
     keras_model_sequential(input_shape = c(2, 2, 1)) %>% layer_conv_2d(4, 3, name = "small"),
     "layer 'small'.*kernel_size 3x3 is larger than the unpadded \\('valid'\\) input \\(2, 2, 1\\)"

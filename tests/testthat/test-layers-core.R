@@ -203,3 +203,27 @@ test_that("layer_dropout() says that noise_shape and seed are not supported yet"
   expect_error(layer_dropout(rate = 0.5, seed = 1), "`seed` is not supported yet; use set_random_seed()",
                class = "rustkeras_error")
 })
+
+test_that("layers take Keras's common arguments: input_shape, input_dim, trainable, dtype", {
+  # The classic keras workshop form: the first layer gives the Sequential model its input.
+  model <- keras_model_sequential() %>%
+    layer_dense(units = 8, activation = "relu", input_shape = c(5)) %>%
+    layer_dense(units = 2, trainable = FALSE)
+  expect_equal(model$input_shape, c(NA, 5))
+  expect_equal(count_params(model), 5 * 8 + 8 + 8 * 2 + 2)
+  expect_false(model$layers[[2]]$trainable)
+  expect_true(any(grepl("Non-trainable params: 18", capture.output(summary(model)), fixed = TRUE)))
+  m2 <- keras_model_sequential() %>% layer_dense(3, input_dim = 4)
+  expect_equal(m2$output_shape, c(NA, 3))
+  # A model that already has its input keeps it, as in Keras.
+  m3 <- keras_model_sequential(input_shape = 6) %>% layer_dense(3, input_shape = 4)
+  expect_equal(m3$input_shape, c(NA, 6))
+  expect_s3_class(layer_dense(units = 2, dtype = "float32"), "rustkeras_layer")
+  expect_error(layer_dense(units = 2, foo = 3), "Unrecognized arguments passed to layer_dense\\(\\): `foo`",
+               class = "rustkeras_error")
+  expect_error(layer_dense(units = 2, dtype = "float64"), "float32 only", class = "rustkeras_error")
+  expect_error(layer_dense(units = 2, input_shape = c(0, 3)), "`input_shape` must be",
+               class = "rustkeras_error")
+  expect_error(layer_dropout(rate = 0.1, trainable = NA), "`trainable` must be TRUE or FALSE",
+               class = "rustkeras_error")
+})

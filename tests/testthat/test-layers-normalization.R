@@ -47,5 +47,6 @@ test_that("bad batch normalization arguments give clear errors", {
   expect_error(layer_batch_normalization(momentum = 2), "`momentum` must be in \\[0, 1\\], not 2")
   expect_error(layer_batch_normalization(epsilon = 0), "`epsilon` must be positive")
   expect_error(layer_batch_normalization(center = NA), "`center` must be TRUE or FALSE")
-  expect_error(layer_batch_normalization(gamma_regularizer = "l2"), "not supported yet")
+  expect_error(layer_batch_normalization(gamma_constraint = "non_neg"), "not supported yet")
+  expect_error(layer_batch_normalization(gamma_regularizer = TRUE), "must be a regularizer")
 })

@@ -469,6 +469,16 @@ impl Model {
         self.add_member(Member::Layer(share_layer(layer)))
     }
 
+    /// Keras's `input_shape` argument on the first layer of a Sequential model without
+    /// an input yet: the model takes it. Otherwise nothing changes, as in Keras.
+    pub fn declare_input_shape(&mut self, shape: Vec<usize>) -> Result<()> {
+        if self.sequential && self.members.is_empty() && self.inputs[0].shape.is_none() {
+            check_shape("input_shape", &shape)?;
+            self.inputs[0].shape = Some(shape);
+        }
+        Ok(())
+    }
+
     /// Appends a layer or a model to a Sequential model.
     pub fn add_member(&mut self, mut member: Member) -> Result<()> {
         if !self.sequential {

@@ -224,6 +224,15 @@ fn rk_model_functional(
 }
 
 /// Adds a layer or a model (already made) to a Sequential model.
+/// The `input_shape` a first layer gives an empty Sequential model.
+#[extendr]
+fn rk_model_declare_input(model: Robj, shape: Vec<f64>) -> RkResult<()> {
+    let m = model_ref(&model)?;
+    let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+    model::write(&m).declare_input_shape(shape)?;
+    Ok(())
+}
+
 #[extendr]
 fn rk_model_add(model: Robj, member: Robj) -> RkResult<()> {
     let m = model_ref(&model)?;
@@ -321,6 +330,7 @@ extendr_module! {
     fn rk_member_get_weights;
     fn rk_layer_set_weights;
     fn rk_model_functional;
+    fn rk_model_declare_input;
     fn rk_model_add;
     fn rk_model_pop;
     fn rk_model_members;
