@@ -27,7 +27,12 @@ rk_model_compile <- function(model, optimizer, loss, from_logits, loss_weights, 
 
 # Trains the model; returns list(epochs, metrics = named list of per-epoch values,
 # interrupted).
-rk_model_fit <- function(model, x, y, batch_size, epochs, initial_epoch, verbose, live, shuffle, validation_split, val_x, val_y) .Call(wrap__rk_model_fit, model, x, y, batch_size, epochs, initial_epoch, verbose, live, shuffle, validation_split, val_x, val_y)
+rk_model_fit <- function(model, x, y, batch_size, epochs, initial_epoch, verbose, live, shuffle, validation_split, val_x, val_y, total_epochs) .Call(wrap__rk_model_fit, model, x, y, batch_size, epochs, initial_epoch, verbose, live, shuffle, validation_split, val_x, val_y, total_epochs)
+
+# The compiled optimizer's learning rate (for callbacks).
+rk_model_learning_rate <- function(model) .Call(wrap__rk_model_learning_rate, model)
+
+rk_model_set_learning_rate <- function(model, learning_rate) .Call(wrap__rk_model_set_learning_rate, model, learning_rate)
 
 rk_model_evaluate <- function(model, x, y, batch_size, verbose, live) .Call(wrap__rk_model_evaluate, model, x, y, batch_size, verbose, live)
 

@@ -103,6 +103,9 @@ per_output <- function(x, output_names, arg, call) {
 #' @param validation_data `list(x_val, y_val)` to validate on instead.
 #' @param shuffle Whether to shuffle the training samples before each epoch.
 #' @param initial_epoch Epoch at which to start (1-based; to resume a training).
+#' @param callbacks A list of callbacks, such as [callback_early_stopping()],
+#'   [callback_model_checkpoint()] or [callback_reduce_lr_on_plateau()], run between
+#'   epochs.
 #' @param ... Unused.
 #' @returns A `keras_training_history`, invisibly.
 #' @export
@@ -120,8 +123,9 @@ fit <- function(object, ...) UseMethod("fit")
 fit.rustkeras_model <- function(object, x = NULL, y = NULL, batch_size = NULL, epochs = 1L,
                                 verbose = getOption("keras.verbose", default = "auto"),
                                 validation_split = 0, validation_data = NULL, shuffle = TRUE,
-                                initial_epoch = 1L, ...) {
+                                initial_epoch = 1L, callbacks = NULL, ...) {
   call <- rk_user_call(environment())
+  check_fit_dots(list(...), call)
   io <- rk_call(rk_model_io(object$ptr), call = call)
   x <- model_arrays(x, io$input_names, "x", call)
   y <- model_arrays(y, io$output_names, "y", call)
@@ -141,10 +145,18 @@ fit.rustkeras_model <- function(object, x = NULL, y = NULL, batch_size = NULL, e
     val_y <- model_arrays(validation_data[[2]], io$output_names, "validation_data", call)
   }
   verbose <- as_verbose(verbose, call)
-  res <- rk_call(rk_model_fit(
-    object$ptr, x, y, batch_size, epochs, initial_epoch - 1L, verbose, interactive(),
-    isTRUE(shuffle), validation_split, val_x, val_y
-  ), call = call)
+  run <- function(last, first, total) {
+    rk_call(rk_model_fit(
+      object$ptr, x, y, batch_size, last, first - 1L, verbose, interactive(),
+      isTRUE(shuffle), validation_split, val_x, val_y, total
+    ), call = call)
+  }
+  res <- if (is.null(callbacks)) {
+    run(epochs, initial_epoch, 0L)
+  } else {
+    fit_with_callbacks(object, check_callbacks(callbacks, call),
+                       function(epoch) run(epoch, epoch, epochs), initial_epoch, epochs)
+  }
   n_train <- if (is.null(val_x) && validation_split > 0) floor(sample_count(x) * (1 - validation_split)) else sample_count(x)
   history <- new_keras_training_history(
     params = list(verbose = verbose, epochs = epochs, steps = as.integer(ceiling(n_train / batch_size))),
@@ -265,6 +277,23 @@ as_verbose <- function(verbose, call) {
     rk_abort("`verbose` must be 0, 1, 2 or \"auto\".", kind = "argument", call = call)
   }
   as.integer(verbose)
+}
+
+# keras3 arguments of fit() that rustkeras does not have yet are errors, not silently
+# ignored; anything else in `...` is a typo.
+check_fit_dots <- function(dots, call) {
+  if (!length(dots)) return(invisible())
+  known <- c("class_weight", "sample_weight", "steps_per_epoch", "validation_steps",
+             "validation_batch_size", "validation_freq")
+  keys <- names(dots) %||% rep("", length(dots))
+  for (k in keys) {
+    if (k %in% known) {
+      rk_abort(sprintf("`%s` is not supported yet.", k), kind = "argument", call = call)
+    }
+  }
+  rk_abort(sprintf("Unrecognized arguments passed to fit(): %s.",
+                   paste0("`", ifelse(nzchar(keys), keys, "<unnamed>"), "`", collapse = ", ")),
+           kind = "argument", call = call)
 }
 
 as_count <- function(x, arg, call) {

@@ -12,6 +12,8 @@ pub struct Console {
     epoch_headers: bool,
     bar: Option<(Progbar, usize)>,
     pub interrupted: bool,
+    /// The `E` of `Epoch e/E` when the fit runs one epoch per call (callbacks in R).
+    pub total_epochs: Option<usize>,
 }
 
 impl Console {
@@ -21,6 +23,7 @@ impl Console {
             epoch_headers,
             bar: None,
             interrupted: false,
+            total_epochs: None,
         }
     }
 
@@ -41,6 +44,7 @@ fn write(text: &str) {
 
 impl Observer for Console {
     fn on_epoch_begin(&mut self, epoch: usize, epochs: usize, steps: usize) {
+        let epochs = self.total_epochs.unwrap_or(epochs);
         if self.display.verbose > 0 && self.epoch_headers && epochs > 1 {
             write(&format!("Epoch {}/{}\n", epoch + 1, epochs));
         }

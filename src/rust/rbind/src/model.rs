@@ -367,6 +367,7 @@ fn rk_model_fit(
     validation_split: f64,
     val_x: Robj,
     val_y: Robj,
+    total_epochs: i32,
 ) -> RkResult<List> {
     let m = model_ref(&model)?;
     let mut ptr = model::write(&m);
@@ -389,6 +390,7 @@ fn rk_model_fit(
         validation_split,
     };
     let mut console = Console::new(verbose.clamp(0, 2) as u8, live, true);
+    console.total_epochs = (total_epochs > 0).then_some(total_epochs as usize);
     let history = train::fit(&mut ptr, data, validation, &opts, &mut console)?;
     let names: Vec<String> = history.metrics.iter().map(|(k, _)| k.clone()).collect();
     let mut metrics = List::from_values(history.metrics.iter().map(|(_, v)| Robj::from(v.clone())));
@@ -402,6 +404,30 @@ fn rk_model_fit(
         metrics = metrics,
         interrupted = history.interrupted
     ))
+}
+
+/// The compiled optimizer's learning rate (for callbacks).
+#[extendr]
+fn rk_model_learning_rate(model: Robj) -> RkResult<f64> {
+    let m = model_ref(&model)?;
+    let ptr = model::read(&m);
+    let c = ptr.compiled.as_ref().ok_or_else(engine::model::not_compiled)?;
+    Ok(c.optimizer.config.learning_rate)
+}
+
+#[extendr]
+fn rk_model_set_learning_rate(model: Robj, learning_rate: f64) -> RkResult<()> {
+    if !(learning_rate.is_finite() && learning_rate >= 0.0) {
+        return Err(RkError::new(
+            "argument",
+            format!("the learning rate must be a number >= 0, not {learning_rate}"),
+        ));
+    }
+    let m = model_ref(&model)?;
+    let mut ptr = model::write(&m);
+    let c = ptr.compiled.as_mut().ok_or_else(engine::model::not_compiled)?;
+    c.optimizer.config.learning_rate = learning_rate;
+    Ok(())
 }
 
 #[extendr]
@@ -501,6 +527,8 @@ extendr_module! {
     fn rk_model_info;
     fn rk_model_compile;
     fn rk_model_fit;
+    fn rk_model_learning_rate;
+    fn rk_model_set_learning_rate;
     fn rk_model_evaluate;
     fn rk_model_predict;
     fn rk_model_get_weights;
