@@ -9,8 +9,9 @@
 #' that order; the moving ones are not trainable.
 #'
 #' @inheritParams layer_dense
-#' @param axis The channels axis; only `-1` (the last, for `channels_last` data) is
-#'   supported.
+#' @param axis The channels axis, counting the batch axis as Keras does: `-1` (the
+#'   default) or the index of the last axis (3 for images, as Keras's ResNet50 writes
+#'   it); other axes are not supported yet.
 #' @param momentum Momentum of the moving averages (default 0.99).
 #' @param epsilon Small number added to the variance (default 0.001).
 #' @param center Whether to add the learned offset `beta` (default `TRUE`).
@@ -39,8 +40,9 @@ layer_batch_normalization <- function(object, axis = -1L, momentum = 0.99, epsil
                                       beta_constraint = NULL, gamma_constraint = NULL,
                                       synchronized = FALSE, name = NULL, ...) {
   call <- rk_user_call(environment())
-  if (!identical(as.numeric(axis), -1)) {
-    rk_abort(sprintf("`axis` = %s is not supported yet; only -1 (the channels axis).",
+  if (!(is.numeric(axis) && length(axis) == 1L && !is.na(axis) && axis == round(axis) &&
+        (axis == -1 || axis >= 1))) {
+    rk_abort(sprintf("`axis` = %s is not supported yet; only the channels (last) axis: -1, or its index.",
                      paste(deparse(axis), collapse = "")), kind = "argument", call = call)
   }
   check_number(momentum, "momentum", call)
@@ -65,6 +67,6 @@ layer_batch_normalization <- function(object, axis = -1L, momentum = 0.99, epsil
                                   gamma_regularizer = gamma_regularizer), call)
   if (!is.null(name)) check_string(name, "name", call)
   create_layer(object, "BatchNormalization", c(list(
-    axis = -1L, momentum = as.numeric(momentum), epsilon = as.numeric(epsilon),
+    axis = as.integer(axis), momentum = as.numeric(momentum), epsilon = as.numeric(epsilon),
     center = center, scale = scale), inits, list(name = name), regs), call)
 }

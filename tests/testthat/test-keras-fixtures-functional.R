@@ -158,6 +158,12 @@ test_that("ResNet50 matches Keras's predictions from Keras's own files", {
     expect_equal(pred, as_keras_array(fx$predictions), tolerance = 1e-4, ignore_attr = TRUE,
                  info = basename(file))
   }
+  # Keras's whole-model file, architecture included (its BatchNormalization layers say
+  # axis 3), loads as a model by itself.
+  whole <- load_model_hdf5(out)
+  expect_equal(count_params(whole), 25636712)
+  expect_equal(predict(whole, images, verbose = 0), as_keras_array(fx$predictions), tolerance = 1e-4,
+               ignore_attr = TRUE)
   # The notop file in the ImageNet layout, into the model without the top.
   notop <- file.path(dir, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
   if (file.exists(notop) && !is.null(fx$features_mean)) {

@@ -43,7 +43,12 @@ test_that("fit() normalizes with the batch and moves the averages with momentum"
 })
 
 test_that("bad batch normalization arguments give clear errors", {
-  expect_error(layer_batch_normalization(axis = 1), "`axis` = 1 is not supported yet")
+  expect_error(layer_batch_normalization(axis = 0), "`axis` = 0 is not supported yet")
+  # Axis 1 of images is not the channels axis: refused once the input shape is known.
+  expect_error(keras_model_sequential(input_shape = c(4, 4, 2)) %>% layer_batch_normalization(axis = 1),
+               "normalizes axis 1")
+  image_bn <- keras_model_sequential(input_shape = c(4, 4, 2)) %>% layer_batch_normalization(axis = 3)
+  expect_equal(count_params(image_bn), 8)
   expect_error(layer_batch_normalization(momentum = 2), "`momentum` must be in \\[0, 1\\], not 2")
   expect_error(layer_batch_normalization(epsilon = 0), "`epsilon` must be positive")
   expect_error(layer_batch_normalization(center = NA), "`center` must be TRUE or FALSE")

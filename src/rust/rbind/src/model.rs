@@ -411,7 +411,10 @@ fn rk_model_fit(
 fn rk_model_learning_rate(model: Robj) -> RkResult<f64> {
     let m = model_ref(&model)?;
     let ptr = model::read(&m);
-    let c = ptr.compiled.as_ref().ok_or_else(engine::model::not_compiled)?;
+    let c = ptr
+        .compiled
+        .as_ref()
+        .ok_or_else(engine::model::not_compiled)?;
     Ok(c.optimizer.config.learning_rate)
 }
 
@@ -425,7 +428,10 @@ fn rk_model_set_learning_rate(model: Robj, learning_rate: f64) -> RkResult<()> {
     }
     let m = model_ref(&model)?;
     let mut ptr = model::write(&m);
-    let c = ptr.compiled.as_mut().ok_or_else(engine::model::not_compiled)?;
+    let c = ptr
+        .compiled
+        .as_mut()
+        .ok_or_else(engine::model::not_compiled)?;
     c.optimizer.config.learning_rate = learning_rate;
     Ok(())
 }

@@ -14,6 +14,9 @@ use crate::tensor::Tensor;
 
 pub struct BatchNormalization {
     name: String,
+    /// Keras's `axis`, counting the batch axis: -1, or the index of the last axis
+    /// (ResNet50 writes 3 for images); other axes are not supported yet.
+    axis: i64,
     momentum: f64,
     epsilon: f64,
     center: bool,
@@ -28,13 +31,14 @@ pub struct BatchNormalization {
 impl BatchNormalization {
     pub fn from_config(c: &Config) -> Result<BatchNormalization> {
         let axis = c.f64_or("axis", -1.0)?;
-        if axis != -1.0 {
+        if !(axis == -1.0 || (axis >= 1.0 && axis.fract() == 0.0 && axis <= 8.0)) {
             // Keras allows any axis; channels_last models only need the last one.
             return Err(invalid_arg(
                 "axis",
-                format!("other than -1 (the channels axis) is not supported yet (got {axis})"),
+                format!("other than the channels (last) axis is not supported yet (got {axis})"),
             ));
         }
+        let axis = axis as i64;
         let momentum = c.f64_or("momentum", 0.99)?;
         if !(0.0..=1.0).contains(&momentum) {
             return Err(invalid_arg(
@@ -53,6 +57,7 @@ impl BatchNormalization {
             name: c
                 .name()?
                 .unwrap_or_else(|| unique_name("batch_normalization")),
+            axis,
             momentum,
             epsilon,
             center: c.bool_or("center", true)?,
@@ -81,6 +86,21 @@ impl BatchNormalization {
     fn channels(&self) -> Option<usize> {
         self.params.last().map(|p| p.value.numel())
     }
+
+    /// `axis` must name the last axis of these samples (shape without the batch).
+    fn check_axis(&self, input_shape: &[usize]) -> Result<()> {
+        if self.axis != -1 && self.axis as usize != input_shape.len() {
+            return Err(Error::LayerInput {
+                layer: self.name.clone(),
+                msg: format!(
+                    "normalizes axis {}, but only the last (channels) axis is supported; inputs have shape {}",
+                    self.axis,
+                    shape_str(input_shape)
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Layer for BatchNormalization {
@@ -93,6 +113,7 @@ impl Layer for BatchNormalization {
     }
 
     fn build(&mut self, input_shape: &[usize]) -> Result<()> {
+        self.check_axis(input_shape)?;
         let c = *input_shape.last().ok_or_else(|| Error::LayerInput {
             layer: self.name.clone(),
             msg: "needs inputs with at least one axis besides the batch".into(),
@@ -119,6 +140,7 @@ impl Layer for BatchNormalization {
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+        self.check_axis(input_shape)?;
         let last = input_shape.last().copied();
         match (last, self.channels()) {
             (None, _) => Err(Error::LayerInput {
@@ -201,7 +223,7 @@ impl Layer for BatchNormalization {
     fn config(&self) -> Vec<(&'static str, ConfigValue)> {
         let init = |i: Initializer| ConfigValue::Str(i.name().into());
         vec![
-            ("axis", ConfigValue::Int(-1)),
+            ("axis", ConfigValue::Int(self.axis)),
             ("momentum", ConfigValue::Float(self.momentum)),
             ("epsilon", ConfigValue::Float(self.epsilon)),
             ("center", ConfigValue::Bool(self.center)),
@@ -309,5 +331,19 @@ mod tests {
         .err()
         .unwrap();
         assert_eq!(e.to_string(), "`momentum` must be in [0, 1], not 1.5");
+    }
+
+    #[test]
+    fn the_last_axis_may_be_given_by_its_index() {
+        let axis = |v: i64| vec![("axis".to_string(), ConfigValue::Int(v))];
+        // Keras's ResNet50 writes axis 3 for (batch, height, width, channels).
+        let mut l = from_config("BatchNormalization", &axis(3)).unwrap();
+        l.build(&[5, 5, 2]).unwrap();
+        assert_eq!(l.output_shape(&[5, 5, 2]).unwrap(), vec![5, 5, 2]);
+        assert!(l.config().contains(&("axis", ConfigValue::Int(3))));
+        let mut l = from_config("BatchNormalization", &axis(1)).unwrap();
+        let e = l.build(&[5, 5, 2]).unwrap_err().to_string();
+        assert!(e.contains("normalizes axis 1"), "{e}");
+        assert!(from_config("BatchNormalization", &axis(0)).is_err());
     }
 }
