@@ -118,3 +118,79 @@ activation_name <- function(activation, call) {
   }
   activation
 }
+
+#' Turn integer ids into dense vectors
+#'
+#' Keras's Embedding layer: each id in `0:(input_dim - 1)` picks a row of a learned
+#' table of shape `(input_dim, output_dim)`, so samples of ids of shape `(steps)` become
+#' `(steps, output_dim)`. The usual first layer of a text model, followed for instance by
+#' [layer_global_average_pooling_1d()]. Ids come as numbers (whole, in range; others are
+#' an error naming the layer).
+#'
+#' @inheritParams layer_dense
+#' @param input_dim Size of the vocabulary: the largest id plus 1.
+#' @param output_dim Length of each embedding vector.
+#' @param embeddings_initializer Initializer of the table (default `"uniform"`: uniform
+#'   in \[-0.05, 0.05\]).
+#' @param embeddings_regularizer Penalty on the table, such as [regularizer_l2()], or
+#'   `NULL`.
+#' @param embeddings_constraint,activity_regularizer Not supported yet; must be `NULL`.
+#' @param mask_zero Must be `FALSE` (masking is not supported yet).
+#' @param input_length Ignored (Keras 3 dropped it); give the sequence length with
+#'   `input_shape` or [keras_input()].
+#' @param name Name of the layer; `NULL` gives `"embedding"`, `"embedding_1"`, ...
+#' @returns The model, invisibly, when `object` is a model; otherwise the layer.
+#' @export
+#' @examples
+#' model <- keras_model_sequential(input_shape = 20) %>%
+#'   layer_embedding(input_dim = 1000, output_dim = 8) %>%
+#'   layer_global_average_pooling_1d() %>%
+#'   layer_dense(1, activation = "sigmoid")
+#' summary(model)
+layer_embedding <- function(object, input_dim, output_dim, embeddings_initializer = "uniform",
+                            embeddings_regularizer = NULL, embeddings_constraint = NULL,
+                            mask_zero = FALSE, input_length = NULL, activity_regularizer = NULL,
+                            name = NULL, ...) {
+  call <- rk_user_call(environment())
+  input_dim <- check_positive_int(input_dim, "input_dim", call)
+  output_dim <- check_positive_int(output_dim, "output_dim", call)
+  check_string(embeddings_initializer, "embeddings_initializer", call)
+  check_flag(mask_zero, "mask_zero", call)
+  if (mask_zero) {
+    rk_abort("`mask_zero = TRUE` is not supported yet (rustkeras has no masking).",
+             kind = "argument", call = call)
+  }
+  check_unsupported_null(list(embeddings_constraint = embeddings_constraint,
+                              activity_regularizer = activity_regularizer), call)
+  if (!is.null(name)) check_string(name, "name", call)
+  regs <- regularizer_config(list(embeddings_regularizer = embeddings_regularizer), call)
+  create_layer(object, "Embedding", c(list(
+    input_dim = input_dim, output_dim = output_dim,
+    embeddings_initializer = embeddings_initializer, name = name), regs), call)
+}
+
+#' Multiply the inputs by a scale and add an offset
+#'
+#' Keras's Rescaling preprocessing layer: `output = input * scale + offset`, for example
+#' `layer_rescaling(scale = 1 / 255)` to bring pixel values into \[0, 1\] inside the model.
+#'
+#' @inheritParams layer_dense
+#' @param scale The factor (one number).
+#' @param offset The offset (one number, default 0).
+#' @param name Name of the layer; `NULL` gives `"rescaling"`, ...
+#' @returns The model, invisibly, when `object` is a model; otherwise the layer.
+#' @export
+#' @examples
+#' model <- keras_model_sequential(input_shape = c(28, 28, 1)) %>%
+#'   layer_rescaling(1 / 255) %>%
+#'   layer_flatten()
+#' predict(model, array(255, c(1, 28, 28, 1)), verbose = 0)[1, 1]
+layer_rescaling <- function(object, scale, offset = 0, name = NULL, ...) {
+  call <- rk_user_call(environment())
+  if (missing(scale)) rk_abort("`scale` is missing.", kind = "argument", call = call)
+  check_number(scale, "scale", call)
+  check_number(offset, "offset", call)
+  if (!is.null(name)) check_string(name, "name", call)
+  create_layer(object, "Rescaling", list(scale = as.numeric(scale), offset = as.numeric(offset),
+                                         name = name), call)
+}

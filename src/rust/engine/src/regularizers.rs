@@ -82,6 +82,7 @@ pub fn fields(class: &str) -> &'static [(&'static str, &'static str)] {
             ("bias_regularizer", "bias"),
         ],
         "BatchNormalization" => &[("beta_regularizer", "beta"), ("gamma_regularizer", "gamma")],
+        "Embedding" => &[("embeddings_regularizer", "embeddings")],
         _ => &[],
     }
 }

@@ -409,3 +409,30 @@ pub fn penalty_grad(x: &[f32], g: f32, l1: f32, l2: f32) -> Vec<f32> {
         })
         .collect()
 }
+
+pub fn affine(x: &[f32], a: f32, b: f32) -> Vec<f32> {
+    let mut out = pool::take(x.len());
+    out.extend(x.iter().map(|v| v * a + b));
+    out
+}
+
+pub fn gather_rows(table: &[f32], dim: usize, ids: &[usize]) -> Vec<f32> {
+    let mut out = pool::take(ids.len() * dim);
+    for &i in ids {
+        out.extend_from_slice(&table[i * dim..(i + 1) * dim]);
+    }
+    out
+}
+
+pub fn scatter_add_rows(g: &[f32], dim: usize, ids: &[usize], rows: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; rows * dim];
+    for (k, &i) in ids.iter().enumerate() {
+        for (o, v) in out[i * dim..(i + 1) * dim]
+            .iter_mut()
+            .zip(&g[k * dim..(k + 1) * dim])
+        {
+            *o += v;
+        }
+    }
+    out
+}

@@ -347,3 +347,22 @@ pub fn penalty(x: &Tensor, l1: f32, l2: f32) -> f32 {
 pub fn penalty_grad(x: &Tensor, g: f32, l1: f32, l2: f32) -> Tensor {
     out(x.shape(), cpu::penalty_grad(cpu1(x), g, l1, l2))
 }
+
+/// `x * a + b`, elementwise.
+pub fn affine(x: &Tensor, a: f32, b: f32) -> Tensor {
+    out(x.shape(), cpu::affine(cpu1(x), a, b))
+}
+
+/// Rows `ids` of `table` (rows x dim): shape `ids_shape + [dim]`. The ids are checked.
+pub fn gather_rows(table: &Tensor, ids: &[usize], ids_shape: &[usize]) -> Tensor {
+    let dim = table.shape()[1];
+    let mut shape = ids_shape.to_vec();
+    shape.push(dim);
+    out(&shape, cpu::gather_rows(cpu1(table), dim, ids))
+}
+
+/// The gradient of `gather_rows` for the table: each row of `g` added into row `ids[i]`.
+pub fn scatter_add_rows(g: &Tensor, ids: &[usize], rows: usize) -> Tensor {
+    let dim = *g.shape().last().expect("rows of dim");
+    out(&[rows, dim], cpu::scatter_add_rows(cpu1(g), dim, ids, rows))
+}

@@ -43,6 +43,12 @@ fn keras_constants(class_name: &str) -> Vec<(&'static str, Value)> {
             "bias_constraint",
         ]),
         "Dropout" => nulls(&["seed", "noise_shape"]),
+        "Embedding" => nulls(&[
+            "embeddings_regularizer",
+            "activity_regularizer",
+            "embeddings_constraint",
+            "quantization_config",
+        ]),
         "BatchNormalization" => {
             let mut v: Vec<(&'static str, Value)> = nulls(&[
                 "beta_regularizer",

@@ -7,9 +7,11 @@ pub mod conv;
 pub mod dense;
 pub mod depthwise_conv;
 pub mod dropout;
+pub mod embedding;
 pub mod merge;
 pub mod pooling;
 pub mod registry;
+pub mod rescaling;
 pub mod reshaping;
 pub mod spatial;
 
@@ -26,8 +28,10 @@ pub use conv::Conv;
 pub use dense::Dense;
 pub use depthwise_conv::DepthwiseConv;
 pub use dropout::Dropout;
+pub use embedding::Embedding;
 pub use merge::{Merge, MergeKind};
 pub use pooling::{GlobalPooling, PoolKind, Pooling};
+pub use rescaling::Rescaling;
 pub use reshaping::{Flatten, Reshape, ZeroPadding2D};
 
 /// A weight of a layer, in Keras's order (`kernel` before `bias`).

@@ -4,13 +4,16 @@
 use crate::error::{invalid_arg, Error, Result};
 use crate::init::Initializer;
 use crate::layers::{
-    ActivationLayer, BatchNormalization, ConfigValue, Conv, Dense, DepthwiseConv, Dropout, Flatten,
-    GlobalPooling, Layer, Merge, PoolKind, Pooling, Reshape, ZeroPadding2D,
+    ActivationLayer, BatchNormalization, ConfigValue, Conv, Dense, DepthwiseConv, Dropout,
+    Embedding, Flatten, GlobalPooling, Layer, Merge, PoolKind, Pooling, Rescaling, Reshape,
+    ZeroPadding2D,
 };
 use crate::ops::activation::Activation;
 
 pub const CLASS_NAMES: &[&str] = &[
     "Dense",
+    "Embedding",
+    "Rescaling",
     "Dropout",
     "Activation",
     "Conv1D",
@@ -188,6 +191,8 @@ pub fn from_config(class_name: &str, config: &[(String, ConfigValue)]) -> Result
         "GlobalAveragePooling1D" => Box::new(GlobalPooling::from_config(&c, PoolKind::Average, 1)?),
         "GlobalAveragePooling2D" => Box::new(GlobalPooling::from_config(&c, PoolKind::Average, 2)?),
         "Flatten" => Box::new(Flatten::from_config(&c)?),
+        "Embedding" => Box::new(Embedding::from_config(&c)?),
+        "Rescaling" => Box::new(Rescaling::from_config(&c)?),
         "Reshape" => Box::new(Reshape::from_config(&c)?),
         "ZeroPadding2D" => Box::new(ZeroPadding2D::from_config(&c)?),
         "Add" | "Subtract" | "Multiply" | "Average" | "Maximum" | "Minimum" | "Concatenate" => {

@@ -100,6 +100,28 @@ pub fn reshape(tape: &mut Tape, x: Var, shape: Vec<usize>) -> Result<Var> {
     Ok(tape.push(y, &[x], Box::new(ReshapeBackward)))
 }
 
+struct AffineBackward {
+    scale: f32,
+}
+
+impl Backward for AffineBackward {
+    fn backward(
+        &self,
+        g: &Tensor,
+        _inputs: &[&Tensor],
+        _out: &Tensor,
+        _needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(device::scale(g, self.scale))])
+    }
+}
+
+/// `x * scale + offset` (Keras's Rescaling).
+pub fn affine(tape: &mut Tape, x: Var, scale: f32, offset: f32) -> Var {
+    let y = device::affine(tape.value(x), scale, offset);
+    tape.push(y, &[x], Box::new(AffineBackward { scale }))
+}
+
 struct WeightedSumBackward {
     weights: Vec<f32>,
 }
@@ -194,6 +216,20 @@ mod tests {
             &[true, true],
             |t, v| weighted_sum(t, &[(0.5, v[0]), (2.0, v[1])]).unwrap(),
             "weighted_sum",
+        );
+    }
+
+    #[test]
+    fn affine_values_and_gradients() {
+        let mut t = Tape::new();
+        let x = t.leaf(Tensor::from_vec(vec![2], vec![2.0, -4.0]).unwrap(), true);
+        let y = affine(&mut t, x, 0.5, 1.0);
+        assert_eq!(t.value(y).to_vec(), vec![2.0, -1.0]);
+        check(
+            vec![random_tensor(&[3, 2], 4, 1.0)],
+            &[true],
+            |t, v| affine(t, v[0], -1.5, 0.25),
+            "affine",
         );
     }
 

@@ -6,6 +6,7 @@ pub mod batch_norm;
 pub mod bias;
 pub mod conv;
 pub mod dropout;
+pub mod embedding;
 pub mod loss;
 pub mod math;
 pub mod matmul;
