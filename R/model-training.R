@@ -13,7 +13,8 @@
 #' @param metrics Names of the metrics to report: `"accuracy"` (categorical, sparse or
 #'   binary accuracy, chosen from the loss and shapes as Keras does), `"mae"`, `"mse"`,
 #'   `"categorical_accuracy"`, `"sparse_categorical_accuracy"`, `"binary_accuracy"`.
-#' @param ... Unused.
+#' @param ... keras3 arguments rustkeras does not have yet are errors (not silently
+#'   ignored), as are unknown ones.
 #' @returns The model, invisibly.
 #' @export
 #' @examples
@@ -26,6 +27,8 @@ compile <- function(object, ...) UseMethod("compile")
 compile.rustkeras_model <- function(object, optimizer = "rmsprop", loss = NULL, metrics = NULL,
                                     loss_weights = NULL, ...) {
   call <- rk_user_call(environment())
+  check_dots(list(...), "compile", call, unsupported = "weighted_metrics",
+             ignored = c("run_eagerly", "steps_per_execution", "jit_compile", "auto_scale_loss"))
   if (is.null(loss)) rk_abort("`loss` is missing: compile() needs a loss.", kind = "argument", call = call)
   optimizer <- as_optimizer(optimizer, call)
   output_names <- rk_call(rk_model_io(object$ptr), call = call)$output_names
@@ -106,7 +109,8 @@ per_output <- function(x, output_names, arg, call) {
 #' @param callbacks A list of callbacks, such as [callback_early_stopping()],
 #'   [callback_model_checkpoint()] or [callback_reduce_lr_on_plateau()], run between
 #'   epochs.
-#' @param ... Unused.
+#' @param ... keras3 arguments rustkeras does not have yet are errors (not silently
+#'   ignored), as are unknown ones.
 #' @returns A `keras_training_history`, invisibly.
 #' @export
 #' @examples
@@ -190,6 +194,7 @@ evaluate <- function(object, ...) UseMethod("evaluate")
 evaluate.rustkeras_model <- function(object, x = NULL, y = NULL, batch_size = NULL,
                                      verbose = getOption("keras.verbose", default = "auto"), ...) {
   call <- rk_user_call(environment())
+  check_dots(list(...), "evaluate", call, unsupported = c("sample_weight", "steps", "callbacks"))
   io <- rk_call(rk_model_io(object$ptr), call = call)
   x <- model_arrays(x, io$input_names, "x", call)
   y <- model_arrays(y, io$output_names, "y", call)
@@ -204,7 +209,8 @@ evaluate.rustkeras_model <- function(object, x = NULL, y = NULL, batch_size = NU
 #' @param x Input data, samples along the first axis.
 #' @param batch_size Samples per batch (`NULL`: 32).
 #' @param verbose As in [fit()].
-#' @param ... Unused.
+#' @param ... keras3 arguments rustkeras does not have yet are errors (not silently
+#'   ignored), as are unknown ones.
 #' @returns A numeric matrix (or array) with one row per sample.
 #' @export
 #' @examples
@@ -214,6 +220,7 @@ evaluate.rustkeras_model <- function(object, x = NULL, y = NULL, batch_size = NU
 predict.rustkeras_model <- function(object, x, batch_size = NULL,
                                     verbose = getOption("keras.verbose", default = "auto"), ...) {
   call <- rk_user_call(environment())
+  check_dots(list(...), "predict", call, unsupported = c("steps", "callbacks"))
   io <- rk_call(rk_model_io(object$ptr), call = call)
   x <- model_arrays(x, io$input_names, "x", call)
   out <- rk_call(rk_model_predict(object$ptr, x, batch_size_or_default(batch_size, call),
@@ -233,7 +240,8 @@ batch_size_or_default <- function(batch_size, call) {
 #'
 #' @param object A model.
 #' @param weights A list of arrays shaped like those `get_weights()` returns.
-#' @param ... Unused.
+#' @param ... keras3 arguments rustkeras does not have yet are errors (not silently
+#'   ignored), as are unknown ones.
 #' @returns `get_weights()`: a list of arrays; `set_weights()`: the model, invisibly.
 #' @export
 #' @examples
@@ -279,21 +287,32 @@ as_verbose <- function(verbose, call) {
   as.integer(verbose)
 }
 
-# keras3 arguments of fit() that rustkeras does not have yet are errors, not silently
-# ignored; anything else in `...` is a typo.
-check_fit_dots <- function(dots, call) {
+# keras3 arguments that rustkeras does not have yet are errors rather than silently
+# ignored (`unsupported`, when not NULL); `ignored` ones change nothing here (Keras's
+# performance switches); anything else in `...` is a typo.
+check_dots <- function(dots, fn, call, unsupported = character(), ignored = character()) {
   if (!length(dots)) return(invisible())
-  known <- c("class_weight", "sample_weight", "steps_per_epoch", "validation_steps",
-             "validation_batch_size", "validation_freq")
   keys <- names(dots) %||% rep("", length(dots))
-  for (k in keys) {
-    if (k %in% known) {
+  bad <- character()
+  for (i in seq_along(dots)) {
+    k <- keys[i]
+    if (k %in% ignored) next
+    if (k %in% unsupported) {
+      if (is.null(dots[[i]])) next
       rk_abort(sprintf("`%s` is not supported yet.", k), kind = "argument", call = call)
     }
+    bad <- c(bad, if (nzchar(k)) k else "<unnamed>")
   }
-  rk_abort(sprintf("Unrecognized arguments passed to fit(): %s.",
-                   paste0("`", ifelse(nzchar(keys), keys, "<unnamed>"), "`", collapse = ", ")),
-           kind = "argument", call = call)
+  if (length(bad)) {
+    rk_abort(sprintf("Unrecognized arguments passed to %s(): %s.", fn,
+                     paste0("`", bad, "`", collapse = ", ")), kind = "argument", call = call)
+  }
+}
+
+check_fit_dots <- function(dots, call) {
+  check_dots(dots, "fit", call, unsupported = c("class_weight", "sample_weight", "steps_per_epoch",
+                                                "validation_steps", "validation_batch_size",
+                                                "validation_freq"))
 }
 
 as_count <- function(x, arg, call) {

@@ -448,3 +448,17 @@ test_that("bad values are located by sample and feature; fractional labels are n
   expect_error(fit(model, matrix(0, 5, 4), c(0, 1, 2, 1.5, 1), verbose = 0),
                "holds label 1.5; class labels must be whole numbers 0..2", class = "rustkeras_error")
 })
+
+test_that("compile(), evaluate() and predict() refuse arguments they would ignore", {
+  model <- keras_model_sequential(input_shape = 2) %>% layer_dense(1)
+  expect_error(compile(model, loss = "mse", weighted_metrics = list("mae")),
+               "`weighted_metrics` is not supported yet", class = "rustkeras_error")
+  # Keras's performance switches change nothing here.
+  compile(model, loss = "mse", jit_compile = TRUE, run_eagerly = FALSE)
+  x <- matrix(1, 3, 2)
+  expect_error(evaluate(model, x, matrix(1, 3, 1), sample_weight = c(1, 2, 3), verbose = 0),
+               "`sample_weight` is not supported yet")
+  expect_error(predict(model, x, verbose = 0, batch_szie = 2),
+               "Unrecognized arguments passed to predict\\(\\): `batch_szie`")
+  expect_equal(dim(predict(model, x, verbose = 0, steps = NULL)), c(3L, 1L))
+})
