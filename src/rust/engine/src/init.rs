@@ -17,10 +17,11 @@ pub enum Initializer {
     LecunNormal,
     RandomUniform,
     RandomNormal,
+    Orthogonal,
 }
 
 impl Initializer {
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 11] = [
         "zeros",
         "ones",
         "glorot_uniform",
@@ -31,6 +32,7 @@ impl Initializer {
         "lecun_normal",
         "random_uniform",
         "random_normal",
+        "orthogonal",
     ];
 
     pub fn from_name(name: &str) -> Result<Initializer> {
@@ -46,6 +48,7 @@ impl Initializer {
             "lecun_normal" => LecunNormal,
             "random_uniform" | "uniform" => RandomUniform,
             "random_normal" | "normal" => RandomNormal,
+            "orthogonal" => Orthogonal,
             _ => {
                 return Err(Error::UnknownName {
                     kind: "initializer",
@@ -100,8 +103,45 @@ impl Initializer {
                 let d = Normal::new(0.0f32, 0.05).expect("finite stddev");
                 (0..n).map(|_| d.sample(rng)).collect()
             }
+            Orthogonal => orthogonal(shape, rng),
         }
     }
+}
+
+/// Keras's Orthogonal (gain 1): a standard normal (prod(shape[..-1]), shape[-1]) matrix
+/// made orthonormal along its shorter side. Gram-Schmidt gives QR's Q with R's diagonal
+/// positive, which is Keras's sign correction.
+fn orthogonal(shape: &[usize], rng: &mut impl Rng) -> Vec<f32> {
+    let cols = *shape.last().unwrap_or(&1);
+    let rows: usize = shape.iter().product::<usize>() / cols.max(1);
+    let (long, short) = if rows >= cols {
+        (rows, cols)
+    } else {
+        (cols, rows)
+    };
+    let d = Normal::new(0.0f64, 1.0).expect("finite stddev");
+    // `short` vectors of length `long`, made orthonormal one after another.
+    let mut q: Vec<Vec<f64>> = (0..short)
+        .map(|_| (0..long).map(|_| d.sample(rng)).collect())
+        .collect();
+    for j in 0..short {
+        for k in 0..j {
+            let dot: f64 = (0..long).map(|i| q[j][i] * q[k][i]).sum();
+            for i in 0..long {
+                q[j][i] -= dot * q[k][i];
+            }
+        }
+        let norm = q[j].iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+        q[j].iter_mut().for_each(|v| *v /= norm);
+    }
+    let mut out = vec![0.0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            // Columns of a tall matrix, rows of a wide one.
+            out[r * cols + c] = if rows >= cols { q[c][r] } else { q[r][c] } as f32;
+        }
+    }
+    out
 }
 
 /// (fan_in, fan_out) as Keras computes them: rank 2 (in, out); rank >= 3 a conv kernel
@@ -123,6 +163,32 @@ pub fn fans(shape: &[usize]) -> (f64, f64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn orthogonal_matrices_are_orthonormal() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for (r, c) in [(6, 6), (8, 3), (3, 8)] {
+            let w = super::Initializer::Orthogonal.sample(&[r, c], &mut rng);
+            // W'W = I for a tall matrix, WW' = I for a wide one.
+            let (n, inner) = if r >= c { (c, r) } else { (r, c) };
+            for a in 0..n {
+                for b in 0..n {
+                    let dot: f32 = (0..inner)
+                        .map(|i| {
+                            if r >= c {
+                                w[i * c + a] * w[i * c + b]
+                            } else {
+                                w[a * c + i] * w[b * c + i]
+                            }
+                        })
+                        .sum();
+                    let want = if a == b { 1.0 } else { 0.0 };
+                    assert!((dot - want).abs() < 1e-5, "{r}x{c}: {dot}");
+                }
+            }
+        }
+    }
+
     use super::*;
     use rand::SeedableRng;
 

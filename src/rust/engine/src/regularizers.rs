@@ -83,6 +83,11 @@ pub fn fields(class: &str) -> &'static [(&'static str, &'static str)] {
         ],
         "BatchNormalization" => &[("beta_regularizer", "beta"), ("gamma_regularizer", "gamma")],
         "Embedding" => &[("embeddings_regularizer", "embeddings")],
+        "SimpleRNN" | "LSTM" | "GRU" => &[
+            ("kernel_regularizer", "kernel"),
+            ("recurrent_regularizer", "recurrent_kernel"),
+            ("bias_regularizer", "bias"),
+        ],
         _ => &[],
     }
 }

@@ -43,6 +43,16 @@ fn keras_constants(class_name: &str) -> Vec<(&'static str, Value)> {
             "bias_constraint",
         ]),
         "Dropout" => nulls(&["seed", "noise_shape"]),
+        "SimpleRNN" | "LSTM" | "GRU" => nulls(&[
+            "kernel_regularizer",
+            "recurrent_regularizer",
+            "bias_regularizer",
+            "activity_regularizer",
+            "kernel_constraint",
+            "recurrent_constraint",
+            "bias_constraint",
+            "seed",
+        ]),
         "Embedding" => nulls(&[
             "embeddings_regularizer",
             "activity_regularizer",
@@ -97,6 +107,7 @@ fn initializer_json(name: &str) -> Value {
         "zeros" | "ones" => json!({}),
         "random_uniform" => json!({"minval": -0.05, "maxval": 0.05, "seed": null}),
         "random_normal" => json!({"mean": 0.0, "stddev": 0.05, "seed": null}),
+        "orthogonal" => json!({"gain": 1.0, "seed": null}),
         _ => json!({"seed": null}),
     };
     json!({"module": "keras.initializers", "class_name": camel(name),

@@ -130,8 +130,20 @@ fn write_weights(model: &Model, path: &Path) -> FResult<()> {
                 h5::write_str_attr(&vars, "name", &name)?
             }
             Saveable::Layer(cell) => {
-                let name = read_layer(&cell).name().to_string();
+                let (name, sub) = {
+                    let l = read_layer(&cell);
+                    (l.name().to_string(), l.keras_cell())
+                };
                 h5::write_str_attr(&vars, "name", &name)?;
+                // An RNN's weights belong to its cell: `<layer>/cell/vars`.
+                let vars = match sub {
+                    Some(cell_name) => {
+                        let v = group.create_group("cell")?.create_group("vars")?;
+                        h5::write_str_attr(&v, "name", cell_name)?;
+                        v
+                    }
+                    None => vars,
+                };
                 let weights = layer_weights(&cell);
                 for (i, w) in weights.iter().enumerate() {
                     h5::write_f32(&vars, &i.to_string(), &w.shape(), &w.values())?;
@@ -314,7 +326,14 @@ pub(super) fn read_layer_weights(model: &Model, file: &hdf5::File, budget: u64) 
         if weights.is_empty() {
             continue;
         }
-        let layer = read_layer(&cell).name().to_string();
+        let (layer, sub) = {
+            let l = read_layer(&cell);
+            (l.name().to_string(), l.keras_cell())
+        };
+        let path = match sub {
+            Some(_) => format!("{path}/cell"),
+            None => path,
+        };
         let vars = file.group(&format!("{path}/vars")).map_err(|_| {
             Fail(format!(
                 "the weights file has no '{path}' group for layer '{layer}'"

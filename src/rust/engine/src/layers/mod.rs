@@ -10,6 +10,7 @@ pub mod dropout;
 pub mod embedding;
 pub mod merge;
 pub mod pooling;
+pub mod recurrent;
 pub mod registry;
 pub mod rescaling;
 pub mod reshaping;
@@ -31,6 +32,7 @@ pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use merge::{Merge, MergeKind};
 pub use pooling::{GlobalPooling, PoolKind, Pooling};
+pub use recurrent::{Recurrent, RnnKind};
 pub use rescaling::Rescaling;
 pub use reshaping::{Flatten, Reshape, ZeroPadding2D};
 
@@ -174,6 +176,12 @@ pub trait Layer: Send + Sync {
         }
     }
     /// The activation the layer applies last, if any.
+    /// The name of the sublayer that holds the weights in Keras (an RNN's `cell`, which
+    /// `.keras` files store under `<layer>/cell/vars`), if any.
+    fn keras_cell(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Whether the layer is called on a list of tensors (Keras's merge layers), even
     /// when the list holds one.
     fn takes_list(&self) -> bool {

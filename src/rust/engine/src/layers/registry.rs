@@ -5,8 +5,8 @@ use crate::error::{invalid_arg, Error, Result};
 use crate::init::Initializer;
 use crate::layers::{
     ActivationLayer, BatchNormalization, ConfigValue, Conv, Dense, DepthwiseConv, Dropout,
-    Embedding, Flatten, GlobalPooling, Layer, Merge, PoolKind, Pooling, Rescaling, Reshape,
-    ZeroPadding2D,
+    Embedding, Flatten, GlobalPooling, Layer, Merge, PoolKind, Pooling, Recurrent, Rescaling,
+    Reshape, RnnKind, ZeroPadding2D,
 };
 use crate::ops::activation::Activation;
 
@@ -14,6 +14,9 @@ pub const CLASS_NAMES: &[&str] = &[
     "Dense",
     "Embedding",
     "Rescaling",
+    "SimpleRNN",
+    "LSTM",
+    "GRU",
     "Dropout",
     "Activation",
     "Conv1D",
@@ -193,6 +196,9 @@ pub fn from_config(class_name: &str, config: &[(String, ConfigValue)]) -> Result
         "Flatten" => Box::new(Flatten::from_config(&c)?),
         "Embedding" => Box::new(Embedding::from_config(&c)?),
         "Rescaling" => Box::new(Rescaling::from_config(&c)?),
+        "SimpleRNN" => Box::new(Recurrent::from_config(RnnKind::Simple, &c)?),
+        "LSTM" => Box::new(Recurrent::from_config(RnnKind::Lstm, &c)?),
+        "GRU" => Box::new(Recurrent::from_config(RnnKind::Gru, &c)?),
         "Reshape" => Box::new(Reshape::from_config(&c)?),
         "ZeroPadding2D" => Box::new(ZeroPadding2D::from_config(&c)?),
         "Add" | "Subtract" | "Multiply" | "Average" | "Maximum" | "Minimum" | "Concatenate" => {

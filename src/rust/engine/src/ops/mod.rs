@@ -14,6 +14,7 @@ pub mod merge;
 pub mod pad;
 pub mod penalty;
 pub mod pool;
+pub mod sequence;
 
 #[cfg(test)]
 pub mod gradcheck;
