@@ -122,6 +122,9 @@ layer_field <- function(x, name) {
     trainable = if (is.null(state$ptr)) TRUE else info()$trainable,
     built = !is.null(state$ptr) && info()$built,
     weights = get_weights(x),
+    # A Normalization layer's statistics, as keras3's `normalizer$mean`.
+    mean = if (identical(state$class_name, "Normalization")) get_weights(x)[[1]],
+    variance = if (identical(state$class_name, "Normalization")) get_weights(x)[[2]],
     NULL
   )
 }

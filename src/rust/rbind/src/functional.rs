@@ -136,7 +136,11 @@ fn rk_layer_set_weights(object: Robj, weights: List) -> RkResult<()> {
     }
     let mut values = Vec::new();
     for (i, ((_, w), p)) in weights.iter().zip(params.iter()).enumerate() {
-        let (v, d) = array_from_r(&w, "weights")?;
+        let (v, mut d) = array_from_r(&w, "weights")?;
+        // One R number fills a scalar weight.
+        if p.value.shape().is_empty() && v.len() == 1 {
+            d = Vec::new();
+        }
         if d != p.value.shape() {
             return Err(RkError::new(
                 "argument",

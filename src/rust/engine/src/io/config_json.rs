@@ -43,6 +43,7 @@ fn keras_constants(class_name: &str) -> Vec<(&'static str, Value)> {
             "bias_constraint",
         ]),
         "Dropout" => nulls(&["seed", "noise_shape"]),
+        "Normalization" => nulls(&["mean", "variance"]),
         "SimpleRNN" | "LSTM" | "GRU" => nulls(&[
             "kernel_regularizer",
             "recurrent_regularizer",

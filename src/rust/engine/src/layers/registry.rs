@@ -5,8 +5,8 @@ use crate::error::{invalid_arg, Error, Result};
 use crate::init::Initializer;
 use crate::layers::{
     ActivationLayer, BatchNormalization, ConfigValue, Conv, Dense, DepthwiseConv, Dropout,
-    Embedding, Flatten, GlobalPooling, Layer, Merge, PoolKind, Pooling, Recurrent, Rescaling,
-    Reshape, RnnKind, ZeroPadding2D,
+    Embedding, Flatten, GlobalPooling, Layer, Merge, Normalization, PoolKind, Pooling, Recurrent,
+    Rescaling, Reshape, RnnKind, ZeroPadding2D,
 };
 use crate::ops::activation::Activation;
 
@@ -14,6 +14,7 @@ pub const CLASS_NAMES: &[&str] = &[
     "Dense",
     "Embedding",
     "Rescaling",
+    "Normalization",
     "SimpleRNN",
     "LSTM",
     "GRU",
@@ -196,6 +197,7 @@ pub fn from_config(class_name: &str, config: &[(String, ConfigValue)]) -> Result
         "Flatten" => Box::new(Flatten::from_config(&c)?),
         "Embedding" => Box::new(Embedding::from_config(&c)?),
         "Rescaling" => Box::new(Rescaling::from_config(&c)?),
+        "Normalization" => Box::new(Normalization::from_config(&c)?),
         "SimpleRNN" => Box::new(Recurrent::from_config(RnnKind::Simple, &c)?),
         "LSTM" => Box::new(Recurrent::from_config(RnnKind::Lstm, &c)?),
         "GRU" => Box::new(Recurrent::from_config(RnnKind::Gru, &c)?),
