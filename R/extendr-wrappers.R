@@ -92,6 +92,10 @@ rk_same_member <- function(a, b) .Call(wrap__rk_same_member, a, b)
 # A new layer from its Keras class name and config (a named list), not yet built.
 rk_layer_new <- function(class_name, config) .Call(wrap__rk_layer_new, class_name, config)
 
+# A Bidirectional wrapper around a recurrent layer given as its class and engine config
+# (and optionally the backward layer likewise).
+rk_bidirectional_new <- function(layer_class, layer_config, backward_class, backward_config, merge_mode, name) .Call(wrap__rk_bidirectional_new, layer_class, layer_config, backward_class, backward_config, merge_mode, name)
+
 # Calls a layer or a model on inputs of the given shapes (without the batch axis):
 # builds it on its first call, as Keras does, and returns the output shapes.
 rk_member_call <- function(object, input_shapes) .Call(wrap__rk_member_call, object, input_shapes)

@@ -152,3 +152,63 @@ rnn_extras <- function(kernel_regularizer, recurrent_regularizer, bias_regulariz
                           recurrent_regularizer = recurrent_regularizer,
                           bias_regularizer = bias_regularizer), call)
 }
+
+#' Run a recurrent layer over sequences in both directions
+#'
+#' Keras's Bidirectional wrapper: `layer` (from [layer_lstm()], [layer_gru()] or
+#' [layer_simple_rnn()]) reads each sequence forwards and a copy reads it backwards; their
+#' outputs are merged (`merge_mode`: `"concat"`, the default, doubles the units; `"sum"`,
+#' `"ave"`, `"mul"`). With `return_sequences = TRUE` the backward outputs are put back in
+#' time order first, as in Keras. The copies are named `forward_<name>` and
+#' `backward_<name>`; the wrapper's weights are the forward layer's, then the backward
+#' layer's.
+#'
+#' @inheritParams layer_dense
+#' @param layer A recurrent layer not yet used in a model.
+#' @param merge_mode How to merge the two outputs.
+#' @param backward_layer Optional recurrent layer to use backwards (it must read the
+#'   sequence the other way: `go_backwards = TRUE`); by default a copy of `layer`.
+#' @param weights Must be `NULL` (use [set_weights()] afterwards).
+#' @param name Name of the layer; `NULL` gives `"bidirectional"`, ...
+#' @returns The model, invisibly, when `object` is a model; otherwise the layer.
+#' @export
+#' @examples
+#' model <- keras_model_sequential(input_shape = 20) %>%
+#'   layer_embedding(1000, 16) %>%
+#'   layer_bidirectional(layer_lstm(units = 8)) %>%
+#'   layer_dense(1, activation = "sigmoid")
+#' summary(model)
+layer_bidirectional <- function(object, layer, merge_mode = "concat", weights = NULL,
+                                backward_layer = NULL, name = NULL, ...) {
+  call <- rk_user_call(environment())
+  check_unsupported_null(list(weights = weights), call)
+  recurrent <- function(x, arg) {
+    if (!(inherits(x, "rustkeras_layer") && x$class_name %in% c("LSTM", "GRU", "SimpleRNN"))) {
+      rk_abort(sprintf("`%s` must be a layer from layer_lstm(), layer_gru() or layer_simple_rnn().", arg),
+               kind = "argument", call = call)
+    }
+    if (!is.null(layer_state(x)$ptr)) {
+      rk_abort(sprintf("`%s` is already in use; give a new layer, as in layer_bidirectional(layer_lstm(16)).", arg),
+               kind = "argument", call = call)
+    }
+    x$config
+  }
+  if (missing(layer)) rk_abort("`layer` is missing.", kind = "argument", call = call)
+  config <- recurrent(layer, "layer")
+  back <- if (!is.null(backward_layer)) recurrent(backward_layer, "backward_layer")
+  if (is.null(merge_mode)) {
+    rk_abort("`merge_mode = NULL` (two outputs) is not supported yet.", kind = "argument", call = call)
+  }
+  check_string(merge_mode, "merge_mode", call)
+  if (!is.null(name)) check_string(name, "name", call)
+  extras <- layer_extras(environment(), call)
+  ptr <- rk_call(rk_bidirectional_new(layer$class_name, config,
+                                      if (!is.null(back)) backward_layer$class_name, back,
+                                      merge_mode, name), call = call)
+  wrapper <- new_layer("Bidirectional", NULL, ptr)
+  state <- layer_state(wrapper)
+  state$input_shape <- extras$input_shape
+  if (isFALSE(extras$trainable)) rk_call(rk_member_set_trainable(ptr, FALSE), call = call)
+  if (missing(object) || is.null(object)) return(wrapper)
+  compose_layer(object, wrapper, call)
+}

@@ -25,6 +25,12 @@ rnn_models <- list(
     keras_model_sequential(input_shape = c(5, 3), name = "rnn_variants") %>%
       layer_gru(3, reset_after = FALSE, go_backwards = TRUE, name = "gru_v1") %>%
       layer_dense(1, name = "out")
+  },
+  rnn_bidirectional = function() {
+    keras_model_sequential(input_shape = c(5, 3), name = "rnn_bidirectional") %>%
+      layer_bidirectional(layer_lstm(units = 3, return_sequences = TRUE, name = "lstm"), name = "bi") %>%
+      layer_bidirectional(layer_gru(units = 2, name = "gru"), merge_mode = "ave", name = "bi_ave") %>%
+      layer_dense(1, name = "out")
   }
 )
 
@@ -50,12 +56,39 @@ test_that("LSTM, GRU and SimpleRNN match Keras: predictions and one step of trai
     expect_equal(predict(keras_model, x, verbose = 0), c_order(f$predictions), tolerance = 1e-5,
                  ignore_attr = TRUE, info = name)
     # Ours round-trip, and have Keras's config fields.
-    path <- withr::local_tempfile(fileext = ".keras")
-    save_model(model, path)
-    expect_equal(predict(load_model(path), x, verbose = 0), predict(model, x, verbose = 0))
+    for (ext in c(".keras", ".h5")) {
+      path <- withr::local_tempfile(fileext = ext)
+      if (ext == ".h5") save_model_hdf5(model, path) else save_model(model, path)
+      again <- if (ext == ".h5") load_model_hdf5(path) else load_model(path)
+      expect_equal(predict(again, x, verbose = 0), predict(model, x, verbose = 0), info = ext)
+    }
     ours <- get_config(model)$layers[[2]]$config
     expect_setequal(names(ours), names(f$configs[[1]]))
   }
+})
+
+test_that("a Bidirectional wrapper names its copies as Keras and checks its layer", {
+  model <- rnn_models$rnn_bidirectional()
+  config <- get_config(model)$layers[[2]]$config
+  expect_equal(config$layer$config$name, "forward_lstm")
+  expect_equal(config$backward_layer$config$name, "backward_lstm")
+  expect_true(config$backward_layer$config$go_backwards)
+  expect_true(any(grepl("(None, 5, 6)", capture.output(summary(model)), fixed = TRUE)))
+  expect_error(layer_bidirectional(layer = layer_dense(units = 2)), "`layer` must be a layer from layer_lstm")
+  used <- layer_lstm(units = 2)
+  keras_model_sequential(input_shape = c(3, 2)) %>% used()
+  expect_error(layer_bidirectional(layer = used), "already in use")
+  expect_error(layer_bidirectional(layer = layer_lstm(units = 2), merge_mode = "max"), "merge_mode")
+  expect_error(layer_bidirectional(layer = layer_lstm(units = 2), backward_layer = layer_lstm(units = 2)),
+               "must read the sequence the other way")
+  # A regularizer on the wrapped layer applies to both directions, as in Keras.
+  reg <- keras_model_sequential(input_shape = c(3, 2)) %>%
+    layer_bidirectional(layer_simple_rnn(units = 2, kernel_initializer = "ones", use_bias = FALSE,
+                                         recurrent_initializer = "zeros",
+                                         kernel_regularizer = regularizer_l1(1)))
+  reg %>% compile(optimizer = "sgd", loss = "mse")
+  out <- predict(reg, array(0, c(1, 3, 2)), verbose = 0)
+  expect_equal(evaluate(reg, array(0, c(1, 3, 2)), out, verbose = 0)[["loss"]], 8)
 })
 
 test_that("recurrent layers give Keras's shapes and parameter counts, and clear errors", {

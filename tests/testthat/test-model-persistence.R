@@ -167,8 +167,8 @@ test_that("bad files give clear errors naming the file", {
                "holds weights for 2 layers, but the model has 3 layers with weights")
   # Unknown layer class.
   expect_error(from_config(structure(list(name = "m", layers = list(
-    list(class_name = "Bidirectional", config = list(name = "bi")))), class_name = "Sequential")),
-    "class 'Bidirectional', which rustkeras does not have")
+    list(class_name = "ConvLSTM2D", config = list(name = "c")))), class_name = "Sequential")),
+    "class 'ConvLSTM2D', which rustkeras does not have")
   # Not overwriting.
   path <- file.path(dir, "m.keras")
   save_model(model, path)

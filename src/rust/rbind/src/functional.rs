@@ -38,6 +38,37 @@ fn rk_layer_new(class_name: &str, config: List) -> RkResult<Robj> {
     Ok(HandlePtr::new(Handle::Layer(layer)).into())
 }
 
+/// A Bidirectional wrapper around a recurrent layer given as its class and engine config
+/// (and optionally the backward layer likewise).
+#[extendr]
+fn rk_bidirectional_new(
+    layer_class: &str,
+    layer_config: List,
+    backward_class: Nullable<String>,
+    backward_config: Nullable<List>,
+    merge_mode: &str,
+    name: Nullable<String>,
+) -> RkResult<Robj> {
+    let make = |class: &str, config: &List| -> RkResult<_> {
+        let (fields, regs) = engine::regularizers::split_fields(class, &config_fields(config)?)?;
+        Ok((registry::recurrent_from_config(class, &fields)?, regs))
+    };
+    let (layer, regs) = make(layer_class, &layer_config)?;
+    let backward = match (backward_class, backward_config) {
+        (NotNull(c), NotNull(cfg)) => Some(make(&c, &cfg)?.0),
+        _ => None,
+    };
+    let mode = engine::layers::MergeMode::from_name(merge_mode)?;
+    let name = match name {
+        NotNull(n) => Some(n),
+        Null => None,
+    };
+    let wrapper = engine::layers::Bidirectional::new(layer, backward, mode, name)?;
+    let cell = model::share_layer(Box::new(wrapper));
+    model::write_layer(&cell).regularizers = regs;
+    Ok(HandlePtr::new(Handle::Layer(cell)).into())
+}
+
 /// Calls a layer or a model on inputs of the given shapes (without the batch axis):
 /// builds it on its first call, as Keras does, and returns the output shapes.
 #[extendr]
@@ -328,6 +359,7 @@ extendr_module! {
     fn rk_model_clone;
     fn rk_same_member;
     fn rk_layer_new;
+    fn rk_bidirectional_new;
     fn rk_member_call;
     fn rk_member_info;
     fn rk_member_set_trainable;

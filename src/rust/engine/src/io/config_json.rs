@@ -10,7 +10,7 @@
 use serde_json::{json, Map, Value};
 
 use super::{fail, FResult, Fail};
-use crate::layers::{registry, ConfigValue, Layer};
+use crate::layers::{registry, Bidirectional, ConfigValue, Layer, MergeMode, Recurrent};
 use crate::losses::Loss;
 use crate::model::Compiled;
 use crate::optim::{Algorithm, OptimizerConfig};
@@ -225,6 +225,18 @@ pub fn layer_entry(
             config.insert(field.to_string(), regularizer_json(r));
         }
     }
+    // A wrapper's layers, as whole entries (their regularizers are the wrapper's), in
+    // Keras 3's form even in a legacy file, as Keras writes them there too.
+    for (key, inner) in layer.wrapped() {
+        let e = layer_entry(
+            inner,
+            true,
+            regularizers,
+            build_input.clone(),
+            Flavor::Keras3,
+        );
+        config.insert(key.to_string(), Value::Object(e));
+    }
     for (k, v) in keras_constants(layer.class_name()) {
         config.entry(k).or_insert(v);
     }
@@ -292,6 +304,39 @@ pub struct ParsedLayer {
 /// A layer, with its weights' regularizers, from its `{"class_name", "config"}` entry
 /// (`index` for messages).
 pub fn layer_from_json(entry: &Value, index: usize) -> FResult<ParsedLayer> {
+    let (class, name, fields, regularizers) = layer_fields(entry, index)?;
+    if class == "Bidirectional" {
+        return bidirectional_from_json(entry, index, name);
+    }
+    let layer = registry::from_config(&class, &fields).map_err(|e| match e {
+        crate::Error::UnknownName {
+            kind,
+            name: n,
+            known,
+        } if kind == "layer class" => Fail(format!(
+            "layer {} has class '{n}', which rustkeras does not have (known layer classes: {})",
+            index + 1,
+            known.join(", ")
+        )),
+        e => Fail(format!("layer '{name}' ({class}): {e}")),
+    })?;
+    Ok(ParsedLayer {
+        layer,
+        regularizers,
+    })
+}
+
+/// A layer entry's class, name, engine config fields and regularizers.
+#[allow(clippy::type_complexity)]
+fn layer_fields(
+    entry: &Value,
+    index: usize,
+) -> FResult<(
+    String,
+    String,
+    Vec<(String, ConfigValue)>,
+    Vec<(&'static str, Regularizer)>,
+)> {
     let class = entry
         .get("class_name")
         .and_then(Value::as_str)
@@ -311,7 +356,8 @@ pub fn layer_from_json(entry: &Value, index: usize) -> FResult<ParsedLayer> {
         if matches!(
             k.as_str(),
             "trainable" | "dtype" | "batch_input_shape" | "batch_shape"
-        ) {
+        ) || (class == "Bidirectional" && matches!(k.as_str(), "layer" | "backward_layer"))
+        {
             continue;
         }
         if k.ends_with("_regularizer") && !v.is_null() {
@@ -325,20 +371,41 @@ pub fn layer_from_json(entry: &Value, index: usize) -> FResult<ParsedLayer> {
     }
     let (fields, regularizers) = regularizers::split_fields(class, &fields)
         .map_err(|e| Fail(format!("layer '{name}' ({class}): {e}")))?;
-    let layer = registry::from_config(class, &fields).map_err(|e| match e {
-        crate::Error::UnknownName {
-            kind,
-            name: n,
-            known,
-        } if kind == "layer class" => Fail(format!(
-            "layer {} has class '{n}', which rustkeras does not have (known layer classes: {})",
-            index + 1,
-            known.join(", ")
-        )),
-        e => Fail(format!("layer '{name}' ({class}): {e}")),
-    })?;
+    Ok((class.to_string(), name, fields, regularizers))
+}
+
+/// A Bidirectional wrapper from its entry: the wrapped recurrent layer (`layer`), its
+/// backward copy if given, `merge_mode`. The wrapped layer's regularizers apply to both.
+fn bidirectional_from_json(entry: &Value, index: usize, name: String) -> FResult<ParsedLayer> {
+    let config = &entry["config"];
+    let fail_here = |e: crate::Error| Fail(format!("layer '{name}' (Bidirectional): {e}"));
+    let inner = |key: &str| -> FResult<Option<(Recurrent, Vec<(&'static str, Regularizer)>)>> {
+        match config.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(e) => {
+                let (class, _, fields, regs) = layer_fields(e, index)?;
+                let r = registry::recurrent_from_config(&class, &fields).map_err(fail_here)?;
+                Ok(Some((r, regs)))
+            }
+        }
+    };
+    let (layer, regularizers) = inner("layer")?
+        .ok_or_else(|| Fail(format!("layer '{name}' (Bidirectional) has no 'layer'")))?;
+    let backward = inner("backward_layer")?.map(|(r, _)| r);
+    let merge = match config.get("merge_mode") {
+        None => "concat",
+        Some(Value::String(s)) => s.as_str(),
+        Some(v) => {
+            return fail(format!(
+                "layer '{name}' (Bidirectional): merge_mode {} is not supported yet",
+                short_json(v)
+            ))
+        }
+    };
+    let mode = MergeMode::from_name(merge).map_err(fail_here)?;
+    let layer = Bidirectional::new(layer, backward, mode, Some(name.clone())).map_err(fail_here)?;
     Ok(ParsedLayer {
-        layer,
+        layer: Box::new(layer),
         regularizers,
     })
 }

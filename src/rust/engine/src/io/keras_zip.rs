@@ -130,23 +130,18 @@ fn write_weights(model: &Model, path: &Path) -> FResult<()> {
                 h5::write_str_attr(&vars, "name", &name)?
             }
             Saveable::Layer(cell) => {
-                let (name, sub) = {
-                    let l = read_layer(&cell);
-                    (l.name().to_string(), l.keras_cell())
-                };
-                h5::write_str_attr(&vars, "name", &name)?;
-                // An RNN's weights belong to its cell: `<layer>/cell/vars`.
-                let vars = match sub {
-                    Some(cell_name) => {
-                        let v = group.create_group("cell")?.create_group("vars")?;
-                        h5::write_str_attr(&v, "name", cell_name)?;
-                        v
-                    }
-                    None => vars,
-                };
+                let groups = read_layer(&cell).keras_var_groups();
                 let weights = layer_weights(&cell);
-                for (i, w) in weights.iter().enumerate() {
-                    h5::write_f32(&vars, &i.to_string(), &w.shape(), &w.values())?;
+                for g in groups {
+                    let vars = if g.sub.is_empty() {
+                        vars.clone()
+                    } else {
+                        h5::ensure_groups(&group, &g.sub)?.create_group("vars")?
+                    };
+                    h5::write_str_attr(&vars, "name", &g.name)?;
+                    for (i, w) in weights[g.weights].iter().enumerate() {
+                        h5::write_f32(&vars, &i.to_string(), &w.shape(), &w.values())?;
+                    }
                 }
             }
         }
@@ -323,33 +318,34 @@ pub(super) fn read_layer_weights(model: &Model, file: &hdf5::File, budget: u64) 
             continue;
         };
         let weights = layer_weights(&cell);
-        if weights.is_empty() {
-            continue;
-        }
-        let (layer, sub) = {
+        let (layer, groups) = {
             let l = read_layer(&cell);
-            (l.name().to_string(), l.keras_cell())
+            (l.name().to_string(), l.keras_var_groups())
         };
-        let path = match sub {
-            Some(_) => format!("{path}/cell"),
-            None => path,
-        };
-        let vars = file.group(&format!("{path}/vars")).map_err(|_| {
-            Fail(format!(
-                "the weights file has no '{path}' group for layer '{layer}'"
-            ))
-        })?;
-        let saved = numbered(&vars, budget)?;
-        if saved.len() != weights.len() {
-            return fail(format!(
-                "layer '{layer}' has {} weights, but the file holds {}",
-                weights.len(),
-                saved.len()
-            ));
-        }
-        for (i, (w, (shape, v))) in weights.into_iter().zip(saved).enumerate() {
-            let value = w.check(&format!("{path}/vars/{i}"), shape, v)?;
-            updates.push((w, value));
+        for g in groups.into_iter().filter(|g| !g.weights.is_empty()) {
+            let at = if g.sub.is_empty() {
+                path.clone()
+            } else {
+                format!("{path}/{}", g.sub)
+            };
+            let vars = file.group(&format!("{at}/vars")).map_err(|_| {
+                Fail(format!(
+                    "the weights file has no '{at}' group for layer '{layer}'"
+                ))
+            })?;
+            let saved = numbered(&vars, budget)?;
+            let want = &weights[g.weights];
+            if saved.len() != want.len() {
+                return fail(format!(
+                    "layer '{layer}' has {} weights in '{at}', but the file holds {}",
+                    want.len(),
+                    saved.len()
+                ));
+            }
+            for (i, (w, (shape, v))) in want.iter().zip(saved).enumerate() {
+                let value = w.check(&format!("{at}/vars/{i}"), shape, v)?;
+                updates.push((w.clone(), value));
+            }
         }
     }
     assign(updates);

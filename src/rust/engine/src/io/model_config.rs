@@ -633,9 +633,9 @@ mod tests {
     #[test]
     fn unknown_classes_and_fields_are_named() {
         let j = json!({"class_name": "Sequential", "config": {"layers": [
-            {"class_name": "Bidirectional", "config": {"name": "bi"}}]}});
+            {"class_name": "ConvLSTM2D", "config": {"name": "c"}}]}});
         let e = model_from_json(&j).err().unwrap().0;
-        assert!(e.contains("class 'Bidirectional'"), "{e}");
+        assert!(e.contains("class 'ConvLSTM2D'"), "{e}");
         let j = json!({"class_name": "Sequential", "config": {"layers": [
             {"class_name": "Dense", "config": {"name": "d", "units": 3,
              "kernel_constraint": {"class_name": "MaxNorm", "config": {"max_value": 2}}}}]}});

@@ -44,6 +44,21 @@ impl WeightRef {
         read_layer(&self.layer).name().to_string()
     }
 
+    /// The sublayer holding this weight in Keras (`""` for the layer itself), for layers
+    /// that wrap others; a plain RNN's cell does not count, having one set of weights.
+    fn sublayer(&self) -> String {
+        let groups = read_layer(&self.layer).keras_var_groups();
+        let holders: Vec<_> = groups.iter().filter(|g| !g.weights.is_empty()).collect();
+        if holders.len() < 2 {
+            return String::new();
+        }
+        holders
+            .iter()
+            .find(|g| g.weights.contains(&self.index))
+            .map(|g| g.sub.clone())
+            .unwrap_or_default()
+    }
+
     pub fn values(&self) -> Vec<f32> {
         read_layer(&self.layer).params()[self.index]
             .value
@@ -96,12 +111,19 @@ pub fn assign(updates: Vec<(WeightRef, Tensor)>) {
 }
 
 /// Keras's variable path of a weight of a layer that `model` holds directly:
-/// `sequential/dense/kernel` inside a Sequential model, `dense/kernel` otherwise.
+/// `sequential/dense/kernel` inside a Sequential model, `dense/kernel` otherwise; a weight
+/// of a sublayer (a Bidirectional's `forward_layer/cell`) has that part too, which keeps
+/// the two directions' kernels apart.
 fn weight_path(model: &Model, w: &WeightRef) -> String {
+    let sub = w.sublayer();
+    let layer = match sub.as_str() {
+        "" => w.layer_name(),
+        s => format!("{}/{s}", w.layer_name()),
+    };
     if model.is_sequential() {
-        format!("{}/{}/{}", model.name, w.layer_name(), w.name())
+        format!("{}/{layer}/{}", model.name, w.name())
     } else {
-        format!("{}/{}", w.layer_name(), w.name())
+        format!("{layer}/{}", w.name())
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod batch_normalization;
+pub mod bidirectional;
 pub mod conv;
 pub mod dense;
 pub mod depthwise_conv;
@@ -26,6 +27,7 @@ use crate::tensor::Tensor;
 
 pub use activation::ActivationLayer;
 pub use batch_normalization::BatchNormalization;
+pub use bidirectional::{Bidirectional, MergeMode};
 pub use conv::Conv;
 pub use dense::Dense;
 pub use depthwise_conv::DepthwiseConv;
@@ -37,6 +39,15 @@ pub use pooling::{GlobalPooling, PoolKind, Pooling};
 pub use recurrent::{Recurrent, RnnKind};
 pub use rescaling::Rescaling;
 pub use reshaping::{Flatten, Reshape, ZeroPadding2D};
+
+/// One `vars` group of a `.keras` file: its path below the layer's (`""` for the
+/// layer's own `vars`), its `name` attribute, and the layer's weights it holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VarGroup {
+    pub sub: String,
+    pub name: String,
+    pub weights: std::ops::Range<usize>,
+}
 
 /// A weight of a layer, in Keras's order (`kernel` before `bias`).
 #[derive(Clone, Debug)]
@@ -178,10 +189,21 @@ pub trait Layer: Send + Sync {
         }
     }
     /// The activation the layer applies last, if any.
-    /// The name of the sublayer that holds the weights in Keras (an RNN's `cell`, which
-    /// `.keras` files store under `<layer>/cell/vars`), if any.
-    fn keras_cell(&self) -> Option<&'static str> {
-        None
+    /// Layers this one wraps, under the config key Keras gives each (a Bidirectional's
+    /// `layer` and `backward_layer`).
+    fn wrapped(&self) -> Vec<(&'static str, &dyn Layer)> {
+        Vec::new()
+    }
+
+    /// Where the layer's weights sit in a `.keras` file, below the layer's own path: one
+    /// group here; an RNN keeps them in its `cell`, a Bidirectional wrapper in
+    /// `forward_layer/cell` and `backward_layer/cell`.
+    fn keras_var_groups(&self) -> Vec<VarGroup> {
+        vec![VarGroup {
+            sub: String::new(),
+            name: self.name().to_string(),
+            weights: 0..self.params().len(),
+        }]
     }
 
     /// Whether the layer is called on a list of tensors (Keras's merge layers), even

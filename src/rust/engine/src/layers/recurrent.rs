@@ -12,7 +12,7 @@ use crate::autodiff::{Tape, Var};
 use crate::error::{invalid_arg, shape_str, Error, Result};
 use crate::init::Initializer;
 use crate::layers::registry::Config;
-use crate::layers::{ConfigValue, ForwardCtx, Layer, Param};
+use crate::layers::{ConfigValue, ForwardCtx, Layer, Param, VarGroup};
 use crate::naming::unique_name;
 use crate::ops::activation::{activation, Activation};
 use crate::ops::bias::bias_add;
@@ -52,6 +52,9 @@ pub struct Recurrent {
     reset_after: bool,
     return_sequences: bool,
     go_backwards: bool,
+    /// Inside a Bidirectional wrapper: a backwards layer's outputs come back in time
+    /// order, as Keras flips them before merging.
+    pub time_aligned: bool,
     params: Vec<Param>,
 }
 
@@ -92,8 +95,81 @@ impl Recurrent {
             reset_after: kind == RnnKind::Gru && c.bool_or("reset_after", true)?,
             return_sequences: c.bool_or("return_sequences", false)?,
             go_backwards: c.bool_or("go_backwards", false)?,
+            time_aligned: false,
             params: Vec::new(),
         })
+    }
+
+    pub fn units(&self) -> usize {
+        self.units
+    }
+
+    pub fn go_backwards(&self) -> bool {
+        self.go_backwards
+    }
+
+    /// Renames the layer (the `forward_` / `backward_` copies of a Bidirectional wrapper).
+    pub fn set_name(&mut self, name: String) {
+        self.name = name;
+    }
+
+    /// The same layer reading the other way (a Bidirectional wrapper's backward copy).
+    pub fn reversed(&self, name: String) -> Recurrent {
+        Recurrent {
+            kind: self.kind,
+            name,
+            units: self.units,
+            activation: self.activation,
+            recurrent_activation: self.recurrent_activation,
+            use_bias: self.use_bias,
+            kernel_initializer: self.kernel_initializer,
+            recurrent_initializer: self.recurrent_initializer,
+            bias_initializer: self.bias_initializer,
+            unit_forget_bias: self.unit_forget_bias,
+            reset_after: self.reset_after,
+            return_sequences: self.return_sequences,
+            go_backwards: !self.go_backwards,
+            time_aligned: false,
+            params: Vec::new(),
+        }
+    }
+
+    /// Moves the built weights out (a Bidirectional wrapper keeps both layers' weights).
+    pub fn take_params(&mut self) -> Vec<Param> {
+        std::mem::take(&mut self.params)
+    }
+
+    /// The `.keras` groups of this layer placed at `prefix` (`""`, or `forward_layer/`
+    /// inside a Bidirectional): the layer's own empty `vars`, and its cell's weights.
+    pub fn var_groups(&self, prefix: &str) -> Vec<VarGroup> {
+        self.var_groups_from(prefix, 0)
+    }
+
+    /// As `var_groups`, with this layer's weights starting at `first` in the owner's list.
+    pub fn var_groups_from(&self, prefix: &str, first: usize) -> Vec<VarGroup> {
+        let cell = match self.kind {
+            RnnKind::Simple => "simple_rnn_cell",
+            RnnKind::Lstm => "lstm_cell",
+            RnnKind::Gru => "gru_cell",
+        };
+        let own = prefix.trim_end_matches('/').to_string();
+        vec![
+            VarGroup {
+                sub: own,
+                name: self.name.clone(),
+                weights: 0..0,
+            },
+            VarGroup {
+                sub: format!("{prefix}cell"),
+                name: cell.to_string(),
+                weights: first..first + self.weight_count(),
+            },
+        ]
+    }
+
+    /// Kernel, recurrent kernel and (with `use_bias`) bias.
+    pub fn weight_count(&self) -> usize {
+        2 + usize::from(self.use_bias)
     }
 
     fn check_input(&self, input_shape: &[usize]) -> Result<usize> {
@@ -123,12 +199,8 @@ impl Layer for Recurrent {
         }
     }
 
-    fn keras_cell(&self) -> Option<&'static str> {
-        Some(match self.kind {
-            RnnKind::Simple => "simple_rnn_cell",
-            RnnKind::Lstm => "lstm_cell",
-            RnnKind::Gru => "gru_cell",
-        })
+    fn keras_var_groups(&self) -> Vec<VarGroup> {
+        self.var_groups("")
     }
 
     fn build(&mut self, input_shape: &[usize]) -> Result<()> {
@@ -312,6 +384,9 @@ impl Layer for Recurrent {
             }
         }
         if self.return_sequences {
+            if self.go_backwards && self.time_aligned {
+                outputs.reverse();
+            }
             stack(tape, &outputs)
         } else {
             Ok(h)

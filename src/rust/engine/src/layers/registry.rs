@@ -167,6 +167,25 @@ impl Config<'_> {
     }
 }
 
+/// A recurrent layer (SimpleRNN, LSTM, GRU) of class `class_name`, for a wrapper.
+pub fn recurrent_from_config(
+    class_name: &str,
+    config: &[(String, ConfigValue)],
+) -> Result<Recurrent> {
+    let kind = match class_name {
+        "SimpleRNN" => RnnKind::Simple,
+        "LSTM" => RnnKind::Lstm,
+        "GRU" => RnnKind::Gru,
+        other => {
+            return Err(invalid_arg(
+                "layer",
+                format!("must be a recurrent layer (LSTM, GRU or SimpleRNN), not {other}"),
+            ))
+        }
+    };
+    Recurrent::from_config(kind, &Config(config))
+}
+
 pub fn from_config(class_name: &str, config: &[(String, ConfigValue)]) -> Result<Box<dyn Layer>> {
     let c = Config(config);
     let activation = |c: &Config| Activation::from_name(&c.str_or("activation", "linear")?);
