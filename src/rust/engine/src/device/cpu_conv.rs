@@ -11,6 +11,7 @@
 
 use rayon::prelude::*;
 
+use crate::device::cpu_direct as direct;
 use crate::device::cpu_winograd as winograd;
 use crate::device::pool;
 use crate::gemm::sgemm;
@@ -196,7 +197,8 @@ pub struct ConvForward {
 /// y (n, oh, ow, f) = act(conv(x (n, h, w, c), kernel (kh, kw, c, f)) + bias). With
 /// `keep_cols` what the kernel gradient needs from the input is kept: the im2col
 /// columns, or the Winograd-transformed input for the 3x3 convolutions that take that
-/// path (`cpu_winograd::applies`).
+/// path (`cpu_winograd::applies`); nothing for those with very few input channels,
+/// which run a direct loop over the input (`cpu_direct::applies`).
 pub fn conv2d_forward(
     x: &[f32],
     kernel: &[f32],
@@ -204,6 +206,10 @@ pub fn conv2d_forward(
     epilogue: Epilogue,
     keep_cols: bool,
 ) -> ConvForward {
+    if direct::applies(g) {
+        let y = direct::conv2d_forward(x, kernel, g, epilogue);
+        return ConvForward { y, cols: None };
+    }
     if !winograd::applies(g) {
         return im2col_forward(x, kernel, g, epilogue, keep_cols);
     }
@@ -279,7 +285,9 @@ pub type ConvGrads = (Option<Vec<f32>>, Option<Vec<f32>>, Option<Vec<f32>>);
 
 /// Gradients of `conv2d_forward`: (dx, dkernel, dbias), each only when wanted.
 pub fn conv2d_backward(b: &ConvBackward, g: &ConvGeometry, want: (bool, bool, bool)) -> ConvGrads {
-    if winograd::applies(g) {
+    if direct::applies(g) {
+        direct_backward(b, g, want)
+    } else if winograd::applies(g) {
         winograd_backward(b, g, want)
     } else {
         im2col_backward(b, g, want)
@@ -328,6 +336,32 @@ fn winograd_backward(
         pool::give(gz);
     }
     (dx, dk, db)
+}
+
+/// The backward pass of a convolution over very few input channels: kernel and bias
+/// gradients in one direct pass; the input gradient (rarely wanted: such a layer is
+/// usually the first) through im2col.
+fn direct_backward(
+    b: &ConvBackward,
+    g: &ConvGeometry,
+    (want_dx, want_dk, want_db): (bool, bool, bool),
+) -> ConvGrads {
+    if !want_dx {
+        let (dk, db) = direct::conv2d_kernel_grad(b.x, b.gy, b.y, b.act, g);
+        return (None, want_dk.then_some(dk), want_db.then_some(db));
+    }
+    let mut gz = pool::scratch(b.gy.len());
+    activation_grad(b.gy, b.y, b.act, &mut gz);
+    let (dk, db) = direct::conv2d_kernel_grad(b.x, &gz, b.y, Activation::Linear, g);
+    let lin = ConvBackward {
+        gy: &gz,
+        act: Activation::Linear,
+        cols: None,
+        ..*b
+    };
+    let dx = im2col_backward(&lin, g, (true, false, false)).0;
+    pool::give(gz);
+    (dx, want_dk.then_some(dk), want_db.then_some(db))
 }
 
 /// dst = gy * act'(from y): the gradient before the activation.
