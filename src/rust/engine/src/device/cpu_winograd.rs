@@ -1,26 +1,31 @@
-//! Winograd F(2x2, 3x3) convolution on the CPU, for 3x3 stride-1 undilated kernels.
+//! Winograd F(4x4, 3x3) convolution on the CPU, for 3x3 stride-1 undilated kernels.
 //!
-//! Each 2x2 block ("tile") of outputs is computed from the 4x4 input patch under it
-//! with 16 multiplications per (input, output) channel pair instead of 36 (Lavin & Gray,
-//! "Fast algorithms for convolutional neural networks", 2015):
+//! Each 4x4 block ("tile") of outputs is computed from the 6x6 input patch under it
+//! with 36 multiplications per (input, output) channel pair instead of 144 (Lavin &
+//! Gray, "Fast algorithms for convolutional neural networks", 2015):
 //!
 //!   Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A
 //!
 //! with the transformed kernel U = G g Gᵀ and the transformed input V = Bᵀ d B both
-//! 4x4. Summed over input channels, the ⊙ becomes, for each of the 16 transform points
-//! p, one product M_p (tiles x f) = V_p (tiles x c) · U_p (c x f): 16 GEMMs through our
+//! 6x6. Summed over input channels, the ⊙ becomes, for each of the 36 transform points
+//! p, one product M_p (tiles x f) = V_p (tiles x c) · U_p (c x f): 36 GEMMs through our
 //! `sgemm`, on a block of tiles small enough to stay in L2 between the input transform,
-//! the products and the output transform. F(2x2, 3x3)'s transforms only add, subtract
-//! and halve, so its rounding error is that of an ordinary sum of a few more terms
-//! (larger tiles, F(4x4, 3x3), multiply by 4 and 8 and lose about two more digits).
+//! the products and the output transform.
+//!
+//! Accuracy: the transforms multiply by up to 8 and divide by 24, so the result carries
+//! a few times the rounding error of a direct sum: about 5e-6 of the largest output for
+//! 32 to 64 channels, against 1e-6 for im2col (the tests below check 2e-5). F(2x2, 3x3),
+//! whose transforms only add and halve, was as exact as im2col but did 1.8 times the
+//! multiplications on the workshop CNN's 11x11 maps and measured slower; its
+//! transforms are in this file's history (the `tile` module is what changes).
 //!
 //! The same machinery gives the backward pass: the input gradient is a convolution of
 //! the output gradient with the kernel flipped and its channels swapped ('full'
-//! padding), and the kernel gradient is Gᵀ [ Σ_tiles V_p ⊙ (A dY Aᵀ)_p ] G, again 16
+//! padding), and the kernel gradient is Gᵀ [ Σ_tiles V_p ⊙ (A dY Aᵀ)_p ] G, again 36
 //! GEMMs, reusing the forward pass's V when it was kept.
 //!
-//! Layout: V of a block of `t` tiles is [16][t][c], M (and its gradient) [16][t][f],
-//! U [16][c][f]. Tiles run in raster order within a sample, samples one after another;
+//! Layout: V of a block of `t` tiles is [36][t][c], M (and its gradient) [36][t][f],
+//! U [36][c][f]. Tiles run in raster order within a sample, samples one after another;
 //! tiles over the edge of the output read zeros and their extra outputs are dropped.
 
 use rayon::prelude::*;
@@ -30,8 +35,8 @@ use super::cpu_simd::map_lanes;
 use super::pool;
 use crate::ops::conv::ConvGeometry;
 
-/// Transform points per tile: the 4x4 of F(2x2, 3x3).
-const P: usize = 16;
+/// Transform points per tile: the A x A input patch of F(4x4, 3x3).
+const P: usize = A * A;
 
 /// Floats of V and M one block may hold (512 KB): with U they stay in Zen 4's 1 MB L2.
 const BLOCK_BUDGET: usize = 128 * 1024;
@@ -39,6 +44,11 @@ const BLOCK_BUDGET: usize = 128 * 1024;
 /// Input channels below which im2col wins: the products' inner dimension is c, and the
 /// transforms cost per channel what the products save.
 const MIN_CHANNELS: usize = 16;
+
+/// Input channels above which im2col is kept for accuracy: F(4x4, 3x3)'s error grows
+/// with the number of terms summed, and passed 1e-5 of the largest output at 256
+/// channels (1.06e-5; 128 channels stay below 1e-5).
+const MAX_CHANNELS: usize = 128;
 
 /// Whether a convolution of this geometry runs here.
 pub fn applies(g: &ConvGeometry) -> bool {
@@ -50,6 +60,7 @@ pub fn applies(g: &ConvGeometry) -> bool {
         && g.dw == 1
         && g.c >= MIN_CHANNELS
         && g.f >= MIN_CHANNELS
+        && g.c <= MAX_CHANNELS
 }
 
 /// Whether the input gradient (a convolution of the output gradient) runs here too.
@@ -58,10 +69,10 @@ pub fn applies_to_input_grad(g: &ConvGeometry) -> bool {
 }
 
 fn tiles_per_sample(g: &ConvGeometry) -> (usize, usize) {
-    (g.oh.div_ceil(2), g.ow.div_ceil(2))
+    (g.oh.div_ceil(M), g.ow.div_ceil(M))
 }
 
-/// Floats of V this geometry keeps for the kernel gradient: 16 per tile and channel.
+/// Floats of V this geometry keeps for the kernel gradient: P per tile and channel.
 pub fn kept_len(g: &ConvGeometry) -> usize {
     let (th, tw) = tiles_per_sample(g);
     g.n * th * tw * P * g.c
@@ -118,101 +129,141 @@ fn top_level() -> bool {
 }
 
 // ---------------------------------------------------------------------------------------
-// Transforms. Each works on runs of channels (NHWC keeps them contiguous), one line of
-// plain arithmetic per element that the compiler vectorises.
+// Transforms. Each 2-D transform is a 1-D one down the columns of the tile, then along
+// its rows; each works on runs of channels (NHWC keeps them contiguous), 16 lanes at a
+// time (`map_lanes`).
 
-/// U = G g Gᵀ for every (input, output) channel pair of a (3, 3, c, f) kernel, as
-/// [16][c][f]. G = [[1, 0, 0], [½, ½, ½], [½, -½, ½], [0, 0, 1]].
-pub fn transform_kernel(k: &[f32], c: usize, f: usize) -> Vec<f32> {
-    let mut u = pool::scratch(P * c * f);
-    let cf = c * f;
-    // Runs of f values at a time (one input channel, all output channels), one tap or
-    // transform point per run.
-    let mut tmp = vec![0.0f32; 12 * f];
-    for ci in 0..c {
-        let tap = |t: usize| &k[t * cf + ci * f..][..f];
-        // Down the columns: G g, 4 rows of 3 runs, in tmp.
-        for x in 0..3 {
-            let (a, b, cc) = (tap(x), tap(3 + x), tap(6 + x));
-            let mut rows = tmp.chunks_exact_mut(3 * f);
-            let mut out: [&mut [f32]; 4] =
-                std::array::from_fn(|_| &mut rows.next().expect("4 rows")[x * f..(x + 1) * f]);
-            g_rows(a, b, cc, &mut out);
-        }
-        // Along the rows: (G g) Gᵀ, into the 16 planes.
-        for r in 0..4 {
-            let row = &tmp[r * 3 * f..(r + 1) * 3 * f];
-            let mut out = four_runs(&mut u, cf, r * 4, ci * f, f);
-            g_rows(&row[..f], &row[f..2 * f], &row[2 * f..], &mut out);
-        }
+/// The 1-D transforms of F(4x4, 3x3) (Lavin & Gray's, interpolation points 0, ±1, ±2
+/// and ∞), each as the explicit sums, so that the zeros and ones of the matrices cost
+/// nothing.
+mod tile {
+    /// Outputs per tile side, and the input patch side M + 3 - 1.
+    pub const M: usize = 4;
+    pub const A: usize = 6;
+
+    /// Bᵀ d: the input transform.
+    #[inline(always)]
+    pub fn bt([d0, d1, d2, d3, d4, d5]: [f32; A]) -> [f32; A] {
+        [
+            4.0 * d0 - 5.0 * d2 + d4,
+            -4.0 * (d1 + d2) + d3 + d4,
+            4.0 * (d1 - d2) - d3 + d4,
+            2.0 * (d3 - d1) - d2 + d4,
+            2.0 * (d1 - d3) - d2 + d4,
+            4.0 * d1 - 5.0 * d3 + d5,
+        ]
     }
-    u
-}
 
-/// G along one axis, elementwise: (a, ½(a + b + c), ½(a - b + c), c).
-#[inline(always)]
-fn g_rows(a: &[f32], b: &[f32], c: &[f32], out: &mut [&mut [f32]; 4]) {
-    let [o0, o1, o2, o3] = out;
-    map_lanes([a, b, c], [o0, o1, o2, o3], |[a, b, c]| {
-        [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c]
-    });
-}
-
-/// The kernel gradient from the transform domain: dK = Gᵀ dU G, (3, 3, c, f) from
-/// [16][c][f].
-fn untransform_kernel_grad(du: &[f32], c: usize, f: usize) -> Vec<f32> {
-    let cf = c * f;
-    let mut dk = pool::scratch(9 * cf);
-    for i in 0..cf {
-        let d: [f32; 16] = std::array::from_fn(|p| du[p * cf + i]);
-        // Gᵀ along rows: 3x4 from 4x4 (Gᵀ = [[1, ½, ½, 0], [0, ½, -½, 0], [0, ½, ½, 1]]).
-        let mut r = [[0.0f32; 4]; 3];
-        for x in 0..4 {
-            let (a, b, cc, e) = (d[x], d[4 + x], d[8 + x], d[12 + x]);
-            r[0][x] = a + 0.5 * (b + cc);
-            r[1][x] = 0.5 * (b - cc);
-            r[2][x] = 0.5 * (b + cc) + e;
-        }
-        for (y, row) in r.iter().enumerate() {
-            let (a, b, cc, e) = (row[0], row[1], row[2], row[3]);
-            dk[(y * 3) * cf + i] = a + 0.5 * (b + cc);
-            dk[(y * 3 + 1) * cf + i] = 0.5 * (b - cc);
-            dk[(y * 3 + 2) * cf + i] = 0.5 * (b + cc) + e;
-        }
+    /// Aᵀ m: the output transform.
+    #[inline(always)]
+    pub fn at([m0, m1, m2, m3, m4, m5]: [f32; A]) -> [f32; M] {
+        let (s12, d12, s34, d34) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
+        [
+            m0 + s12 + s34,
+            d12 + 2.0 * d34,
+            s12 + 4.0 * s34,
+            d12 + 8.0 * d34 + m5,
+        ]
     }
-    dk
+
+    /// G g: the kernel transform.
+    #[inline(always)]
+    pub fn g([g0, g1, g2]: [f32; 3]) -> [f32; A] {
+        let (s, t) = (g0 + g2, g0 / 24.0 + g2 / 6.0);
+        [
+            g0 / 4.0,
+            -(s + g1) / 6.0,
+            -(s - g1) / 6.0,
+            t + g1 / 12.0,
+            t - g1 / 12.0,
+            g2,
+        ]
+    }
+
+    /// Gᵀ u: the kernel gradient from the transform domain (the transpose of `g`).
+    #[inline(always)]
+    pub fn gt([u0, u1, u2, u3, u4, u5]: [f32; A]) -> [f32; 3] {
+        [
+            u0 / 4.0 - (u1 + u2) / 6.0 + (u3 + u4) / 24.0,
+            (u2 - u1) / 6.0 + (u3 - u4) / 12.0,
+            (u3 + u4 - u1 - u2) / 6.0 + u5,
+        ]
+    }
+
+    /// A dy: the output gradient into the transform domain (the transpose of `at`).
+    #[inline(always)]
+    pub fn a([y0, y1, y2, y3]: [f32; M]) -> [f32; A] {
+        let (e, o) = (y0 + y2, y1 + y3);
+        let (e4, o2) = (y0 + 4.0 * y2, 2.0 * y1 + 8.0 * y3);
+        [y0, e + o, e - o, e4 + o2, e4 - o2, y3]
+    }
 }
 
-/// Bᵀ along one axis, elementwise over runs of channels:
-/// (d0 - d2, d1 + d2, d2 - d1, d1 - d3).
-#[inline(always)]
-fn bt(d: [&[f32]; 4], out: [&mut [f32]; 4]) {
-    map_lanes(d, out, |[a, b, c, e]| [a - c, b + c, c - b, b - e]);
-}
+use tile::{A, M};
 
-/// Four disjoint runs of `len` values at `at` in planes `first..first + 4` of `buf`.
+/// `N` disjoint runs of `len` values at `at` in planes `first..first + N` of `buf`.
 #[inline(always)]
-fn four_runs(
+fn runs<const N: usize>(
     buf: &mut [f32],
     plane: usize,
     first: usize,
     at: usize,
     len: usize,
-) -> [&mut [f32]; 4] {
-    let (_, rest) = buf.split_at_mut(first * plane);
-    let (p0, rest) = rest.split_at_mut(plane);
-    let (p1, rest) = rest.split_at_mut(plane);
-    let (p2, p3) = rest.split_at_mut(plane);
-    [
-        &mut p0[at..at + len],
-        &mut p1[at..at + len],
-        &mut p2[at..at + len],
-        &mut p3[at..at + len],
-    ]
+) -> [&mut [f32]; N] {
+    let mut planes = buf[first * plane..].chunks_exact_mut(plane);
+    std::array::from_fn(|_| &mut planes.next().expect("enough planes")[at..at + len])
 }
 
-/// V = Bᵀ d B of tiles [t0, t1) of input `x` into `v` ([16][t1 - t0][c]); `tmp` holds
-/// 16 * c values and `zero` c zeros (the padding).
+/// `N` consecutive runs of `len` values from `at` in `buf`.
+#[inline(always)]
+fn row<const N: usize>(buf: &[f32], at: usize, len: usize) -> [&[f32]; N] {
+    std::array::from_fn(|i| &buf[at + i * len..at + (i + 1) * len])
+}
+
+/// U = G g Gᵀ for every (input, output) channel pair of a (3, 3, c, f) kernel, as
+/// [A²][c][f].
+pub fn transform_kernel(k: &[f32], c: usize, f: usize) -> Vec<f32> {
+    let mut u = pool::scratch(P * c * f);
+    let cf = c * f;
+    // tmp: G g, A rows of 3 runs of f.
+    let mut tmp = vec![0.0f32; A * 3 * f];
+    for ci in 0..c {
+        let tap = |t: usize| &k[t * cf + ci * f..][..f];
+        for x in 0..3 {
+            let col = [tap(x), tap(3 + x), tap(6 + x)];
+            map_lanes(col, runs::<A>(&mut tmp, 3 * f, 0, x * f, f), tile::g);
+        }
+        for r in 0..A {
+            let ins = row::<3>(&tmp, r * 3 * f, f);
+            map_lanes(ins, runs::<A>(&mut u, cf, r * A, ci * f, f), tile::g);
+        }
+    }
+    u
+}
+
+/// The kernel gradient from the transform domain: dK = Gᵀ dU G, (3, 3, c, f) from
+/// [A²][c][f].
+fn untransform_kernel_grad(du: &[f32], c: usize, f: usize) -> Vec<f32> {
+    let cf = c * f;
+    let mut dk = pool::scratch(9 * cf);
+    // tmp: Gᵀ dU, 3 rows of A runs of f.
+    let mut tmp = vec![0.0f32; 3 * A * f];
+    for ci in 0..c {
+        let at = ci * f;
+        for x in 0..A {
+            let col: [&[f32]; A] = std::array::from_fn(|r| &du[(r * A + x) * cf + at..][..f]);
+            map_lanes(col, runs::<3>(&mut tmp, A * f, 0, x * f, f), tile::gt);
+        }
+        for r in 0..3 {
+            let ins = row::<A>(&tmp, r * A * f, f);
+            map_lanes(ins, runs::<3>(&mut dk, cf, r * 3, at, f), tile::gt);
+        }
+    }
+    dk
+}
+
+/// V = Bᵀ d B of tiles [t0, t1) of input `x` into `v` ([A²][t1 - t0][c]); `tmp` holds
+/// A² * c values and `zero` c zeros (the padding).
 #[inline(always)]
 fn transform_input(
     x: &[f32],
@@ -223,15 +274,15 @@ fn transform_input(
     tmp: &mut [f32],
     zero: &[f32],
 ) {
-    let (c, tw) = (g.c, g.ow.div_ceil(2));
+    let (c, tw) = (g.c, g.ow.div_ceil(M));
     let plane = (t1 - t0) * c;
     let in_len = g.h * g.w * c;
     for t in t0..t1 {
         let (s, local) = (t / plan.tps, t % plan.tps);
         let (ty, tx) = (local / tw, local % tw);
         let sample = &x[s * in_len..(s + 1) * in_len];
-        let iy0 = (2 * ty) as isize - g.pad_top as isize;
-        let ix0 = (2 * tx) as isize - g.pad_left as isize;
+        let iy0 = (M * ty) as isize - g.pad_top as isize;
+        let ix0 = (M * tx) as isize - g.pad_left as isize;
         let cell = |r: usize, q: usize| -> &[f32] {
             let (iy, ix) = (iy0 + r as isize, ix0 + q as isize);
             if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
@@ -240,26 +291,22 @@ fn transform_input(
                 &sample[(iy as usize * g.w + ix as usize) * c..][..c]
             }
         };
-        // Bᵀ d down each column of the tile into tmp ([row][col][c]), ...
-        for q in 0..4 {
-            let col = [cell(0, q), cell(1, q), cell(2, q), cell(3, q)];
-            let mut rows = tmp.chunks_exact_mut(4 * c);
-            let out: [&mut [f32]; 4] =
-                std::array::from_fn(|_| &mut rows.next().expect("4 rows")[q * c..(q + 1) * c]);
-            bt(col, out);
+        // Bᵀ d down each column of the patch into tmp ([row][col][c]), ...
+        for q in 0..A {
+            let col: [&[f32]; A] = std::array::from_fn(|r| cell(r, q));
+            map_lanes(col, runs::<A>(tmp, A * c, 0, q * c, c), tile::bt);
         }
-        // ... then along each row into the 16 planes of V.
-        for r in 0..4 {
-            let row = &tmp[r * 4 * c..(r + 1) * 4 * c];
-            let d = [&row[..c], &row[c..2 * c], &row[2 * c..3 * c], &row[3 * c..]];
-            bt(d, four_runs(v, plane, r * 4, (t - t0) * c, c));
+        // ... then along each row into the A² planes of V.
+        for r in 0..A {
+            let ins = row::<A>(tmp, r * A * c, c);
+            map_lanes(ins, runs::<A>(v, plane, r * A, (t - t0) * c, c), tile::bt);
         }
     }
 }
 
-/// Y = Aᵀ M A for tiles [t0, t1): 2x2 outputs per tile from M ([16][t1 - t0][f]),
+/// Y = Aᵀ M A for tiles [t0, t1): M x M outputs per tile from M ([A²][t1 - t0][f]),
 /// written into `y` (the output of samples from `s_first` on), dropping those over the
-/// edge. Aᵀ = [[1, 1, 1, 0], [0, 1, -1, -1]].
+/// edge.
 #[inline(always)]
 fn transform_output(
     m: &[f32],
@@ -270,48 +317,44 @@ fn transform_output(
     y: &mut [f32],
     tmp: &mut [f32],
 ) {
-    let (f, tw) = (g.f, g.ow.div_ceil(2));
+    let (f, tw) = (g.f, g.ow.div_ceil(M));
     let plane = (t1 - t0) * f;
     let out_len = g.oh * g.ow * f;
-    let (s0, s1) = tmp.split_at_mut(4 * f);
+    // tmp: Aᵀ M (M rows of A runs of f), then room for one row of M outputs.
+    let (s, spill) = tmp.split_at_mut(M * A * f);
     for t in t0..t1 {
-        let (s, local) = (t / plan.tps, t % plan.tps);
+        let (smp, local) = (t / plan.tps, t % plan.tps);
         let (ty, tx) = (local / tw, local % tw);
         let at = (t - t0) * f;
-        let mp = |p: usize| &m[p * plane + at..][..f];
-        // Aᵀ down each column: s0 = m0 + m1 + m2, s1 = m1 - m2 - m3 ([col][f]).
-        for q in 0..4 {
-            let (a, b, c, d) = (mp(q), mp(4 + q), mp(8 + q), mp(12 + q));
-            let (r0, r1) = (&mut s0[q * f..(q + 1) * f], &mut s1[q * f..(q + 1) * f]);
-            map_lanes([a, b, c, d], [r0, r1], |[a, b, c, d]| {
-                [a + b + c, b - c - d]
-            });
+        for q in 0..A {
+            let col: [&[f32]; A] = std::array::from_fn(|r| &m[(r * A + q) * plane + at..][..f]);
+            map_lanes(col, runs::<M>(s, A * f, 0, q * f, f), tile::at);
         }
-        // ... then along each row, into the (up to) 2x2 output pixels.
-        let sample = &mut y[(s - s_first) * out_len..(s - s_first + 1) * out_len];
-        for (dy, r) in [&*s0, &*s1].into_iter().enumerate() {
-            let oy = 2 * ty + dy;
+        let sample = &mut y[(smp - s_first) * out_len..(smp - s_first + 1) * out_len];
+        let (ox, wide) = (M * tx, (g.ow - M * tx).min(M));
+        for k in 0..M {
+            let oy = M * ty + k;
             if oy >= g.oh {
-                continue;
+                break;
             }
-            let ox = 2 * tx;
-            let wide = ox + 1 < g.ow;
-            let dst = &mut sample[(oy * g.ow + ox) * f..][..if wide { 2 * f } else { f }];
-            let (a, b, c, d) = (&r[..f], &r[f..2 * f], &r[2 * f..3 * f], &r[3 * f..4 * f]);
-            if wide {
-                let (y0, y1) = dst.split_at_mut(f);
-                map_lanes([a, b, c, d], [y0, y1], |[a, b, c, d]| {
-                    [a + b + c, b - c - d]
-                });
+            let ins = row::<A>(s, k * A * f, f);
+            let dst = &mut sample[(oy * g.ow + ox) * f..(oy * g.ow + ox + wide) * f];
+            if wide == M {
+                map_lanes(ins, runs::<M>(dst, f, 0, 0, f), tile::at);
             } else {
-                map_lanes([a, b, c], [dst], |[a, b, c]| [a + b + c]);
+                // A tile over the right edge: all M outputs into the spill, the ones
+                // inside copied out.
+                map_lanes(ins, runs::<M>(spill, f, 0, 0, f), tile::at);
+                dst.copy_from_slice(&spill[..wide * f]);
             }
         }
     }
 }
 
 /// dM = A dY Aᵀ for tiles [t0, t1) from the output gradient `gz` (samples from
-/// `s_first` on), zeros over the edge, into `dm` ([16][t1 - t0][f]).
+/// `s_first` on), zeros over the edge, into `dm` ([A²][t1 - t0][f]); `tmp` holds
+/// A * M * f values.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn transform_output_grad(
     gz: &[f32],
@@ -320,9 +363,10 @@ fn transform_output_grad(
     (t0, t1): (usize, usize),
     s_first: usize,
     dm: &mut [f32],
+    tmp: &mut [f32],
     zero: &[f32],
 ) {
-    let (f, tw) = (g.f, g.ow.div_ceil(2));
+    let (f, tw) = (g.f, g.ow.div_ceil(M));
     let plane = (t1 - t0) * f;
     let out_len = g.oh * g.ow * f;
     for t in t0..t1 {
@@ -330,40 +374,23 @@ fn transform_output_grad(
         let (ty, tx) = (local / tw, local % tw);
         let sample = &gz[(s - s_first) * out_len..(s - s_first + 1) * out_len];
         let px = |dy: usize, dx: usize| -> &[f32] {
-            let (oy, ox) = (2 * ty + dy, 2 * tx + dx);
+            let (oy, ox) = (M * ty + dy, M * tx + dx);
             if oy >= g.oh || ox >= g.ow {
                 &zero[..f]
             } else {
                 &sample[(oy * g.ow + ox) * f..][..f]
             }
         };
-        let (a, b, c, d) = (px(0, 0), px(0, 1), px(1, 0), px(1, 1));
-        // A = [[1, 0], [1, 1], [1, -1], [0, -1]]: row i of A dY is (u_i0, u_i1) with
-        // u_0 = y0, u_1 = y0 + y1, u_2 = y0 - y1, u_3 = -y1 (y0, y1 the rows of dY); then
-        // the same along columns.
-        // Each row's pair (u0, u1) then spreads along the columns the same way.
-        let spread = |u0: f32, u1: f32| [u0, u0 + u1, u0 - u1, -u1];
-        let ins = [a, b, c, d];
-        map_lanes(
-            ins,
-            four_runs(dm, plane, 0, (t - t0) * f, f),
-            |[a, b, _, _]| spread(a, b),
-        );
-        map_lanes(
-            ins,
-            four_runs(dm, plane, 4, (t - t0) * f, f),
-            |[a, b, c, d]| spread(a + c, b + d),
-        );
-        map_lanes(
-            ins,
-            four_runs(dm, plane, 8, (t - t0) * f, f),
-            |[a, b, c, d]| spread(a - c, b - d),
-        );
-        map_lanes(
-            ins,
-            four_runs(dm, plane, 12, (t - t0) * f, f),
-            |[_, _, c, d]| spread(-c, -d),
-        );
+        // A dY down each column into tmp ([A rows][M cols][f]), ...
+        for q in 0..M {
+            let col: [&[f32]; M] = std::array::from_fn(|r| px(r, q));
+            map_lanes(col, runs::<A>(tmp, M * f, 0, q * f, f), tile::a);
+        }
+        // ... then along each row into the A² planes.
+        for r in 0..A {
+            let ins = row::<M>(tmp, r * M * f, f);
+            map_lanes(ins, runs::<A>(dm, plane, r * A, (t - t0) * f, f), tile::a);
+        }
     }
 }
 
@@ -550,7 +577,7 @@ with_avx512!(
     )
 );
 
-/// dU of samples [s0, s1), accumulated into `du` ([16][c][f]; overwritten by the first
+/// dU of samples [s0, s1), accumulated into `du` ([P][c][f]; overwritten by the first
 /// block when `fresh`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
@@ -584,7 +611,7 @@ fn kernel_grad_unit_body(
             }
         };
         let dm = &mut sc.m[..P * n * f];
-        transform_output_grad(gz, g, plan, (t0, t1), 0, dm, &sc.zero);
+        transform_output_grad(gz, g, plan, (t0, t1), 0, dm, &mut sc.tmp, &sc.zero);
         let beta = if fresh { 0.0 } else { 1.0 };
         for p in 0..P {
             crate::gemm::sgemm(
@@ -684,13 +711,14 @@ mod tests {
             ([2, 8, 10, 16], 16, Padding::Same),
             ([2, 7, 6, 20], 17, Padding::Same),
             ([1, 5, 9, 16], 24, Padding::Valid),
-            ([2, 40, 36, 16], 16, Padding::Same),
+            ([1, 80, 72, 16], 16, Padding::Same),
+            ([2, 14, 14, 128], 32, Padding::Same),
         ]
     }
 
     #[test]
     fn plans_cut_big_images_into_several_blocks_per_sample() {
-        let g = geometry([2, 40, 36, 16], 16, Padding::Same);
+        let g = geometry([1, 80, 72, 16], 16, Padding::Same);
         let plan = Plan::new(&g);
         assert!(plan.tps > plan.block && plan.spu == 1);
         let g = geometry([64, 13, 13, 32], 64, Padding::Valid);
@@ -705,6 +733,10 @@ mod tests {
             let x = random_tensor(&shape, 1, 1.0);
             let k = random_tensor(&[3, 3, shape[3], f], 2, 0.3);
             let bias = random_tensor(&[f], 3, 0.5);
+            // Errors are measured against the largest pre-activation value (tanh
+            // squashes the outputs, not the error of what goes into it).
+            let z = cpu_conv::im2col_forward(x.host(), k.host(), &g, Epilogue::NONE, false).y;
+            let scale = z.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             for act in [Activation::Linear, Activation::Relu, Activation::Tanh] {
                 let epi = Epilogue {
                     bias: Some(bias.host()),
@@ -712,9 +744,14 @@ mod tests {
                 };
                 let want = cpu_conv::im2col_forward(x.host(), k.host(), &g, epi, false);
                 let got = cpu_conv::conv2d_forward(x.host(), k.host(), &g, epi, true);
-                let err = rel_err(&got.y, &want.y);
+                let diff = got
+                    .y
+                    .iter()
+                    .zip(&want.y)
+                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                let err = diff / scale;
                 println!("{shape:?} {padding:?} {act:?} y: {err:e}");
-                assert!(err < 1e-5, "{shape:?} {padding:?} {act:?}: {err}");
+                assert!(err < 2e-5, "{shape:?} {padding:?} {act:?}: {err}");
                 assert_eq!(got.cols.unwrap().len(), kept_len(&g));
             }
         }
@@ -752,8 +789,8 @@ mod tests {
                 let (dx1, dk1) = (dx1.unwrap(), dk1.unwrap());
                 let (ex, ek) = (rel_err(&dx1, &dx0), rel_err(&dk1, &dk0));
                 println!("{shape:?} {padding:?} {act:?} dx: {ex:e} dk: {ek:e}");
-                assert!(ex < 1e-5, "{shape:?} {padding:?} {act:?} dx: {ex}");
-                assert!(ek < 1e-5, "{shape:?} {padding:?} {act:?} dk: {ek}");
+                assert!(ex < 2e-5, "{shape:?} {padding:?} {act:?} dx: {ex}");
+                assert!(ek < 2e-5, "{shape:?} {padding:?} {act:?} dk: {ek}");
                 assert_eq!(dk1, dk2.unwrap());
                 assert!(rel_err(&db1.unwrap(), &db0.unwrap()) < 1e-6);
             }
