@@ -31,7 +31,7 @@
 use rayon::prelude::*;
 
 use super::cpu_conv::Epilogue;
-use super::cpu_simd::map_lanes;
+use super::cpu_simd::{map_strided, Runs};
 use super::pool;
 use crate::ops::conv::ConvGeometry;
 
@@ -131,7 +131,7 @@ fn top_level() -> bool {
 // ---------------------------------------------------------------------------------------
 // Transforms. Each 2-D transform is a 1-D one down the columns of the tile, then along
 // its rows; each works on runs of channels (NHWC keeps them contiguous), 16 lanes at a
-// time (`map_lanes`).
+// time (`map_strided`).
 
 /// The 1-D transforms of F(4x4, 3x3) (Lavin & Gray's, interpolation points 0, ±1, ±2
 /// and ∞), each as the explicit sums, so that the zeros and ones of the matrices cost
@@ -201,23 +201,10 @@ mod tile {
 
 use tile::{A, M};
 
-/// `N` disjoint runs of `len` values at `at` in planes `first..first + N` of `buf`.
+/// Runs from `start`, `step` apart.
 #[inline(always)]
-fn runs<const N: usize>(
-    buf: &mut [f32],
-    plane: usize,
-    first: usize,
-    at: usize,
-    len: usize,
-) -> [&mut [f32]; N] {
-    let mut planes = buf[first * plane..].chunks_exact_mut(plane);
-    std::array::from_fn(|_| &mut planes.next().expect("enough planes")[at..at + len])
-}
-
-/// `N` consecutive runs of `len` values from `at` in `buf`.
-#[inline(always)]
-fn row<const N: usize>(buf: &[f32], at: usize, len: usize) -> [&[f32]; N] {
-    std::array::from_fn(|i| &buf[at + i * len..at + (i + 1) * len])
+fn at(start: usize, step: usize) -> Runs {
+    Runs { start, step }
 }
 
 /// U = G g Gᵀ for every (input, output) channel pair of a (3, 3, c, f) kernel, as
@@ -228,14 +215,13 @@ pub fn transform_kernel(k: &[f32], c: usize, f: usize) -> Vec<f32> {
     // tmp: G g, A rows of 3 runs of f.
     let mut tmp = vec![0.0f32; A * 3 * f];
     for ci in 0..c {
-        let tap = |t: usize| &k[t * cf + ci * f..][..f];
         for x in 0..3 {
-            let col = [tap(x), tap(3 + x), tap(6 + x)];
-            map_lanes(col, runs::<A>(&mut tmp, 3 * f, 0, x * f, f), tile::g);
+            let (from, to) = (at(x * cf + ci * f, 3 * cf), at(x * f, 3 * f));
+            map_strided(k, from, &mut tmp, to, f, tile::g);
         }
         for r in 0..A {
-            let ins = row::<3>(&tmp, r * 3 * f, f);
-            map_lanes(ins, runs::<A>(&mut u, cf, r * A, ci * f, f), tile::g);
+            let (from, to) = (at(r * 3 * f, f), at(r * A * cf + ci * f, cf));
+            map_strided(&tmp, from, &mut u, to, f, tile::g);
         }
     }
     u
@@ -249,21 +235,51 @@ fn untransform_kernel_grad(du: &[f32], c: usize, f: usize) -> Vec<f32> {
     // tmp: Gᵀ dU, 3 rows of A runs of f.
     let mut tmp = vec![0.0f32; 3 * A * f];
     for ci in 0..c {
-        let at = ci * f;
         for x in 0..A {
-            let col: [&[f32]; A] = std::array::from_fn(|r| &du[(r * A + x) * cf + at..][..f]);
-            map_lanes(col, runs::<3>(&mut tmp, A * f, 0, x * f, f), tile::gt);
+            let (from, to) = (at(x * cf + ci * f, A * cf), at(x * f, A * f));
+            map_strided(du, from, &mut tmp, to, f, tile::gt);
         }
         for r in 0..3 {
-            let ins = row::<A>(&tmp, r * A * f, f);
-            map_lanes(ins, runs::<3>(&mut dk, cf, r * 3, at, f), tile::gt);
+            let (from, to) = (at(r * A * f, f), at(r * 3 * cf + ci * f, cf));
+            map_strided(&tmp, from, &mut dk, to, f, tile::gt);
         }
     }
     dk
 }
 
+/// Copies the `rows` x `cols` patch of pixels (`c` values each) whose top left is
+/// (y0, x0) in the `h` x `w` image `src` into `dst` ([rows][cols][c]), zeros where it
+/// hangs over the edge.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gather(
+    src: &[f32],
+    (h, w, c): (usize, usize, usize),
+    (y0, x0): (isize, isize),
+    (rows, cols): (usize, usize),
+    dst: &mut [f32],
+) {
+    let xs = x0.max(0) as usize;
+    let xe = ((x0 + cols as isize).max(0) as usize).min(w);
+    for (r, out) in dst[..rows * cols * c]
+        .chunks_exact_mut(cols * c)
+        .enumerate()
+    {
+        let y = y0 + r as isize;
+        if y < 0 || y >= h as isize || xs >= xe {
+            out.fill(0.0);
+            continue;
+        }
+        let lead = (xs as isize - x0) as usize * c;
+        let len = (xe - xs) * c;
+        out[..lead].fill(0.0);
+        out[lead..lead + len].copy_from_slice(&src[(y as usize * w + xs) * c..][..len]);
+        out[lead + len..].fill(0.0);
+    }
+}
+
 /// V = Bᵀ d B of tiles [t0, t1) of input `x` into `v` ([A²][t1 - t0][c]); `tmp` holds
-/// A² * c values and `zero` c zeros (the padding).
+/// 2 A² c values: the transform's middle step, and the patch of a tile over the edge.
 #[inline(always)]
 fn transform_input(
     x: &[f32],
@@ -272,34 +288,35 @@ fn transform_input(
     (t0, t1): (usize, usize),
     v: &mut [f32],
     tmp: &mut [f32],
-    zero: &[f32],
 ) {
     let (c, tw) = (g.c, g.ow.div_ceil(M));
     let plane = (t1 - t0) * c;
     let in_len = g.h * g.w * c;
+    let (mid, patch) = tmp.split_at_mut(P * c);
     for t in t0..t1 {
         let (s, local) = (t / plan.tps, t % plan.tps);
         let (ty, tx) = (local / tw, local % tw);
         let sample = &x[s * in_len..(s + 1) * in_len];
         let iy0 = (M * ty) as isize - g.pad_top as isize;
         let ix0 = (M * tx) as isize - g.pad_left as isize;
-        let cell = |r: usize, q: usize| -> &[f32] {
-            let (iy, ix) = (iy0 + r as isize, ix0 + q as isize);
-            if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
-                &zero[..c]
-            } else {
-                &sample[(iy as usize * g.w + ix as usize) * c..][..c]
-            }
+        let inside = iy0 >= 0 && ix0 >= 0 && iy0 as usize + A <= g.h && ix0 as usize + A <= g.w;
+        // The patch in place when it lies inside the image, else a zero-padded copy.
+        let (src, first, row_step): (&[f32], usize, usize) = if inside {
+            let first = (iy0 as usize * g.w + ix0 as usize) * c;
+            (sample, first, g.w * c)
+        } else {
+            gather(sample, (g.h, g.w, c), (iy0, ix0), (A, A), patch);
+            (&*patch, 0, A * c)
         };
-        // Bᵀ d down each column of the patch into tmp ([row][col][c]), ...
+        // Bᵀ d down each column of the patch into mid ([row][col][c]), ...
         for q in 0..A {
-            let col: [&[f32]; A] = std::array::from_fn(|r| cell(r, q));
-            map_lanes(col, runs::<A>(tmp, A * c, 0, q * c, c), tile::bt);
+            let (from, to) = (at(first + q * c, row_step), at(q * c, A * c));
+            map_strided(src, from, mid, to, c, tile::bt);
         }
         // ... then along each row into the A² planes of V.
         for r in 0..A {
-            let ins = row::<A>(tmp, r * A * c, c);
-            map_lanes(ins, runs::<A>(v, plane, r * A, (t - t0) * c, c), tile::bt);
+            let (from, to) = (at(r * A * c, c), at(r * A * plane + (t - t0) * c, plane));
+            map_strided(mid, from, v, to, c, tile::bt);
         }
     }
 }
@@ -325,10 +342,10 @@ fn transform_output(
     for t in t0..t1 {
         let (smp, local) = (t / plan.tps, t % plan.tps);
         let (ty, tx) = (local / tw, local % tw);
-        let at = (t - t0) * f;
+        let first = (t - t0) * f;
         for q in 0..A {
-            let col: [&[f32]; A] = std::array::from_fn(|r| &m[(r * A + q) * plane + at..][..f]);
-            map_lanes(col, runs::<M>(s, A * f, 0, q * f, f), tile::at);
+            let (from, to) = (at(q * plane + first, A * plane), at(q * f, A * f));
+            map_strided(m, from, s, to, f, tile::at);
         }
         let sample = &mut y[(smp - s_first) * out_len..(smp - s_first + 1) * out_len];
         let (ox, wide) = (M * tx, (g.ow - M * tx).min(M));
@@ -337,15 +354,15 @@ fn transform_output(
             if oy >= g.oh {
                 break;
             }
-            let ins = row::<A>(s, k * A * f, f);
-            let dst = &mut sample[(oy * g.ow + ox) * f..(oy * g.ow + ox + wide) * f];
+            let from = at(k * A * f, f);
+            let out = (oy * g.ow + ox) * f;
             if wide == M {
-                map_lanes(ins, runs::<M>(dst, f, 0, 0, f), tile::at);
+                map_strided(s, from, sample, at(out, f), f, tile::at);
             } else {
                 // A tile over the right edge: all M outputs into the spill, the ones
                 // inside copied out.
-                map_lanes(ins, runs::<M>(spill, f, 0, 0, f), tile::at);
-                dst.copy_from_slice(&spill[..wide * f]);
+                map_strided(s, from, spill, at(0, f), f, tile::at);
+                sample[out..out + wide * f].copy_from_slice(&spill[..wide * f]);
             }
         }
     }
@@ -353,8 +370,7 @@ fn transform_output(
 
 /// dM = A dY Aᵀ for tiles [t0, t1) from the output gradient `gz` (samples from
 /// `s_first` on), zeros over the edge, into `dm` ([A²][t1 - t0][f]); `tmp` holds
-/// A * M * f values.
-#[allow(clippy::too_many_arguments)]
+/// A * M * f values and then M² f for the patch of a tile over the edge.
 #[inline(always)]
 fn transform_output_grad(
     gz: &[f32],
@@ -364,32 +380,32 @@ fn transform_output_grad(
     s_first: usize,
     dm: &mut [f32],
     tmp: &mut [f32],
-    zero: &[f32],
 ) {
     let (f, tw) = (g.f, g.ow.div_ceil(M));
     let plane = (t1 - t0) * f;
     let out_len = g.oh * g.ow * f;
+    let (mid, patch) = tmp.split_at_mut(A * M * f);
     for t in t0..t1 {
         let (s, local) = (t / plan.tps, t % plan.tps);
         let (ty, tx) = (local / tw, local % tw);
         let sample = &gz[(s - s_first) * out_len..(s - s_first + 1) * out_len];
-        let px = |dy: usize, dx: usize| -> &[f32] {
-            let (oy, ox) = (M * ty + dy, M * tx + dx);
-            if oy >= g.oh || ox >= g.ow {
-                &zero[..f]
-            } else {
-                &sample[(oy * g.ow + ox) * f..][..f]
-            }
+        let (oy0, ox0) = (M * ty, M * tx);
+        let (src, first, row_step): (&[f32], usize, usize) = if oy0 + M <= g.oh && ox0 + M <= g.ow {
+            (sample, (oy0 * g.ow + ox0) * f, g.ow * f)
+        } else {
+            let corner = (oy0 as isize, ox0 as isize);
+            gather(sample, (g.oh, g.ow, f), corner, (M, M), patch);
+            (&*patch, 0, M * f)
         };
-        // A dY down each column into tmp ([A rows][M cols][f]), ...
+        // A dY down each column into mid ([A rows][M cols][f]), ...
         for q in 0..M {
-            let col: [&[f32]; M] = std::array::from_fn(|r| px(r, q));
-            map_lanes(col, runs::<A>(tmp, M * f, 0, q * f, f), tile::a);
+            let (from, to) = (at(first + q * f, row_step), at(q * f, M * f));
+            map_strided(src, from, mid, to, f, tile::a);
         }
         // ... then along each row into the A² planes.
         for r in 0..A {
-            let ins = row::<M>(tmp, r * M * f, f);
-            map_lanes(ins, runs::<A>(dm, plane, r * A, (t - t0) * f, f), tile::a);
+            let (from, to) = (at(r * M * f, f), at(r * A * plane + (t - t0) * f, plane));
+            map_strided(mid, from, dm, to, f, tile::a);
         }
     }
 }
@@ -402,7 +418,6 @@ struct Scratch {
     v: Vec<f32>,
     m: Vec<f32>,
     tmp: Vec<f32>,
-    zero: Vec<f32>,
 }
 
 impl Scratch {
@@ -414,8 +429,8 @@ impl Scratch {
                 Vec::new()
             },
             m: pool::scratch(P * plan.block * g.f),
-            tmp: vec![0.0; P * g.c.max(g.f)],
-            zero: vec![0.0; g.c.max(g.f)],
+            // The largest transform scratch: the input's middle step and edge patch.
+            tmp: vec![0.0; 2 * P * g.c.max(g.f)],
         }
     }
 
@@ -461,7 +476,7 @@ fn forward_unit_body(
             Some(k) => &mut k[(t0 - first) * P * c..(t1 - first) * P * c],
             None => &mut sc.v[..P * n * c],
         };
-        transform_input(x, g, plan, (t0, t1), v, &mut sc.tmp, &sc.zero);
+        transform_input(x, g, plan, (t0, t1), v, &mut sc.tmp);
         let m = &mut sc.m[..P * n * f];
         for p in 0..P {
             crate::gemm::sgemm(
@@ -598,20 +613,12 @@ fn kernel_grad_unit_body(
         let v: &[f32] = match kept {
             Some(k) => &k[t0 * P * c..t1 * P * c],
             None => {
-                transform_input(
-                    x,
-                    g,
-                    plan,
-                    (t0, t1),
-                    &mut sc.v[..P * n * c],
-                    &mut sc.tmp,
-                    &sc.zero,
-                );
+                transform_input(x, g, plan, (t0, t1), &mut sc.v[..P * n * c], &mut sc.tmp);
                 &sc.v[..P * n * c]
             }
         };
         let dm = &mut sc.m[..P * n * f];
-        transform_output_grad(gz, g, plan, (t0, t1), 0, dm, &mut sc.tmp, &sc.zero);
+        transform_output_grad(gz, g, plan, (t0, t1), 0, dm, &mut sc.tmp);
         let beta = if fresh { 0.0 } else { 1.0 };
         for p in 0..P {
             crate::gemm::sgemm(
