@@ -11,6 +11,8 @@
 
 use rayon::prelude::*;
 
+use crate::device::cpu_direct as direct;
+use crate::device::cpu_winograd as winograd;
 use crate::device::pool;
 use crate::gemm::sgemm;
 use crate::ops::activation::Activation;
@@ -167,7 +169,7 @@ impl Epilogue<'_> {
         act: Activation::Linear,
     };
 
-    fn apply(&self, y: &mut [f32], f: usize) {
+    pub(super) fn apply(&self, y: &mut [f32], f: usize) {
         fn run(y: &mut [f32], f: usize, bias: Option<&[f32]>, act: impl Fn(f32) -> f32) {
             match bias {
                 Some(b) => y
@@ -193,9 +195,33 @@ pub struct ConvForward {
 }
 
 /// y (n, oh, ow, f) = act(conv(x (n, h, w, c), kernel (kh, kw, c, f)) + bias). With
-/// `keep_cols` the whole im2col matrix is kept (for the weight gradient) instead of
-/// one step's worth.
+/// `keep_cols` what the kernel gradient needs from the input is kept: the im2col
+/// columns, or the Winograd-transformed input for the 3x3 convolutions that take that
+/// path (`cpu_winograd::applies`); nothing for those with very few input channels,
+/// which run a direct loop over the input (`cpu_direct::applies`).
 pub fn conv2d_forward(
+    x: &[f32],
+    kernel: &[f32],
+    g: &ConvGeometry,
+    epilogue: Epilogue,
+    keep_cols: bool,
+) -> ConvForward {
+    if direct::applies(g) {
+        let y = direct::conv2d_forward(x, kernel, g, epilogue);
+        return ConvForward { y, cols: None };
+    }
+    if !winograd::applies(g) {
+        return im2col_forward(x, kernel, g, epilogue, keep_cols);
+    }
+    let u = winograd::transform_kernel(kernel, g.c, g.f);
+    let mut kept = keep_cols.then(|| pool::scratch(winograd::kept_len(g)));
+    let y = winograd::conv2d_forward(x, &u, g, epilogue, kept.as_deref_mut());
+    pool::give(u);
+    ConvForward { y, cols: kept }
+}
+
+/// `conv2d_forward` through im2col + GEMM, whatever the geometry.
+pub(crate) fn im2col_forward(
     x: &[f32],
     kernel: &[f32],
     g: &ConvGeometry,
@@ -241,6 +267,7 @@ pub fn conv2d_forward(
 }
 
 /// The inputs of a convolution's backward pass.
+#[derive(Clone, Copy)]
 pub struct ConvBackward<'a> {
     pub x: &'a [f32],
     pub kernel: &'a [f32],
@@ -253,14 +280,112 @@ pub struct ConvBackward<'a> {
     pub cols: Option<&'a [f32]>,
 }
 
-/// Gradients of `conv2d_forward`: (dx, dkernel, dbias), each only when wanted. Works a
-/// few samples at a time: the gradient before the activation, the columns and the
-/// products of one step stay in cache together.
-pub fn conv2d_backward(
+/// (dx, dkernel, dbias), each present when it was wanted.
+pub type ConvGrads = (Option<Vec<f32>>, Option<Vec<f32>>, Option<Vec<f32>>);
+
+/// Gradients of `conv2d_forward`: (dx, dkernel, dbias), each only when wanted.
+pub fn conv2d_backward(b: &ConvBackward, g: &ConvGeometry, want: (bool, bool, bool)) -> ConvGrads {
+    if direct::applies(g) {
+        direct_backward(b, g, want)
+    } else if winograd::applies(g) {
+        winograd_backward(b, g, want)
+    } else {
+        im2col_backward(b, g, want)
+    }
+}
+
+/// The backward pass of a convolution whose forward pass ran through Winograd (so
+/// `b.cols`, when kept, holds the transformed input). The gradient before the activation
+/// is formed once for the whole batch: the kernel and input gradients read it in
+/// different tilings.
+fn winograd_backward(
+    b: &ConvBackward,
+    g: &ConvGeometry,
+    (want_dx, want_dk, want_db): (bool, bool, bool),
+) -> ConvGrads {
+    let f = g.f;
+    let linear = b.act == Activation::Linear;
+    let gz_buf = (!linear).then(|| {
+        let mut gz = pool::scratch(b.gy.len());
+        activation_grad(b.gy, b.y, b.act, &mut gz);
+        gz
+    });
+    let gz: &[f32] = gz_buf.as_deref().unwrap_or(b.gy);
+    let db = want_db.then(|| {
+        let mut db = vec![0.0f32; f];
+        for row in gz.chunks_exact(f) {
+            db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
+        }
+        db
+    });
+    let dk = want_dk.then(|| winograd::conv2d_kernel_grad(b.x, gz, b.cols, g));
+    let dx = if want_dx && winograd::applies_to_input_grad(g) {
+        Some(winograd::conv2d_input_grad(gz, b.kernel, g))
+    } else if want_dx {
+        let lin = ConvBackward {
+            gy: gz,
+            act: Activation::Linear,
+            cols: None,
+            ..*b
+        };
+        im2col_backward(&lin, g, (true, false, false)).0
+    } else {
+        None
+    };
+    if let Some(gz) = gz_buf {
+        pool::give(gz);
+    }
+    (dx, dk, db)
+}
+
+/// The backward pass of a convolution over very few input channels: kernel and bias
+/// gradients in one direct pass; the input gradient (rarely wanted: such a layer is
+/// usually the first) through im2col.
+fn direct_backward(
+    b: &ConvBackward,
+    g: &ConvGeometry,
+    (want_dx, want_dk, want_db): (bool, bool, bool),
+) -> ConvGrads {
+    if !want_dx {
+        let (dk, db) = direct::conv2d_kernel_grad(b.x, b.gy, b.y, b.act, g);
+        return (None, want_dk.then_some(dk), want_db.then_some(db));
+    }
+    let mut gz = pool::scratch(b.gy.len());
+    activation_grad(b.gy, b.y, b.act, &mut gz);
+    let (dk, db) = direct::conv2d_kernel_grad(b.x, &gz, b.y, Activation::Linear, g);
+    let lin = ConvBackward {
+        gy: &gz,
+        act: Activation::Linear,
+        cols: None,
+        ..*b
+    };
+    let dx = im2col_backward(&lin, g, (true, false, false)).0;
+    pool::give(gz);
+    (dx, want_dk.then_some(dk), want_db.then_some(db))
+}
+
+/// dst = gy * act'(from y): the gradient before the activation.
+fn activation_grad(gy: &[f32], y: &[f32], act: Activation, dst: &mut [f32]) {
+    // ReLU gets its own loop, which the compiler vectorises.
+    if act == Activation::Relu {
+        for ((d, &gv), &yv) in dst.iter_mut().zip(gy).zip(y) {
+            *d = if yv > 0.0 { gv } else { 0.0 };
+        }
+    } else {
+        for ((d, &gv), &yv) in dst.iter_mut().zip(gy).zip(y) {
+            *d = gv * act.df_from_output(yv);
+        }
+    }
+}
+
+/// `conv2d_backward` through im2col + GEMM (with `b.cols`, if any, im2col columns).
+/// Works a few samples at a time: the gradient before the activation, the columns and
+/// the products of one step stay in cache together.
+pub(crate) fn im2col_backward(
     b: &ConvBackward,
     g: &ConvGeometry,
     want: (bool, bool, bool),
-) -> (Option<Vec<f32>>, Option<Vec<f32>>, Option<Vec<f32>>) {
+) -> ConvGrads {
     let (want_dx, want_dk, want_db) = want;
     let (k, f, op) = (g.patch_len(), g.f, g.out_pixels());
     let step = samples_per_step(g);
@@ -295,17 +420,7 @@ pub fn conv2d_backward(
             &b.gy[out]
         } else {
             let dst = &mut gz[..rows * f];
-            let (gy, y) = (&b.gy[out.clone()], &b.y[out]);
-            // ReLU gets its own loop, which the compiler vectorises.
-            if b.act == Activation::Relu {
-                for ((d, &gv), &yv) in dst.iter_mut().zip(gy).zip(y) {
-                    *d = if yv > 0.0 { gv } else { 0.0 };
-                }
-            } else {
-                for ((d, &gv), &yv) in dst.iter_mut().zip(gy).zip(y) {
-                    *d = gv * b.act.df_from_output(yv);
-                }
-            }
+            activation_grad(&b.gy[out.clone()], &b.y[out], b.act, dst);
             dst
         };
         if let Some(db) = db.as_mut() {

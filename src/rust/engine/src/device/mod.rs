@@ -2,11 +2,16 @@
 //! the device the tensors live on. Adding a device means adding an arm here and a kernel
 //! module beside `cpu`, not touching the ops.
 
+#[macro_use]
+mod cpu_simd;
+
 pub mod cpu;
 pub mod cpu_conv;
+pub mod cpu_direct;
 pub mod cpu_norm;
 pub mod cpu_pad;
 pub mod cpu_pool;
+pub mod cpu_winograd;
 pub mod pool;
 
 use crate::gemm;

@@ -47,10 +47,21 @@ pub fn take(n: usize) -> Vec<f32> {
 
 /// A buffer of `n` values with unspecified (stale but initialised) contents, for kernels
 /// that overwrite every element: it saves clearing memory that is written next anyway.
+///
+/// Any pooled buffer with the capacity qualifies, whatever its length: matching on the
+/// length (which each reuse truncates) made buffers unable ever to serve a request
+/// bigger than their last one, so the pool kept allocating new ones, and the process
+/// grew from one fit() call to the next (300 MB more over two workshop CNN epochs once
+/// the convolutions asked for more distinct sizes). Values past the old length are
+/// zeroed, once.
 pub fn scratch(n: usize) -> Vec<f32> {
-    match reuse(n, |b| b.len() >= n) {
+    match reuse(n, |b| b.capacity() >= n) {
         Some(mut v) => {
-            v.truncate(n);
+            if v.len() >= n {
+                v.truncate(n);
+            } else {
+                v.resize(n, 0.0);
+            }
             v
         }
         None => vec![0.0; n],

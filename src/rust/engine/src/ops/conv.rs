@@ -389,6 +389,13 @@ mod tests {
                 spec((1, 3), (1, 2), (1, 1), Padding::Causal),
                 2,
             ),
+            // Enough channels for the Winograd path (device/cpu_winograd.rs); the ones
+            // above with at most 4 input channels take the direct path (cpu_direct.rs).
+            (
+                vec![1, 6, 5, 16],
+                spec((3, 3), (1, 1), (1, 1), Padding::Same),
+                16,
+            ),
         ]
     }
 

@@ -1,0 +1,836 @@
+//! Winograd F(4x4, 3x3) convolution on the CPU, for 3x3 stride-1 undilated kernels.
+//!
+//! Each 4x4 block ("tile") of outputs is computed from the 6x6 input patch under it
+//! with 36 multiplications per (input, output) channel pair instead of 144 (Lavin &
+//! Gray, "Fast algorithms for convolutional neural networks", 2015):
+//!
+//!   Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A
+//!
+//! with the transformed kernel U = G g Gᵀ and the transformed input V = Bᵀ d B both
+//! 6x6. Summed over input channels, the ⊙ becomes, for each of the 36 transform points
+//! p, one product M_p (tiles x f) = V_p (tiles x c) · U_p (c x f): 36 GEMMs through our
+//! `sgemm`, on a block of tiles small enough to stay in L2 between the input transform,
+//! the products and the output transform.
+//!
+//! Accuracy: the transforms multiply by up to 8 and divide by 24, so the result carries
+//! a few times the rounding error of a direct sum: about 5e-6 of the largest output for
+//! 32 to 64 channels, against 1e-6 for im2col (the tests below check 2e-5). F(2x2, 3x3),
+//! whose transforms only add and halve, was as exact as im2col but did 1.8 times the
+//! multiplications on the workshop CNN's 11x11 maps and measured slower; its
+//! transforms are in this file's history (the `tile` module is what changes).
+//!
+//! The same machinery gives the backward pass: the input gradient is a convolution of
+//! the output gradient with the kernel flipped and its channels swapped ('full'
+//! padding), and the kernel gradient is Gᵀ [ Σ_tiles V_p ⊙ (A dY Aᵀ)_p ] G, again 36
+//! GEMMs, reusing the forward pass's V when it was kept.
+//!
+//! Layout: V of a block of `t` tiles is [36][t][c], M (and its gradient) [36][t][f],
+//! U [36][c][f]. Tiles run in raster order within a sample, samples one after another;
+//! tiles over the edge of the output read zeros and their extra outputs are dropped.
+
+use rayon::prelude::*;
+
+use super::cpu_conv::Epilogue;
+use super::cpu_simd::{map_strided, Runs};
+use super::pool;
+use crate::ops::conv::ConvGeometry;
+
+/// Transform points per tile: the A x A input patch of F(4x4, 3x3).
+const P: usize = A * A;
+
+/// Floats of V and M one block may hold (512 KB): with U they stay in Zen 4's 1 MB L2.
+const BLOCK_BUDGET: usize = 128 * 1024;
+
+/// Input channels below which im2col wins: the products' inner dimension is c, and the
+/// transforms cost per channel what the products save.
+const MIN_CHANNELS: usize = 16;
+
+/// Input channels above which im2col is kept for accuracy: F(4x4, 3x3)'s error grows
+/// with the number of terms summed, and passed 1e-5 of the largest output at 256
+/// channels (1.06e-5; 128 channels stay below 1e-5).
+const MAX_CHANNELS: usize = 128;
+
+/// Whether a convolution of this geometry runs here.
+pub fn applies(g: &ConvGeometry) -> bool {
+    g.kh == 3
+        && g.kw == 3
+        && g.sh == 1
+        && g.sw == 1
+        && g.dh == 1
+        && g.dw == 1
+        && g.c >= MIN_CHANNELS
+        && g.f >= MIN_CHANNELS
+        && g.c <= MAX_CHANNELS
+}
+
+/// Whether the input gradient (a convolution of the output gradient) runs here too.
+pub fn applies_to_input_grad(g: &ConvGeometry) -> bool {
+    applies(g) && applies(&input_grad_geometry(g))
+}
+
+fn tiles_per_sample(g: &ConvGeometry) -> (usize, usize) {
+    (g.oh.div_ceil(M), g.ow.div_ceil(M))
+}
+
+/// Floats of V this geometry keeps for the kernel gradient: P per tile and channel.
+pub fn kept_len(g: &ConvGeometry) -> usize {
+    let (th, tw) = tiles_per_sample(g);
+    g.n * th * tw * P * g.c
+}
+
+/// How the batch is cut: `units` of whole samples (the unit of parallel work, one
+/// contiguous slice of the output), each cut into blocks of at most `block` tiles.
+#[derive(Clone, Copy)]
+struct Plan {
+    /// Tiles per sample.
+    tps: usize,
+    /// Samples per unit.
+    spu: usize,
+    /// Tiles per block (a block never straddles a unit).
+    block: usize,
+}
+
+impl Plan {
+    fn new(g: &ConvGeometry) -> Plan {
+        let (th, tw) = tiles_per_sample(g);
+        let tps = (th * tw).max(1);
+        let budget = (BLOCK_BUDGET / (P * (g.c + g.f))).max(8);
+        if tps <= budget {
+            let spu = (budget / tps).clamp(1, g.n.max(1));
+            Plan {
+                tps,
+                spu,
+                block: spu * tps,
+            }
+        } else {
+            Plan {
+                tps,
+                spu: 1,
+                block: budget,
+            }
+        }
+    }
+
+    /// The blocks of samples [s0, s1) (s0 the start of a unit) as global tile ranges,
+    /// unit by unit, so that every caller cuts the batch the same way.
+    fn blocks(&self, s0: usize, s1: usize) -> impl Iterator<Item = (usize, usize)> {
+        let (tps, spu, b) = (self.tps, self.spu, self.block);
+        (s0..s1).step_by(spu).flat_map(move |u| {
+            let (t0, t1) = (u * tps, (u + spu).min(s1) * tps);
+            (t0..t1).step_by(b).map(move |t| (t, (t + b).min(t1)))
+        })
+    }
+}
+
+/// Parallel loops only at the top level: inside a pool worker the caller already splits
+/// the work (training shards, predict batches).
+fn top_level() -> bool {
+    rayon::current_thread_index().is_none() && rayon::current_num_threads() > 1
+}
+
+// ---------------------------------------------------------------------------------------
+// Transforms. Each 2-D transform is a 1-D one down the columns of the tile, then along
+// its rows; each works on runs of channels (NHWC keeps them contiguous), 16 lanes at a
+// time (`map_strided`).
+
+/// The 1-D transforms of F(4x4, 3x3) (Lavin & Gray's, interpolation points 0, ±1, ±2
+/// and ∞), each as the explicit sums, so that the zeros and ones of the matrices cost
+/// nothing.
+mod tile {
+    /// Outputs per tile side, and the input patch side M + 3 - 1.
+    pub const M: usize = 4;
+    pub const A: usize = 6;
+
+    /// Bᵀ d: the input transform.
+    #[inline(always)]
+    pub fn bt([d0, d1, d2, d3, d4, d5]: [f32; A]) -> [f32; A] {
+        [
+            4.0 * d0 - 5.0 * d2 + d4,
+            -4.0 * (d1 + d2) + d3 + d4,
+            4.0 * (d1 - d2) - d3 + d4,
+            2.0 * (d3 - d1) - d2 + d4,
+            2.0 * (d1 - d3) - d2 + d4,
+            4.0 * d1 - 5.0 * d3 + d5,
+        ]
+    }
+
+    /// Aᵀ m: the output transform.
+    #[inline(always)]
+    pub fn at([m0, m1, m2, m3, m4, m5]: [f32; A]) -> [f32; M] {
+        let (s12, d12, s34, d34) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
+        [
+            m0 + s12 + s34,
+            d12 + 2.0 * d34,
+            s12 + 4.0 * s34,
+            d12 + 8.0 * d34 + m5,
+        ]
+    }
+
+    /// G g: the kernel transform.
+    #[inline(always)]
+    pub fn g([g0, g1, g2]: [f32; 3]) -> [f32; A] {
+        let (s, t) = (g0 + g2, g0 / 24.0 + g2 / 6.0);
+        [
+            g0 / 4.0,
+            -(s + g1) / 6.0,
+            -(s - g1) / 6.0,
+            t + g1 / 12.0,
+            t - g1 / 12.0,
+            g2,
+        ]
+    }
+
+    /// Gᵀ u: the kernel gradient from the transform domain (the transpose of `g`).
+    #[inline(always)]
+    pub fn gt([u0, u1, u2, u3, u4, u5]: [f32; A]) -> [f32; 3] {
+        [
+            u0 / 4.0 - (u1 + u2) / 6.0 + (u3 + u4) / 24.0,
+            (u2 - u1) / 6.0 + (u3 - u4) / 12.0,
+            (u3 + u4 - u1 - u2) / 6.0 + u5,
+        ]
+    }
+
+    /// A dy: the output gradient into the transform domain (the transpose of `at`).
+    #[inline(always)]
+    pub fn a([y0, y1, y2, y3]: [f32; M]) -> [f32; A] {
+        let (e, o) = (y0 + y2, y1 + y3);
+        let (e4, o2) = (y0 + 4.0 * y2, 2.0 * y1 + 8.0 * y3);
+        [y0, e + o, e - o, e4 + o2, e4 - o2, y3]
+    }
+}
+
+use tile::{A, M};
+
+/// Runs from `start`, `step` apart.
+#[inline(always)]
+fn at(start: usize, step: usize) -> Runs {
+    Runs { start, step }
+}
+
+/// U = G g Gᵀ for every (input, output) channel pair of a (3, 3, c, f) kernel, as
+/// [A²][c][f].
+pub fn transform_kernel(k: &[f32], c: usize, f: usize) -> Vec<f32> {
+    let mut u = pool::scratch(P * c * f);
+    let cf = c * f;
+    // tmp: G g, A rows of 3 runs of f.
+    let mut tmp = vec![0.0f32; A * 3 * f];
+    for ci in 0..c {
+        for x in 0..3 {
+            let (from, to) = (at(x * cf + ci * f, 3 * cf), at(x * f, 3 * f));
+            map_strided(k, from, &mut tmp, to, f, tile::g);
+        }
+        for r in 0..A {
+            let (from, to) = (at(r * 3 * f, f), at(r * A * cf + ci * f, cf));
+            map_strided(&tmp, from, &mut u, to, f, tile::g);
+        }
+    }
+    u
+}
+
+/// The kernel gradient from the transform domain: dK = Gᵀ dU G, (3, 3, c, f) from
+/// [A²][c][f].
+fn untransform_kernel_grad(du: &[f32], c: usize, f: usize) -> Vec<f32> {
+    let cf = c * f;
+    let mut dk = pool::scratch(9 * cf);
+    // tmp: Gᵀ dU, 3 rows of A runs of f.
+    let mut tmp = vec![0.0f32; 3 * A * f];
+    for ci in 0..c {
+        for x in 0..A {
+            let (from, to) = (at(x * cf + ci * f, A * cf), at(x * f, A * f));
+            map_strided(du, from, &mut tmp, to, f, tile::gt);
+        }
+        for r in 0..3 {
+            let (from, to) = (at(r * A * f, f), at(r * 3 * cf + ci * f, cf));
+            map_strided(&tmp, from, &mut dk, to, f, tile::gt);
+        }
+    }
+    dk
+}
+
+/// Copies the `rows` x `cols` patch of pixels (`c` values each) whose top left is
+/// (y0, x0) in the `h` x `w` image `src` into `dst` ([rows][cols][c]), zeros where it
+/// hangs over the edge.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gather(
+    src: &[f32],
+    (h, w, c): (usize, usize, usize),
+    (y0, x0): (isize, isize),
+    (rows, cols): (usize, usize),
+    dst: &mut [f32],
+) {
+    let xs = x0.max(0) as usize;
+    let xe = ((x0 + cols as isize).max(0) as usize).min(w);
+    for (r, out) in dst[..rows * cols * c]
+        .chunks_exact_mut(cols * c)
+        .enumerate()
+    {
+        let y = y0 + r as isize;
+        if y < 0 || y >= h as isize || xs >= xe {
+            out.fill(0.0);
+            continue;
+        }
+        let lead = (xs as isize - x0) as usize * c;
+        let len = (xe - xs) * c;
+        out[..lead].fill(0.0);
+        out[lead..lead + len].copy_from_slice(&src[(y as usize * w + xs) * c..][..len]);
+        out[lead + len..].fill(0.0);
+    }
+}
+
+/// V = Bᵀ d B of tiles [t0, t1) of input `x` into `v` ([A²][t1 - t0][c]); `tmp` holds
+/// 2 A² c values: the transform's middle step, and the patch of a tile over the edge.
+#[inline(always)]
+fn transform_input(
+    x: &[f32],
+    g: &ConvGeometry,
+    plan: &Plan,
+    (t0, t1): (usize, usize),
+    v: &mut [f32],
+    tmp: &mut [f32],
+) {
+    let (c, tw) = (g.c, g.ow.div_ceil(M));
+    let plane = (t1 - t0) * c;
+    let in_len = g.h * g.w * c;
+    let (mid, patch) = tmp.split_at_mut(P * c);
+    for t in t0..t1 {
+        let (s, local) = (t / plan.tps, t % plan.tps);
+        let (ty, tx) = (local / tw, local % tw);
+        let sample = &x[s * in_len..(s + 1) * in_len];
+        let iy0 = (M * ty) as isize - g.pad_top as isize;
+        let ix0 = (M * tx) as isize - g.pad_left as isize;
+        let inside = iy0 >= 0 && ix0 >= 0 && iy0 as usize + A <= g.h && ix0 as usize + A <= g.w;
+        // The patch in place when it lies inside the image, else a zero-padded copy.
+        let (src, first, row_step): (&[f32], usize, usize) = if inside {
+            let first = (iy0 as usize * g.w + ix0 as usize) * c;
+            (sample, first, g.w * c)
+        } else {
+            gather(sample, (g.h, g.w, c), (iy0, ix0), (A, A), patch);
+            (&*patch, 0, A * c)
+        };
+        // Bᵀ d down each column of the patch into mid ([row][col][c]), ...
+        for q in 0..A {
+            let (from, to) = (at(first + q * c, row_step), at(q * c, A * c));
+            map_strided(src, from, mid, to, c, tile::bt);
+        }
+        // ... then along each row into the A² planes of V.
+        for r in 0..A {
+            let (from, to) = (at(r * A * c, c), at(r * A * plane + (t - t0) * c, plane));
+            map_strided(mid, from, v, to, c, tile::bt);
+        }
+    }
+}
+
+/// Y = Aᵀ M A for tiles [t0, t1): M x M outputs per tile from M ([A²][t1 - t0][f]),
+/// written into `y` (the output of samples from `s_first` on), dropping those over the
+/// edge.
+#[inline(always)]
+fn transform_output(
+    m: &[f32],
+    g: &ConvGeometry,
+    plan: &Plan,
+    (t0, t1): (usize, usize),
+    s_first: usize,
+    y: &mut [f32],
+    tmp: &mut [f32],
+) {
+    let (f, tw) = (g.f, g.ow.div_ceil(M));
+    let plane = (t1 - t0) * f;
+    let out_len = g.oh * g.ow * f;
+    // tmp: Aᵀ M (M rows of A runs of f), then room for one row of M outputs.
+    let (s, spill) = tmp.split_at_mut(M * A * f);
+    for t in t0..t1 {
+        let (smp, local) = (t / plan.tps, t % plan.tps);
+        let (ty, tx) = (local / tw, local % tw);
+        let first = (t - t0) * f;
+        for q in 0..A {
+            let (from, to) = (at(q * plane + first, A * plane), at(q * f, A * f));
+            map_strided(m, from, s, to, f, tile::at);
+        }
+        let sample = &mut y[(smp - s_first) * out_len..(smp - s_first + 1) * out_len];
+        let (ox, wide) = (M * tx, (g.ow - M * tx).min(M));
+        for k in 0..M {
+            let oy = M * ty + k;
+            if oy >= g.oh {
+                break;
+            }
+            let from = at(k * A * f, f);
+            let out = (oy * g.ow + ox) * f;
+            if wide == M {
+                map_strided(s, from, sample, at(out, f), f, tile::at);
+            } else {
+                // A tile over the right edge: all M outputs into the spill, the ones
+                // inside copied out.
+                map_strided(s, from, spill, at(0, f), f, tile::at);
+                sample[out..out + wide * f].copy_from_slice(&spill[..wide * f]);
+            }
+        }
+    }
+}
+
+/// dM = A dY Aᵀ for tiles [t0, t1) from the output gradient `gz` (samples from
+/// `s_first` on), zeros over the edge, into `dm` ([A²][t1 - t0][f]); `tmp` holds
+/// A * M * f values and then M² f for the patch of a tile over the edge.
+#[inline(always)]
+fn transform_output_grad(
+    gz: &[f32],
+    g: &ConvGeometry,
+    plan: &Plan,
+    (t0, t1): (usize, usize),
+    s_first: usize,
+    dm: &mut [f32],
+    tmp: &mut [f32],
+) {
+    let (f, tw) = (g.f, g.ow.div_ceil(M));
+    let plane = (t1 - t0) * f;
+    let out_len = g.oh * g.ow * f;
+    let (mid, patch) = tmp.split_at_mut(A * M * f);
+    for t in t0..t1 {
+        let (s, local) = (t / plan.tps, t % plan.tps);
+        let (ty, tx) = (local / tw, local % tw);
+        let sample = &gz[(s - s_first) * out_len..(s - s_first + 1) * out_len];
+        let (oy0, ox0) = (M * ty, M * tx);
+        let (src, first, row_step): (&[f32], usize, usize) = if oy0 + M <= g.oh && ox0 + M <= g.ow {
+            (sample, (oy0 * g.ow + ox0) * f, g.ow * f)
+        } else {
+            let corner = (oy0 as isize, ox0 as isize);
+            gather(sample, (g.oh, g.ow, f), corner, (M, M), patch);
+            (&*patch, 0, M * f)
+        };
+        // A dY down each column into mid ([A rows][M cols][f]), ...
+        for q in 0..M {
+            let (from, to) = (at(first + q * f, row_step), at(q * f, M * f));
+            map_strided(src, from, mid, to, f, tile::a);
+        }
+        // ... then along each row into the A² planes.
+        for r in 0..A {
+            let (from, to) = (at(r * M * f, f), at(r * A * plane + (t - t0) * f, plane));
+            map_strided(mid, from, dm, to, f, tile::a);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Convolutions.
+
+/// Scratch of one worker: V and M of a block, and the transforms' small buffers.
+struct Scratch {
+    v: Vec<f32>,
+    m: Vec<f32>,
+    tmp: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(g: &ConvGeometry, plan: &Plan, v: bool) -> Scratch {
+        Scratch {
+            v: if v {
+                pool::scratch(P * plan.block * g.c)
+            } else {
+                Vec::new()
+            },
+            m: pool::scratch(P * plan.block * g.f),
+            // The largest transform scratch: the input's middle step and edge patch.
+            tmp: vec![0.0; 2 * P * g.c.max(g.f)],
+        }
+    }
+
+    fn give(self) {
+        pool::give(self.v);
+        pool::give(self.m);
+    }
+}
+
+with_avx512!(
+    forward_unit,
+    forward_unit_body(
+        x: &[f32],
+        u: &[f32],
+        g: &ConvGeometry,
+        plan: &Plan,
+        epilogue: Epilogue,
+        samples: (usize, usize),
+        y: &mut [f32],
+        keep: Option<&mut [f32]>,
+    )
+);
+
+/// The output of samples [s0, s1) into `y`, their V into `keep` when given.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn forward_unit_body(
+    x: &[f32],
+    u: &[f32],
+    g: &ConvGeometry,
+    plan: &Plan,
+    epilogue: Epilogue,
+    (s0, s1): (usize, usize),
+    y: &mut [f32],
+    mut keep: Option<&mut [f32]>,
+) {
+    let (c, f) = (g.c, g.f);
+    let mut sc = Scratch::new(g, plan, keep.is_none());
+    let first = s0 * plan.tps;
+    for (t0, t1) in plan.blocks(s0, s1) {
+        let n = t1 - t0;
+        let v: &mut [f32] = match keep.as_deref_mut() {
+            Some(k) => &mut k[(t0 - first) * P * c..(t1 - first) * P * c],
+            None => &mut sc.v[..P * n * c],
+        };
+        transform_input(x, g, plan, (t0, t1), v, &mut sc.tmp);
+        let m = &mut sc.m[..P * n * f];
+        for p in 0..P {
+            crate::gemm::sgemm(
+                false,
+                false,
+                n,
+                f,
+                c,
+                1.0,
+                &v[p * n * c..(p + 1) * n * c],
+                &u[p * c * f..(p + 1) * c * f],
+                0.0,
+                &mut m[p * n * f..(p + 1) * n * f],
+            );
+        }
+        transform_output(m, g, plan, (t0, t1), s0, y, &mut sc.tmp);
+    }
+    epilogue.apply(y, f);
+    sc.give();
+}
+
+/// y (n, oh, ow, f) = act(conv(x, kernel) + bias) with the kernel already transformed
+/// (`transform_kernel`); `keep` receives V for the kernel gradient (`kept_len` floats).
+pub fn conv2d_forward(
+    x: &[f32],
+    u: &[f32],
+    g: &ConvGeometry,
+    epilogue: Epilogue,
+    keep: Option<&mut [f32]>,
+) -> Vec<f32> {
+    let plan = Plan::new(g);
+    let out_len = g.oh * g.ow * g.f;
+    let mut y = pool::scratch(g.n * out_len);
+    let v_len = plan.tps * P * g.c;
+    let unit = |i: usize, y: &mut [f32], keep: Option<&mut [f32]>| {
+        let s0 = i * plan.spu;
+        let s1 = (s0 + plan.spu).min(g.n);
+        forward_unit(x, u, g, &plan, epilogue, (s0, s1), y, keep);
+    };
+    let (y_step, v_step) = (plan.spu * out_len, plan.spu * v_len);
+    match keep {
+        Some(k) if top_level() && g.n > plan.spu => y
+            .par_chunks_mut(y_step)
+            .zip(k.par_chunks_mut(v_step))
+            .enumerate()
+            .for_each(|(i, (y, k))| unit(i, y, Some(k))),
+        Some(k) => y
+            .chunks_mut(y_step)
+            .zip(k.chunks_mut(v_step))
+            .enumerate()
+            .for_each(|(i, (y, k))| unit(i, y, Some(k))),
+        None if top_level() && g.n > plan.spu => y
+            .par_chunks_mut(y_step)
+            .enumerate()
+            .for_each(|(i, y)| unit(i, y, None)),
+        None => y
+            .chunks_mut(y_step)
+            .enumerate()
+            .for_each(|(i, y)| unit(i, y, None)),
+    }
+    y
+}
+
+/// The convolution whose output is the input gradient: the output gradient (oh, ow, f)
+/// convolved with the kernel flipped in both axes, channels swapped, padded by 2 - pad.
+fn input_grad_geometry(g: &ConvGeometry) -> ConvGeometry {
+    ConvGeometry {
+        h: g.oh,
+        w: g.ow,
+        c: g.f,
+        f: g.c,
+        pad_top: 2usize.saturating_sub(g.pad_top),
+        pad_left: 2usize.saturating_sub(g.pad_left),
+        oh: g.h,
+        ow: g.w,
+        ..*g
+    }
+}
+
+/// dx (n, h, w, c) from gz, the gradient before the activation (n, oh, ow, f).
+pub fn conv2d_input_grad(gz: &[f32], kernel: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let gt = input_grad_geometry(g);
+    // K'[ky][kx][f][c] = K[2 - ky][2 - kx][c][f].
+    let (c, f) = (g.c, g.f);
+    let mut flipped = pool::scratch(9 * c * f);
+    for t in 0..9 {
+        let src = &kernel[(8 - t) * c * f..(9 - t) * c * f];
+        let dst = &mut flipped[t * c * f..(t + 1) * c * f];
+        for ci in 0..c {
+            for fi in 0..f {
+                dst[fi * c + ci] = src[ci * f + fi];
+            }
+        }
+    }
+    let u = transform_kernel(&flipped, f, c);
+    pool::give(flipped);
+    let dx = conv2d_forward(gz, &u, &gt, Epilogue::NONE, None);
+    pool::give(u);
+    dx
+}
+
+with_avx512!(
+    kernel_grad_unit,
+    kernel_grad_unit_body(
+        x: &[f32],
+        gz: &[f32],
+        kept: Option<&[f32]>,
+        g: &ConvGeometry,
+        plan: &Plan,
+        samples: (usize, usize),
+        du: &mut [f32],
+        fresh: bool,
+    )
+);
+
+/// dU of samples [s0, s1), accumulated into `du` ([P][c][f]; overwritten by the first
+/// block when `fresh`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn kernel_grad_unit_body(
+    x: &[f32],
+    gz: &[f32],
+    kept: Option<&[f32]>,
+    g: &ConvGeometry,
+    plan: &Plan,
+    (s0, s1): (usize, usize),
+    du: &mut [f32],
+    mut fresh: bool,
+) {
+    let (c, f) = (g.c, g.f);
+    let mut sc = Scratch::new(g, plan, kept.is_none());
+    for (t0, t1) in plan.blocks(s0, s1) {
+        let n = t1 - t0;
+        let v: &[f32] = match kept {
+            Some(k) => &k[t0 * P * c..t1 * P * c],
+            None => {
+                transform_input(x, g, plan, (t0, t1), &mut sc.v[..P * n * c], &mut sc.tmp);
+                &sc.v[..P * n * c]
+            }
+        };
+        let dm = &mut sc.m[..P * n * f];
+        transform_output_grad(gz, g, plan, (t0, t1), 0, dm, &mut sc.tmp);
+        let beta = if fresh { 0.0 } else { 1.0 };
+        for p in 0..P {
+            crate::gemm::sgemm(
+                true,
+                false,
+                c,
+                f,
+                n,
+                1.0,
+                &v[p * n * c..(p + 1) * n * c],
+                &dm[p * n * f..(p + 1) * n * f],
+                beta,
+                &mut du[p * c * f..(p + 1) * c * f],
+            );
+        }
+        fresh = false;
+    }
+    sc.give();
+}
+
+/// dkernel (3, 3, c, f) from the input (or the V kept by the forward pass) and gz, the
+/// gradient before the activation (n, oh, ow, f).
+pub fn conv2d_kernel_grad(
+    x: &[f32],
+    gz: &[f32],
+    kept: Option<&[f32]>,
+    g: &ConvGeometry,
+) -> Vec<f32> {
+    let plan = Plan::new(g);
+    let units = g.n.div_ceil(plan.spu);
+    let cf = g.c * g.f;
+    // At the top level each thread sums a contiguous run of units, in a fixed order so
+    // that the result does not depend on scheduling.
+    let parts = if top_level() {
+        rayon::current_num_threads().min(units)
+    } else {
+        1
+    }
+    .max(1);
+    let mut du = pool::scratch(parts * P * cf);
+    du.par_chunks_mut(P * cf)
+        .with_max_len(1)
+        .enumerate()
+        .for_each(|(i, du)| {
+            let (u0, u1) = (units * i / parts, units * (i + 1) / parts);
+            let (s0, s1) = (u0 * plan.spu, (u1 * plan.spu).min(g.n));
+            if s0 >= s1 {
+                du.fill(0.0);
+                return;
+            }
+            kernel_grad_unit(x, gz, kept, g, &plan, (s0, s1), du, true);
+        });
+    let (total, rest) = du.split_at_mut(P * cf);
+    for part in rest.chunks_exact(P * cf) {
+        total.iter_mut().zip(part).for_each(|(t, v)| *t += v);
+    }
+    let dk = untransform_kernel_grad(total, g.c, g.f);
+    pool::give(du);
+    dk
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::cpu_conv::{self, ConvBackward};
+    use crate::ops::activation::Activation;
+    use crate::ops::conv::{ConvSpec, Padding};
+    use crate::ops::gradcheck::random_tensor;
+
+    fn geometry(shape: [usize; 4], f: usize, padding: Padding) -> ConvGeometry {
+        let spec = ConvSpec {
+            kernel: (3, 3),
+            strides: (1, 1),
+            dilation: (1, 1),
+            padding,
+        };
+        spec.geometry(&shape, f).unwrap()
+    }
+
+    /// Largest |a - b| relative to the largest |b|.
+    fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
+        let diff = a
+            .iter()
+            .zip(b)
+            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        diff / scale
+    }
+
+    /// (input shape, filters, padding): odd and even sizes (partial tiles on the edge),
+    /// both paddings, the workshop CNN's second convolution, and an image big enough
+    /// that one sample is cut into several blocks.
+    fn cases() -> Vec<([usize; 4], usize, Padding)> {
+        vec![
+            ([3, 13, 13, 32], 64, Padding::Valid),
+            ([2, 8, 10, 16], 16, Padding::Same),
+            ([2, 7, 6, 20], 17, Padding::Same),
+            ([1, 5, 9, 16], 24, Padding::Valid),
+            ([1, 80, 72, 16], 16, Padding::Same),
+            ([2, 14, 14, 128], 32, Padding::Same),
+        ]
+    }
+
+    #[test]
+    fn plans_cut_big_images_into_several_blocks_per_sample() {
+        let g = geometry([1, 80, 72, 16], 16, Padding::Same);
+        let plan = Plan::new(&g);
+        assert!(plan.tps > plan.block && plan.spu == 1);
+        let g = geometry([64, 13, 13, 32], 64, Padding::Valid);
+        assert!(Plan::new(&g).spu > 1);
+    }
+
+    #[test]
+    fn forward_matches_im2col() {
+        for (shape, f, padding) in cases() {
+            let g = geometry(shape, f, padding);
+            assert!(applies(&g));
+            let x = random_tensor(&shape, 1, 1.0);
+            let k = random_tensor(&[3, 3, shape[3], f], 2, 0.3);
+            let bias = random_tensor(&[f], 3, 0.5);
+            // Errors are measured against the largest pre-activation value (tanh
+            // squashes the outputs, not the error of what goes into it).
+            let z = cpu_conv::im2col_forward(x.host(), k.host(), &g, Epilogue::NONE, false).y;
+            let scale = z.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            for act in [Activation::Linear, Activation::Relu, Activation::Tanh] {
+                let epi = Epilogue {
+                    bias: Some(bias.host()),
+                    act,
+                };
+                let want = cpu_conv::im2col_forward(x.host(), k.host(), &g, epi, false);
+                let got = cpu_conv::conv2d_forward(x.host(), k.host(), &g, epi, true);
+                let diff = got
+                    .y
+                    .iter()
+                    .zip(&want.y)
+                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                let err = diff / scale;
+                println!("{shape:?} {padding:?} {act:?} y: {err:e}");
+                assert!(err < 2e-5, "{shape:?} {padding:?} {act:?}: {err}");
+                assert_eq!(got.cols.unwrap().len(), kept_len(&g));
+            }
+        }
+    }
+
+    #[test]
+    fn backward_matches_im2col() {
+        for (shape, f, padding) in cases() {
+            let g = geometry(shape, f, padding);
+            assert!(applies_to_input_grad(&g));
+            let x = random_tensor(&shape, 4, 1.0);
+            let k = random_tensor(&[3, 3, shape[3], f], 5, 0.3);
+            let gy = random_tensor(&[g.n, g.oh, g.ow, f], 6, 1.0);
+            for act in [Activation::Linear, Activation::Relu] {
+                let epi = Epilogue { bias: None, act };
+                let fwd = cpu_conv::conv2d_forward(x.host(), k.host(), &g, epi, true);
+                let b = ConvBackward {
+                    x: x.host(),
+                    kernel: k.host(),
+                    y: &fwd.y,
+                    gy: gy.host(),
+                    act,
+                    cols: None,
+                };
+                let all = (true, true, true);
+                let (dx0, dk0, db0) = cpu_conv::im2col_backward(&b, &g, all);
+                let (dx1, dk1, db1) = cpu_conv::conv2d_backward(&b, &g, all);
+                // The kernel gradient from V kept by the forward pass, as rebuilt.
+                let kept = ConvBackward {
+                    cols: fwd.cols.as_deref(),
+                    ..b
+                };
+                let (_, dk2, _) = cpu_conv::conv2d_backward(&kept, &g, (false, true, false));
+                let (dx0, dk0) = (dx0.unwrap(), dk0.unwrap());
+                let (dx1, dk1) = (dx1.unwrap(), dk1.unwrap());
+                let (ex, ek) = (rel_err(&dx1, &dx0), rel_err(&dk1, &dk0));
+                println!("{shape:?} {padding:?} {act:?} dx: {ex:e} dk: {ek:e}");
+                assert!(ex < 2e-5, "{shape:?} {padding:?} {act:?} dx: {ex}");
+                assert!(ek < 2e-5, "{shape:?} {padding:?} {act:?} dk: {ek}");
+                assert_eq!(dk1, dk2.unwrap());
+                assert!(rel_err(&db1.unwrap(), &db0.unwrap()) < 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn top_level_threads_give_the_same_results() {
+        // At the top level (with more than one thread in the global pool) the batch is
+        // split across threads; inside a pool worker it runs on one. Both must agree.
+        let (shape, f) = ([7, 13, 13, 32], 64);
+        let g = geometry(shape, f, Padding::Valid);
+        let x = random_tensor(&shape, 7, 1.0);
+        let k = random_tensor(&[3, 3, 32, f], 8, 0.3);
+        let gz = random_tensor(&[g.n, g.oh, g.ow, f], 9, 1.0);
+        let run = || {
+            let u = transform_kernel(k.host(), 32, f);
+            let mut kept = vec![0.0; kept_len(&g)];
+            let y = conv2d_forward(x.host(), &u, &g, Epilogue::NONE, Some(&mut kept));
+            let dk = conv2d_kernel_grad(x.host(), gz.host(), None, &g);
+            let dk_kept = conv2d_kernel_grad(x.host(), gz.host(), Some(&kept), &g);
+            let dx = conv2d_input_grad(gz.host(), k.host(), &g);
+            (y, dk, dk_kept, dx)
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let serial = pool.install(run);
+        let parallel = run();
+        assert_eq!(serial.0, parallel.0);
+        assert_eq!(serial.3, parallel.3);
+        assert!(rel_err(&serial.1, &parallel.1) < 1e-6);
+        assert_eq!(parallel.1, parallel.2);
+    }
+}
