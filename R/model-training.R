@@ -310,9 +310,12 @@ check_dots <- function(dots, fn, call, unsupported = character(), ignored = char
 }
 
 check_fit_dots <- function(dots, call) {
+  # Validating after every epoch is what rustkeras does: keras3's default of 1 is fine.
+  if (identical(as.numeric(dots$validation_freq), 1)) dots$validation_freq <- NULL
   check_dots(dots, "fit", call, unsupported = c("class_weight", "sample_weight", "steps_per_epoch",
                                                 "validation_steps", "validation_batch_size",
-                                                "validation_freq"))
+                                                "validation_freq"),
+             ignored = "view_metrics")
 }
 
 as_count <- function(x, arg, call) {

@@ -132,6 +132,10 @@ test_that("fit() prints Keras's epoch headers with callbacks, and refuses what i
   expect_equal(grep("^Epoch", out, value = TRUE), c("Epoch 2/3", "Epoch 3/3"))
   expect_error(fit(r$model, r$x, r$y, callbacks = list("early")), "`callbacks` must be a list of callbacks")
   expect_error(fit(r$model, r$x, r$y, class_weight = list(1)), "`class_weight` is not supported yet")
+  expect_error(fit(r$model, r$x, r$y, validation_freq = 2), "`validation_freq` is not supported yet")
+  # keras3's RStudio viewer switch and the default validation_freq change nothing here.
+  h <- fit(r$model, r$x, r$y, epochs = 1, verbose = 0, view_metrics = FALSE, validation_freq = 1)
+  expect_length(h$metrics$loss, 1)
   expect_error(fit(r$model, r$x, r$y, valdation_split = 0.1),
                "Unrecognized arguments passed to fit\\(\\): `valdation_split`")
   expect_error(callback_reduce_lr_on_plateau(factor = 2), "`factor` must be in \\(0, 1\\)")
