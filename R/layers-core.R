@@ -62,7 +62,12 @@ layer_dense <- function(object, units, activation = NULL, use_bias = TRUE,
 #'
 #' @inheritParams layer_dense
 #' @param rate Fraction of the input units to drop, in `[0, 1)`.
-#' @param noise_shape,seed Not supported yet; must be `NULL`.
+#' @param noise_shape The shape of the dropout mask, with the batch axis, to share one
+#'   mask value along some axes: for inputs (samples, steps, features),
+#'   `noise_shape = list(NULL, 1L, NULL)` (or `c(NA, 1, NA)`) drops the same features at
+#'   every step. `NULL`/`NA` entries take the input's size.
+#' @param seed Not supported; must be `NULL` (use [set_random_seed()] to make the masks
+#'   repeatable).
 #' @returns The model, invisibly, when `object` is a model; otherwise the layer.
 #' @export
 #' @examples
@@ -76,13 +81,29 @@ layer_dropout <- function(object, rate, noise_shape = NULL, seed = NULL, name = 
     shown <- if (missing(rate)) "missing" else deparse(rate)[1]
     rk_abort(sprintf("`rate` must be a number in [0, 1), not %s.", shown), kind = "argument", call = call)
   }
-  if (!is.null(noise_shape)) rk_abort("`noise_shape` is not supported yet.", kind = "argument", call = call)
+  shape <- NULL
+  if (!is.null(noise_shape)) {
+    entries <- if (is.list(noise_shape)) {
+      vapply(noise_shape, function(d) if (is.null(d) || is.na(d)) 0 else as.numeric(d), numeric(1))
+    } else if (is.numeric(noise_shape) || all(is.na(noise_shape))) {
+      ifelse(is.na(noise_shape), 0, as.numeric(noise_shape))
+    } else {
+      NA_real_
+    }
+    if (length(entries) < 2L || anyNA(entries) || any(entries < 0) || any(entries != round(entries))) {
+      rk_abort(paste0("`noise_shape` must give the mask's shape with the batch axis, NULL or NA ",
+                      "for the input's size, such as list(NULL, 1L, NULL)."),
+               kind = "argument", call = call)
+    }
+    shape <- as.integer(entries)
+  }
   if (!is.null(seed)) {
-    rk_abort("`seed` is not supported yet; use set_random_seed() to make dropout repeatable.",
+    rk_abort("`seed` is not supported; use set_random_seed() to make dropout repeatable.",
              kind = "argument", call = call)
   }
   if (!is.null(name)) check_string(name, "name", call)
-  create_layer(object, "Dropout", list(rate = as.numeric(rate), name = name), call)
+  create_layer(object, "Dropout", list(rate = as.numeric(rate), noise_shape = shape, name = name),
+               call)
 }
 
 #' Apply an activation function to an output

@@ -197,10 +197,36 @@ test_that("a layer error leaves the model as it was", {
   expect_equal(dim(predict(model, matrix(1, 2, 4), verbose = 0)), c(2L, 2L))
 })
 
-test_that("layer_dropout() says that noise_shape and seed are not supported yet", {
-  expect_error(layer_dropout(rate = 0.5, noise_shape = c(1, 4)), "`noise_shape` is not supported yet",
-               class = "rustkeras_error")
-  expect_error(layer_dropout(rate = 0.5, seed = 1), "`seed` is not supported yet; use set_random_seed()",
+test_that("layer_dropout() shares its mask along noise_shape's unit axes, and refuses seed", {
+  set_random_seed(1)
+  model <- keras_model_sequential(input_shape = c(20, 6)) %>%
+    layer_dropout(rate = 0.5, noise_shape = list(NULL, 1L, NULL))
+  # The training-mode mask shows in one SGD step on a model dropout -> dense (kernel of
+  # ones, no bias) with one sample of ones: with one mask per feature shared by every
+  # step, each output step is the same, so every kept feature's kernel entry moves by the
+  # same amount and the dropped ones do not move. Masks drawn per element would give
+  # each feature its own count of kept steps, hence different moves.
+  x <- array(1, c(1, 20, 6))
+  inputs <- keras_input(shape = c(20, 6))
+  dropped <- inputs %>% layer_dropout(rate = 0.5, noise_shape = c(NA, 1, NA))
+  probe <- keras_model(inputs, dropped %>% layer_dense(1, kernel_initializer = "ones", use_bias = FALSE))
+  probe %>% compile(optimizer = optimizer_sgd(0.01), loss = "mse")
+  before <- get_weights(probe)[[1]]
+  fit(probe, x, array(0, c(1, 20, 1)), epochs = 1, batch_size = 1, verbose = 0)
+  delta <- as.vector(before - get_weights(probe)[[1]])
+  moved <- delta[abs(delta) > 1e-9]
+  expect_gt(length(moved), 0)
+  expect_lt(length(moved), 6)
+  expect_equal(moved, rep(moved[1], length(moved)), tolerance = 1e-6)
+  config <- get_config(model)$layers[[2]]$config
+  expect_equal(config$noise_shape, list(NULL, 1L, NULL))
+  again <- from_config(get_config(model))
+  expect_equal(get_config(again)$layers[[2]]$config$noise_shape, list(NULL, 1L, NULL))
+  expect_error(layer_dropout(rate = 0.5, noise_shape = "a"), "`noise_shape` must give the mask's shape")
+  bad <- keras_model_sequential(input_shape = c(20, 6)) %>% layer_dropout(0.5, noise_shape = c(NA, 3, NA))
+  bad %>% compile(optimizer = "sgd", loss = "mse")
+  expect_error(fit(bad, x, x, verbose = 0), "does not fit inputs of shape \\(None, 20, 6\\)")
+  expect_error(layer_dropout(rate = 0.5, seed = 1), "`seed` is not supported; use set_random_seed()",
                class = "rustkeras_error")
 })
 

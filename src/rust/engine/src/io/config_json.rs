@@ -142,6 +142,16 @@ pub fn config_value_to_json(v: &ConfigValue) -> Value {
 /// One field of a layer's engine config as Keras writes it.
 fn field_to_json(key: &str, v: &ConfigValue) -> Value {
     match (key, v) {
+        // Keras's None in a noise shape: the engine's 0.
+        ("noise_shape", ConfigValue::List(items)) => Value::Array(
+            items
+                .iter()
+                .map(|x| match x {
+                    ConfigValue::Int(0) => Value::Null,
+                    x => config_value_to_json(x),
+                })
+                .collect(),
+        ),
         (k, ConfigValue::Str(name)) if k.ends_with("_initializer") => initializer_json(name),
         _ => config_value_to_json(v),
     }
@@ -156,6 +166,17 @@ fn field_from_json(layer: &str, key: &str, v: &Value) -> FResult<Option<ConfigVa
             short_json(v)
         ))
     };
+    if let ("noise_shape", Value::Array(items)) = (key, v) {
+        let sizes = items
+            .iter()
+            .map(|x| match x {
+                Value::Null => Some(ConfigValue::Int(0)),
+                x => x.as_i64().filter(|&i| i > 0).map(ConfigValue::Int),
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(unsupported)?;
+        return Ok(Some(ConfigValue::List(sizes)));
+    }
     Ok(Some(match v {
         Value::Null => return Ok(None),
         Value::Bool(b) => ConfigValue::Bool(*b),

@@ -4,11 +4,13 @@ use crate::autodiff::{Tape, Var};
 use crate::error::{invalid_arg, Result};
 use crate::layers::{ConfigValue, ForwardCtx, Layer};
 use crate::naming::unique_name;
-use crate::ops::dropout::dropout;
+use crate::ops::dropout::{dropout, dropout_shared};
 
 pub struct Dropout {
     name: String,
     rate: f32,
+    /// Keras's `noise_shape` with 0 where it says None (the input's size there).
+    noise_shape: Option<Vec<usize>>,
 }
 
 impl Dropout {
@@ -22,7 +24,14 @@ impl Dropout {
         Ok(Dropout {
             name: name.unwrap_or_else(|| unique_name("dropout")),
             rate: rate as f32,
+            noise_shape: None,
         })
+    }
+
+    /// The mask's shape (with the batch axis), 0 meaning the input's size.
+    pub fn with_noise_shape(mut self, shape: Option<Vec<usize>>) -> Dropout {
+        self.noise_shape = shape;
+        self
     }
 }
 
@@ -49,10 +58,38 @@ impl Layer for Dropout {
         if !ctx.training || self.rate == 0.0 {
             return Ok(x);
         }
-        Ok(dropout(tape, x, self.rate, ctx.rng))
+        let Some(ns) = &self.noise_shape else {
+            return Ok(dropout(tape, x, self.rate, ctx.rng));
+        };
+        let shape = tape.value(x).shape().to_vec();
+        let fits = ns.len() == shape.len()
+            && ns
+                .iter()
+                .zip(&shape)
+                .all(|(&n, &d)| n == 0 || n == 1 || n == d);
+        if !fits {
+            return Err(crate::error::Error::LayerInput {
+                layer: self.name.clone(),
+                msg: format!(
+                    "noise_shape {:?} does not fit inputs of shape {} (each size must be NA, 1 or the input's)",
+                    ns,
+                    crate::layers::spatial::batch_shape_str(&shape[1..])
+                ),
+            });
+        }
+        let mask: Vec<usize> = ns
+            .iter()
+            .zip(&shape)
+            .map(|(&n, &d)| if n == 0 { d } else { n })
+            .collect();
+        dropout_shared(tape, x, self.rate, &mask, ctx.rng)
     }
 
     fn config(&self) -> Vec<(&'static str, ConfigValue)> {
-        vec![("rate", ConfigValue::Float(self.rate as f64))]
+        let mut out = vec![("rate", ConfigValue::Float(self.rate as f64))];
+        if let Some(ns) = &self.noise_shape {
+            out.push(("noise_shape", ConfigValue::ints(ns)));
+        }
+        out
     }
 }

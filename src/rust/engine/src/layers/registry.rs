@@ -167,6 +167,29 @@ impl Config<'_> {
     }
 }
 
+/// Keras's `noise_shape` (sizes, 0 where Keras says None), if given.
+fn noise_shape(c: &Config) -> Result<Option<Vec<usize>>> {
+    match c.get("noise_shape") {
+        None => Ok(None),
+        Some(ConfigValue::List(items)) => items
+            .iter()
+            .map(|v| match v {
+                ConfigValue::Int(i) if *i >= 0 => Ok(*i as usize),
+                ConfigValue::Float(f) if *f >= 0.0 && f.fract() == 0.0 => Ok(*f as usize),
+                v => Err(invalid_arg(
+                    "noise_shape",
+                    format!("holds {v:?}, not a size"),
+                )),
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some),
+        Some(v) => Err(invalid_arg(
+            "noise_shape",
+            format!("must be a list of sizes, not {v:?}"),
+        )),
+    }
+}
+
 /// A recurrent layer (SimpleRNN, LSTM, GRU) of class `class_name`, for a wrapper.
 pub fn recurrent_from_config(
     class_name: &str,
@@ -198,7 +221,10 @@ pub fn from_config(class_name: &str, config: &[(String, ConfigValue)]) -> Result
             Initializer::from_name(&c.str_or("bias_initializer", "zeros")?)?,
             c.name()?,
         )?),
-        "Dropout" => Box::new(Dropout::new(c.f64_or("rate", f64::NAN)?, c.name()?)?),
+        "Dropout" => Box::new(
+            Dropout::new(c.f64_or("rate", f64::NAN)?, c.name()?)?
+                .with_noise_shape(noise_shape(&c)?),
+        ),
         "Activation" => Box::new(ActivationLayer::new(activation(&c)?, c.name()?)),
         "Conv1D" => Box::new(Conv::from_config(1, &c)?),
         "Conv2D" => Box::new(Conv::from_config(2, &c)?),

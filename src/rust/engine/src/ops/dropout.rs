@@ -52,6 +52,23 @@ pub fn dropout(tape: &mut Tape, x: Var, rate: f32, rng: &mut impl Rng) -> Var {
     tape.push(y, &[x], Box::new(DropoutBackward { mask }))
 }
 
+/// Dropout with one mask value shared along the axes where `mask_shape` is 1 (Keras's
+/// `noise_shape`, e.g. the same mask for every time step); `mask_shape` has x's rank.
+pub fn dropout_shared(
+    tape: &mut Tape,
+    x: Var,
+    rate: f32,
+    mask_shape: &[usize],
+    rng: &mut impl Rng,
+) -> Result<Var> {
+    let keep = 1.0 - rate;
+    let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
+    let mut mask = vec![0.0f32; mask_shape.iter().product()];
+    fill_mask(&mut mask, keep, scale, rng);
+    let m = tape.leaf(Tensor::from_vec(mask_shape.to_vec(), mask)?, false);
+    crate::ops::merge::elementwise(tape, crate::ops::merge::Elementwise::Multiply, &[x, m])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +88,27 @@ mod tests {
         let kept = v.iter().filter(|&&a| a != 0.0).count();
         assert!((5700..6300).contains(&kept), "kept {kept}");
         assert!(v.iter().all(|&a| a == 0.0 || (a - 1.0 / 0.6).abs() < 1e-6));
+    }
+
+    #[test]
+    fn a_shared_mask_is_the_same_along_its_unit_axes() {
+        let mut t = Tape::new();
+        let x = t.leaf(
+            Tensor::from_vec(vec![2, 50, 3], vec![1.0; 300]).unwrap(),
+            true,
+        );
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(2);
+        let y = dropout_shared(&mut t, x, 0.5, &[2, 1, 3], &mut rng).unwrap();
+        let v = t.value(y).to_vec();
+        for b in 0..2 {
+            for f in 0..3 {
+                let first = v[b * 150 + f];
+                assert!((0..50).all(|s| v[b * 150 + s * 3 + f] == first));
+            }
+        }
+        let s = crate::ops::math::sum(&mut t, y);
+        let g = t.backward(s).unwrap();
+        assert_eq!(g.get(x).unwrap().to_vec(), v);
     }
 
     #[test]
