@@ -23,7 +23,10 @@ create_layer <- function(object, class_name, config, call) {
 # `dtype` (float32 only). Anything else is an error, as Keras's "Unrecognized keyword
 # arguments".
 layer_extras <- function(env, call) {
-  dots <- tryCatch(eval(quote(list(...)), env), error = function(e) list())
+  # Callers without `...` (from_config()) have none; errors in the user's arguments
+  # propagate.
+  if (!exists("...", envir = env, inherits = FALSE)) return(list())
+  dots <- eval(quote(list(...)), env)
   out <- list()
   if (!length(dots)) return(out)
   keys <- names(dots)

@@ -253,3 +253,8 @@ test_that("layers take Keras's common arguments: input_shape, input_dim, trainab
   expect_error(layer_dropout(rate = 0.1, trainable = NA), "`trainable` must be TRUE or FALSE",
                class = "rustkeras_error")
 })
+
+test_that("an error in a layer's extra arguments reaches the user", {
+  expect_error(layer_dense(units = 2, input_shape = c(no_such_variable_here)),
+               "no_such_variable_here")
+})
