@@ -51,8 +51,6 @@ layer_normalization <- function(object, axis = -1L, mean = NULL, variance = NULL
   config <- list(axis = if (!is.null(axis)) -1L, invert = FALSE, name = name,
                  mean = if (!is.null(mean)) as.numeric(mean),
                  variance = if (!is.null(variance)) as.numeric(variance))
-  # A single value must still reach the engine as a list, as Keras writes it.
-  if (length(config$mean) == 1L) config$mean <- rep(config$mean, 1L)
   create_layer(object, "Normalization", config, call)
 }
 
@@ -82,8 +80,7 @@ adapt <- function(object, data, ..., batch_size = NULL, steps = NULL) {
     rk_abort("`data` must be a numeric matrix or array without missing values.",
              kind = "argument", call = call)
   }
-  dims <- dim(data) %||% length(data)
-  if (length(dims) < 2L) data <- matrix(data, ncol = 1L)
+  if (length(dim(data)) < 2L) data <- matrix(data, ncol = 1L)
   dims <- dim(data)
   features <- dims[length(dims)]
   ptr <- member_handle(object, call)

@@ -10,14 +10,6 @@ read_fixture <- function(name) {
   jsonlite::fromJSON(file.path(fixture_dir, name), simplifyVector = FALSE)
 }
 
-# Keras's row-major arrays: {"shape": [...], "values": [...]}.
-as_keras_array <- function(a) {
-  shape <- unlist(a$shape)
-  values <- as.numeric(unlist(a$values))
-  if (length(shape) <= 1L) return(array(values, dim = max(1L, prod(shape))))
-  aperm(array(values, rev(shape)), rev(seq_along(shape)))
-}
-
 build_from_r_code <- function(code) {
   env <- new.env(parent = asNamespace("rustkeras"))
   eval(parse(text = code), envir = env)

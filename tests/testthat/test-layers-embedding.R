@@ -5,13 +5,6 @@ text_fixture <- function() {
   jsonlite::fromJSON(test_path("fixtures", "keras-more-layers", "text.json"), simplifyVector = FALSE)
 }
 
-row_major <- function(a) {
-  shape <- unlist(a$shape)
-  values <- as.numeric(unlist(a$values))
-  if (length(shape) <= 1L) return(array(values, dim = max(1L, prod(shape))))
-  aperm(array(values, rev(shape)), rev(seq_along(shape)))
-}
-
 text_model <- function() {
   keras_model_sequential(input_shape = 6, name = "text") %>%
     layer_rescaling(scale = 1, offset = 1, name = "shift") %>%
@@ -27,26 +20,26 @@ test_that("embedding and rescaling match Keras: predictions and one training ste
   expect_true(any(grepl("emb (Embedding)                   │ (None, 6, 4)", capture.output(summary(model)),
                         fixed = TRUE)))
   expect_equal(count_params(model), 20 * 4 + 4 + 1)
-  set_weights(model, lapply(fx$weights, row_major))
-  x <- row_major(fx$x)
-  expect_equal(predict(model, x, verbose = 0), row_major(fx$predictions), tolerance = 1e-6,
+  set_weights(model, lapply(fx$weights, as_keras_array))
+  x <- as_keras_array(fx$x)
+  expect_equal(predict(model, x, verbose = 0), as_keras_array(fx$predictions), tolerance = 1e-6,
                ignore_attr = TRUE)
   model %>% compile(optimizer = optimizer_sgd(0.5), loss = "binary_crossentropy")
-  h <- fit(model, x, row_major(fx$y), batch_size = 8, epochs = 1, shuffle = FALSE, verbose = 0)
+  h <- fit(model, x, as_keras_array(fx$y), batch_size = 8, epochs = 1, shuffle = FALSE, verbose = 0)
   expect_equal(h$metrics$loss, fx$train_step_loss, tolerance = 1e-5)
-  expect_equal(get_weights(model), lapply(fx$weights_after, row_major), tolerance = 1e-5,
+  expect_equal(get_weights(model), lapply(fx$weights_after, as_keras_array), tolerance = 1e-5,
                ignore_attr = TRUE)
   # The embedding rows of ids never seen do not move.
   seen <- sort(unique(as.vector(x))) + 1
   unseen <- setdiff(0:19, seen)
-  expect_equal(get_weights(model)[[1]][unseen + 1, ], row_major(fx$weights[[1]])[unseen + 1, ],
+  expect_equal(get_weights(model)[[1]][unseen + 1, ], as_keras_array(fx$weights[[1]])[unseen + 1, ],
                ignore_attr = TRUE)
 })
 
 test_that("Keras's file and configs load, and ours have Keras's fields", {
   fx <- text_fixture()
   keras_model <- load_model(test_path("fixtures", "keras-more-layers", "text.keras"))
-  expect_equal(predict(keras_model, row_major(fx$x), verbose = 0), row_major(fx$predictions),
+  expect_equal(predict(keras_model, as_keras_array(fx$x), verbose = 0), as_keras_array(fx$predictions),
                tolerance = 1e-6, ignore_attr = TRUE)
   ours <- get_config(text_model())
   expect_setequal(names(ours$layers[[3]]$config), names(fx$configs$emb))

@@ -6,48 +6,41 @@ norm_fixture <- function() {
                      simplifyVector = FALSE)
 }
 
-c_array <- function(a) {
-  shape <- unlist(a$shape)
-  values <- as.numeric(unlist(a$values))
-  if (length(shape) <= 1L) return(array(values, dim = max(1L, prod(shape))))
-  aperm(array(values, rev(shape)), rev(seq_along(shape)))
-}
-
 test_that("adapt() learns Keras's statistics and the layer normalizes as Keras", {
   fx <- norm_fixture()
-  data <- c_array(fx$data)
-  x <- c_array(fx$x)
+  data <- as_keras_array(fx$data)
+  x <- as_keras_array(fx$x)
   normalizer <- layer_normalization(axis = -1)
   normalizer %>% adapt(data)
-  expect_equal(as.vector(normalizer$mean), as.vector(c_array(fx$per_feature$mean)), tolerance = 1e-6)
-  expect_equal(as.vector(normalizer$variance), as.vector(c_array(fx$per_feature$variance)),
+  expect_equal(as.vector(normalizer$mean), as.vector(as_keras_array(fx$per_feature$mean)), tolerance = 1e-6)
+  expect_equal(as.vector(normalizer$variance), as.vector(as_keras_array(fx$per_feature$variance)),
                tolerance = 1e-5)
   model <- keras_model_sequential(input_shape = 3) %>% normalizer()
-  expect_equal(predict(model, x, verbose = 0), c_array(fx$per_feature$output), tolerance = 1e-5,
+  expect_equal(predict(model, x, verbose = 0), as_keras_array(fx$per_feature$output), tolerance = 1e-5,
                ignore_attr = TRUE)
   # One mean and variance for all values.
   all_values <- layer_normalization(axis = NULL)
   adapt(all_values, as.data.frame(data))
   expect_equal(as.numeric(all_values$mean), fx$over_all$mean, tolerance = 1e-6)
   m2 <- keras_model_sequential(input_shape = 3) %>% all_values()
-  expect_equal(predict(m2, x, verbose = 0), c_array(fx$over_all$output), tolerance = 1e-5,
+  expect_equal(predict(m2, x, verbose = 0), as_keras_array(fx$over_all$output), tolerance = 1e-5,
                ignore_attr = TRUE)
   # Fixed statistics.
   m3 <- keras_model_sequential(input_shape = 3) %>%
     layer_normalization(mean = c(1, 2, 3), variance = c(4, 1, 0.25))
-  expect_equal(predict(m3, x, verbose = 0), c_array(fx$fixed$output), tolerance = 1e-6,
+  expect_equal(predict(m3, x, verbose = 0), as_keras_array(fx$fixed$output), tolerance = 1e-6,
                ignore_attr = TRUE)
   expect_equal(count_params(m3), 0)
 })
 
 test_that("the statistics travel with the model, to and from Keras's files", {
   fx <- norm_fixture()
-  x <- c_array(fx$x)
+  x <- as_keras_array(fx$x)
   keras_model <- load_model(test_path("fixtures", "keras-more-layers", "normalization.keras"))
-  expect_equal(predict(keras_model, x, verbose = 0), c_array(fx$model_predictions),
+  expect_equal(predict(keras_model, x, verbose = 0), as_keras_array(fx$model_predictions),
                tolerance = 1e-5, ignore_attr = TRUE)
   normalizer <- layer_normalization()
-  adapt(normalizer, c_array(fx$data))
+  adapt(normalizer, as_keras_array(fx$data))
   model <- keras_model_sequential(input_shape = 3) %>% normalizer() %>% layer_dense(1)
   for (ext in c(".keras", ".h5")) {
     path <- withr::local_tempfile(fileext = ext)

@@ -6,13 +6,6 @@ rnn_fixture <- function() {
                      simplifyVector = FALSE)$models
 }
 
-c_order <- function(a) {
-  shape <- unlist(a$shape)
-  values <- as.numeric(unlist(a$values))
-  if (length(shape) <= 1L) return(array(values, dim = max(1L, prod(shape))))
-  aperm(array(values, rev(shape)), rev(seq_along(shape)))
-}
-
 rnn_models <- list(
   rnn_stack = function() {
     keras_model_sequential(input_shape = c(5, 3), name = "rnn_stack") %>%
@@ -42,18 +35,18 @@ test_that("LSTM, GRU and SimpleRNN match Keras: predictions and one step of trai
     expect_equal(lapply(get_weights(model), dim), lapply(f$weights, function(w) {
       d <- unlist(w$shape); if (length(d) == 1L) d else d
     }), ignore_attr = TRUE, info = name)
-    set_weights(model, lapply(f$weights, c_order))
-    x <- c_order(f$x)
-    expect_equal(predict(model, x, verbose = 0), c_order(f$predictions), tolerance = 1e-5,
+    set_weights(model, lapply(f$weights, as_keras_array))
+    x <- as_keras_array(f$x)
+    expect_equal(predict(model, x, verbose = 0), as_keras_array(f$predictions), tolerance = 1e-5,
                  ignore_attr = TRUE, info = name)
     model %>% compile(optimizer = optimizer_sgd(0.1), loss = "mean_squared_error")
-    h <- fit(model, x, c_order(f$y), batch_size = 6, epochs = 1, shuffle = FALSE, verbose = 0)
+    h <- fit(model, x, as_keras_array(f$y), batch_size = 6, epochs = 1, shuffle = FALSE, verbose = 0)
     expect_equal(h$metrics$loss, f$train_step_loss, tolerance = 1e-5, info = name)
-    expect_equal(get_weights(model), lapply(f$weights_after, c_order), tolerance = 1e-5,
+    expect_equal(get_weights(model), lapply(f$weights_after, as_keras_array), tolerance = 1e-5,
                  ignore_attr = TRUE, info = name)
     # Keras's own file: config, weights under each layer's cell.
     keras_model <- load_model(test_path("fixtures", "keras-more-layers", paste0(name, ".keras")))
-    expect_equal(predict(keras_model, x, verbose = 0), c_order(f$predictions), tolerance = 1e-5,
+    expect_equal(predict(keras_model, x, verbose = 0), as_keras_array(f$predictions), tolerance = 1e-5,
                  ignore_attr = TRUE, info = name)
     # Ours round-trip, and have Keras's config fields.
     for (ext in c(".keras", ".h5")) {

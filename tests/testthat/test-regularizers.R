@@ -6,13 +6,6 @@ fixture <- function() {
                      simplifyVector = FALSE)
 }
 
-keras_array <- function(a) {
-  shape <- unlist(a$shape)
-  values <- as.numeric(unlist(a$values))
-  if (length(shape) <= 1L) return(array(values, dim = max(1L, prod(shape))))
-  aperm(array(values, rev(shape)), rev(seq_along(shape)))
-}
-
 regularized_model <- function() {
   keras_model_sequential(input_shape = 4, name = "regularized") %>%
     layer_dense(3, activation = "relu", kernel_regularizer = regularizer_l1_l2(0.01, 0.02),
@@ -24,10 +17,10 @@ regularized_model <- function() {
 test_that("the penalties join the loss as in Keras, and one step matches Keras", {
   fx <- fixture()
   model <- regularized_model()
-  set_weights(model, lapply(fx$weights, keras_array))
+  set_weights(model, lapply(fx$weights, as_keras_array))
   model %>% compile(optimizer = optimizer_sgd(0.1), loss = "mean_squared_error")
-  x <- keras_array(fx$x)
-  y <- keras_array(fx$y)
+  x <- as_keras_array(fx$x)
+  y <- as_keras_array(fx$y)
   w <- get_weights(model)
   by_hand <- 0.01 * sum(abs(w[[1]])) + 0.02 * sum(w[[1]]^2) + 0.05 * sum(w[[2]]^2) +
     0.1 * sum(abs(w[[3]])) + 0.01 * sum(w[[7]]^2)
@@ -38,7 +31,7 @@ test_that("the penalties join the loss as in Keras, and one step matches Keras",
   expect_equal(loss, fx$evaluate_loss, tolerance = 1e-5)
   history <- fit(model, x, y, batch_size = 6, epochs = 1, shuffle = FALSE, verbose = 0)
   expect_equal(history$metrics$loss, fx$train_step_loss, tolerance = 1e-5)
-  expect_equal(get_weights(model), lapply(fx$weights_after, keras_array), tolerance = 1e-5,
+  expect_equal(get_weights(model), lapply(fx$weights_after, as_keras_array), tolerance = 1e-5,
                ignore_attr = TRUE)
 })
 
@@ -70,8 +63,8 @@ test_that("regularizers survive Keras's files and configs, both ways", {
   fx <- fixture()
   # Keras's own file: the loaded model's loss includes Keras's penalties.
   keras_model <- load_model(test_path("fixtures", "keras-regularizers", "regularized.keras"))
-  x <- keras_array(fx$x)
-  y <- keras_array(fx$y)
+  x <- as_keras_array(fx$x)
+  y <- as_keras_array(fx$y)
   expect_equal(evaluate(keras_model, x, y, batch_size = 6, verbose = 0)[["loss"]],
                fx$evaluate_loss, tolerance = 1e-5)
   # Ours: the config has Keras's entries, and a round trip keeps them.
@@ -83,7 +76,7 @@ test_that("regularizers survive Keras's files and configs, both ways", {
                tolerance = 1e-7)
   expect_equal(config$layers[[3]]$config$gamma_regularizer$config, list(l1 = 0.1))
   expect_equal(config$layers[[4]]$config$kernel_regularizer$config, list(l2 = 0.01))
-  set_weights(model, lapply(fx$weights, keras_array))
+  set_weights(model, lapply(fx$weights, as_keras_array))
   model %>% compile(optimizer = "sgd", loss = "mean_squared_error")
   want <- evaluate(model, x, y, batch_size = 6, verbose = 0)[["loss"]]
   for (ext in c(".keras", ".h5")) {

@@ -416,14 +416,18 @@ fn record_losses(
         preds.push(pred);
         terms.push((c.loss_weights[j] as f32, l));
     }
-    // Regularized weights that train add their penalties (Keras's `model.losses`).
-    let mask = match mask {
-        Some(m) => m.to_vec(),
-        None => model.trainable_mask(),
-    };
-    for ((r, &p), &m) in model.regularizers().iter().zip(params).zip(&mask) {
-        if let (Some(r), true) = (r, m) {
-            terms.push((1.0, penalty(tape, p, r.l1 as f32, r.l2 as f32)));
+    // Regularized weights that train add their penalties (Keras's `model.losses`); the
+    // trainable mask is only looked up for a model that has regularizers.
+    let regularizers = model.regularizers();
+    if regularizers.iter().any(Option::is_some) {
+        let mask = match mask {
+            Some(m) => m.to_vec(),
+            None => model.trainable_mask(),
+        };
+        for ((r, &p), &m) in regularizers.iter().zip(params).zip(&mask) {
+            if let (Some(r), true) = (r, m) {
+                terms.push((1.0, penalty(tape, p, r.l1 as f32, r.l2 as f32)));
+            }
         }
     }
     let total = if terms.len() == 1 && terms[0].0 == 1.0 {
