@@ -15,6 +15,7 @@ use crate::layers::{ForwardCtx, Layer, Param};
 use crate::losses::Loss;
 use crate::naming::unique_name;
 use crate::ops::activation::Activation;
+use crate::ops::pool::PoolWindow;
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::regularizers::Regularizer;
 use crate::tensor::Tensor;
@@ -988,8 +989,17 @@ impl Model {
                 Src::Input(_) => None,
             })
             .collect();
+        let pools_next = self.pool_fusions();
         let mut values: Vec<Vec<Var>> = Vec::with_capacity(self.nodes.len());
+        // A max pooling node whose output the layer before it already computed.
+        let mut pooled: Option<(usize, Var)> = None;
         for (k, n) in self.nodes.iter().enumerate() {
+            if let Some((node, y)) = pooled.take() {
+                if node == k {
+                    values.push(vec![y]);
+                    continue;
+                }
+            }
             let xs: Vec<Var> = n
                 .inputs
                 .iter()
@@ -1019,7 +1029,21 @@ impl Model {
                         batch_state: None,
                         trainable,
                     };
-                    let y = c.layer.forward_multi(tape, &xs, p, &mut ctx)?;
+                    let fused = match (&pools_next[k], xs.as_slice()) {
+                        (Some(window), [x]) => {
+                            c.layer.forward_pooled(tape, *x, p, &mut ctx, window)?
+                        }
+                        _ => None,
+                    };
+                    // Fused, node k's own output is never formed; the pooling node's
+                    // stands in for it (nothing else reads it: `pool_fusions`).
+                    let y = match fused {
+                        Some(y) => {
+                            pooled = Some((k + 1, y));
+                            y
+                        }
+                        None => c.layer.forward_multi(tape, &xs, p, &mut ctx)?,
+                    };
                     if let Some(s) = ctx.batch_state {
                         states.push((path.clone(), s));
                     }
@@ -1042,6 +1066,39 @@ impl Model {
                 Src::Node { node, output } => values[node][output],
             })
             .collect())
+    }
+
+    /// For each node, the windows of the 2-D max pooling that comes next when that
+    /// pooling is the only reader of the node's output: in inference a convolution
+    /// then pools its own output while it is in cache (`Layer::forward_pooled`).
+    fn pool_fusions(&self) -> Vec<Option<PoolWindow>> {
+        let mut readers = vec![0usize; self.nodes.len()];
+        let sources = self
+            .nodes
+            .iter()
+            .flat_map(|n| &n.inputs)
+            .chain(&self.outputs);
+        for s in sources {
+            if let Src::Node { node, .. } = *s {
+                readers[node] += 1;
+            }
+        }
+        let window = |k: usize| {
+            let next = self.nodes.get(k + 1)?;
+            let reads_k =
+                matches!(next.inputs.as_slice(), [Src::Node { node, output: 0 }] if *node == k);
+            if !reads_k || readers[k] != 1 {
+                return None;
+            }
+            match (
+                &self.members[self.nodes[k].member],
+                &self.members[next.member],
+            ) {
+                (Member::Layer(_), Member::Layer(pool)) => read_layer(pool).layer.max_pool_window(),
+                _ => None,
+            }
+        };
+        (0..self.nodes.len()).map(window).collect()
     }
 
     /// Whether training with the weights in `mask` must see whole batches (a layer that

@@ -12,11 +12,13 @@
 use rayon::prelude::*;
 
 use crate::device::cpu_direct as direct;
+use crate::device::cpu_pool;
 use crate::device::cpu_winograd as winograd;
 use crate::device::pool;
 use crate::gemm::sgemm;
 use crate::ops::activation::Activation;
 use crate::ops::conv::ConvGeometry;
+use crate::ops::pool::Pool2d;
 
 /// Floats of im2col columns built per step (768 KB: fits Zen 4's 1 MB L2 with room for
 /// the packed kernel).
@@ -206,18 +208,103 @@ pub fn conv2d_forward(
     epilogue: Epilogue,
     keep_cols: bool,
 ) -> ConvForward {
-    if direct::applies(g) {
-        let y = direct::conv2d_forward(x, kernel, g, epilogue);
-        return ConvForward { y, cols: None };
+    let path = Path::choose(kernel, g);
+    let r = path.forward(x, kernel, g, epilogue, keep_cols);
+    path.release();
+    r
+}
+
+/// Which algorithm a convolution of a given geometry runs, with what it prepares from
+/// the kernel once per call (Winograd's transformed kernel).
+enum Path {
+    Direct,
+    Winograd(Vec<f32>),
+    Im2col,
+}
+
+impl Path {
+    fn choose(kernel: &[f32], g: &ConvGeometry) -> Path {
+        if direct::applies(g) {
+            Path::Direct
+        } else if winograd::applies(g) {
+            Path::Winograd(winograd::transform_kernel(kernel, g.c, g.f))
+        } else {
+            Path::Im2col
+        }
     }
-    if !winograd::applies(g) {
-        return im2col_forward(x, kernel, g, epilogue, keep_cols);
+
+    fn forward(
+        &self,
+        x: &[f32],
+        kernel: &[f32],
+        g: &ConvGeometry,
+        epilogue: Epilogue,
+        keep_cols: bool,
+    ) -> ConvForward {
+        match self {
+            Path::Direct => ConvForward {
+                y: direct::conv2d_forward(x, kernel, g, epilogue),
+                cols: None,
+            },
+            Path::Winograd(u) => {
+                let mut kept = keep_cols.then(|| pool::scratch(winograd::kept_len(g)));
+                let y = winograd::conv2d_forward(x, u, g, epilogue, kept.as_deref_mut());
+                ConvForward { y, cols: kept }
+            }
+            Path::Im2col => im2col_forward(x, kernel, g, epilogue, keep_cols),
+        }
     }
-    let u = winograd::transform_kernel(kernel, g.c, g.f);
-    let mut kept = keep_cols.then(|| pool::scratch(winograd::kept_len(g)));
-    let y = winograd::conv2d_forward(x, &u, g, epilogue, kept.as_deref_mut());
-    pool::give(u);
-    ConvForward { y, cols: kept }
+
+    fn release(self) {
+        if let Path::Winograd(u) = self {
+            pool::give(u);
+        }
+    }
+}
+
+/// Bytes of convolution output `conv2d_max_pool_forward` produces per step: the step's
+/// output is pooled while it is still in L2 (1 MB on Zen 4), with room for the input
+/// and the algorithm's own blocks.
+const POOLED_STEP_BYTES: usize = 256 * 1024;
+
+/// max_pool(act(conv(x, kernel) + bias)) for inference, `pg` the pooling's geometry on
+/// the convolution's output. The batch runs a few samples at a time (in parallel at the
+/// top level), each step's output pooled at once: pooling the whole batch's output
+/// afterwards read it back from memory, and that took a quarter of the workshop CNN's
+/// predict time (its first convolution writes 86 KB per sample).
+pub fn conv2d_max_pool_forward(
+    x: &[f32],
+    kernel: &[f32],
+    g: &ConvGeometry,
+    epilogue: Epilogue,
+    pg: &Pool2d,
+) -> Vec<f32> {
+    debug_assert_eq!((pg.n, pg.h, pg.w, pg.c), (g.n, g.oh, g.ow, g.f));
+    let (in_len, out_len) = (g.h * g.w * g.c, pg.oh * pg.ow * pg.c);
+    let conv_len = (g.out_pixels() * g.f).max(1);
+    let step = (POOLED_STEP_BYTES / (4 * conv_len)).clamp(1, g.n.max(1));
+    let path = Path::choose(kernel, g);
+    let mut y = pool::scratch(g.n * out_len);
+    let run = |x: &[f32], y: &mut [f32]| {
+        let n = x.len() / in_len.max(1);
+        let gs = ConvGeometry { n, ..*g };
+        let conv = path.forward(x, kernel, &gs, epilogue, false).y;
+        cpu_pool::max_pool2d_into(&conv, &Pool2d { n, ..*pg }, y);
+        pool::give(conv);
+    };
+    if out_len > 0 && in_len > 0 {
+        if top_level() && g.n > step {
+            y.par_chunks_mut(step * out_len)
+                .zip(x.par_chunks(step * in_len))
+                .for_each(|(y, x)| run(x, y));
+        } else {
+            y.chunks_mut(step * out_len)
+                .zip(x.chunks(step * in_len))
+                .for_each(|(y, x)| run(x, y));
+        }
+    }
+    path.release();
+    y
 }
 
 /// `conv2d_forward` through im2col + GEMM, whatever the geometry.

@@ -45,15 +45,20 @@ fn sizes(g: &Pool2d) -> (usize, usize) {
 
 /// Window maxima, without the argmax that only training needs.
 pub fn max_pool2d(x: &[f32], g: &Pool2d) -> Vec<f32> {
+    let mut y = pool::scratch(g.n * sizes(g).1);
+    max_pool2d_into(x, g, &mut y);
+    y
+}
+
+/// `max_pool2d` into `y` (n * oh * ow * c values).
+pub fn max_pool2d_into(x: &[f32], g: &Pool2d, y: &mut [f32]) {
     let (in_len, out_len) = sizes(g);
-    let mut y = pool::scratch(g.n * out_len);
     if out_len == 0 {
-        return y;
+        return;
     }
-    per_sample(x, in_len, &mut y, out_len, parallel(g), |x, y| {
+    per_sample(x, in_len, y, out_len, parallel(g), |x, y| {
         max_pool_sample(x, g, y)
     });
-    y
 }
 
 /// Lanes per step of the channel loops: whole AVX-512 vectors. Written as runs of 16

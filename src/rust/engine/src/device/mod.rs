@@ -213,6 +213,27 @@ pub fn conv2d_forward(
     (out(&[g.n, g.oh, g.ow, g.f], r.y), cols)
 }
 
+/// max_pool(act(conv(x, kernel) + bias)), `pg` the pooling's geometry on the
+/// convolution's output: inference only (nothing is kept for a backward pass).
+pub fn conv2d_max_pool_forward(
+    x: &Tensor,
+    kernel: &Tensor,
+    bias: Option<&Tensor>,
+    act: Activation,
+    g: &ConvGeometry,
+    pg: &Pool2d,
+) -> Tensor {
+    let (xd, kd) = cpu2(x, kernel);
+    let epilogue = cpu_conv::Epilogue {
+        bias: bias.map(cpu1),
+        act,
+    };
+    out(
+        &pg.out_shape(),
+        cpu_conv::conv2d_max_pool_forward(xd, kd, g, epilogue, pg),
+    )
+}
+
 /// Gradients of `conv2d_forward` for the input, the kernel and the bias, each only when
 /// wanted; `y` is the forward output (for the activation), `cols` what it kept.
 #[allow(clippy::too_many_arguments)]

@@ -10,8 +10,9 @@ use crate::layers::spatial::{channels_last, expect_axes};
 use crate::layers::{ConfigValue, ForwardCtx, Layer, Param};
 use crate::naming::unique_name;
 use crate::ops::activation::Activation;
-use crate::ops::conv::{conv2d_bias_activation, ConvSpec, Padding};
+use crate::ops::conv::{conv2d_bias_activation, conv2d_max_pool, ConvSpec, Padding};
 use crate::ops::math::reshape;
+use crate::ops::pool::PoolWindow;
 
 pub struct Conv {
     name: String,
@@ -226,6 +227,22 @@ impl Layer for Conv {
             return reshape(tape, y, shape);
         }
         Ok(y)
+    }
+
+    fn forward_pooled(
+        &self,
+        tape: &mut Tape,
+        x: Var,
+        params: &[Var],
+        ctx: &mut ForwardCtx,
+        window: &PoolWindow,
+    ) -> Result<Option<Var>> {
+        if self.rank != 2 || tape.value(x).shape().len() != 4 {
+            return Ok(None);
+        }
+        let act = ctx.final_activation(self.activation);
+        let bias = self.use_bias.then(|| params[1]);
+        conv2d_max_pool(tape, x, params[0], bias, act, &self.spec(), window)
     }
 
     fn output_activation(&self) -> Option<Activation> {

@@ -23,6 +23,7 @@ use rand::rngs::SmallRng;
 use crate::autodiff::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::ops::activation::Activation;
+use crate::ops::pool::PoolWindow;
 use crate::tensor::Tensor;
 
 pub use activation::ActivationLayer;
@@ -187,6 +188,24 @@ pub trait Layer: Send + Sync {
             [x] => self.forward(tape, *x, params, ctx),
             _ => Err(one_input_error(self.name(), xs.len())),
         }
+    }
+    /// The windows of a 2-D max pooling layer, so that a convolution just before it can
+    /// pool its own output in inference (`forward_pooled`).
+    fn max_pool_window(&self) -> Option<PoolWindow> {
+        None
+    }
+    /// In inference, this layer's forward pass followed by the max pooling `window` as
+    /// one op; `None` when the layer has no such path or a gradient flows through it,
+    /// and the caller then runs the two layers one after the other.
+    fn forward_pooled(
+        &self,
+        _tape: &mut Tape,
+        _x: Var,
+        _params: &[Var],
+        _ctx: &mut ForwardCtx,
+        _window: &PoolWindow,
+    ) -> Result<Option<Var>> {
+        Ok(None)
     }
     /// The activation the layer applies last, if any.
     /// Layers this one wraps, under the config key Keras gives each (a Bidirectional's

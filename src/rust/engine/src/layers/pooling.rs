@@ -11,7 +11,7 @@ use crate::layers::{ConfigValue, ForwardCtx, Layer};
 use crate::naming::unique_name;
 use crate::ops::math::reshape;
 use crate::ops::pool::{
-    avg_pool2d, axis_windows, global_avg_pool2d, global_max_pool2d, max_pool2d, Padding,
+    avg_pool2d, axis_windows, global_avg_pool2d, global_max_pool2d, max_pool2d, Padding, PoolWindow,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +179,15 @@ impl Layer for Pooling {
             return Ok(y);
         }
         reshape(tape, y, out)
+    }
+
+    fn max_pool_window(&self) -> Option<PoolWindow> {
+        let (pool, strides) = self.window2d();
+        (self.kind == PoolKind::Max && self.dims() == 2).then_some(PoolWindow {
+            pool,
+            strides,
+            padding: self.padding,
+        })
     }
 
     fn config(&self) -> Vec<(&'static str, ConfigValue)> {

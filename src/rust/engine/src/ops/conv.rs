@@ -5,6 +5,7 @@ use crate::autodiff::{Backward, Tape, Var};
 use crate::device;
 use crate::error::{shape_str, Error, Result};
 use crate::ops::activation::Activation;
+use crate::ops::pool::{Pool2d, PoolWindow};
 use crate::tensor::Tensor;
 
 /// Keras's padding modes.
@@ -224,6 +225,37 @@ pub fn conv2d_bias_activation(
         let y = conv2d_bias_activation(tape, x, kernel, bias, Activation::Linear, spec)?;
         return Ok(crate::ops::activation::activation(tape, y, act));
     }
+    let geometry = checked_geometry(tape, x, kernel, bias, spec)?;
+    let (xv, kv) = (tape.value(x), tape.value(kernel));
+    let keep_cols = tape.requires_grad(kernel)
+        && geometry.n * geometry.out_pixels() * geometry.patch_len() <= KEEP_COLS_MAX;
+    let (y, cols) = device::conv2d_forward(
+        xv,
+        kv,
+        bias.map(|b| tape.value(b)),
+        act,
+        &geometry,
+        keep_cols,
+    );
+    let back = Box::new(Conv2dBackward {
+        geometry,
+        act,
+        cols,
+    });
+    Ok(match bias {
+        Some(b) => tape.push(y, &[x, kernel, b], back),
+        None => tape.push(y, &[x, kernel], back),
+    })
+}
+
+/// The geometry of conv2d(x, kernel) + bias, with the operands' shapes checked.
+fn checked_geometry(
+    tape: &Tape,
+    x: Var,
+    kernel: Var,
+    bias: Option<Var>,
+    spec: &ConvSpec,
+) -> Result<ConvGeometry> {
     let (xv, kv) = (tape.value(x), tape.value(kernel));
     let ks = kv.shape();
     if ks.len() != 4
@@ -248,25 +280,57 @@ pub fn conv2d_bias_activation(
             });
         }
     }
-    let keep_cols = tape.requires_grad(kernel)
-        && geometry.n * geometry.out_pixels() * geometry.patch_len() <= KEEP_COLS_MAX;
-    let (y, cols) = device::conv2d_forward(
-        xv,
-        kv,
+    Ok(geometry)
+}
+
+/// max_pool(act(conv2d(x, kernel) + bias)) as one op, for inference: each few samples'
+/// convolution output is pooled while it is still in cache. `None` when a gradient
+/// would flow through it (training records the convolution and the pooling as two ops,
+/// whose backward passes need the convolution's output).
+pub fn conv2d_max_pool(
+    tape: &mut Tape,
+    x: Var,
+    kernel: Var,
+    bias: Option<Var>,
+    act: Activation,
+    spec: &ConvSpec,
+    window: &PoolWindow,
+) -> Result<Option<Var>> {
+    let inputs: Vec<Var> = [x, kernel].into_iter().chain(bias).collect();
+    if inputs.iter().any(|&v| tape.requires_grad(v)) {
+        return Ok(None);
+    }
+    let geometry = checked_geometry(tape, x, kernel, bias, spec)?;
+    let conv_shape = [geometry.n, geometry.oh, geometry.ow, geometry.f];
+    let Some(pg) = Pool2d::new(&conv_shape, window.pool, window.strides, window.padding) else {
+        return Ok(None); // the pooling op reports the bad shape
+    };
+    let y = device::conv2d_max_pool_forward(
+        tape.value(x),
+        tape.value(kernel),
         bias.map(|b| tape.value(b)),
         act,
         &geometry,
-        keep_cols,
+        &pg,
     );
-    let back = Box::new(Conv2dBackward {
-        geometry,
-        act,
-        cols,
-    });
-    Ok(match bias {
-        Some(b) => tape.push(y, &[x, kernel, b], back),
-        None => tape.push(y, &[x, kernel], back),
-    })
+    Ok(Some(tape.push(y, &inputs, Box::new(InferenceOnly))))
+}
+
+/// The backward pass of an op recorded only when no gradient flows through it.
+struct InferenceOnly;
+
+impl Backward for InferenceOnly {
+    fn backward(
+        &self,
+        _g: &Tensor,
+        _inputs: &[&Tensor],
+        _out: &Tensor,
+        _needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        Err(Error::State(
+            "an inference-only op was asked for a gradient".into(),
+        ))
+    }
 }
 
 struct DepthwiseBackward(ConvGeometry);
@@ -411,6 +475,85 @@ mod tests {
             for (a, b) in t.value(y).host().iter().zip(&want) {
                 assert!((a - b).abs() < 1e-4, "{spec:?}: {a} vs {b}");
             }
+        }
+    }
+
+    #[test]
+    fn conv_then_max_pool_in_one_op_matches_the_two_ops() {
+        use crate::ops::pool::{max_pool2d, Padding as PoolPadding};
+        let window = |p: usize, s: usize, padding| PoolWindow {
+            pool: (p, p),
+            strides: (s, s),
+            padding,
+        };
+        // The direct path (1 input channel, the workshop CNN's first layer), Winograd
+        // (32 channels: its second), im2col (strided), with odd maps, 'same' pooling and
+        // a batch longer than one step of the fused loop (the 70 samples of the second
+        // case take three).
+        let cases = [
+            (
+                vec![9, 28, 28, 1],
+                spec((3, 3), (1, 1), (1, 1), Padding::Valid),
+                32,
+                window(2, 2, PoolPadding::Valid),
+            ),
+            (
+                vec![70, 13, 13, 32],
+                spec((3, 3), (1, 1), (1, 1), Padding::Valid),
+                20,
+                window(2, 2, PoolPadding::Valid),
+            ),
+            (
+                vec![3, 9, 8, 6],
+                spec((3, 3), (2, 1), (1, 1), Padding::Same),
+                5,
+                window(3, 2, PoolPadding::Same),
+            ),
+            (
+                vec![2, 7, 7, 16],
+                spec((3, 3), (1, 1), (1, 1), Padding::Same),
+                16,
+                window(3, 1, PoolPadding::Valid),
+            ),
+        ];
+        for (shape, spec, f, w) in cases {
+            let x = random_tensor(&shape, 3, 1.0);
+            let k = random_tensor(&[spec.kernel.0, spec.kernel.1, shape[3], f], 4, 0.5);
+            let b = random_tensor(&[f], 5, 0.5);
+            for act in [Activation::Relu, Activation::Linear, Activation::Tanh] {
+                let mut t = Tape::new();
+                let (xv, kv, bv) = (
+                    t.leaf(x.clone(), false),
+                    t.leaf(k.clone(), false),
+                    t.leaf(b.clone(), false),
+                );
+                let fused = conv2d_max_pool(&mut t, xv, kv, Some(bv), act, &spec, &w)
+                    .unwrap()
+                    .unwrap();
+                let conv = conv2d_bias_activation(&mut t, xv, kv, Some(bv), act, &spec).unwrap();
+                let want = max_pool2d(&mut t, conv, w.pool, w.strides, w.padding).unwrap();
+                assert_eq!(
+                    t.value(fused).shape(),
+                    t.value(want).shape(),
+                    "{spec:?} {w:?}"
+                );
+                // The same kernels run on the same values: equal up to the order of
+                // the few sums that the batch split changes (none here).
+                for (a, e) in t.value(fused).host().iter().zip(t.value(want).host()) {
+                    assert!(
+                        (a - e).abs() <= 1e-6 * e.abs().max(1.0),
+                        "{spec:?} {w:?} {act:?}: {a} vs {e}"
+                    );
+                }
+            }
+            // Training needs the convolution's own output: no fused op then.
+            let mut t = Tape::new();
+            let (xv, kv) = (t.leaf(x.clone(), false), t.leaf(k.clone(), true));
+            assert!(
+                conv2d_max_pool(&mut t, xv, kv, None, Activation::Relu, &spec, &w)
+                    .unwrap()
+                    .is_none()
+            );
         }
     }
 

@@ -58,6 +58,15 @@ pub fn axis_windows(
     }
 }
 
+/// A 2-D pooling's windows as its layer states them, before an input fixes the
+/// geometry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolWindow {
+    pub pool: (usize, usize),
+    pub strides: (usize, usize),
+    pub padding: Padding,
+}
+
 /// Where the windows of a 2-D pooling sit on an NHWC input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool2d {
