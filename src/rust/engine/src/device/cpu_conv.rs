@@ -280,6 +280,11 @@ pub fn conv2d_max_pool_forward(
     pg: &Pool2d,
 ) -> Vec<f32> {
     debug_assert_eq!((pg.n, pg.h, pg.w, pg.c), (g.n, g.oh, g.ow, g.f));
+    if direct::applies(g) {
+        if let Some(y) = direct::conv2d_max_pool_forward(x, kernel, g, epilogue, pg) {
+            return y;
+        }
+    }
     let (in_len, out_len) = (g.h * g.w * g.c, pg.oh * pg.ow * pg.c);
     let conv_len = (g.out_pixels() * g.f).max(1);
     let step = (POOLED_STEP_BYTES / (4 * conv_len)).clamp(1, g.n.max(1));

@@ -17,6 +17,7 @@ use super::cpu_conv::Epilogue;
 use super::pool;
 use crate::ops::activation::Activation;
 use crate::ops::conv::ConvGeometry;
+use crate::ops::pool::Pool2d;
 
 /// Lanes per accumulator: one AVX-512 register of f32.
 const L: usize = 16;
@@ -276,6 +277,76 @@ pub fn conv2d_forward(x: &[f32], kernel: &[f32], g: &ConvGeometry, epilogue: Epi
     y
 }
 
+/// max_pool(act(conv(x, kernel) + bias)) (inference), `pg` the pooling's geometry on the
+/// convolution's output, when every pooling window covers whole interior output pixels
+/// and the activation is linear or ReLU; `None` otherwise (and on CPUs without
+/// AVX-512), for the caller's general path. Each window's pixels are accumulated in
+/// registers and only their max is stored: the convolution's output is never written.
+/// Bias and activation come after the max, which they commute with (a per-channel shift
+/// and a non-decreasing function).
+pub fn conv2d_max_pool_forward(
+    x: &[f32],
+    kernel: &[f32],
+    g: &ConvGeometry,
+    epilogue: Epilogue,
+    pg: &Pool2d,
+) -> Option<Vec<f32>> {
+    let relu = match epilogue.act {
+        Activation::Relu => true,
+        Activation::Linear => false,
+        _ => return None,
+    };
+    let geo = Taps::new(g);
+    let covered = |n_out: usize, stride: usize, window: usize, inner: &std::ops::Range<usize>| {
+        n_out == 0 || (inner.start == 0 && (n_out - 1) * stride + window <= inner.end)
+    };
+    let interior = pg.pad_top == 0
+        && pg.pad_left == 0
+        && covered(pg.oh, pg.sh, pg.ph, &geo.inner_rows)
+        && covered(pg.ow, pg.sw, pg.pw, &geo.inner_cols);
+    if !avx512::available() || !interior {
+        return None;
+    }
+    let kp = pad_rows(kernel, g.f);
+    let mut bias = vec![0.0f32; padded(g.f)];
+    if let Some(b) = epilogue.bias {
+        bias[..g.f].copy_from_slice(b);
+    }
+    let (in_len, out_len) = (g.h * g.w * g.c, pg.oh * pg.ow * g.f);
+    // The receptive field of each window pixel, window after window: the same in every
+    // sample.
+    let cells = pg.ph * pg.pw;
+    let mut bases = Vec::with_capacity(pg.oh * pg.ow * cells);
+    for py in 0..pg.oh {
+        for px in 0..pg.ow {
+            for a in 0..pg.ph {
+                for b in 0..pg.pw {
+                    bases.push(geo.base(py * pg.sh + a, px * pg.sw + b));
+                }
+            }
+        }
+    }
+    let mut y = pool::scratch(g.n * out_len);
+    let run = |x: &[f32], y: &mut [f32]| {
+        for (xs, ys) in x.chunks_exact(in_len).zip(y.chunks_exact_mut(out_len)) {
+            // SAFETY: AVX-512F is present, and every window pixel is interior (both
+            // checked above), so each base plus each tap offset lies inside the sample.
+            unsafe {
+                avx512::forward_pooled_sample(xs, &bases, cells, &geo.offs, &kp, &bias, relu, ys)
+            };
+        }
+    };
+    if top_level() && g.n > 1 {
+        let per = g.n.div_ceil(rayon::current_num_threads());
+        y.par_chunks_mut(per * out_len)
+            .zip(x.par_chunks(per * in_len))
+            .for_each(|(y, x)| run(x, y));
+    } else {
+        run(x, &mut y);
+    }
+    Some(y)
+}
+
 /// Adds the kernel and bias gradients of the samples whose inputs are `x` to `dk`
 /// (padded rows) and `db` (padded), forming the gradient before the activation from
 /// the output gradient `gy` and the output `y` on the way: with AVX-512 (and a linear
@@ -318,7 +389,7 @@ mod avx512 {
 
     use std::arch::x86_64::*;
 
-    use super::{padded, Taps, L, TB};
+    use super::{padded, Taps, L, PX, TB};
     use crate::ops::activation::Activation;
 
     pub fn available() -> bool {
@@ -371,6 +442,124 @@ mod avx512 {
                 if !matches!(act, Activation::Linear | Activation::Relu) {
                     dst.iter_mut().for_each(|v| *v = act.apply(*v));
                 }
+            }
+        }
+    }
+
+    /// The pooled output of one sample, `cells` window pixels per pooled pixel (their
+    /// receptive fields at `bases` in `xs`, window after window): for each 16 output
+    /// channels, each pooled pixel gets the max over its window of Σ_taps x · k (PX
+    /// pixels at a time in registers), then + bias and, with `relu`, max(0, ·).
+    /// A 3x3 kernel over one channel (a first layer on grey images) keeps its nine
+    /// kernel vectors in registers across the sample.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn forward_pooled_sample(
+        xs: &[f32],
+        bases: &[usize],
+        cells: usize,
+        offs: &[usize],
+        kp: &[f32],
+        bias: &[f32],
+        relu: bool,
+        out: &mut [f32],
+    ) {
+        match <&[usize; 9]>::try_from(offs) {
+            Ok(offs9) => pooled_sample::<9>(xs, bases, cells, offs9, kp, bias, relu, out),
+            Err(_) => pooled_sample_any(xs, bases, cells, offs, kp, bias, relu, out),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pooled_sample<const T: usize>(
+        xs: &[f32],
+        bases: &[usize],
+        cells: usize,
+        offs: &[usize; T],
+        kp: &[f32],
+        bias: &[f32],
+        relu: bool,
+        out: &mut [f32],
+    ) {
+        let fp = bias.len();
+        // Each window's output: the sample's output over its windows.
+        let f = out.len() / (bases.len() / cells).max(1);
+        let x = xs.as_ptr();
+        debug_assert!(bases
+            .iter()
+            .all(|&b| offs.iter().all(|&o| b + o < xs.len())));
+        for j0 in (0..f).step_by(L) {
+            let k: [__m512; T] =
+                std::array::from_fn(|t| _mm512_loadu_ps(kp[t * fp + j0..t * fp + j0 + L].as_ptr()));
+            let b = _mm512_loadu_ps(bias[j0..j0 + L].as_ptr());
+            let mask = lanes(f, j0);
+            for (window, o) in bases.chunks_exact(cells).zip(out.chunks_exact_mut(f)) {
+                let mut best = _mm512_set1_ps(f32::NEG_INFINITY);
+                let mut groups = window.chunks_exact(PX);
+                for group in &mut groups {
+                    let mut acc = [_mm512_setzero_ps(); PX];
+                    for t in 0..T {
+                        for (a, &base) in acc.iter_mut().zip(group) {
+                            let xv = _mm512_set1_ps(*x.add(base + offs[t]));
+                            *a = _mm512_fmadd_ps(xv, k[t], *a);
+                        }
+                    }
+                    for a in acc {
+                        best = _mm512_max_ps(best, a);
+                    }
+                }
+                for &base in groups.remainder() {
+                    let mut a = _mm512_setzero_ps();
+                    for t in 0..T {
+                        a = _mm512_fmadd_ps(_mm512_set1_ps(*x.add(base + offs[t])), k[t], a);
+                    }
+                    best = _mm512_max_ps(best, a);
+                }
+                let mut v = _mm512_add_ps(best, b);
+                if relu {
+                    v = _mm512_max_ps(v, _mm512_setzero_ps());
+                }
+                // SAFETY: the mask covers exactly the channels j0.. of this pixel.
+                _mm512_mask_storeu_ps(o.as_mut_ptr().add(j0), mask, v);
+            }
+        }
+    }
+
+    /// `pooled_sample` for any number of taps, the kernel read from memory.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pooled_sample_any(
+        xs: &[f32],
+        bases: &[usize],
+        cells: usize,
+        offs: &[usize],
+        kp: &[f32],
+        bias: &[f32],
+        relu: bool,
+        out: &mut [f32],
+    ) {
+        let fp = bias.len();
+        // Each window's output: the sample's output over its windows.
+        let f = out.len() / (bases.len() / cells).max(1);
+        for (window, o) in bases.chunks_exact(cells).zip(out.chunks_exact_mut(f)) {
+            for j0 in (0..f).step_by(L) {
+                let mut best = _mm512_set1_ps(f32::NEG_INFINITY);
+                for &base in window {
+                    let mut a = _mm512_setzero_ps();
+                    for (t, &off) in offs.iter().enumerate() {
+                        let k = _mm512_loadu_ps(kp[t * fp + j0..t * fp + j0 + L].as_ptr());
+                        a = _mm512_fmadd_ps(_mm512_set1_ps(xs[base + off]), k, a);
+                    }
+                    best = _mm512_max_ps(best, a);
+                }
+                let mut v = _mm512_add_ps(best, _mm512_loadu_ps(bias[j0..j0 + L].as_ptr()));
+                if relu {
+                    v = _mm512_max_ps(v, _mm512_setzero_ps());
+                }
+                _mm512_mask_storeu_ps(o.as_mut_ptr().add(j0), lanes(f, j0), v);
             }
         }
     }
@@ -449,6 +638,19 @@ mod avx512 {
         _: &[f32],
         _: &[f32],
         _: crate::ops::activation::Activation,
+        _: &mut [f32],
+    ) {
+        unreachable!()
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn forward_pooled_sample(
+        _: &[f32],
+        _: &[usize],
+        _: usize,
+        _: &[usize],
+        _: &[f32],
+        _: &[f32],
+        _: bool,
         _: &mut [f32],
     ) {
         unreachable!()
