@@ -51,6 +51,114 @@ pub fn sgemm(
     );
 }
 
+/// B (k x n, row-major) packed once for many products with the same B (Winograd's
+/// transformed kernel meets every block of tiles of a batch): on CPUs with AVX-512 in
+/// the layout our kernel reads, so [`sgemm_packed`] skips packing; elsewhere B as is.
+pub struct PackedB {
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+    packed: bool,
+}
+
+impl PackedB {
+    pub fn new(k: usize, n: usize, b: &[f32]) -> PackedB {
+        assert!(
+            b.len() >= k * n,
+            "PackedB: B has {} elements, needs {}",
+            b.len(),
+            k * n
+        );
+        if !has_avx512() {
+            return PackedB {
+                k,
+                n,
+                data: b[..k * n].to_vec(),
+                packed: false,
+            };
+        }
+        let nr = avx512_tile(n).1;
+        let (kc_step, view) = (
+            kc_step(k),
+            View {
+                ptr: b.as_ptr(),
+                rs: n,
+                cs: 1,
+            },
+        );
+        let mut data = Vec::new();
+        for pc in (0..k).step_by(kc_step) {
+            let kc = kc_step.min(k - pc);
+            for jc in (0..n).step_by(NC) {
+                let nc = NC.min(n - jc);
+                let at = data.len();
+                data.resize(at + nc.next_multiple_of(nr) * kc, 0.0);
+                if nr == 16 {
+                    pack_b::<16>(view.at(pc, jc), kc, nc, &mut data[at..]);
+                } else {
+                    pack_b::<32>(view.at(pc, jc), kc, nc, &mut data[at..]);
+                }
+            }
+        }
+        PackedB {
+            k,
+            n,
+            data,
+            packed: true,
+        }
+    }
+}
+
+/// C (m x n) = A (m x k, row-major) · B (its old contents, even NaN, ignored); with
+/// AVX-512 on the caller's thread.
+pub fn sgemm_packed(m: usize, a: &[f32], b: &PackedB, c: &mut [f32]) {
+    let (n, k) = (b.n, b.k);
+    assert!(
+        a.len() >= m * k,
+        "sgemm_packed: A has {} elements, needs {}",
+        a.len(),
+        m * k
+    );
+    assert!(
+        c.len() >= m * n,
+        "sgemm_packed: C has {} elements, needs {}",
+        c.len(),
+        m * n
+    );
+    if !b.packed || m == 0 || n == 0 || k == 0 {
+        // Not packed: the plain product (it packs B itself).
+        sgemm(false, false, m, n, k, 1.0, a, &b.data, 0.0, c);
+        return;
+    }
+    let p = Problem {
+        m,
+        n,
+        k,
+        alpha: 1.0,
+        a: View {
+            ptr: a.as_ptr(),
+            rs: k,
+            cs: 1,
+        },
+        // Not read: the kernel takes B's blocks from `packed`.
+        b: View {
+            ptr: b.data.as_ptr(),
+            rs: n,
+            cs: 1,
+        },
+        beta: 0.0,
+        c: ViewMut {
+            ptr: c.as_mut_ptr(),
+            rs: n,
+        },
+    };
+    if avx512_tile(n).1 == 16 {
+        avx512_blocked::<16, 16, 1>(&p, Some(&b.data));
+    } else {
+        avx512_blocked::<8, 32, 2>(&p, Some(&b.data));
+    }
+}
+
 /// Which implementation [`sgemm_with`] runs; for benchmarks and tests only.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -422,14 +530,28 @@ fn pack_b<const NR: usize>(b: View, kc: usize, nc: usize, dst: &mut [f32]) {
     }
 }
 
+/// The depth of each depth block of a product of depth `k`: k cut into equal blocks no
+/// deeper than KC_MAX.
+fn kc_step(k: usize) -> usize {
+    k.div_ceil(k.div_ceil(KC_MAX))
+}
+
 /// The blocked product on one thread with the MR x NR (NR = 16 NV) AVX-512 micro-kernel:
 /// for each depth block, for each column block, pack B; for each row block, sweep the
 /// tiles, column slivers outside so a B sliver stays in cache across the rows. A is read
 /// in place, except the last partial row tile, packed with zero padding.
 fn avx512_serial<const MR: usize, const NR: usize, const NV: usize>(p: &Problem) {
+    avx512_blocked::<MR, NR, NV>(p, None)
+}
+
+/// `avx512_serial`, with B's blocks taken from `packed` (`PackedB`'s layout: the blocks
+/// in loop order, each as `pack_b` writes it) instead of packed here.
+fn avx512_blocked<const MR: usize, const NR: usize, const NV: usize>(
+    p: &Problem,
+    packed: Option<&[f32]>,
+) {
     debug_assert_eq!(NR, 16 * NV);
-    let k_blocks = p.k.div_ceil(KC_MAX);
-    let kc_step = p.k.div_ceil(k_blocks);
+    let kc_step = kc_step(p.k);
     PACK.with(|bufs| {
         // A call nested in this one on the same thread (none today) gets fresh buffers.
         let mut fresh = (AlignedBuf::new(), AlignedBuf::new());
@@ -439,13 +561,27 @@ fn avx512_serial<const MR: usize, const NR: usize, const NV: usize>(p: &Problem)
             Err(_) => &mut fresh,
         };
         let apack = abuf.get(MR * kc_step);
-        let bpack = bbuf.get(NC.min(p.n.next_multiple_of(NR)) * kc_step);
+        let bpack = match packed {
+            Some(_) => &mut [][..],
+            None => bbuf.get(NC.min(p.n.next_multiple_of(NR)) * kc_step),
+        };
+        let mut packed_at = 0;
         for pc in (0..p.k).step_by(kc_step) {
             let kc = kc_step.min(p.k - pc);
             let beta = if pc == 0 { p.beta } else { 1.0 };
             for jc in (0..p.n).step_by(NC) {
                 let nc = NC.min(p.n - jc);
-                pack_b::<NR>(p.b.at(pc, jc), kc, nc, bpack);
+                let bpack: &[f32] = match packed {
+                    Some(all) => {
+                        let len = nc.next_multiple_of(NR) * kc;
+                        packed_at += len;
+                        &all[packed_at - len..packed_at]
+                    }
+                    None => {
+                        pack_b::<NR>(p.b.at(pc, jc), kc, nc, bpack);
+                        bpack
+                    }
+                };
                 for ic in (0..p.m).step_by(MC) {
                     let mc = MC.min(p.m - ic);
                     let a = p.a.at(ic, pc);
@@ -647,6 +783,36 @@ mod tests {
     }
 
     const BACKENDS: [Backend; 3] = [Backend::Auto, Backend::Avx512, Backend::MatrixMultiply];
+
+    #[test]
+    fn products_with_a_packed_b_match_the_definition() {
+        // Narrow (16 x 16 tiles) and wide (8 x 32) products, partial row and column
+        // tiles, several depth blocks (k > KC_MAX) and column blocks (n > NC); one
+        // PackedB serves several A.
+        for (m, n, k) in [
+            (36, 64, 32),
+            (5, 10, 7),
+            (17, 33, 400),
+            (9, 1100, 20),
+            (0, 8, 3),
+        ] {
+            let b = fill(k * n, (n + k) as u64);
+            let packed = PackedB::new(k, n, &b);
+            for seed in [1u64, 2] {
+                let a = fill(m * k, seed);
+                let mut c = vec![f32::NAN; m * n];
+                sgemm_packed(m, &a, &packed, &mut c);
+                let want = naive(false, false, m, n, k, 1.0, &a, &b, 0.0, &c);
+                let tol = 1e-5 * (k as f64 + 1.0);
+                for (idx, (&got, &w)) in c.iter().zip(&want).enumerate() {
+                    assert!(
+                        (got as f64 - w).abs() <= tol * (1.0 + w.abs()),
+                        "m={m} n={n} k={k}: C[{idx}] = {got}, want {w}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn gemm_all_transposes_odd_sizes() {

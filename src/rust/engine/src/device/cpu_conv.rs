@@ -208,17 +208,14 @@ pub fn conv2d_forward(
     epilogue: Epilogue,
     keep_cols: bool,
 ) -> ConvForward {
-    let path = Path::choose(kernel, g);
-    let r = path.forward(x, kernel, g, epilogue, keep_cols);
-    path.release();
-    r
+    Path::choose(kernel, g).forward(x, kernel, g, epilogue, keep_cols)
 }
 
 /// Which algorithm a convolution of a given geometry runs, with what it prepares from
 /// the kernel once per call (Winograd's transformed kernel).
 enum Path {
     Direct,
-    Winograd(Vec<f32>),
+    Winograd(winograd::TransformedKernel),
     Im2col,
 }
 
@@ -227,7 +224,7 @@ impl Path {
         if direct::applies(g) {
             Path::Direct
         } else if winograd::applies(g) {
-            Path::Winograd(winograd::transform_kernel(kernel, g.c, g.f))
+            Path::Winograd(winograd::prepare_kernel(kernel, g.c, g.f))
         } else {
             Path::Im2col
         }
@@ -252,12 +249,6 @@ impl Path {
                 ConvForward { y, cols: kept }
             }
             Path::Im2col => im2col_forward(x, kernel, g, epilogue, keep_cols),
-        }
-    }
-
-    fn release(self) {
-        if let Path::Winograd(u) = self {
-            pool::give(u);
         }
     }
 }
@@ -308,7 +299,6 @@ pub fn conv2d_max_pool_forward(
                 .for_each(|(y, x)| run(x, y));
         }
     }
-    path.release();
     y
 }
 
