@@ -34,6 +34,7 @@ use super::cpu_conv::Epilogue;
 use super::cpu_simd::{map_strided, Runs};
 use super::pool;
 use crate::gemm::{sgemm_packed, PackedB};
+use crate::ops::activation::Activation;
 use crate::ops::conv::ConvGeometry;
 
 /// Transform points per tile: the A x A input patch of F(4x4, 3x3).
@@ -89,6 +90,14 @@ struct Plan {
     spu: usize,
     /// Tiles per block (a block never straddles a unit).
     block: usize,
+}
+
+/// The distance between the A² planes of V or M of a block of `tiles` tiles of `c`
+/// channels: one cache line more than they hold, so that the A² values of one tile
+/// fall in different L1 sets (planes of 4 or 8 KB, a multiple of the L1's set span,
+/// put all 36 in one set, and the transforms' loads missed).
+fn planes(tiles: usize, c: usize) -> usize {
+    tiles * c + 16
 }
 
 /// The products' row tile (`gemm`'s AVX-512 kernel takes 8 rows at a time): blocks of
@@ -147,13 +156,22 @@ fn top_level() -> bool {
 /// and ∞), each as the explicit sums, so that the zeros and ones of the matrices cost
 /// nothing.
 mod tile {
+    use std::ops::{Add, Mul, Sub};
+
     /// Outputs per tile side, and the input patch side M + 3 - 1.
     pub const M: usize = 4;
     pub const A: usize = 6;
 
+    /// What the forward transforms compute on: one value (f32), or a vector of them.
+    pub trait Value: Copy + Add<Output = Self> + Sub<Output = Self> {}
+    impl<T: Copy + Add<Output = T> + Sub<Output = T>> Value for T {}
+
     /// Bᵀ d: the input transform.
     #[inline(always)]
-    pub fn bt([d0, d1, d2, d3, d4, d5]: [f32; A]) -> [f32; A] {
+    pub fn bt<T: Value>([d0, d1, d2, d3, d4, d5]: [T; A]) -> [T; A]
+    where
+        f32: Mul<T, Output = T>,
+    {
         [
             4.0 * d0 - 5.0 * d2 + d4,
             -4.0 * (d1 + d2) + d3 + d4,
@@ -166,7 +184,10 @@ mod tile {
 
     /// Aᵀ m: the output transform.
     #[inline(always)]
-    pub fn at([m0, m1, m2, m3, m4, m5]: [f32; A]) -> [f32; M] {
+    pub fn at<T: Value>([m0, m1, m2, m3, m4, m5]: [T; A]) -> [T; M]
+    where
+        f32: Mul<T, Output = T>,
+    {
         let (s12, d12, s34, d34) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
         [
             m0 + s12 + s34,
@@ -307,19 +328,21 @@ fn gather(
     }
 }
 
-/// V = Bᵀ d B of tiles [t0, t1) of input `x` into `v` ([A²][t1 - t0][c]); `tmp` holds
+/// V = Bᵀ d B of tiles [t0, t1) of input `x` into `v` ([A²][t1 - t0][c], the planes
+/// `plane` apart: `planes`); `tmp` holds
 /// 2 A² c values: the transform's middle step, and the patch of a tile over the edge.
+/// `fast`: the CPU has AVX-512 (`avx512::input_tile`).
 #[inline(always)]
 fn transform_input(
     x: &[f32],
     g: &ConvGeometry,
     plan: &Plan,
     (t0, t1): (usize, usize),
-    v: &mut [f32],
+    (v, plane): (&mut [f32], usize),
     tmp: &mut [f32],
+    fast: bool,
 ) {
     let (c, tw) = (g.c, g.ow.div_ceil(M));
-    let plane = (t1 - t0) * c;
     let in_len = g.h * g.w * c;
     let (mid, patch) = tmp.split_at_mut(P * c);
     for t in t0..t1 {
@@ -337,6 +360,25 @@ fn transform_input(
             gather(sample, (g.h, g.w, c), (iy0, ix0), (A, A), patch);
             (&*patch, 0, A * c)
         };
+        if fast {
+            let dst = &mut v[(t - t0) * c..];
+            assert!(
+                first + (A - 1) * (row_step + c) + c <= src.len()
+                    && (P - 1) * plane + c <= dst.len()
+            );
+            // SAFETY: the CPU has AVX-512F (`fast`); the patch and the tile's slots of
+            // the A² planes lie inside `src` and `dst` (asserted just above).
+            unsafe {
+                avx512::input_tile(
+                    src.as_ptr().add(first),
+                    row_step,
+                    c,
+                    dst.as_mut_ptr(),
+                    plane,
+                )
+            };
+            continue;
+        }
         // Bᵀ d down each column of the patch into mid ([row][col][c]), ...
         for q in 0..A {
             let (from, to) = (at(first + q * c, row_step), at(q * c, A * c));
@@ -350,9 +392,12 @@ fn transform_input(
     }
 }
 
-/// Y = Aᵀ M A for tiles [t0, t1): M x M outputs per tile from M ([A²][t1 - t0][f]),
+/// Y = Aᵀ M A for tiles [t0, t1): M x M outputs per tile from M ([A²][t1 - t0][f],
+/// `planes` apart),
 /// written into `y` (the output of samples from `s_first` on), dropping those over the
-/// edge.
+/// edge. `fused` (AVX-512 only: `avx512::output_tile`): the bias, and whether a ReLU
+/// follows, applied on the way.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn transform_output(
     m: &[f32],
@@ -362,9 +407,10 @@ fn transform_output(
     s_first: usize,
     y: &mut [f32],
     tmp: &mut [f32],
+    fused: Option<(&[f32], bool)>,
 ) {
     let (f, tw) = (g.f, g.ow.div_ceil(M));
-    let plane = (t1 - t0) * f;
+    let plane = planes(t1 - t0, f);
     let out_len = g.oh * g.ow * f;
     // tmp: Aᵀ M (M rows of A runs of f), then room for one row of M outputs.
     let (s, spill) = tmp.split_at_mut(M * A * f);
@@ -372,6 +418,31 @@ fn transform_output(
         let (smp, local) = (t / plan.tps, t % plan.tps);
         let (ty, tx) = (local / tw, local % tw);
         let first = (t - t0) * f;
+        if let Some((bias, relu)) = fused {
+            let sample = &mut y[(smp - s_first) * out_len..(smp - s_first + 1) * out_len];
+            let (oy, ox) = (M * ty, M * tx);
+            let inside = ((g.oh - oy).min(M), (g.ow - ox).min(M));
+            let out = (oy * g.ow + ox) * f;
+            let row_step = g.ow * f;
+            assert!(first + (P - 1) * plane + f <= m.len() && bias.len() >= f);
+            assert!(out + (inside.0 - 1) * row_step + inside.1 * f <= sample.len());
+            // SAFETY: `fused` is only given on CPUs with AVX-512F; the tile's A² points
+            // and the outputs written lie inside `m` and `sample` (asserted above).
+            unsafe {
+                let dst = sample.as_mut_ptr().add(out);
+                avx512::output_tile(
+                    m.as_ptr().add(first),
+                    plane,
+                    f,
+                    bias.as_ptr(),
+                    relu,
+                    inside,
+                    dst,
+                    row_step,
+                );
+            }
+            continue;
+        }
         for q in 0..A {
             let (from, to) = (at(q * plane + first, A * plane), at(q * f, A * f));
             map_strided(m, from, s, to, f, tile::at);
@@ -397,8 +468,181 @@ fn transform_output(
     }
 }
 
+/// The tile transforms in AVX-512 registers: all A² values of 16 channels of a tile at
+/// once, each 1-D transform unrolled on whole registers. The portable loops
+/// (`map_strided` over the channels of one row or column at a time) kept so many
+/// pointers live that they spilled, and took a quarter of the workshop CNN's predict
+/// time.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+    use std::ops::{Add, Mul, Sub};
+
+    use super::tile::{self, A, M};
+
+    /// 16 lanes of f32 with the arithmetic `tile`'s transforms use. Its methods are
+    /// only called, inlined, from the `avx512f` functions below.
+    #[derive(Clone, Copy)]
+    struct V(__m512);
+
+    impl Add for V {
+        type Output = V;
+        #[inline(always)]
+        fn add(self, o: V) -> V {
+            // SAFETY: only reached from functions compiled for AVX-512F.
+            V(unsafe { _mm512_add_ps(self.0, o.0) })
+        }
+    }
+
+    impl Sub for V {
+        type Output = V;
+        #[inline(always)]
+        fn sub(self, o: V) -> V {
+            // SAFETY: as above.
+            V(unsafe { _mm512_sub_ps(self.0, o.0) })
+        }
+    }
+
+    impl Mul<V> for f32 {
+        type Output = V;
+        #[inline(always)]
+        fn mul(self, o: V) -> V {
+            // SAFETY: as above.
+            V(unsafe { _mm512_mul_ps(_mm512_set1_ps(self), o.0) })
+        }
+    }
+
+    /// The lanes of the 16 channels from j0 on that exist (c - j0 of them, at most 16).
+    #[inline(always)]
+    fn lanes(c: usize, j0: usize) -> __mmask16 {
+        let n = (c - j0).min(16);
+        if n == 16 {
+            0xffff
+        } else {
+            (1u16 << n) - 1
+        }
+    }
+
+    /// V = Bᵀ d B of one tile: its A x A patch at `src` (pixels `c` apart, rows
+    /// `row_step` apart) into `dst`, its slot in the first of the A² planes that lie
+    /// `plane` apart.
+    ///
+    /// # Safety
+    /// AVX-512F; the patch's c channels and the A² slots of c values are valid.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn input_tile(
+        src: *const f32,
+        row_step: usize,
+        c: usize,
+        dst: *mut f32,
+        plane: usize,
+    ) {
+        for j0 in (0..c).step_by(16) {
+            let k = lanes(c, j0);
+            let mut mid = [[V(_mm512_setzero_ps()); A]; A];
+            for q in 0..A {
+                let mut col = [V(_mm512_setzero_ps()); A];
+                for (r, d) in col.iter_mut().enumerate() {
+                    *d = V(_mm512_maskz_loadu_ps(k, src.add(r * row_step + q * c + j0)));
+                }
+                for (r, d) in tile::bt(col).into_iter().enumerate() {
+                    mid[r][q] = d;
+                }
+            }
+            for (r, row) in mid.into_iter().enumerate() {
+                for (q, d) in tile::bt(row).into_iter().enumerate() {
+                    _mm512_mask_storeu_ps(dst.add((r * A + q) * plane + j0), k, d.0);
+                }
+            }
+        }
+    }
+
+    /// Y = Aᵀ M A of one tile: its A² points at `m` (planes `plane` apart) into the
+    /// `inside` (rows, columns) of its M x M outputs at `dst` (pixels `f` apart, rows
+    /// `row_step` apart), plus `bias` and, with `relu`, max(0, ·).
+    ///
+    /// # Safety
+    /// AVX-512F; the A² points of f values, the f biases and the outputs are valid.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn output_tile(
+        m: *const f32,
+        plane: usize,
+        f: usize,
+        bias: *const f32,
+        relu: bool,
+        (rows, cols): (usize, usize),
+        dst: *mut f32,
+        row_step: usize,
+    ) {
+        for j0 in (0..f).step_by(16) {
+            let k = lanes(f, j0);
+            let mut mid = [[V(_mm512_setzero_ps()); A]; M];
+            for q in 0..A {
+                let mut col = [V(_mm512_setzero_ps()); A];
+                for (r, d) in col.iter_mut().enumerate() {
+                    *d = V(_mm512_maskz_loadu_ps(k, m.add((r * A + q) * plane + j0)));
+                }
+                for (i, d) in tile::at(col).into_iter().enumerate() {
+                    mid[i][q] = d;
+                }
+            }
+            let b = _mm512_maskz_loadu_ps(k, bias.add(j0));
+            for (i, row) in mid.into_iter().enumerate().take(rows) {
+                for (x, v) in tile::at(row).into_iter().enumerate().take(cols) {
+                    let mut v = _mm512_add_ps(v.0, b);
+                    if relu {
+                        v = _mm512_max_ps(v, _mm512_setzero_ps());
+                    }
+                    _mm512_mask_storeu_ps(dst.add(i * row_step + x * f + j0), k, v);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod avx512 {
+    pub unsafe fn input_tile(_: *const f32, _: usize, _: usize, _: *mut f32, _: usize) {
+        unreachable!("AVX-512 only on x86-64")
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn output_tile(
+        _: *const f32,
+        _: usize,
+        _: usize,
+        _: *const f32,
+        _: bool,
+        _: (usize, usize),
+        _: *mut f32,
+        _: usize,
+    ) {
+        unreachable!("AVX-512 only on x86-64")
+    }
+}
+
+/// Tests set this to run the portable transforms on a CPU with AVX-512.
+#[cfg(test)]
+static PORTABLE_TILES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the CPU runs the `avx512` tile transforms.
+fn fast_tiles() -> bool {
+    #[cfg(test)]
+    if PORTABLE_TILES.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// dM = A dY Aᵀ for tiles [t0, t1) from the output gradient `gz` (samples from
-/// `s_first` on), zeros over the edge, into `dm` ([A²][t1 - t0][f]); `tmp` holds
+/// `s_first` on), zeros over the edge, into `dm` ([A²][t1 - t0][f], `planes` apart); `tmp` holds
 /// A * M * f values and then M² f for the patch of a tile over the edge.
 #[inline(always)]
 fn transform_output_grad(
@@ -411,7 +655,7 @@ fn transform_output_grad(
     tmp: &mut [f32],
 ) {
     let (f, tw) = (g.f, g.ow.div_ceil(M));
-    let plane = (t1 - t0) * f;
+    let plane = planes(t1 - t0, f);
     let out_len = g.oh * g.ow * f;
     let (mid, patch) = tmp.split_at_mut(A * M * f);
     for t in t0..t1 {
@@ -453,11 +697,11 @@ impl Scratch {
     fn new(g: &ConvGeometry, plan: &Plan, v: bool) -> Scratch {
         Scratch {
             v: if v {
-                pool::scratch(P * plan.block * g.c)
+                pool::scratch(P * planes(plan.block, g.c))
             } else {
                 Vec::new()
             },
-            m: pool::scratch(P * plan.block * g.f),
+            m: pool::scratch(P * planes(plan.block, g.f)),
             // The largest transform scratch: the input's middle step and edge patch.
             tmp: vec![0.0; 2 * P * g.c.max(g.f)],
         }
@@ -499,24 +743,42 @@ fn forward_unit_body(
     let (c, f) = (g.c, g.f);
     let mut sc = Scratch::new(g, plan, keep.is_none());
     let first = s0 * plan.tps;
+    // Bias and a linear or ReLU activation go into the output transform; others run
+    // over the unit's output afterwards.
+    let fast = fast_tiles();
+    let no_bias;
+    let fused = match epilogue.act {
+        Activation::Linear | Activation::Relu if fast => {
+            let bias = match epilogue.bias {
+                Some(b) => b,
+                None => {
+                    no_bias = vec![0.0f32; f];
+                    &no_bias
+                }
+            };
+            Some((bias, matches!(epilogue.act, Activation::Relu)))
+        }
+        _ => None,
+    };
     for (t0, t1) in plan.blocks(s0, s1) {
         let n = t1 - t0;
-        let v: &mut [f32] = match keep.as_deref_mut() {
-            Some(k) => &mut k[(t0 - first) * P * c..(t1 - first) * P * c],
-            None => &mut sc.v[..P * n * c],
+        // Kept V is packed tight (the kernel gradient reads it by block).
+        let (v, vs): (&mut [f32], usize) = match keep.as_deref_mut() {
+            Some(k) => (&mut k[(t0 - first) * P * c..(t1 - first) * P * c], n * c),
+            None => (&mut sc.v[..P * planes(n, c)], planes(n, c)),
         };
-        transform_input(x, g, plan, (t0, t1), v, &mut sc.tmp);
-        let m = &mut sc.m[..P * n * f];
+        transform_input(x, g, plan, (t0, t1), (&mut *v, vs), &mut sc.tmp, fast);
+        let ms = planes(n, f);
+        let m = &mut sc.m[..P * ms];
         for (p, up) in u.points.iter().enumerate() {
-            let (vp, mp) = (
-                &v[p * n * c..(p + 1) * n * c],
-                &mut m[p * n * f..(p + 1) * n * f],
-            );
+            let (vp, mp) = (&v[p * vs..p * vs + n * c], &mut m[p * ms..p * ms + n * f]);
             sgemm_packed(n, vp, up, mp);
         }
-        transform_output(m, g, plan, (t0, t1), s0, y, &mut sc.tmp);
+        transform_output(m, g, plan, (t0, t1), s0, y, &mut sc.tmp, fused);
     }
-    epilogue.apply(y, f);
+    if fused.is_none() {
+        epilogue.apply(y, f);
+    }
     sc.give();
 }
 
@@ -630,14 +892,17 @@ fn kernel_grad_unit_body(
     let mut sc = Scratch::new(g, plan, kept.is_none());
     for (t0, t1) in plan.blocks(s0, s1) {
         let n = t1 - t0;
-        let v: &[f32] = match kept {
-            Some(k) => &k[t0 * P * c..t1 * P * c],
+        let (v, vs): (&[f32], usize) = match kept {
+            Some(k) => (&k[t0 * P * c..t1 * P * c], n * c),
             None => {
-                transform_input(x, g, plan, (t0, t1), &mut sc.v[..P * n * c], &mut sc.tmp);
-                &sc.v[..P * n * c]
+                let vs = planes(n, c);
+                let v = &mut sc.v[..P * vs];
+                transform_input(x, g, plan, (t0, t1), (v, vs), &mut sc.tmp, fast_tiles());
+                (&sc.v[..P * vs], vs)
             }
         };
-        let dm = &mut sc.m[..P * n * f];
+        let ms = planes(n, f);
+        let dm = &mut sc.m[..P * ms];
         transform_output_grad(gz, g, plan, (t0, t1), 0, dm, &mut sc.tmp);
         let beta = if fresh { 0.0 } else { 1.0 };
         for p in 0..P {
@@ -648,8 +913,8 @@ fn kernel_grad_unit_body(
                 f,
                 n,
                 1.0,
-                &v[p * n * c..(p + 1) * n * c],
-                &dm[p * n * f..(p + 1) * n * f],
+                &v[p * vs..p * vs + n * c],
+                &dm[p * ms..p * ms + n * f],
                 beta,
                 &mut du[p * c * f..(p + 1) * c * f],
             );
@@ -780,6 +1045,34 @@ mod tests {
                 println!("{shape:?} {padding:?} {act:?} y: {err:e}");
                 assert!(err < 2e-5, "{shape:?} {padding:?} {act:?}: {err}");
                 assert_eq!(got.cols.unwrap().len(), kept_len(&g));
+            }
+        }
+    }
+
+    #[test]
+    fn portable_and_avx512_transforms_agree() {
+        // Both sides run the same sums in the same order: equal to rounding.
+        let (shape, f) = ([5, 13, 13, 24], 40);
+        for padding in [Padding::Valid, Padding::Same] {
+            let g = geometry(shape, f, padding);
+            let x = random_tensor(&shape, 7, 1.0);
+            let k = random_tensor(&[3, 3, shape[3], f], 8, 0.3);
+            let bias = random_tensor(&[f], 9, 0.5);
+            let gy = random_tensor(&[g.n, g.oh, g.ow, f], 10, 1.0);
+            let epi = Epilogue {
+                bias: Some(bias.host()),
+                act: Activation::Relu,
+            };
+            let run = |portable: bool| {
+                PORTABLE_TILES.store(portable, std::sync::atomic::Ordering::Relaxed);
+                let y = cpu_conv::conv2d_forward(x.host(), k.host(), &g, epi, false).y;
+                let dk = conv2d_kernel_grad(x.host(), gy.host(), None, &g);
+                PORTABLE_TILES.store(false, std::sync::atomic::Ordering::Relaxed);
+                (y, dk)
+            };
+            let ((y0, dk0), (y1, dk1)) = (run(true), run(false));
+            for (a, b) in y0.iter().zip(&y1).chain(dk0.iter().zip(&dk1)) {
+                assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{padding:?}: {a} vs {b}");
             }
         }
     }
