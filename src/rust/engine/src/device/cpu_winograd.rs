@@ -351,6 +351,23 @@ fn transform_input(
         let sample = &x[s * in_len..(s + 1) * in_len];
         let iy0 = (M * ty) as isize - g.pad_top as isize;
         let ix0 = (M * tx) as isize - g.pad_left as isize;
+        if fast {
+            // The part of the patch inside the image; the rest reads as zeros.
+            let clip = |o: isize, n: usize| {
+                (-o).clamp(0, A as isize) as usize..(n as isize - o).clamp(0, A as isize) as usize
+            };
+            let inside = (clip(iy0, g.h), clip(ix0, g.w));
+            let dst = &mut v[(t - t0) * c..];
+            assert!((P - 1) * plane + c <= dst.len());
+            // SAFETY: the CPU has AVX-512F (`fast`); only the patch's pixels inside the
+            // image are read, and the tile's slots of the A² planes lie inside `dst`
+            // (asserted just above).
+            unsafe {
+                let anchor = (iy0, ix0, g.w);
+                avx512::input_tile(sample, anchor, c, inside, dst.as_mut_ptr(), plane)
+            };
+            continue;
+        }
         let inside = iy0 >= 0 && ix0 >= 0 && iy0 as usize + A <= g.h && ix0 as usize + A <= g.w;
         // The patch in place when it lies inside the image, else a zero-padded copy.
         let (src, first, row_step): (&[f32], usize, usize) = if inside {
@@ -360,25 +377,6 @@ fn transform_input(
             gather(sample, (g.h, g.w, c), (iy0, ix0), (A, A), patch);
             (&*patch, 0, A * c)
         };
-        if fast {
-            let dst = &mut v[(t - t0) * c..];
-            assert!(
-                first + (A - 1) * (row_step + c) + c <= src.len()
-                    && (P - 1) * plane + c <= dst.len()
-            );
-            // SAFETY: the CPU has AVX-512F (`fast`); the patch and the tile's slots of
-            // the A² planes lie inside `src` and `dst` (asserted just above).
-            unsafe {
-                avx512::input_tile(
-                    src.as_ptr().add(first),
-                    row_step,
-                    c,
-                    dst.as_mut_ptr(),
-                    plane,
-                )
-            };
-            continue;
-        }
         // Bᵀ d down each column of the patch into mid ([row][col][c]), ...
         for q in 0..A {
             let (from, to) = (at(first + q * c, row_step), at(q * c, A * c));
@@ -478,6 +476,8 @@ mod avx512 {
     use std::arch::x86_64::*;
     use std::ops::{Add, Mul, Sub};
 
+    use std::ops::Range;
+
     use super::tile::{self, A, M};
 
     /// 16 lanes of f32 with the arithmetic `tile`'s transforms use. Its methods are
@@ -523,27 +523,53 @@ mod avx512 {
         }
     }
 
-    /// V = Bᵀ d B of one tile: its A x A patch at `src` (pixels `c` apart, rows
-    /// `row_step` apart) into `dst`, its slot in the first of the A² planes that lie
-    /// `plane` apart.
+    /// V = Bᵀ d B of one tile into `dst`, its slot in the first of the A² planes that
+    /// lie `plane` apart. Its A x A patch has its top left at (y0, x0) (possibly over
+    /// the edge) of `sample`, an image `w` pixels wide of `c` channels; patch rows and
+    /// columns outside `inside` read as zeros (padding, or past the image's end).
     ///
     /// # Safety
-    /// AVX-512F; the patch's c channels and the A² slots of c values are valid.
+    /// AVX-512F; `inside` holds only patch positions inside the image; the A² slots of
+    /// c values at `dst` are valid.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn input_tile(
-        src: *const f32,
-        row_step: usize,
+        sample: &[f32],
+        anchor: (isize, isize, usize),
         c: usize,
+        (rows, cols): (Range<usize>, Range<usize>),
         dst: *mut f32,
         plane: usize,
     ) {
+        if rows == (0..A) && cols == (0..A) {
+            input_tile_in::<false>(sample, anchor, c, (rows, cols), dst, plane)
+        } else {
+            input_tile_in::<true>(sample, anchor, c, (rows, cols), dst, plane)
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn input_tile_in<const EDGE: bool>(
+        sample: &[f32],
+        (y0, x0, w): (isize, isize, usize),
+        c: usize,
+        (rows, cols): (Range<usize>, Range<usize>),
+        dst: *mut f32,
+        plane: usize,
+    ) {
+        let first = (y0 * w as isize + x0) * c as isize;
+        let (row_step, src) = (w * c, sample.as_ptr());
         for j0 in (0..c).step_by(16) {
             let k = lanes(c, j0);
             let mut mid = [[V(_mm512_setzero_ps()); A]; A];
             for q in 0..A {
                 let mut col = [V(_mm512_setzero_ps()); A];
                 for (r, d) in col.iter_mut().enumerate() {
-                    *d = V(_mm512_maskz_loadu_ps(k, src.add(r * row_step + q * c + j0)));
+                    if !EDGE || (rows.contains(&r) && cols.contains(&q)) {
+                        let at = first + (r * row_step + q * c + j0) as isize;
+                        debug_assert!(at >= 0 && at as usize + (c - j0).min(16) <= sample.len());
+                        *d = V(_mm512_maskz_loadu_ps(k, src.offset(at)));
+                    }
                 }
                 for (r, d) in tile::bt(col).into_iter().enumerate() {
                     mid[r][q] = d;
@@ -603,7 +629,14 @@ mod avx512 {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod avx512 {
-    pub unsafe fn input_tile(_: *const f32, _: usize, _: usize, _: *mut f32, _: usize) {
+    pub unsafe fn input_tile(
+        _: &[f32],
+        _: (isize, isize, usize),
+        _: usize,
+        _: (std::ops::Range<usize>, std::ops::Range<usize>),
+        _: *mut f32,
+        _: usize,
+    ) {
         unreachable!("AVX-512 only on x86-64")
     }
     #[allow(clippy::too_many_arguments)]
@@ -1072,7 +1105,10 @@ mod tests {
             };
             let ((y0, dk0), (y1, dk1)) = (run(true), run(false));
             for (a, b) in y0.iter().zip(&y1).chain(dk0.iter().zip(&dk1)) {
-                assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{padding:?}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                    "{padding:?}: {a} vs {b}"
+                );
             }
         }
     }
