@@ -16,7 +16,10 @@
 #'   supported yet.
 #' @param dilation_rate One integer or two: spacing between the kernel's taps (default
 #'   1). Cannot be combined with `strides > 1`.
-#' @param groups Must be 1 (grouped convolutions are not supported yet).
+#' @param groups Positive integer dividing `filters` and the input channels (default
+#'   1): the input channels and the filters are cut into `groups` groups, and each
+#'   group of filters sees only its group of input channels (the kernel is then
+#'   `(kernel_height, kernel_width, input_channels / groups, filters)`).
 #' @param name Name of the layer; `NULL` gives `"conv2d"`, `"conv2d_1"`, ...
 #' @param kernel_regularizer,bias_regularizer Penalties on the weights added to the loss:
 #'   [regularizer_l2()] and friends, or `NULL` (the default) for none.
@@ -101,15 +104,17 @@ conv_config <- function(filters, kernel_size, strides, padding, data_format, dil
   padding <- check_padding_mode(padding, call,
                                 allowed = if (rank == 1L) c("valid", "same", "causal") else c("valid", "same"))
   data_format <- check_data_format(data_format, call)
-  if (!identical(as.numeric(groups), 1)) {
-    rk_abort("`groups` other than 1 is not supported yet.", kind = "argument", call = call)
+  groups <- check_positive_int(groups, "groups", call)
+  if (filters %% groups != 0L) {
+    rk_abort(sprintf("`groups` (%d) must divide `filters` (%d).", groups, filters),
+             kind = "argument", call = call)
   }
   check_flag(use_bias, "use_bias", call)
   check_string(kernel_initializer, "kernel_initializer", call)
   check_string(bias_initializer, "bias_initializer", call)
   if (!is.null(name)) check_string(name, "name", call)
   list(filters = filters, kernel_size = kernel_size, strides = strides, padding = padding,
-       data_format = data_format, dilation_rate = dilation_rate,
+       data_format = data_format, dilation_rate = dilation_rate, groups = groups,
        activation = activation_name(activation, call), use_bias = use_bias,
        kernel_initializer = kernel_initializer, bias_initializer = bias_initializer,
        name = name)

@@ -68,6 +68,36 @@ test_that("layer_conv_2d() computes Keras's convolution, index meaning kept", {
   }
 })
 
+test_that("layer_conv_2d(groups = ) convolves each group of channels with its filters", {
+  set.seed(2)
+  model <- keras_model_sequential(input_shape = c(6, 5, 4)) %>%
+    layer_conv_2d(filters = 6, kernel_size = 3, groups = 2, padding = "same", name = "grouped")
+  # Keras: kernel (3, 3, input channels / groups, filters).
+  expect_equal(model_info(model)$params, 3 * 3 * 2 * 6 + 6)
+  expect_equal(dim(get_weights(model)[[1]]), c(3L, 3L, 2L, 6L))
+  expect_equal(get_config(model$layers[[1]])$groups, 2)
+  kernel <- array(rnorm(3 * 3 * 2 * 6), c(3, 3, 2, 6))
+  bias <- rnorm(6)
+  set_weights(model, list(kernel, bias))
+  x <- array(rnorm(2 * 6 * 5 * 4), c(2, 6, 5, 4))
+  got <- predict(model, x, verbose = 0)
+  # Filters 1-3 see channels 1-2, filters 4-6 channels 3-4.
+  want <- array(0, c(2, 6, 5, 6))
+  want[, , , 1:3] <- conv2d_in_r(x[, , , 1:2, drop = FALSE], kernel[, , , 1:3], bias[1:3], padding = "same")
+  want[, , , 4:6] <- conv2d_in_r(x[, , , 3:4, drop = FALSE], kernel[, , , 4:6], bias[4:6], padding = "same")
+  expect_equal(got, want, tolerance = 1e-5)
+
+  expect_error(layer_conv_2d(filters = 6, kernel_size = 3, groups = 4),
+               "`groups` \\(4\\) must divide `filters` \\(6\\)")
+  expect_error(layer_conv_2d(filters = 6, kernel_size = 3, groups = 0),
+               "`groups` must be a positive integer, not 0")
+  expect_error(
+    keras_model_sequential(input_shape = c(6, 5, 3)) %>%
+      layer_conv_2d(filters = 6, kernel_size = 3, groups = 2, name = "odd"),
+    "layer 'odd'.*groups = 2 must divide the input channels, got 3 \\(input shape \\(6, 5, 3\\)\\)"
+  )
+})
+
 test_that("layer_conv_1d() convolves along the steps, with causal padding", {
   model <- keras_model_sequential(input_shape = c(5, 1)) %>%
     layer_conv_1d(filters = 1, kernel_size = 3, padding = "causal", use_bias = FALSE)

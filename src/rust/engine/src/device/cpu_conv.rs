@@ -280,6 +280,11 @@ pub fn conv2d_max_pool_forward(
     let conv_len = (g.out_pixels() * g.f).max(1);
     let step = (POOLED_STEP_BYTES / (4 * conv_len)).clamp(1, g.n.max(1));
     let path = Path::choose(kernel, g);
+    if let Path::Winograd(u) = &path {
+        if let Some(y) = winograd::conv2d_max_pool_forward(x, u, g, epilogue, pg) {
+            return y;
+        }
+    }
     let mut y = pool::scratch(g.n * out_len);
     let run = |x: &[f32], y: &mut [f32]| {
         let n = x.len() / in_len.max(1);

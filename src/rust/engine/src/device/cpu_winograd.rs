@@ -36,6 +36,7 @@ use super::pool;
 use crate::gemm::{sgemm_packed, PackedB};
 use crate::ops::activation::Activation;
 use crate::ops::conv::ConvGeometry;
+use crate::ops::pool::Pool2d;
 
 /// Transform points per tile: the A x A input patch of F(4x4, 3x3).
 const P: usize = A * A;
@@ -390,6 +391,24 @@ fn transform_input(
     }
 }
 
+/// What the AVX-512 output transform applies on the way out: the bias, a ReLU or not,
+/// and with `pool2` a 2x2 max pooling of stride 2 (each tile's M x M outputs hold
+/// whole pooling windows, since M is even).
+#[derive(Clone, Copy)]
+struct Fused<'a> {
+    bias: &'a [f32],
+    relu: bool,
+    pool2: bool,
+}
+
+/// The output of one sample: (rows, columns) of pixels of f values.
+fn out_dims(g: &ConvGeometry, fused: Option<Fused>) -> (usize, usize) {
+    match fused {
+        Some(Fused { pool2: true, .. }) => (g.oh / 2, g.ow / 2),
+        _ => (g.oh, g.ow),
+    }
+}
+
 /// Y = Aᵀ M A for tiles [t0, t1): M x M outputs per tile from M ([A²][t1 - t0][f],
 /// `planes` apart),
 /// written into `y` (the output of samples from `s_first` on), dropping those over the
@@ -405,39 +424,40 @@ fn transform_output(
     s_first: usize,
     y: &mut [f32],
     tmp: &mut [f32],
-    fused: Option<(&[f32], bool)>,
+    fused: Option<Fused>,
 ) {
     let (f, tw) = (g.f, g.ow.div_ceil(M));
     let plane = planes(t1 - t0, f);
-    let out_len = g.oh * g.ow * f;
+    let (yh, yw) = out_dims(g, fused);
+    let out_len = yh * yw * f;
     // tmp: Aᵀ M (M rows of A runs of f), then room for one row of M outputs.
     let (s, spill) = tmp.split_at_mut(M * A * f);
     for t in t0..t1 {
         let (smp, local) = (t / plan.tps, t % plan.tps);
         let (ty, tx) = (local / tw, local % tw);
         let first = (t - t0) * f;
-        if let Some((bias, relu)) = fused {
+        if let Some(Fused { bias, relu, pool2 }) = fused {
             let sample = &mut y[(smp - s_first) * out_len..(smp - s_first + 1) * out_len];
-            let (oy, ox) = (M * ty, M * tx);
-            let inside = ((g.oh - oy).min(M), (g.ow - ox).min(M));
-            let out = (oy * g.ow + ox) * f;
-            let row_step = g.ow * f;
+            // The tile's outputs (or pooled outputs) inside the sample's.
+            let side = if pool2 { M / 2 } else { M };
+            let (oy, ox) = (side * ty, side * tx);
+            let inside = (
+                yh.saturating_sub(oy).min(side),
+                yw.saturating_sub(ox).min(side),
+            );
+            if inside.0 == 0 || inside.1 == 0 {
+                continue; // pooled away: the windows over the edge that 'valid' drops
+            }
+            let out = (oy * yw + ox) * f;
+            let row_step = yw * f;
             assert!(first + (P - 1) * plane + f <= m.len() && bias.len() >= f);
             assert!(out + (inside.0 - 1) * row_step + inside.1 * f <= sample.len());
             // SAFETY: `fused` is only given on CPUs with AVX-512F; the tile's A² points
             // and the outputs written lie inside `m` and `sample` (asserted above).
             unsafe {
-                let dst = sample.as_mut_ptr().add(out);
-                avx512::output_tile(
-                    m.as_ptr().add(first),
-                    plane,
-                    f,
-                    bias.as_ptr(),
-                    relu,
-                    inside,
-                    dst,
-                    row_step,
-                );
+                let (src, dst) = (m.as_ptr().add(first), sample.as_mut_ptr().add(out));
+                let epilogue = (bias.as_ptr(), relu, pool2);
+                avx512::output_tile(src, plane, f, epilogue, inside, dst, row_step);
             }
             continue;
         }
@@ -583,20 +603,20 @@ mod avx512 {
         }
     }
 
-    /// Y = Aᵀ M A of one tile: its A² points at `m` (planes `plane` apart) into the
-    /// `inside` (rows, columns) of its M x M outputs at `dst` (pixels `f` apart, rows
-    /// `row_step` apart), plus `bias` and, with `relu`, max(0, ·).
+    /// Y = Aᵀ M A of one tile: its A² points at `m` (planes `plane` apart) into `dst`
+    /// (pixels `f` apart, rows `row_step` apart), plus the bias, then with `relu`
+    /// max(0, ·); with `pool2` the max of each 2x2 window of the M x M outputs instead
+    /// of the outputs (before the bias and ReLU, which commute with it). `inside`:
+    /// the (rows, columns) of outputs, or of windows, to write.
     ///
     /// # Safety
     /// AVX-512F; the A² points of f values, the f biases and the outputs are valid.
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     pub unsafe fn output_tile(
         m: *const f32,
         plane: usize,
         f: usize,
-        bias: *const f32,
-        relu: bool,
+        (bias, relu, pool2): (*const f32, bool, bool),
         (rows, cols): (usize, usize),
         dst: *mut f32,
         row_step: usize,
@@ -613,14 +633,32 @@ mod avx512 {
                     mid[i][q] = d;
                 }
             }
+            // A loop, not `map`: its closure would be compiled without AVX-512, and the
+            // arithmetic would become calls.
+            let mut out = [[V(_mm512_setzero_ps()); M]; M];
+            for (o, row) in out.iter_mut().zip(mid) {
+                *o = tile::at(row);
+            }
             let b = _mm512_maskz_loadu_ps(k, bias.add(j0));
-            for (i, row) in mid.into_iter().enumerate().take(rows) {
-                for (x, v) in tile::at(row).into_iter().enumerate().take(cols) {
-                    let mut v = _mm512_add_ps(v.0, b);
-                    if relu {
-                        v = _mm512_max_ps(v, _mm512_setzero_ps());
-                    }
-                    _mm512_mask_storeu_ps(dst.add(i * row_step + x * f + j0), k, v);
+            let finish = |v: __m512| {
+                let v = _mm512_add_ps(v, b);
+                if relu {
+                    _mm512_max_ps(v, _mm512_setzero_ps())
+                } else {
+                    v
+                }
+            };
+            for i in 0..rows {
+                for x in 0..cols {
+                    let v = if pool2 {
+                        let (r, c) = (2 * i, 2 * x);
+                        let top = _mm512_max_ps(out[r][c].0, out[r][c + 1].0);
+                        let bottom = _mm512_max_ps(out[r + 1][c].0, out[r + 1][c + 1].0);
+                        _mm512_max_ps(top, bottom)
+                    } else {
+                        out[i][x].0
+                    };
+                    _mm512_mask_storeu_ps(dst.add(i * row_step + x * f + j0), k, finish(v));
                 }
             }
         }
@@ -639,13 +677,11 @@ mod avx512 {
     ) {
         unreachable!("AVX-512 only on x86-64")
     }
-    #[allow(clippy::too_many_arguments)]
     pub unsafe fn output_tile(
         _: *const f32,
         _: usize,
         _: usize,
-        _: *const f32,
-        _: bool,
+        _: (*const f32, bool, bool),
         _: (usize, usize),
         _: *mut f32,
         _: usize,
@@ -754,13 +790,15 @@ with_avx512!(
         g: &ConvGeometry,
         plan: &Plan,
         epilogue: Epilogue,
+        pool2: bool,
         samples: (usize, usize),
         y: &mut [f32],
         keep: Option<&mut [f32]>,
     )
 );
 
-/// The output of samples [s0, s1) into `y`, their V into `keep` when given.
+/// The output of samples [s0, s1) into `y`, their V into `keep` when given; with
+/// `pool2` (AVX-512 and a linear or ReLU activation only) its 2x2 max pooling.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn forward_unit_body(
@@ -769,6 +807,7 @@ fn forward_unit_body(
     g: &ConvGeometry,
     plan: &Plan,
     epilogue: Epilogue,
+    pool2: bool,
     (s0, s1): (usize, usize),
     y: &mut [f32],
     mut keep: Option<&mut [f32]>,
@@ -789,10 +828,15 @@ fn forward_unit_body(
                     &no_bias
                 }
             };
-            Some((bias, matches!(epilogue.act, Activation::Relu)))
+            let relu = matches!(epilogue.act, Activation::Relu);
+            Some(Fused { bias, relu, pool2 })
         }
         _ => None,
     };
+    assert!(
+        !pool2 || fused.is_some(),
+        "pooled Winograd output without AVX-512"
+    );
     for (t0, t1) in plan.blocks(s0, s1) {
         let n = t1 - t0;
         // Kept V is packed tight (the kernel gradient reads it by block).
@@ -824,14 +868,46 @@ pub fn conv2d_forward(
     epilogue: Epilogue,
     keep: Option<&mut [f32]>,
 ) -> Vec<f32> {
+    forward_batch(x, u, g, epilogue, false, keep)
+}
+
+/// max_pool(act(conv(x, kernel) + bias)) for inference with `pg` a 2x2 max pooling of
+/// stride 2 ('valid'), pooled in the output transform (the convolution's output is
+/// never stored); `None` where that path does not apply (another pooling or
+/// activation, or no AVX-512), for the caller's general path.
+pub fn conv2d_max_pool_forward(
+    x: &[f32],
+    u: &TransformedKernel,
+    g: &ConvGeometry,
+    epilogue: Epilogue,
+    pg: &Pool2d,
+) -> Option<Vec<f32>> {
+    let pool2 = (pg.ph, pg.pw, pg.sh, pg.sw, pg.pad_top, pg.pad_left) == (2, 2, 2, 2, 0, 0);
+    let act = matches!(epilogue.act, Activation::Linear | Activation::Relu);
+    (pool2 && act && fast_tiles()).then(|| forward_batch(x, u, g, epilogue, true, None))
+}
+
+/// `conv2d_forward`, or with `pool2` its 2x2 max pooling (`conv2d_max_pool_forward`).
+fn forward_batch(
+    x: &[f32],
+    u: &TransformedKernel,
+    g: &ConvGeometry,
+    epilogue: Epilogue,
+    pool2: bool,
+    keep: Option<&mut [f32]>,
+) -> Vec<f32> {
     let plan = Plan::new(g);
-    let out_len = g.oh * g.ow * g.f;
+    let out_len = if pool2 {
+        (g.oh / 2) * (g.ow / 2) * g.f
+    } else {
+        g.oh * g.ow * g.f
+    };
     let mut y = pool::scratch(g.n * out_len);
     let v_len = plan.tps * P * g.c;
     let unit = |i: usize, y: &mut [f32], keep: Option<&mut [f32]>| {
         let s0 = i * plan.spu;
         let s1 = (s0 + plan.spu).min(g.n);
-        forward_unit(x, u, g, &plan, epilogue, (s0, s1), y, keep);
+        forward_unit(x, u, g, &plan, epilogue, pool2, (s0, s1), y, keep);
     };
     let (y_step, v_step) = (plan.spu * out_len, plan.spu * v_len);
     match keep {

@@ -12,13 +12,18 @@ use crate::naming::unique_name;
 use crate::ops::activation::Activation;
 use crate::ops::conv::{conv2d_bias_activation, conv2d_max_pool, ConvSpec, Padding};
 use crate::ops::math::reshape;
+use crate::ops::merge::concatenate;
 use crate::ops::pool::PoolWindow;
+use crate::ops::sequence::columns;
 
 pub struct Conv {
     name: String,
     /// 1 (Conv1D) or 2 (Conv2D).
     rank: usize,
     filters: usize,
+    /// Keras's `groups`: the input channels and the filters cut into this many groups,
+    /// filter group g seeing only input group g.
+    groups: usize,
     kernel_size: Vec<usize>,
     strides: Vec<usize>,
     dilation_rate: Vec<usize>,
@@ -40,11 +45,12 @@ impl Conv {
                 "= 'causal' is only for 1-D convolutions",
             ));
         }
-        let groups = c.f64_or("groups", 1.0)?;
-        if groups != 1.0 {
+        let filters = c.positive_int("filters")?;
+        let groups = c.positive_int_or("groups", 1)?;
+        if filters % groups != 0 {
             return Err(invalid_arg(
                 "groups",
-                format!("other than 1 is not supported yet (got {groups})"),
+                format!("must divide filters ({filters}), got {groups}"),
             ));
         }
         let strides = c.tuple("strides", rank, Some(&vec![1; rank]))?;
@@ -59,7 +65,8 @@ impl Conv {
         Ok(Conv {
             name: c.name()?.unwrap_or_else(|| unique_name(prefix)),
             rank,
-            filters: c.positive_int("filters")?,
+            filters,
+            groups,
             kernel_size: c.tuple("kernel_size", rank, None)?,
             strides,
             dilation_rate,
@@ -96,6 +103,51 @@ impl Conv {
         }
     }
 
+    fn check_groups(&self, channels: usize, input_shape: &[usize]) -> Result<()> {
+        if channels % self.groups != 0 {
+            return Err(self.input_error(format!(
+                "groups = {} must divide the input channels, got {channels} (input shape {})",
+                self.groups,
+                shape_str(input_shape)
+            )));
+        }
+        Ok(())
+    }
+
+    /// act(conv + bias) with `groups` > 1: each group's channels of x convolved with
+    /// its filters' slice of the kernel, the outputs concatenated along the channels.
+    fn grouped(
+        &self,
+        tape: &mut Tape,
+        x: Var,
+        kernel: Var,
+        bias: Option<Var>,
+        act: Activation,
+    ) -> Result<Var> {
+        let (xs, ks) = (
+            tape.value(x).shape().to_vec(),
+            tape.value(kernel).shape().to_vec(),
+        );
+        let (pixels, c) = (xs[..3].iter().product::<usize>(), xs[3]);
+        let (taps, cg, f) = (ks[0] * ks[1] * ks[2], ks[2], ks[3]);
+        let (fg, groups) = (f / self.groups, self.groups);
+        let x2 = reshape(tape, x, vec![pixels, c])?;
+        let k2 = reshape(tape, kernel, vec![taps, f])?;
+        let mut outs = Vec::with_capacity(groups);
+        for g in 0..groups {
+            let xg = columns(tape, x2, g * cg, cg)?;
+            let xg = reshape(tape, xg, vec![xs[0], xs[1], xs[2], cg])?;
+            let kg = columns(tape, k2, g * fg, fg)?;
+            let kg = reshape(tape, kg, vec![ks[0], ks[1], cg, fg])?;
+            let bg = match bias {
+                Some(b) => Some(columns(tape, b, g * fg, fg)?),
+                None => None,
+            };
+            outs.push(conv2d_bias_activation(tape, xg, kg, bg, act, &self.spec())?);
+        }
+        concatenate(tape, &outs, -1)
+    }
+
     /// (h, w, channels) of a sample shape, checking the rank.
     fn image_dims(&self, input_shape: &[usize]) -> Result<(usize, usize, usize)> {
         let axes: &[&str] = if self.rank == 2 {
@@ -127,8 +179,9 @@ impl Layer for Conv {
 
     fn build(&mut self, input_shape: &[usize]) -> Result<()> {
         let (_, _, channels) = self.image_dims(input_shape)?;
+        self.check_groups(channels, input_shape)?;
         let mut kernel_shape = self.kernel_size.clone();
-        kernel_shape.extend([channels, self.filters]);
+        kernel_shape.extend([channels / self.groups, self.filters]);
         self.params = vec![Param::init(
             "kernel",
             kernel_shape,
@@ -148,8 +201,9 @@ impl Layer for Conv {
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
         let (h, w, c) = self.image_dims(input_shape)?;
+        self.check_groups(c, input_shape)?;
         if let Some(k) = self.params.first() {
-            let in_channels = k.value.shape()[self.rank];
+            let in_channels = k.value.shape()[self.rank] * self.groups;
             if in_channels != c {
                 return Err(self.input_error(format!(
                     "expects {in_channels} input channels, got {c} (input shape {})",
@@ -220,7 +274,11 @@ impl Layer for Conv {
         };
         let act = ctx.final_activation(self.activation);
         let bias = self.use_bias.then(|| params[1]);
-        let y = conv2d_bias_activation(tape, x4, k4, bias, act, &self.spec())?;
+        let y = if self.groups > 1 {
+            self.grouped(tape, x4, k4, bias, act)?
+        } else {
+            conv2d_bias_activation(tape, x4, k4, bias, act, &self.spec())?
+        };
         if self.rank == 1 {
             let mut shape = vec![*batch];
             shape.extend(out_sample);
@@ -237,7 +295,7 @@ impl Layer for Conv {
         ctx: &mut ForwardCtx,
         window: &PoolWindow,
     ) -> Result<Option<Var>> {
-        if self.rank != 2 || tape.value(x).shape().len() != 4 {
+        if self.rank != 2 || self.groups != 1 || tape.value(x).shape().len() != 4 {
             return Ok(None);
         }
         let act = ctx.final_activation(self.activation);
@@ -257,7 +315,7 @@ impl Layer for Conv {
             ("padding", ConfigValue::Str(self.padding.name().into())),
             ("data_format", ConfigValue::Str("channels_last".into())),
             ("dilation_rate", ConfigValue::ints(&self.dilation_rate)),
-            ("groups", ConfigValue::Int(1)),
+            ("groups", ConfigValue::Int(self.groups as i64)),
             (
                 "activation",
                 ConfigValue::Str(self.activation.name().into()),
@@ -353,6 +411,108 @@ mod tests {
         let f0: Vec<f32> = tape.value(y).host().iter().step_by(2).copied().collect();
         // Causal: output t sees x[t-2], x[t-1], x[t] only.
         assert_eq!(f0, vec![100., 210., 321., 432., 543.]);
+    }
+
+    #[test]
+    fn grouped_conv_is_one_convolution_per_group() {
+        use crate::ops::gradcheck::{check, random_tensor};
+        let grouped = |groups: i64| {
+            from_config(
+                "Conv2D",
+                &cfg(&[
+                    ("filters", ConfigValue::Int(6)),
+                    ("kernel_size", ConfigValue::Int(3)),
+                    ("groups", ConfigValue::Int(groups)),
+                    ("padding", ConfigValue::Str("same".into())),
+                    ("activation", ConfigValue::Str("tanh".into())),
+                ]),
+            )
+            .unwrap()
+        };
+        let mut l = grouped(3);
+        l.build(&[5, 4, 6]).unwrap();
+        // Keras: kernel (3, 3, in / groups, filters); 3*3*2*6 + 6 weights.
+        assert_eq!(l.params()[0].value.shape(), &[3, 3, 2, 6]);
+        assert_eq!(l.output_shape(&[5, 4, 6]).unwrap(), vec![5, 4, 6]);
+        let (x, k, b) = (
+            random_tensor(&[2, 5, 4, 6], 1, 1.0),
+            random_tensor(&[3, 3, 2, 6], 2, 0.5),
+            random_tensor(&[6], 3, 0.5),
+        );
+        let run = |t: &mut Tape, v: &[Var]| {
+            let mut rng = rand::SeedableRng::seed_from_u64(0);
+            let mut ctx = ForwardCtx {
+                training: false,
+                rng: &mut rng,
+                logits: false,
+                batch_state: None,
+                trainable: true,
+            };
+            l.forward(t, v[0], &v[1..], &mut ctx).unwrap()
+        };
+        let mut t = Tape::new();
+        let vars = [x.clone(), k.clone(), b.clone()].map(|v| t.leaf(v, false));
+        let y = run(&mut t, &vars);
+        let y = t.value(y).clone();
+        // Group g (input channels 2g, 2g+1; filters 2g, 2g+1) by itself, as a plain
+        // convolution.
+        for g in 0..3 {
+            let mut plain = from_config(
+                "Conv2D",
+                &cfg(&[
+                    ("filters", ConfigValue::Int(2)),
+                    ("kernel_size", ConfigValue::Int(3)),
+                    ("padding", ConfigValue::Str("same".into())),
+                    ("activation", ConfigValue::Str("tanh".into())),
+                ]),
+            )
+            .unwrap();
+            plain.build(&[5, 4, 2]).unwrap();
+            let pick = |v: &Tensor, every: usize, from: usize| -> Vec<f32> {
+                v.host()
+                    .chunks(every)
+                    .flat_map(|r| r[from..from + 2].to_vec())
+                    .collect()
+            };
+            let xg = Tensor::from_vec(vec![2, 5, 4, 2], pick(&x, 6, 2 * g)).unwrap();
+            let kg = Tensor::from_vec(vec![3, 3, 2, 2], pick(&k, 6, 2 * g)).unwrap();
+            let bg = Tensor::from_vec(vec![2], b.host()[2 * g..2 * g + 2].to_vec()).unwrap();
+            let mut t = Tape::new();
+            let v = [xg, kg, bg].map(|v| t.leaf(v, false));
+            let mut rng = rand::SeedableRng::seed_from_u64(0);
+            let mut ctx = ForwardCtx {
+                training: false,
+                rng: &mut rng,
+                logits: false,
+                batch_state: None,
+                trainable: true,
+            };
+            let want = plain.forward(&mut t, v[0], &v[1..], &mut ctx).unwrap();
+            let got = pick(&y, 6, 2 * g);
+            for (a, e) in got.iter().zip(t.value(want).host()) {
+                assert!((a - e).abs() < 1e-6, "group {g}: {a} vs {e}");
+            }
+        }
+        check(vec![x, k, b], &[true, true, true], run, "grouped conv2d");
+        // Keras's rules: groups divides filters and the input channels.
+        let e = from_config(
+            "Conv2D",
+            &cfg(&[
+                ("filters", ConfigValue::Int(6)),
+                ("kernel_size", ConfigValue::Int(3)),
+                ("groups", ConfigValue::Int(4)),
+            ]),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.to_string(), "`groups` must divide filters (6), got 4");
+        let e = grouped(2).output_shape(&[5, 4, 3]).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "groups = 2 must divide the input channels, got 3 (input shape (5, 4, 3))"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -103,6 +103,14 @@ impl Config<'_> {
         }
     }
 
+    /// `positive_int`, or `default` when the key is missing.
+    pub fn positive_int_or(&self, key: &str, default: usize) -> Result<usize> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(_) => self.positive_int(key),
+        }
+    }
+
     pub fn positive_int(&self, key: &str) -> Result<usize> {
         let v = match self.get(key) {
             Some(ConfigValue::Int(v)) => *v as f64,

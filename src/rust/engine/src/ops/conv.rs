@@ -487,7 +487,8 @@ mod tests {
             padding,
         };
         // The direct path (1 input channel, the workshop CNN's first layer), Winograd
-        // (32 channels: its second), im2col (strided), with odd maps, 'same' pooling and
+        // (32 channels: its second; 2x2 pooling runs inside its output transform, over
+        // odd and even maps), im2col (strided), with odd maps, 'same' pooling and
         // a batch longer than one step of the fused loop (the 70 samples of the second
         // case take three).
         let cases = [
@@ -508,6 +509,12 @@ mod tests {
                 spec((3, 3), (2, 1), (1, 1), Padding::Same),
                 5,
                 window(3, 2, PoolPadding::Same),
+            ),
+            (
+                vec![4, 9, 10, 16],
+                spec((3, 3), (1, 1), (1, 1), Padding::Same),
+                16,
+                window(2, 2, PoolPadding::Valid),
             ),
             (
                 vec![2, 7, 7, 16],
