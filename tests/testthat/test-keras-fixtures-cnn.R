@@ -159,14 +159,20 @@ ref_windows <- function(x, k, strides, padding, dilation = c(1, 1), pad_value = 
   })
 }
 
-ref_conv2d <- function(x, kernel, bias, strides, padding, dilation) {
+ref_conv2d <- function(x, kernel, bias, strides, padding, dilation, groups = 1) {
   k <- dim(kernel)[1:2]
   cout <- dim(kernel)[4]
+  cg <- dim(kernel)[3] # input channels per group
+  fg <- cout / groups
   win <- ref_windows(x, k, strides, padding, dilation)
   y <- array(0, c(dim(x)[1], win$out, cout))
-  km <- matrix(kernel, ncol = cout) # (kh, kw, cin) flattened in the same order as a patch
-  for (i in seq_len(win$out[1])) for (j in seq_len(win$out[2])) {
-    y[, i, j, ] <- matrix(win$patch(i, j), dim(x)[1]) %*% km
+  for (g in seq_len(groups)) { # filters of group g see only its input channels
+    ch <- (g - 1) * cg + seq_len(cg)
+    fi <- (g - 1) * fg + seq_len(fg)
+    km <- matrix(kernel[, , , fi, drop = FALSE], ncol = fg) # (kh, kw, cin) as a patch
+    for (i in seq_len(win$out[1])) for (j in seq_len(win$out[2])) {
+      y[, i, j, fi] <- matrix(win$patch(i, j)[, , , ch, drop = FALSE], dim(x)[1]) %*% km
+    }
   }
   if (!is.null(bias)) y <- sweep(y, 4, bias, "+")
   y
@@ -212,7 +218,7 @@ ref_forward <- function(case, weights, x, training = FALSE, momentum_out = NULL)
           kernel <- array(kernel, c(1, dim(kernel)))
         }
         y <- ref_conv2d(x, kernel, bias, c(1, 1) * pair(a$strides, 1), a$padding %||% "valid",
-                        c(1, 1) * pair(a$dilation_rate, 1))
+                        c(1, 1) * pair(a$dilation_rate, 1), a$groups %||% 1)
         if (one_d) y <- array(y, dim(y)[-2])
         ref_activation(y, a$activation)
       },

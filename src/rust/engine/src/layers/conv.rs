@@ -264,7 +264,7 @@ impl Layer for Conv {
         let out_sample = self.output_shape(sample)?;
         let (h, w, c) = self.image_dims(sample)?;
         let (x4, k4) = if self.rank == 1 {
-            let ks = [1, self.kernel_size[0], c, self.filters];
+            let ks = [1, self.kernel_size[0], c / self.groups, self.filters];
             (
                 reshape(tape, x, vec![*batch, h, w, c])?,
                 reshape(tape, params[0], ks.to_vec())?,
