@@ -339,6 +339,19 @@ mod tests {
     use crate::layers::registry::from_config;
     use crate::tensor::Tensor;
 
+    /// The layer's inference forward pass.
+    fn infer(l: &dyn Layer, tape: &mut Tape, x: Var, params: &[Var]) -> Var {
+        let mut rng = rand::SeedableRng::seed_from_u64(0);
+        let mut ctx = ForwardCtx {
+            training: false,
+            rng: &mut rng,
+            logits: false,
+            batch_state: None,
+            trainable: true,
+        };
+        l.forward(tape, x, params, &mut ctx).unwrap()
+    }
+
     fn cfg(pairs: &[(&str, ConfigValue)]) -> Vec<(String, ConfigValue)> {
         pairs
             .iter()
@@ -398,15 +411,7 @@ mod tests {
             false,
         );
         let p = tape.leaf(l.params()[0].value.clone(), false);
-        let mut rng = rand::SeedableRng::seed_from_u64(0);
-        let mut ctx = ForwardCtx {
-            training: false,
-            rng: &mut rng,
-            logits: false,
-            batch_state: None,
-            trainable: true,
-        };
-        let y = l.forward(&mut tape, x, &[p], &mut ctx).unwrap();
+        let y = infer(l.as_ref(), &mut tape, x, &[p]);
         assert_eq!(tape.value(y).shape(), &[1, 5, 2]);
         let f0: Vec<f32> = tape.value(y).host().iter().step_by(2).copied().collect();
         // Causal: output t sees x[t-2], x[t-1], x[t] only.
@@ -439,17 +444,7 @@ mod tests {
             random_tensor(&[3, 3, 2, 6], 2, 0.5),
             random_tensor(&[6], 3, 0.5),
         );
-        let run = |t: &mut Tape, v: &[Var]| {
-            let mut rng = rand::SeedableRng::seed_from_u64(0);
-            let mut ctx = ForwardCtx {
-                training: false,
-                rng: &mut rng,
-                logits: false,
-                batch_state: None,
-                trainable: true,
-            };
-            l.forward(t, v[0], &v[1..], &mut ctx).unwrap()
-        };
+        let run = |t: &mut Tape, v: &[Var]| infer(l.as_ref(), t, v[0], &v[1..]);
         let mut t = Tape::new();
         let vars = [x.clone(), k.clone(), b.clone()].map(|v| t.leaf(v, false));
         let y = run(&mut t, &vars);
@@ -479,15 +474,7 @@ mod tests {
             let bg = Tensor::from_vec(vec![2], b.host()[2 * g..2 * g + 2].to_vec()).unwrap();
             let mut t = Tape::new();
             let v = [xg, kg, bg].map(|v| t.leaf(v, false));
-            let mut rng = rand::SeedableRng::seed_from_u64(0);
-            let mut ctx = ForwardCtx {
-                training: false,
-                rng: &mut rng,
-                logits: false,
-                batch_state: None,
-                trainable: true,
-            };
-            let want = plain.forward(&mut t, v[0], &v[1..], &mut ctx).unwrap();
+            let want = infer(plain.as_ref(), &mut t, v[0], &v[1..]);
             let got = pick(&y, 6, 2 * g);
             for (a, e) in got.iter().zip(t.value(want).host()) {
                 assert!((a - e).abs() < 1e-6, "group {g}: {a} vs {e}");
