@@ -674,15 +674,16 @@ fn evaluate_logs(
     Ok(running.logs(prefix))
 }
 
-/// Runs the independent batches 0..steps a group at a time, one batch per thread, and
-/// hands each result to `report` in order on the calling thread (where the observer
-/// may talk to R).
+/// Runs the independent batches 0..steps a group at a time, a batch per thread at a
+/// time, and hands each result to `report` in order on the calling thread (where the
+/// observer may talk to R). A group holds 4 batches per thread, so that a thread that
+/// finishes early takes another instead of waiting at the group's end.
 fn in_parallel_groups<T: Send>(
     steps: usize,
     batch: impl Fn(usize) -> Result<T> + Sync,
     mut report: impl FnMut(usize, T) -> Result<()>,
 ) -> Result<()> {
-    let group = rayon::current_num_threads().max(1);
+    let group = 4 * rayon::current_num_threads().max(1);
     for first in (0..steps).step_by(group) {
         let last = (first + group).min(steps);
         let results: Vec<Result<T>> = if last - first == 1 {
