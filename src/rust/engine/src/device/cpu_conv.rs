@@ -208,7 +208,7 @@ pub fn conv2d_forward(
     epilogue: Epilogue,
     keep_cols: bool,
 ) -> ConvForward {
-    Path::choose(kernel, g).forward(x, kernel, g, epilogue, keep_cols)
+    Path::choose(kernel, g, keep_cols).forward(x, kernel, g, epilogue, keep_cols)
 }
 
 /// Which algorithm a convolution of a given geometry runs, with what it prepares from
@@ -220,11 +220,16 @@ enum Path {
 }
 
 impl Path {
-    fn choose(kernel: &[f32], g: &ConvGeometry) -> Path {
+    /// The path for `g`; `keep`: the kernel gradient will want what the forward pass
+    /// keeps (Winograd then uses the tiles its gradient uses).
+    fn choose(kernel: &[f32], g: &ConvGeometry, keep: bool) -> Path {
         if direct::applies(g) {
             Path::Direct
         } else if winograd::applies(g) {
-            Path::Winograd(winograd::prepare_kernel(kernel, g.c, g.f))
+            Path::Winograd(match keep {
+                true => winograd::prepare_kernel(kernel, g.c, g.f),
+                false => winograd::prepare_inference_kernel(kernel, g),
+            })
         } else {
             Path::Im2col
         }
@@ -279,7 +284,7 @@ pub fn conv2d_max_pool_forward(
     let (in_len, out_len) = (g.h * g.w * g.c, pg.oh * pg.ow * pg.c);
     let conv_len = (g.out_pixels() * g.f).max(1);
     let step = (POOLED_STEP_BYTES / (4 * conv_len)).clamp(1, g.n.max(1));
-    let path = Path::choose(kernel, g);
+    let path = Path::choose(kernel, g, false);
     if let Path::Winograd(u) = &path {
         if let Some(y) = winograd::conv2d_max_pool_forward(x, u, g, epilogue, pg) {
             return y;

@@ -37,6 +37,7 @@ use crate::gemm::{sgemm_packed, PackedB};
 use crate::ops::activation::Activation;
 use crate::ops::conv::ConvGeometry;
 use crate::ops::pool::Pool2d;
+use std::ops::Mul;
 
 /// Transform points per tile: the A x A input patch of F(4x4, 3x3).
 const P: usize = A * A;
@@ -71,13 +72,14 @@ pub fn applies_to_input_grad(g: &ConvGeometry) -> bool {
     applies(g) && applies(&input_grad_geometry(g))
 }
 
-fn tiles_per_sample(g: &ConvGeometry) -> (usize, usize) {
-    (g.oh.div_ceil(M), g.ow.div_ceil(M))
+/// Tiles per sample of outputs `m` x `m` per tile.
+fn tiles_per_sample(g: &ConvGeometry, m: usize) -> (usize, usize) {
+    (g.oh.div_ceil(m), g.ow.div_ceil(m))
 }
 
 /// Floats of V this geometry keeps for the kernel gradient: P per tile and channel.
 pub fn kept_len(g: &ConvGeometry) -> usize {
-    let (th, tw) = tiles_per_sample(g);
+    let (th, tw) = tiles_per_sample(g, M);
     g.n * th * tw * P * g.c
 }
 
@@ -85,6 +87,8 @@ pub fn kept_len(g: &ConvGeometry) -> usize {
 /// contiguous slice of the output), each cut into blocks of at most `block` tiles.
 #[derive(Clone, Copy)]
 struct Plan {
+    /// Transform points per tile (A² of the tile variant).
+    points: usize,
     /// Tiles per sample.
     tps: usize,
     /// Samples per unit.
@@ -106,10 +110,24 @@ fn planes(tiles: usize, c: usize) -> usize {
 const ROWS: usize = 8;
 
 impl Plan {
+    /// The plan for F(4x4, 3x3) tiles.
     fn new(g: &ConvGeometry) -> Plan {
-        let (th, tw) = tiles_per_sample(g);
+        Plan::with_tiles(g, M, P)
+    }
+
+    /// The plan for tiles of `m` x `m` outputs and `points` transform points.
+    fn with_tiles(g: &ConvGeometry, m: usize, points: usize) -> Plan {
+        let (th, tw) = tiles_per_sample(g, m);
         let tps = (th * tw).max(1);
-        let budget = (BLOCK_BUDGET / (P * (g.c + g.f))).max(ROWS) / ROWS * ROWS;
+        // F(6x6)'s 64 points would leave blocks of 16 tiles, whose products are too
+        // short: it gets twice the floats (blocks of 40 tiles on the workshop CNN;
+        // predict 6 % faster than with 16, measured with `examples/cnn_epoch 0`).
+        let floats = if points > P {
+            2 * BLOCK_BUDGET
+        } else {
+            BLOCK_BUDGET
+        };
+        let budget = (floats / (points * (g.c + g.f))).max(ROWS) / ROWS * ROWS;
         if tps <= budget {
             // Units of whole samples that hold whole row tiles (the workshop CNN's 9
             // tiles per sample: units of 8 samples, blocks of 32 + 32 + 8 tiles).
@@ -118,12 +136,14 @@ impl Plan {
                 .unwrap_or(1)
                 .min(g.n.max(1));
             Plan {
+                points,
                 tps,
                 spu,
                 block: budget.min(spu * tps),
             }
         } else {
             Plan {
+                points,
                 tps,
                 spu: 1,
                 block: budget,
@@ -233,6 +253,107 @@ mod tile {
 
 use tile::{A, M};
 
+/// A Winograd variant's forward transforms, as `tile` has them for F(4x4, 3x3): `M` x `M`
+/// outputs per tile from an `A` x `A` input patch.
+trait Tiles<const M: usize, const A: usize> {
+    fn bt<T: tile::Value>(d: [T; A]) -> [T; A]
+    where
+        f32: Mul<T, Output = T>;
+    fn at<T: tile::Value>(m: [T; A]) -> [T; M]
+    where
+        f32: Mul<T, Output = T>;
+    fn g(k: [f32; 3]) -> [f32; A];
+}
+
+/// F(4x4, 3x3): the training paths and small maps.
+struct F4;
+
+impl Tiles<4, 6> for F4 {
+    #[inline(always)]
+    fn bt<T: tile::Value>(d: [T; 6]) -> [T; 6]
+    where
+        f32: Mul<T, Output = T>,
+    {
+        tile::bt(d)
+    }
+    #[inline(always)]
+    fn at<T: tile::Value>(m: [T; 6]) -> [T; 4]
+    where
+        f32: Mul<T, Output = T>,
+    {
+        tile::at(m)
+    }
+    #[inline(always)]
+    fn g(k: [f32; 3]) -> [f32; 6] {
+        tile::g(k)
+    }
+}
+
+/// F(6x6, 3x3) (interpolation points 0, ±1, ±2, ±1/2 and ∞): 64 multiplications per
+/// 36 outputs instead of 4x4's 36 per 16, for inference's forward passes (nothing is kept
+/// for a gradient) on maps where its tiles waste less: the workshop CNN's 11x11 second
+/// convolution takes 4 tiles (256 products per channel pair) instead of 9 (324). Its
+/// rounding error is about 1.5 times F(4x4)'s (`tools/winograd-error.py`: 8.2e-6 against
+/// 5.7e-6 of the largest output at 32 channels), hence at most `F6_MAX_CHANNELS`.
+struct F6;
+
+impl Tiles<6, 8> for F6 {
+    #[inline(always)]
+    fn bt<T: tile::Value>([d0, d1, d2, d3, d4, d5, d6, d7]: [T; 8]) -> [T; 8]
+    where
+        f32: Mul<T, Output = T>,
+    {
+        let (a, b) = (d2 + d6 - 4.25 * d4, d1 + d5 - 4.25 * d3);
+        let (c, e) = (0.25 * d2 - 1.25 * d4 + d6, 0.5 * d1 - 2.5 * d3 + 2.0 * d5);
+        let (f, h) = (4.0 * d2 - 5.0 * d4 + d6, 2.0 * d1 - 2.5 * d3 + 0.5 * d5);
+        [
+            d0 - d6 + 5.25 * (d4 - d2),
+            a + b,
+            a - b,
+            c + e,
+            c - e,
+            f + h,
+            f - h,
+            d7 - d1 + 5.25 * (d3 - d5),
+        ]
+    }
+    #[inline(always)]
+    fn at<T: tile::Value>([m0, m1, m2, m3, m4, m5, m6, m7]: [T; 8]) -> [T; 6]
+    where
+        f32: Mul<T, Output = T>,
+    {
+        let (s12, d12, s34, d34) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
+        let (s56, d56) = (m5 + m6, m5 - m6);
+        [
+            m0 + s12 + s34 + s56,
+            d12 + 2.0 * d34 + 0.5 * d56,
+            s12 + 4.0 * s34 + 0.25 * s56,
+            d12 + 8.0 * d34 + 0.125 * d56,
+            s12 + 16.0 * s34 + 0.0625 * s56,
+            d12 + 32.0 * d34 + 0.03125 * d56 + m7,
+        ]
+    }
+    #[inline(always)]
+    fn g([g0, g1, g2]: [f32; 3]) -> [f32; 8] {
+        let (s, t) = (g0 + g2, g0 / 90.0 + g2 * (2.0 / 45.0));
+        let u = g0 * (32.0 / 45.0) + g2 * (8.0 / 45.0);
+        [
+            g0,
+            -2.0 / 9.0 * (s + g1),
+            -2.0 / 9.0 * (s - g1),
+            t + g1 / 45.0,
+            t - g1 / 45.0,
+            u + g1 * (16.0 / 45.0),
+            u - g1 * (16.0 / 45.0),
+            g2,
+        ]
+    }
+}
+
+/// Input channels up to which F(6x6, 3x3) may run (its error grows with the channels
+/// summed: 1.07e-5 of the largest output at 128).
+const F6_MAX_CHANNELS: usize = 64;
+
 /// Runs from `start`, `step` apart.
 #[inline(always)]
 fn at(start: usize, step: usize) -> Runs {
@@ -244,35 +365,76 @@ fn at(start: usize, step: usize) -> Runs {
 /// batch multiplies by the same U_p (packing it per product was 7 % of the workshop
 /// CNN's predict time).
 pub struct TransformedKernel {
+    /// Whether the tiles are F(6x6, 3x3)'s (else F(4x4, 3x3)'s).
+    f6: bool,
     points: Vec<PackedB>,
 }
 
-/// `transform_kernel`, packed for the forward products.
+impl TransformedKernel {
+    /// The plan of a batch for this kernel's tiles.
+    fn plan(&self, g: &ConvGeometry) -> Plan {
+        match self.f6 {
+            true => Plan::with_tiles(g, 6, 64),
+            false => Plan::new(g),
+        }
+    }
+}
+
+/// `transform_kernel`, packed for the forward products (F(4x4, 3x3)).
 pub fn prepare_kernel(k: &[f32], c: usize, f: usize) -> TransformedKernel {
-    let u = transform_kernel(k, c, f);
+    pack_points(transform_kernel(k, c, f), c, f, false)
+}
+
+/// The kernel for an inference forward pass of geometry `g`: F(6x6, 3x3) where its
+/// tiles need fewer products than F(4x4, 3x3)'s (and the CPU runs the AVX-512
+/// transforms, and at most `F6_MAX_CHANNELS` input channels), else F(4x4, 3x3).
+pub fn prepare_inference_kernel(k: &[f32], g: &ConvGeometry) -> TransformedKernel {
+    let products = |m: usize, points: usize| {
+        let (th, tw) = tiles_per_sample(g, m);
+        th * tw * points
+    };
+    // F(6x6)'s transforms cost more than F(4x4)'s: worth it with AVX-512 only.
+    if avx512_cpu() && g.c <= F6_MAX_CHANNELS && products(6, 64) < products(M, P) {
+        let u = transform_kernel_with::<6, 8, F6>(k, g.c, g.f);
+        pack_points(u, g.c, g.f, true)
+    } else {
+        prepare_kernel(k, g.c, g.f)
+    }
+}
+
+fn pack_points(u: Vec<f32>, c: usize, f: usize, f6: bool) -> TransformedKernel {
     let points = u
         .chunks_exact(c * f)
         .map(|up| PackedB::new(c, f, up))
         .collect();
     pool::give(u);
-    TransformedKernel { points }
+    TransformedKernel { f6, points }
 }
 
 /// U = G g Gᵀ for every (input, output) channel pair of a (3, 3, c, f) kernel, as
-/// [A²][c][f].
+/// [A²][c][f] (F(4x4, 3x3)).
 pub fn transform_kernel(k: &[f32], c: usize, f: usize) -> Vec<f32> {
-    let mut u = pool::scratch(P * c * f);
+    transform_kernel_with::<M, A, F4>(k, c, f)
+}
+
+/// `transform_kernel` for the variant `W`.
+fn transform_kernel_with<const M: usize, const A: usize, W: Tiles<M, A>>(
+    k: &[f32],
+    c: usize,
+    f: usize,
+) -> Vec<f32> {
+    let mut u = pool::scratch(A * A * c * f);
     let cf = c * f;
     // tmp: G g, A rows of 3 runs of f.
     let mut tmp = vec![0.0f32; A * 3 * f];
     for ci in 0..c {
         for x in 0..3 {
             let (from, to) = (at(x * cf + ci * f, 3 * cf), at(x * f, 3 * f));
-            map_strided(k, from, &mut tmp, to, f, tile::g);
+            map_strided(k, from, &mut tmp, to, f, W::g);
         }
         for r in 0..A {
             let (from, to) = (at(r * 3 * f, f), at(r * A * cf + ci * f, cf));
-            map_strided(&tmp, from, &mut u, to, f, tile::g);
+            map_strided(&tmp, from, &mut u, to, f, W::g);
         }
     }
     u
@@ -334,7 +496,7 @@ fn gather(
 /// 2 A² c values: the transform's middle step, and the patch of a tile over the edge.
 /// `fast`: the CPU has AVX-512 (`avx512::input_tile`).
 #[inline(always)]
-fn transform_input(
+fn transform_input<const M: usize, const A: usize, W: Tiles<M, A>>(
     x: &[f32],
     g: &ConvGeometry,
     plan: &Plan,
@@ -345,7 +507,7 @@ fn transform_input(
 ) {
     let (c, tw) = (g.c, g.ow.div_ceil(M));
     let in_len = g.h * g.w * c;
-    let (mid, patch) = tmp.split_at_mut(P * c);
+    let (mid, patch) = tmp.split_at_mut(A * A * c);
     for t in t0..t1 {
         let (s, local) = (t / plan.tps, t % plan.tps);
         let (ty, tx) = (local / tw, local % tw);
@@ -359,13 +521,13 @@ fn transform_input(
             };
             let inside = (clip(iy0, g.h), clip(ix0, g.w));
             let dst = &mut v[(t - t0) * c..];
-            assert!((P - 1) * plane + c <= dst.len());
+            assert!((A * A - 1) * plane + c <= dst.len());
             // SAFETY: the CPU has AVX-512F (`fast`); only the patch's pixels inside the
             // image are read, and the tile's slots of the A² planes lie inside `dst`
             // (asserted just above).
             unsafe {
                 let anchor = (iy0, ix0, g.w);
-                avx512::input_tile(sample, anchor, c, inside, dst.as_mut_ptr(), plane)
+                avx512::input_tile::<M, A, W>(sample, anchor, c, inside, dst.as_mut_ptr(), plane)
             };
             continue;
         }
@@ -381,12 +543,12 @@ fn transform_input(
         // Bᵀ d down each column of the patch into mid ([row][col][c]), ...
         for q in 0..A {
             let (from, to) = (at(first + q * c, row_step), at(q * c, A * c));
-            map_strided(src, from, mid, to, c, tile::bt);
+            map_strided(src, from, mid, to, c, W::bt);
         }
         // ... then along each row into the A² planes of V.
         for r in 0..A {
             let (from, to) = (at(r * A * c, c), at(r * A * plane + (t - t0) * c, plane));
-            map_strided(mid, from, v, to, c, tile::bt);
+            map_strided(mid, from, v, to, c, W::bt);
         }
     }
 }
@@ -416,7 +578,7 @@ fn out_dims(g: &ConvGeometry, fused: Option<Fused>) -> (usize, usize) {
 /// follows, applied on the way.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn transform_output(
+fn transform_output<const M: usize, const A: usize, W: Tiles<M, A>>(
     m: &[f32],
     g: &ConvGeometry,
     plan: &Plan,
@@ -450,20 +612,20 @@ fn transform_output(
             }
             let out = (oy * yw + ox) * f;
             let row_step = yw * f;
-            assert!(first + (P - 1) * plane + f <= m.len() && bias.len() >= f);
+            assert!(first + (A * A - 1) * plane + f <= m.len() && bias.len() >= f);
             assert!(out + (inside.0 - 1) * row_step + inside.1 * f <= sample.len());
             // SAFETY: `fused` is only given on CPUs with AVX-512F; the tile's A² points
             // and the outputs written lie inside `m` and `sample` (asserted above).
             unsafe {
                 let (src, dst) = (m.as_ptr().add(first), sample.as_mut_ptr().add(out));
                 let epilogue = (bias.as_ptr(), relu, pool2);
-                avx512::output_tile(src, plane, f, epilogue, inside, dst, row_step);
+                avx512::output_tile::<M, A, W>(src, plane, f, epilogue, inside, dst, row_step);
             }
             continue;
         }
         for q in 0..A {
             let (from, to) = (at(q * plane + first, A * plane), at(q * f, A * f));
-            map_strided(m, from, s, to, f, tile::at);
+            map_strided(m, from, s, to, f, W::at);
         }
         let sample = &mut y[(smp - s_first) * out_len..(smp - s_first + 1) * out_len];
         let (ox, wide) = (M * tx, (g.ow - M * tx).min(M));
@@ -475,11 +637,11 @@ fn transform_output(
             let from = at(k * A * f, f);
             let out = (oy * g.ow + ox) * f;
             if wide == M {
-                map_strided(s, from, sample, at(out, f), f, tile::at);
+                map_strided(s, from, sample, at(out, f), f, W::at);
             } else {
                 // A tile over the right edge: all M outputs into the spill, the ones
                 // inside copied out.
-                map_strided(s, from, spill, at(0, f), f, tile::at);
+                map_strided(s, from, spill, at(0, f), f, W::at);
                 sample[out..out + wide * f].copy_from_slice(&spill[..wide * f]);
             }
         }
@@ -494,11 +656,12 @@ fn transform_output(
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
     use std::ops::{Add, Mul, Sub};
 
     use std::ops::Range;
 
-    use super::tile::{self, A, M};
+    use super::Tiles;
 
     /// 16 lanes of f32 with the arithmetic `tile`'s transforms use. Its methods are
     /// only called, inlined, from the `avx512f` functions below.
@@ -552,7 +715,7 @@ mod avx512 {
     /// AVX-512F; `inside` holds only patch positions inside the image; the A² slots of
     /// c values at `dst` are valid.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn input_tile(
+    pub unsafe fn input_tile<const M: usize, const A: usize, W: Tiles<M, A>>(
         sample: &[f32],
         anchor: (isize, isize, usize),
         c: usize,
@@ -561,15 +724,15 @@ mod avx512 {
         plane: usize,
     ) {
         if rows == (0..A) && cols == (0..A) {
-            input_tile_in::<false>(sample, anchor, c, (rows, cols), dst, plane)
+            input_tile_in::<M, A, W, false>(sample, anchor, c, (rows, cols), dst, plane)
         } else {
-            input_tile_in::<true>(sample, anchor, c, (rows, cols), dst, plane)
+            input_tile_in::<M, A, W, true>(sample, anchor, c, (rows, cols), dst, plane)
         }
     }
 
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn input_tile_in<const EDGE: bool>(
+    unsafe fn input_tile_in<const M: usize, const A: usize, W: Tiles<M, A>, const EDGE: bool>(
         sample: &[f32],
         (y0, x0, w): (isize, isize, usize),
         c: usize,
@@ -581,7 +744,10 @@ mod avx512 {
         let (row_step, src) = (w * c, sample.as_ptr());
         for j0 in (0..c).step_by(16) {
             let k = lanes(c, j0);
-            let mut mid = [[V(_mm512_setzero_ps()); A]; A];
+            // The middle step in L1, read and written value by value: whole arrays of
+            // A² registers were zeroed and copied with memset and memcpy (F(6x6)).
+            let mut mid = MaybeUninit::<[[__m512; A]; A]>::uninit();
+            let mid = mid.as_mut_ptr() as *mut __m512;
             for q in 0..A {
                 let mut col = [V(_mm512_setzero_ps()); A];
                 for (r, d) in col.iter_mut().enumerate() {
@@ -591,12 +757,18 @@ mod avx512 {
                         *d = V(_mm512_maskz_loadu_ps(k, src.offset(at)));
                     }
                 }
-                for (r, d) in tile::bt(col).into_iter().enumerate() {
-                    mid[r][q] = d;
+                let out = W::bt(col);
+                for (r, d) in out.iter().enumerate() {
+                    mid.add(r * A + q).write(d.0);
                 }
             }
-            for (r, row) in mid.into_iter().enumerate() {
-                for (q, d) in tile::bt(row).into_iter().enumerate() {
+            for r in 0..A {
+                let mut row = [V(_mm512_setzero_ps()); A];
+                for (q, d) in row.iter_mut().enumerate() {
+                    *d = V(mid.add(r * A + q).read());
+                }
+                let out = W::bt(row);
+                for (q, d) in out.iter().enumerate() {
                     _mm512_mask_storeu_ps(dst.add((r * A + q) * plane + j0), k, d.0);
                 }
             }
@@ -612,7 +784,7 @@ mod avx512 {
     /// # Safety
     /// AVX-512F; the A² points of f values, the f biases and the outputs are valid.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn output_tile(
+    pub unsafe fn output_tile<const M: usize, const A: usize, W: Tiles<M, A>>(
         m: *const f32,
         plane: usize,
         f: usize,
@@ -623,22 +795,32 @@ mod avx512 {
     ) {
         for j0 in (0..f).step_by(16) {
             let k = lanes(f, j0);
-            let mut mid = [[V(_mm512_setzero_ps()); A]; M];
+            // Both steps' results in L1, as in `input_tile_in`.
+            let mut mid = MaybeUninit::<[[__m512; A]; M]>::uninit();
+            let mid = mid.as_mut_ptr() as *mut __m512;
             for q in 0..A {
                 let mut col = [V(_mm512_setzero_ps()); A];
                 for (r, d) in col.iter_mut().enumerate() {
                     *d = V(_mm512_maskz_loadu_ps(k, m.add((r * A + q) * plane + j0)));
                 }
-                for (i, d) in tile::at(col).into_iter().enumerate() {
-                    mid[i][q] = d;
+                let out = W::at(col);
+                for (i, d) in out.iter().enumerate() {
+                    mid.add(i * A + q).write(d.0);
                 }
             }
-            // A loop, not `map`: its closure would be compiled without AVX-512, and the
-            // arithmetic would become calls.
-            let mut out = [[V(_mm512_setzero_ps()); M]; M];
-            for (o, row) in out.iter_mut().zip(mid) {
-                *o = tile::at(row);
+            let mut out = MaybeUninit::<[[__m512; M]; M]>::uninit();
+            let out = out.as_mut_ptr() as *mut __m512;
+            for i in 0..M {
+                let mut row = [V(_mm512_setzero_ps()); A];
+                for (q, d) in row.iter_mut().enumerate() {
+                    *d = V(mid.add(i * A + q).read());
+                }
+                let o = W::at(row);
+                for (x, d) in o.iter().enumerate() {
+                    out.add(i * M + x).write(d.0);
+                }
             }
+            let out = |r: usize, c: usize| out.add(r * M + c).read();
             let b = _mm512_maskz_loadu_ps(k, bias.add(j0));
             let finish = |v: __m512| {
                 let v = _mm512_add_ps(v, b);
@@ -652,11 +834,11 @@ mod avx512 {
                 for x in 0..cols {
                     let v = if pool2 {
                         let (r, c) = (2 * i, 2 * x);
-                        let top = _mm512_max_ps(out[r][c].0, out[r][c + 1].0);
-                        let bottom = _mm512_max_ps(out[r + 1][c].0, out[r + 1][c + 1].0);
+                        let top = _mm512_max_ps(out(r, c), out(r, c + 1));
+                        let bottom = _mm512_max_ps(out(r + 1, c), out(r + 1, c + 1));
                         _mm512_max_ps(top, bottom)
                     } else {
-                        out[i][x].0
+                        out(i, x)
                     };
                     _mm512_mask_storeu_ps(dst.add(i * row_step + x * f + j0), k, finish(v));
                 }
@@ -667,7 +849,7 @@ mod avx512 {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod avx512 {
-    pub unsafe fn input_tile(
+    pub unsafe fn input_tile<const M: usize, const A: usize, W: super::Tiles<M, A>>(
         _: &[f32],
         _: (isize, isize, usize),
         _: usize,
@@ -677,7 +859,7 @@ mod avx512 {
     ) {
         unreachable!("AVX-512 only on x86-64")
     }
-    pub unsafe fn output_tile(
+    pub unsafe fn output_tile<const M: usize, const A: usize, W: super::Tiles<M, A>>(
         _: *const f32,
         _: usize,
         _: usize,
@@ -700,6 +882,11 @@ fn fast_tiles() -> bool {
     if PORTABLE_TILES.load(std::sync::atomic::Ordering::Relaxed) {
         return false;
     }
+    avx512_cpu()
+}
+
+/// Whether the CPU has AVX-512F.
+fn avx512_cpu() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
@@ -766,13 +953,13 @@ impl Scratch {
     fn new(g: &ConvGeometry, plan: &Plan, v: bool) -> Scratch {
         Scratch {
             v: if v {
-                pool::scratch(P * planes(plan.block, g.c))
+                pool::scratch(plan.points * planes(plan.block, g.c))
             } else {
                 Vec::new()
             },
-            m: pool::scratch(P * planes(plan.block, g.f)),
+            m: pool::scratch(plan.points * planes(plan.block, g.f)),
             // The largest transform scratch: the input's middle step and edge patch.
-            tmp: vec![0.0; 2 * P * g.c.max(g.f)],
+            tmp: vec![0.0; 2 * plan.points * g.c.max(g.f)],
         }
     }
 
@@ -790,7 +977,7 @@ with_avx512!(
         g: &ConvGeometry,
         plan: &Plan,
         epilogue: Epilogue,
-        pool2: bool,
+        modes: (bool, bool),
         samples: (usize, usize),
         y: &mut [f32],
         keep: Option<&mut [f32]>,
@@ -798,7 +985,8 @@ with_avx512!(
 );
 
 /// The output of samples [s0, s1) into `y`, their V into `keep` when given; with
-/// `pool2` (AVX-512 and a linear or ReLU activation only) its 2x2 max pooling.
+/// `pool2` (AVX-512 and a linear or ReLU activation only) its 2x2 max pooling; `fast`:
+/// the AVX-512 transforms (decided once per batch by the caller).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn forward_unit_body(
@@ -807,7 +995,7 @@ fn forward_unit_body(
     g: &ConvGeometry,
     plan: &Plan,
     epilogue: Epilogue,
-    pool2: bool,
+    (pool2, fast): (bool, bool),
     (s0, s1): (usize, usize),
     y: &mut [f32],
     mut keep: Option<&mut [f32]>,
@@ -817,7 +1005,6 @@ fn forward_unit_body(
     let first = s0 * plan.tps;
     // Bias and a linear or ReLU activation go into the output transform; others run
     // over the unit's output afterwards.
-    let fast = fast_tiles();
     let no_bias;
     let fused = match epilogue.act {
         Activation::Linear | Activation::Relu if fast => {
@@ -837,21 +1024,33 @@ fn forward_unit_body(
         !pool2 || fused.is_some(),
         "pooled Winograd output without AVX-512"
     );
+    assert!(
+        keep.is_none() || !u.f6,
+        "V is kept in F(4x4, 3x3) tiles only"
+    );
+    let pts = u.points.len();
     for (t0, t1) in plan.blocks(s0, s1) {
         let n = t1 - t0;
         // Kept V is packed tight (the kernel gradient reads it by block).
         let (v, vs): (&mut [f32], usize) = match keep.as_deref_mut() {
             Some(k) => (&mut k[(t0 - first) * P * c..(t1 - first) * P * c], n * c),
-            None => (&mut sc.v[..P * planes(n, c)], planes(n, c)),
+            None => (&mut sc.v[..pts * planes(n, c)], planes(n, c)),
         };
-        transform_input(x, g, plan, (t0, t1), (&mut *v, vs), &mut sc.tmp, fast);
+        let (block, tmp) = ((t0, t1), &mut sc.tmp);
+        match u.f6 {
+            true => transform_input::<6, 8, F6>(x, g, plan, block, (&mut *v, vs), tmp, fast),
+            false => transform_input::<M, A, F4>(x, g, plan, block, (&mut *v, vs), tmp, fast),
+        }
         let ms = planes(n, f);
-        let m = &mut sc.m[..P * ms];
+        let m = &mut sc.m[..pts * ms];
         for (p, up) in u.points.iter().enumerate() {
             let (vp, mp) = (&v[p * vs..p * vs + n * c], &mut m[p * ms..p * ms + n * f]);
             sgemm_packed(n, vp, up, mp);
         }
-        transform_output(m, g, plan, (t0, t1), s0, y, &mut sc.tmp, fused);
+        match u.f6 {
+            true => transform_output::<6, 8, F6>(m, g, plan, block, s0, y, tmp, fused),
+            false => transform_output::<M, A, F4>(m, g, plan, block, s0, y, tmp, fused),
+        }
     }
     if fused.is_none() {
         epilogue.apply(y, f);
@@ -868,7 +1067,7 @@ pub fn conv2d_forward(
     epilogue: Epilogue,
     keep: Option<&mut [f32]>,
 ) -> Vec<f32> {
-    forward_batch(x, u, g, epilogue, false, keep)
+    forward_batch(x, u, g, epilogue, (false, fast_tiles()), keep)
 }
 
 /// max_pool(act(conv(x, kernel) + bias)) for inference with `pg` a 2x2 max pooling of
@@ -884,19 +1083,21 @@ pub fn conv2d_max_pool_forward(
 ) -> Option<Vec<f32>> {
     let pool2 = (pg.ph, pg.pw, pg.sh, pg.sw, pg.pad_top, pg.pad_left) == (2, 2, 2, 2, 0, 0);
     let act = matches!(epilogue.act, Activation::Linear | Activation::Relu);
-    (pool2 && act && fast_tiles()).then(|| forward_batch(x, u, g, epilogue, true, None))
+    let fast = fast_tiles();
+    (pool2 && act && fast).then(|| forward_batch(x, u, g, epilogue, (true, fast), None))
 }
 
-/// `conv2d_forward`, or with `pool2` its 2x2 max pooling (`conv2d_max_pool_forward`).
+/// `conv2d_forward`, or with `pool2` its 2x2 max pooling (`conv2d_max_pool_forward`,
+/// only with `fast`: the AVX-512 transforms).
 fn forward_batch(
     x: &[f32],
     u: &TransformedKernel,
     g: &ConvGeometry,
     epilogue: Epilogue,
-    pool2: bool,
+    (pool2, fast): (bool, bool),
     keep: Option<&mut [f32]>,
 ) -> Vec<f32> {
-    let plan = Plan::new(g);
+    let plan = u.plan(g);
     let out_len = if pool2 {
         (g.oh / 2) * (g.ow / 2) * g.f
     } else {
@@ -907,7 +1108,7 @@ fn forward_batch(
     let unit = |i: usize, y: &mut [f32], keep: Option<&mut [f32]>| {
         let s0 = i * plan.spu;
         let s1 = (s0 + plan.spu).min(g.n);
-        forward_unit(x, u, g, &plan, epilogue, pool2, (s0, s1), y, keep);
+        forward_unit(x, u, g, &plan, epilogue, (pool2, fast), (s0, s1), y, keep);
     };
     let (y_step, v_step) = (plan.spu * out_len, plan.spu * v_len);
     match keep {
@@ -1006,7 +1207,8 @@ fn kernel_grad_unit_body(
             None => {
                 let vs = planes(n, c);
                 let v = &mut sc.v[..P * vs];
-                transform_input(x, g, plan, (t0, t1), (v, vs), &mut sc.tmp, fast_tiles());
+                let tmp = &mut sc.tmp;
+                transform_input::<M, A, F4>(x, g, plan, (t0, t1), (v, vs), tmp, fast_tiles());
                 (&sc.v[..P * vs], vs)
             }
         };
@@ -1118,6 +1320,47 @@ mod tests {
     }
 
     #[test]
+    fn f6_tiles_match_im2col_where_they_are_chosen() {
+        // Maps where F(6x6)'s tiles need fewer products than F(4x4)'s, up to its channel
+        // limit; a 7x7 map (4 tiles either way, 64 points against 36) keeps F(4x4).
+        let cases = [
+            ([3, 13, 13, 32], 64, Padding::Valid, true),
+            ([2, 12, 12, 16], 20, Padding::Same, true),
+            ([2, 9, 10, 64], 16, Padding::Same, true),
+            ([2, 7, 7, 16], 16, Padding::Same, false),
+            ([2, 13, 13, 128], 16, Padding::Valid, false),
+        ];
+        for (shape, f, padding, f6) in cases {
+            let g = geometry(shape, f, padding);
+            let x = random_tensor(&shape, 11, 1.0);
+            let k = random_tensor(&[3, 3, shape[3], f], 12, 0.3);
+            let bias = random_tensor(&[f], 13, 0.5);
+            let u = prepare_inference_kernel(k.host(), &g);
+            assert_eq!(u.f6, f6, "{shape:?}");
+            let z = cpu_conv::im2col_forward(x.host(), k.host(), &g, Epilogue::NONE, false).y;
+            let scale = z.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            for act in [Activation::Linear, Activation::Relu, Activation::Tanh] {
+                let epi = Epilogue {
+                    bias: Some(bias.host()),
+                    act,
+                };
+                let want = cpu_conv::im2col_forward(x.host(), k.host(), &g, epi, false).y;
+                let got = conv2d_forward(x.host(), &u, &g, epi, None);
+                let diff = got
+                    .iter()
+                    .zip(&want)
+                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                println!("{shape:?} {padding:?} {act:?} F6 {f6}: {:e}", diff / scale);
+                assert!(
+                    diff / scale < 2e-5,
+                    "{shape:?} {padding:?} {act:?}: {}",
+                    diff / scale
+                );
+            }
+        }
+    }
+
+    #[test]
     fn plans_cut_big_images_into_several_blocks_per_sample() {
         let g = geometry([1, 80, 72, 16], 16, Padding::Same);
         let plan = Plan::new(&g);
@@ -1161,8 +1404,11 @@ mod tests {
     #[test]
     fn portable_and_avx512_transforms_agree() {
         // Both sides run the same sums in the same order: equal to rounding.
-        let (shape, f) = ([5, 13, 13, 24], 40);
-        for padding in [Padding::Valid, Padding::Same] {
+        let f = 40;
+        for (shape, padding) in [
+            ([5, 13, 13, 24], Padding::Valid),
+            ([5, 12, 12, 24], Padding::Same),
+        ] {
             let g = geometry(shape, f, padding);
             let x = random_tensor(&shape, 7, 1.0);
             let k = random_tensor(&[3, 3, shape[3], f], 8, 0.3);
@@ -1172,15 +1418,27 @@ mod tests {
                 bias: Some(bias.host()),
                 act: Activation::Relu,
             };
+            // Both tile variants (F(6x6) applies to these 11x11 and 12x12 outputs).
+            let (u4, u6) = (
+                prepare_kernel(k.host(), shape[3], f),
+                prepare_inference_kernel(k.host(), &g),
+            );
+            assert!(u6.f6);
             let run = |portable: bool| {
                 PORTABLE_TILES.store(portable, std::sync::atomic::Ordering::Relaxed);
-                let y = cpu_conv::conv2d_forward(x.host(), k.host(), &g, epi, false).y;
+                let y4 = conv2d_forward(x.host(), &u4, &g, epi, None);
+                let y6 = conv2d_forward(x.host(), &u6, &g, epi, None);
                 let dk = conv2d_kernel_grad(x.host(), gy.host(), None, &g);
                 PORTABLE_TILES.store(false, std::sync::atomic::Ordering::Relaxed);
-                (y, dk)
+                (y4, y6, dk)
             };
-            let ((y0, dk0), (y1, dk1)) = (run(true), run(false));
-            for (a, b) in y0.iter().zip(&y1).chain(dk0.iter().zip(&dk1)) {
+            let ((a4, a6, adk), (b4, b6, bdk)) = (run(true), run(false));
+            for (a, b) in a4
+                .iter()
+                .zip(&b4)
+                .chain(a6.iter().zip(&b6))
+                .chain(adk.iter().zip(&bdk))
+            {
                 assert!(
                     (a - b).abs() <= 1e-5 * b.abs().max(1.0),
                     "{padding:?}: {a} vs {b}"
