@@ -55,7 +55,10 @@ fn reverse_axes<T: Copy + Sync>(
     match dims {
         [] | [_] => out.iter_mut().zip(src).for_each(|(o, &v)| *o = f(v)),
         [rows, cols] => transpose(src, *rows, *cols, &mut out, f),
-        [samples, rest @ ..] => samples_to_rows(src, *samples, rest, &mut out, f),
+        [samples, rest @ ..] if *samples >= SAMPLE_BLOCK => {
+            samples_to_rows(src, *samples, rest, &mut out, f)
+        }
+        _ => walk_reversed(src, dims, &mut out, f),
     }
     out
 }
@@ -73,7 +76,7 @@ fn samples_to_rows<T: Copy + Sync>(
     out: &mut [f32],
     f: impl Fn(T) -> f32 + Sync,
 ) {
-    const B: usize = 32;
+    const B: usize = SAMPLE_BLOCK;
     let row_len: usize = rest.iter().product();
     if samples == 0 || row_len == 0 {
         return;
@@ -111,6 +114,38 @@ fn samples_to_rows<T: Copy + Sync>(
         });
 }
 
+/// Samples per block of `samples_to_rows`; fewer samples (the reversed dims of an
+/// engine output with few channels, say) take `walk_reversed`, which needs no table of
+/// offsets.
+const SAMPLE_BLOCK: usize = 32;
+
+/// `reverse_axes` element by element: the row-major output in order, the column-major
+/// input offset stepped along.
+fn walk_reversed<T: Copy>(src: &[T], dims: &[usize], out: &mut [f32], f: impl Fn(T) -> f32) {
+    if out.is_empty() {
+        return;
+    }
+    let r = dims.len();
+    let mut strides = vec![1usize; r];
+    for a in 1..r {
+        strides[a] = strides[a - 1] * dims[a - 1];
+    }
+    let mut idx = vec![0usize; r];
+    let mut off = 0usize;
+    for o in out.iter_mut() {
+        *o = f(src[off]);
+        for a in (0..r).rev() {
+            idx[a] += 1;
+            off += strides[a];
+            if idx[a] < dims[a] {
+                break;
+            }
+            off -= strides[a] * dims[a];
+            idx[a] = 0;
+        }
+    }
+}
+
 /// out (rows x cols, row-major) from src (rows x cols, column-major), in cache blocks.
 fn transpose<T: Copy + Sync>(
     src: &[T],
@@ -120,6 +155,9 @@ fn transpose<T: Copy + Sync>(
     f: impl Fn(T) -> f32 + Sync,
 ) {
     const B: usize = 32;
+    if rows == 0 || cols == 0 {
+        return;
+    }
     // Blocks of B output rows in parallel: plain reads of R's memory, no R API calls.
     out.par_chunks_mut(B * cols)
         .enumerate()
@@ -195,6 +233,9 @@ mod tests {
             vec![65, 5, 4, 3],
             vec![1, 2, 3, 4, 2],
             vec![3, 0, 2],
+            vec![0, 3],
+            vec![4, 0],
+            vec![40, 0, 2],
         ] {
             let n: usize = dims.iter().product();
             let src: Vec<f64> = (0..n).map(|v| v as f64).collect();

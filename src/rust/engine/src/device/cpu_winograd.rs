@@ -290,8 +290,10 @@ impl Tiles<4, 6> for F4 {
 }
 
 /// F(6x6, 3x3) (interpolation points 0, ±1, ±2, ±1/2 and ∞): 64 multiplications per
-/// 36 outputs instead of 4x4's 36 per 16, for inference's forward passes (nothing is kept
-/// for a gradient) on maps where its tiles waste less: the workshop CNN's 11x11 second
+/// 36 outputs instead of 4x4's 36 per 16, for forward passes that keep nothing for a
+/// gradient (predict, evaluate, validation; in training, layers too big to keep their
+/// transformed input, whose kernel gradient recomputes it in F(4x4) tiles) on maps
+/// where its tiles waste less: the workshop CNN's 11x11 second
 /// convolution takes 4 tiles (256 products per channel pair) instead of 9 (324). Its
 /// rounding error is about 1.5 times F(4x4)'s (`tools/winograd-error.py`: 8.2e-6 against
 /// 5.7e-6 of the largest output at 32 channels), hence at most `F6_MAX_CHANNELS`.
@@ -872,16 +874,9 @@ mod avx512 {
     }
 }
 
-/// Tests set this to run the portable transforms on a CPU with AVX-512.
-#[cfg(test)]
-static PORTABLE_TILES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether the CPU runs the `avx512` tile transforms.
+/// Whether the CPU runs the `avx512` tile transforms (tests also run the portable ones
+/// on such CPUs, through the `fast` arguments).
 fn fast_tiles() -> bool {
-    #[cfg(test)]
-    if PORTABLE_TILES.load(std::sync::atomic::Ordering::Relaxed) {
-        return false;
-    }
     avx512_cpu()
 }
 
@@ -1081,7 +1076,11 @@ pub fn conv2d_max_pool_forward(
     epilogue: Epilogue,
     pg: &Pool2d,
 ) -> Option<Vec<f32>> {
-    let pool2 = (pg.ph, pg.pw, pg.sh, pg.sw, pg.pad_top, pg.pad_left) == (2, 2, 2, 2, 0, 0);
+    // 2x2 windows of stride 2, 'valid' ('same' on an odd map adds a window over the
+    // edge, which the tiles do not hold).
+    let pool2 = (pg.ph, pg.pw, pg.sh, pg.sw, pg.pad_top, pg.pad_left) == (2, 2, 2, 2, 0, 0)
+        && (pg.oh, pg.ow) == (g.oh / 2, g.ow / 2)
+        && pg.oh * pg.ow > 0;
     let act = matches!(epilogue.act, Activation::Linear | Activation::Relu);
     let fast = fast_tiles();
     (pool2 && act && fast).then(|| forward_batch(x, u, g, epilogue, (true, fast), None))
@@ -1181,6 +1180,7 @@ with_avx512!(
         samples: (usize, usize),
         du: &mut [f32],
         fresh: bool,
+        fast: bool,
     )
 );
 
@@ -1197,6 +1197,7 @@ fn kernel_grad_unit_body(
     (s0, s1): (usize, usize),
     du: &mut [f32],
     mut fresh: bool,
+    fast: bool,
 ) {
     let (c, f) = (g.c, g.f);
     let mut sc = Scratch::new(g, plan, kept.is_none());
@@ -1208,7 +1209,7 @@ fn kernel_grad_unit_body(
                 let vs = planes(n, c);
                 let v = &mut sc.v[..P * vs];
                 let tmp = &mut sc.tmp;
-                transform_input::<M, A, F4>(x, g, plan, (t0, t1), (v, vs), tmp, fast_tiles());
+                transform_input::<M, A, F4>(x, g, plan, (t0, t1), (v, vs), tmp, fast);
                 (&sc.v[..P * vs], vs)
             }
         };
@@ -1243,6 +1244,17 @@ pub fn conv2d_kernel_grad(
     kept: Option<&[f32]>,
     g: &ConvGeometry,
 ) -> Vec<f32> {
+    kernel_grad_with(x, gz, kept, g, fast_tiles())
+}
+
+/// `conv2d_kernel_grad`; `fast`: the AVX-512 input transform.
+fn kernel_grad_with(
+    x: &[f32],
+    gz: &[f32],
+    kept: Option<&[f32]>,
+    g: &ConvGeometry,
+    fast: bool,
+) -> Vec<f32> {
     let plan = Plan::new(g);
     let units = g.n.div_ceil(plan.spu);
     let cf = g.c * g.f;
@@ -1265,7 +1277,7 @@ pub fn conv2d_kernel_grad(
                 du.fill(0.0);
                 return;
             }
-            kernel_grad_unit(x, gz, kept, g, &plan, (s0, s1), du, true);
+            kernel_grad_unit(x, gz, kept, g, &plan, (s0, s1), du, true, fast);
         });
     let (total, rest) = du.split_at_mut(P * cf);
     for part in rest.chunks_exact(P * cf) {
@@ -1424,15 +1436,13 @@ mod tests {
                 prepare_inference_kernel(k.host(), &g),
             );
             assert!(u6.f6);
-            let run = |portable: bool| {
-                PORTABLE_TILES.store(portable, std::sync::atomic::Ordering::Relaxed);
-                let y4 = conv2d_forward(x.host(), &u4, &g, epi, None);
-                let y6 = conv2d_forward(x.host(), &u6, &g, epi, None);
-                let dk = conv2d_kernel_grad(x.host(), gy.host(), None, &g);
-                PORTABLE_TILES.store(false, std::sync::atomic::Ordering::Relaxed);
+            let run = |fast: bool| {
+                let y4 = forward_batch(x.host(), &u4, &g, epi, (false, fast), None);
+                let y6 = forward_batch(x.host(), &u6, &g, epi, (false, fast), None);
+                let dk = kernel_grad_with(x.host(), gy.host(), None, &g, fast);
                 (y4, y6, dk)
             };
-            let ((a4, a6, adk), (b4, b6, bdk)) = (run(true), run(false));
+            let ((a4, a6, adk), (b4, b6, bdk)) = (run(false), run(true));
             for (a, b) in a4
                 .iter()
                 .zip(&b4)

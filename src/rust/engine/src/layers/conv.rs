@@ -131,6 +131,12 @@ impl Conv {
         let (pixels, c) = (xs[..3].iter().product::<usize>(), xs[3]);
         let (taps, cg, f) = (ks[0] * ks[1] * ks[2], ks[2], ks[3]);
         let (fg, groups) = (f / self.groups, self.groups);
+        // A row-wise activation (softmax) spans every filter: after the concatenation.
+        let inner = if act.is_rowwise() {
+            Activation::Linear
+        } else {
+            act
+        };
         let x2 = reshape(tape, x, vec![pixels, c])?;
         let k2 = reshape(tape, kernel, vec![taps, f])?;
         let mut outs = Vec::with_capacity(groups);
@@ -143,9 +149,21 @@ impl Conv {
                 Some(b) => Some(columns(tape, b, g * fg, fg)?),
                 None => None,
             };
-            outs.push(conv2d_bias_activation(tape, xg, kg, bg, act, &self.spec())?);
+            outs.push(conv2d_bias_activation(
+                tape,
+                xg,
+                kg,
+                bg,
+                inner,
+                &self.spec(),
+            )?);
         }
-        concatenate(tape, &outs, -1)
+        let y = concatenate(tape, &outs, -1)?;
+        Ok(if act.is_rowwise() {
+            crate::ops::activation::activation(tape, y, act)
+        } else {
+            y
+        })
     }
 
     /// (h, w, channels) of a sample shape, checking the rank.
@@ -480,7 +498,32 @@ mod tests {
                 assert!((a - e).abs() < 1e-6, "group {g}: {a} vs {e}");
             }
         }
-        check(vec![x, k, b], &[true, true, true], run, "grouped conv2d");
+        check(
+            vec![x.clone(), k.clone(), b.clone()],
+            &[true, true, true],
+            run,
+            "grouped conv2d",
+        );
+        // Softmax spans all the filters, not each group's.
+        let mut soft = from_config(
+            "Conv2D",
+            &cfg(&[
+                ("filters", ConfigValue::Int(6)),
+                ("kernel_size", ConfigValue::Int(3)),
+                ("groups", ConfigValue::Int(3)),
+                ("padding", ConfigValue::Str("same".into())),
+                ("activation", ConfigValue::Str("softmax".into())),
+            ]),
+        )
+        .unwrap();
+        soft.build(&[5, 4, 6]).unwrap();
+        let mut t = Tape::new();
+        let v = [x, k, b].map(|v| t.leaf(v, false));
+        let y = infer(soft.as_ref(), &mut t, v[0], &v[1..]);
+        for row in t.value(y).host().chunks(6) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");
+            assert!((row[..2].iter().sum::<f32>() - 1.0).abs() > 1e-3, "{row:?}");
+        }
         // Keras's rules: groups divides filters and the input channels.
         let e = from_config(
             "Conv2D",

@@ -297,7 +297,8 @@ pub fn conv2d_max_pool(
     window: &PoolWindow,
 ) -> Result<Option<Var>> {
     let inputs: Vec<Var> = [x, kernel].into_iter().chain(bias).collect();
-    if inputs.iter().any(|&v| tape.requires_grad(v)) {
+    // Softmax-like activations act on whole rows, after the convolution: not fused.
+    if act.is_rowwise() || inputs.iter().any(|&v| tape.requires_grad(v)) {
         return Ok(None);
     }
     let geometry = checked_geometry(tape, x, kernel, bias, spec)?;
@@ -516,6 +517,14 @@ mod tests {
                 16,
                 window(2, 2, PoolPadding::Valid),
             ),
+            // Winograd with 'same' 2x2 pooling on an odd (11x11) map: the window over
+            // the edge is not in the tiles, so the general path runs.
+            (
+                vec![3, 13, 13, 16],
+                spec((3, 3), (1, 1), (1, 1), Padding::Valid),
+                16,
+                window(2, 2, PoolPadding::Same),
+            ),
             (
                 vec![2, 7, 7, 16],
                 spec((3, 3), (1, 1), (1, 1), Padding::Same),
@@ -553,6 +562,11 @@ mod tests {
                     );
                 }
             }
+            // Softmax acts on whole rows of the convolution's output: not fused.
+            let mut t = Tape::new();
+            let (xv, kv) = (t.leaf(x.clone(), false), t.leaf(k.clone(), false));
+            let softmax = conv2d_max_pool(&mut t, xv, kv, None, Activation::Softmax, &spec, &w);
+            assert!(softmax.unwrap().is_none());
             // Training needs the convolution's own output: no fused op then.
             let mut t = Tape::new();
             let (xv, kv) = (t.leaf(x.clone(), false), t.leaf(k.clone(), true));
