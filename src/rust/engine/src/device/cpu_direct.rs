@@ -464,103 +464,68 @@ mod avx512 {
         relu: bool,
         out: &mut [f32],
     ) {
-        match <&[usize; 9]>::try_from(offs) {
-            Ok(offs9) => pooled_sample::<9>(xs, bases, cells, offs9, kp, bias, relu, out),
-            Err(_) => pooled_sample_any(xs, bases, cells, offs, kp, bias, relu, out),
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn pooled_sample<const T: usize>(
-        xs: &[f32],
-        bases: &[usize],
-        cells: usize,
-        offs: &[usize; T],
-        kp: &[f32],
-        bias: &[f32],
-        relu: bool,
-        out: &mut [f32],
-    ) {
         let fp = bias.len();
         // Each window's output: the sample's output over its windows.
         let f = out.len() / (bases.len() / cells).max(1);
-        let x = xs.as_ptr();
         debug_assert!(bases
             .iter()
             .all(|&b| offs.iter().all(|&o| b + o < xs.len())));
+        let x = xs.as_ptr();
         for j0 in (0..f).step_by(L) {
-            let k: [__m512; T] =
-                std::array::from_fn(|t| _mm512_loadu_ps(kp[t * fp + j0..t * fp + j0 + L].as_ptr()));
             let b = _mm512_loadu_ps(bias[j0..j0 + L].as_ptr());
-            let mask = lanes(f, j0);
-            for (window, o) in bases.chunks_exact(cells).zip(out.chunks_exact_mut(f)) {
-                let mut best = _mm512_set1_ps(f32::NEG_INFINITY);
-                let mut groups = window.chunks_exact(PX);
-                for group in &mut groups {
-                    let mut acc = [_mm512_setzero_ps(); PX];
-                    for t in 0..T {
-                        for (a, &base) in acc.iter_mut().zip(group) {
-                            let xv = _mm512_set1_ps(*x.add(base + offs[t]));
-                            *a = _mm512_fmadd_ps(xv, k[t], *a);
-                        }
-                    }
-                    for a in acc {
-                        best = _mm512_max_ps(best, a);
-                    }
+            let chunk = (j0, f, b, relu);
+            let tap = |t: usize| _mm512_loadu_ps(kp[t * fp + j0..t * fp + j0 + L].as_ptr());
+            match <&[usize; 9]>::try_from(offs) {
+                Ok(offs9) => {
+                    let k: [__m512; 9] = std::array::from_fn(tap);
+                    pooled_chunk(x, bases, cells, offs9, |t| k[t], chunk, out)
                 }
-                for &base in groups.remainder() {
-                    let mut a = _mm512_setzero_ps();
-                    for t in 0..T {
-                        a = _mm512_fmadd_ps(_mm512_set1_ps(*x.add(base + offs[t])), k[t], a);
-                    }
-                    best = _mm512_max_ps(best, a);
-                }
-                let mut v = _mm512_add_ps(best, b);
-                if relu {
-                    v = _mm512_max_ps(v, _mm512_setzero_ps());
-                }
-                // SAFETY: the mask covers exactly the channels j0.. of this pixel.
-                _mm512_mask_storeu_ps(o.as_mut_ptr().add(j0), mask, v);
+                Err(_) => pooled_chunk(x, bases, cells, offs, tap, chunk, out),
             }
         }
     }
 
-    /// `pooled_sample` for any number of taps, the kernel read from memory.
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn pooled_sample_any(
-        xs: &[f32],
+    /// Channels j0..j0 + 16 of every pooled pixel of one sample, the kernel vector of
+    /// tap t from `kernel(t)` (registers for a 3x3 kernel over one channel).
+    #[inline(always)]
+    unsafe fn pooled_chunk(
+        x: *const f32,
         bases: &[usize],
         cells: usize,
         offs: &[usize],
-        kp: &[f32],
-        bias: &[f32],
-        relu: bool,
+        kernel: impl Fn(usize) -> __m512,
+        (j0, f, b, relu): (usize, usize, __m512, bool),
         out: &mut [f32],
     ) {
-        let fp = bias.len();
-        // Each window's output: the sample's output over its windows.
-        let f = out.len() / (bases.len() / cells).max(1);
+        let mask = lanes(f, j0);
         for (window, o) in bases.chunks_exact(cells).zip(out.chunks_exact_mut(f)) {
-            for j0 in (0..f).step_by(L) {
-                let mut best = _mm512_set1_ps(f32::NEG_INFINITY);
-                for &base in window {
-                    let mut a = _mm512_setzero_ps();
-                    for (t, &off) in offs.iter().enumerate() {
-                        let k = _mm512_loadu_ps(kp[t * fp + j0..t * fp + j0 + L].as_ptr());
-                        a = _mm512_fmadd_ps(_mm512_set1_ps(xs[base + off]), k, a);
+            let mut best = _mm512_set1_ps(f32::NEG_INFINITY);
+            let mut groups = window.chunks_exact(PX);
+            for group in &mut groups {
+                let mut acc = [_mm512_setzero_ps(); PX];
+                for (t, &off) in offs.iter().enumerate() {
+                    for (a, &base) in acc.iter_mut().zip(group) {
+                        let xv = _mm512_set1_ps(*x.add(base + off));
+                        *a = _mm512_fmadd_ps(xv, kernel(t), *a);
                     }
+                }
+                for a in acc {
                     best = _mm512_max_ps(best, a);
                 }
-                let mut v = _mm512_add_ps(best, _mm512_loadu_ps(bias[j0..j0 + L].as_ptr()));
-                if relu {
-                    v = _mm512_max_ps(v, _mm512_setzero_ps());
-                }
-                _mm512_mask_storeu_ps(o.as_mut_ptr().add(j0), lanes(f, j0), v);
             }
+            for &base in groups.remainder() {
+                let mut a = _mm512_setzero_ps();
+                for (t, &off) in offs.iter().enumerate() {
+                    a = _mm512_fmadd_ps(_mm512_set1_ps(*x.add(base + off)), kernel(t), a);
+                }
+                best = _mm512_max_ps(best, a);
+            }
+            let mut v = _mm512_add_ps(best, b);
+            if relu {
+                v = _mm512_max_ps(v, _mm512_setzero_ps());
+            }
+            // SAFETY: the mask covers exactly the channels j0.. of this pixel.
+            _mm512_mask_storeu_ps(o.as_mut_ptr().add(j0), mask, v);
         }
     }
 

@@ -499,6 +499,13 @@ mod tests {
                 32,
                 window(2, 2, PoolPadding::Valid),
             ),
+            // The direct path with 27 taps (3x3 over RGB), its kernel read from memory.
+            (
+                vec![2, 8, 9, 3],
+                spec((3, 3), (1, 1), (1, 1), Padding::Valid),
+                5,
+                window(2, 2, PoolPadding::Valid),
+            ),
             (
                 vec![70, 13, 13, 32],
                 spec((3, 3), (1, 1), (1, 1), Padding::Valid),
