@@ -12,6 +12,7 @@ pub mod cpu_norm;
 pub mod cpu_pad;
 pub mod cpu_pool;
 pub mod cpu_winograd;
+pub mod cuda;
 pub mod pool;
 
 use crate::gemm;

@@ -1,0 +1,228 @@
+//! The kernels we write ourselves: elementwise ops, reductions, softmax, cross-entropy,
+//! dropout masks and optimizer updates (everything else is cuBLAS and cuDNN). They are
+//! CUDA C in `kernels/*.cu`, compiled by NVRTC at run time for the device at hand, so
+//! the build needs no CUDA toolkit.
+//!
+//! The tests compile them whenever NVRTC can be loaded (no GPU needed), so a kernel that
+//! does not compile fails CI rather than a user's first GPU session.
+
+use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions, Ptx};
+
+use crate::ops::activation::Activation;
+
+/// Included before every file.
+const COMMON: &str = include_str!("kernels/common.cuh");
+
+/// Each file and the kernels it defines (the names the backend loads).
+pub const FILES: [(&str, &str, &[&str]); 6] = [
+    (
+        "elementwise.cu",
+        include_str!("kernels/elementwise.cu"),
+        &[
+            "rk_fill",
+            "rk_affine",
+            "rk_add",
+            "rk_mul",
+            "rk_add_assign",
+            "rk_bias_activation",
+            "rk_activation_backward",
+        ],
+    ),
+    (
+        "reduce.cu",
+        include_str!("kernels/reduce.cu"),
+        &["rk_col_sum", "rk_sum_partial"],
+    ),
+    (
+        "softmax.cu",
+        include_str!("kernels/softmax.cu"),
+        &[
+            "rk_softmax_rows",
+            "rk_softmax_rows_backward",
+            "rk_log_softmax_rows",
+            "rk_log_softmax_rows_backward",
+        ],
+    ),
+    (
+        "loss.cu",
+        include_str!("kernels/loss.cu"),
+        &["rk_softmax_xent", "rk_categorical_xent", "rk_accuracy_rows"],
+    ),
+    (
+        "dropout.cu",
+        include_str!("kernels/dropout.cu"),
+        &["rk_dropout"],
+    ),
+    (
+        "optim.cu",
+        include_str!("kernels/optim.cu"),
+        &["rk_sgd", "rk_rmsprop", "rk_adam"],
+    ),
+];
+
+/// The whole source NVRTC compiles: the common header, then every file.
+pub fn source() -> String {
+    let mut s = String::from(COMMON);
+    for (name, text, _) in FILES {
+        s.push_str(&format!("\n// ---- {name}\n"));
+        s.push_str(text);
+    }
+    s
+}
+
+/// NVRTC's `--gpu-architecture` for a compute capability, e.g. `compute_80` for 8.0.
+/// PTX for the device's own virtual architecture: the driver finishes it for the chip.
+pub fn arch_for(cc: (i32, i32)) -> &'static str {
+    // CompileOptions wants a &'static str; the list covers what NVRTC 12 and 13 accept.
+    const ARCHS: [((i32, i32), &str); 12] = [
+        ((12, 0), "compute_120"),
+        ((10, 0), "compute_100"),
+        ((9, 0), "compute_90"),
+        ((8, 9), "compute_89"),
+        ((8, 7), "compute_87"),
+        ((8, 6), "compute_86"),
+        ((8, 0), "compute_80"),
+        ((7, 5), "compute_75"),
+        ((7, 0), "compute_70"),
+        ((6, 1), "compute_61"),
+        ((6, 0), "compute_60"),
+        ((5, 0), "compute_50"),
+    ];
+    ARCHS
+        .iter()
+        .find(|(min, _)| cc >= *min)
+        .map(|(_, a)| *a)
+        .unwrap_or("compute_50")
+}
+
+/// Compiles every kernel to PTX for `arch` (see `arch_for`). The error carries NVRTC's
+/// log, which names the file section and line.
+pub fn compile(arch: &'static str) -> Result<Ptx, String> {
+    let opts = CompileOptions {
+        arch: Some(arch),
+        // Division, square roots and denormals as IEEE: results close to the CPU's.
+        ftz: Some(false),
+        prec_div: Some(true),
+        prec_sqrt: Some(true),
+        fmad: Some(true),
+        name: Some("rustkeras_kernels.cu".into()),
+        ..Default::default()
+    };
+    super::probe::guarded("NVRTC", || {
+        compile_ptx_with_opts(source(), opts).map_err(|e| match e {
+            CompileError::CompileError { log, options, .. } => format!(
+                "NVRTC ({}) could not compile the kernels:\n{}",
+                options.join(" "),
+                log.to_string_lossy()
+            ),
+            other => format!("NVRTC: {other}"),
+        })
+    })
+}
+
+/// The code the kernels use for an elementwise activation (common.cuh's ACT_*); `None`
+/// for the row-wise ones, which have kernels of their own.
+pub fn activation_code(act: Activation) -> Option<i32> {
+    use Activation::*;
+    Some(match act {
+        Linear => 0,
+        Relu => 1,
+        Relu6 => 2,
+        LeakyRelu => 3,
+        Elu => 4,
+        Selu => 5,
+        Gelu => 6,
+        Sigmoid => 7,
+        HardSigmoid => 8,
+        Tanh => 9,
+        Softplus => 10,
+        Softsign => 11,
+        Silu => 12,
+        Exponential => 13,
+        Softmax | LogSoftmax => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kernel compiles, for the oldest and a recent architecture, and the PTX
+    /// defines each name the backend loads. Needs only NVRTC (no GPU): without it the
+    /// test says so and passes, which `make test` avoids by fetching NVRTC first.
+    #[test]
+    fn every_kernel_compiles_with_nvrtc() {
+        let version = match super::super::probe::nvrtc_version() {
+            Ok(v) => v,
+            Err(why) => {
+                eprintln!("SKIPPED every_kernel_compiles_with_nvrtc: {why}");
+                return;
+            }
+        };
+        if std::env::var_os("RUSTKERAS_REQUIRE_NVRTC").is_some() {
+            eprintln!("NVRTC {version}");
+        }
+        for arch in ["compute_75", "compute_90"] {
+            let ptx = compile(arch)
+                .unwrap_or_else(|e| panic!("kernels do not compile for {arch}:\n{e}"))
+                .to_src();
+            for (_, _, names) in FILES {
+                for name in names {
+                    assert!(
+                        ptx.contains(&format!(".entry {name}(")),
+                        "{name} missing from the PTX for {arch}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Where CI fetched NVRTC it sets RUSTKERAS_REQUIRE_NVRTC, so that a loading problem
+    /// fails instead of skipping the compile test above.
+    #[test]
+    fn nvrtc_is_present_where_required() {
+        if std::env::var_os("RUSTKERAS_REQUIRE_NVRTC").is_some() {
+            if let Err(why) = super::super::probe::nvrtc_version() {
+                panic!("RUSTKERAS_REQUIRE_NVRTC is set but {why}");
+            }
+        }
+    }
+
+    #[test]
+    fn kernel_names_are_defined_in_their_files() {
+        for (file, text, names) in FILES {
+            for name in names {
+                assert!(
+                    text.contains(&format!("void {name}(")),
+                    "{name} is not defined in {file}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn activation_codes_match_common_cuh() {
+        for (i, name) in Activation::NAMES.iter().enumerate() {
+            let act = Activation::from_name(name).unwrap();
+            let Some(code) = activation_code(act) else {
+                assert!(act.is_rowwise(), "{name} has no kernel code");
+                continue;
+            };
+            let macro_name = format!("ACT_{}", act.name().to_uppercase());
+            let line = COMMON
+                .lines()
+                .find(|l| l.starts_with(&format!("#define {macro_name} ")))
+                .unwrap_or_else(|| panic!("{macro_name} not in common.cuh ({i})"));
+            let value: i32 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            assert_eq!(value, code, "{macro_name}");
+        }
+    }
+
+    #[test]
+    fn architectures_round_down() {
+        assert_eq!(arch_for((9, 0)), "compute_90");
+        assert_eq!(arch_for((8, 9)), "compute_89");
+        assert_eq!(arch_for((8, 1)), "compute_80");
+        assert_eq!(arch_for((7, 2)), "compute_70");
+    }
+}

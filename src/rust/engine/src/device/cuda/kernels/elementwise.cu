@@ -1,0 +1,38 @@
+// Elementwise kernels: one grid-stride loop each, launched with 256-thread blocks.
+
+extern "C" __global__ void rk_fill(float* y, float v, u64 n) {
+  GRID_STRIDE(i, n) y[i] = v;
+}
+
+// y = a * x + b (scale is b = 0).
+extern "C" __global__ void rk_affine(const float* x, float* y, float a, float b, u64 n) {
+  GRID_STRIDE(i, n) y[i] = a * x[i] + b;
+}
+
+extern "C" __global__ void rk_add(const float* a, const float* b, float* y, u64 n) {
+  GRID_STRIDE(i, n) y[i] = a[i] + b[i];
+}
+
+extern "C" __global__ void rk_mul(const float* a, const float* b, float* y, u64 n) {
+  GRID_STRIDE(i, n) y[i] = a[i] * b[i];
+}
+
+// Gradient accumulation: acc += g.
+extern "C" __global__ void rk_add_assign(float* acc, const float* g, u64 n) {
+  GRID_STRIDE(i, n) acc[i] += g[i];
+}
+
+// y = act(x + bias) for x (rows, cols) and a bias of cols values (or none).
+extern "C" __global__ void rk_bias_activation(const float* x, const float* bias, float* y,
+                                              u64 rows, u64 cols, int act) {
+  GRID_STRIDE(i, rows * cols) {
+    float v = x[i] + (bias ? bias[i % cols] : 0.0f);
+    y[i] = rk_act(act, v);
+  }
+}
+
+// dx = g * act'(x) from the input x and the output y.
+extern "C" __global__ void rk_activation_backward(const float* x, const float* y,
+                                                  const float* g, float* dx, u64 n, int act) {
+  GRID_STRIDE(i, n) dx[i] = g[i] * rk_act_grad(act, x ? x[i] : 0.0f, y[i]);
+}
