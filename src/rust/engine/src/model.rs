@@ -18,7 +18,7 @@ use crate::ops::activation::Activation;
 use crate::ops::pool::PoolWindow;
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::regularizers::Regularizer;
-use crate::tensor::Tensor;
+use crate::tensor::{Device, Tensor};
 
 /// A model shared between the R objects and the models that use it as a layer.
 pub type ModelRef = Arc<RwLock<Model>>;
@@ -223,6 +223,8 @@ pub struct Model {
     nodes: Vec<Node>,
     outputs: Vec<Src>,
     pub compiled: Option<Compiled>,
+    /// Where the weights live and fit/evaluate/predict run (`set_device`).
+    pub device: Device,
 }
 
 impl Model {
@@ -243,6 +245,7 @@ impl Model {
             nodes: Vec::new(),
             outputs: vec![Src::Input(0)],
             compiled: None,
+            device: Device::Cpu,
         })
     }
 
@@ -303,6 +306,7 @@ impl Model {
             nodes,
             outputs,
             compiled: None,
+            device: Device::Cpu,
         };
         model.check_outputs()?;
         let shapes: Vec<Vec<usize>> = model
@@ -912,6 +916,30 @@ impl Model {
 
     /// Puts every weight on the tape in Keras order; those in `mask` are gradient
     /// leaves, the rest constants.
+    /// Moves the model to `device`: its weights now, and the batches of every later
+    /// fit/evaluate/predict. The GPU is started here, and an unusable one is an error
+    /// that says why.
+    pub fn set_device(&mut self, device: Device) -> Result<()> {
+        if device == Device::Cuda {
+            crate::device::cuda::context::gpu()
+                .map_err(|why| Error::State(format!("the GPU cannot be used: {why}")))?;
+        }
+        self.device = device;
+        self.place_weights();
+        Ok(())
+    }
+
+    /// Puts every weight on the model's device (a weight updated on the host by the
+    /// optimizer, or one made by a late build, goes back to the GPU).
+    pub fn place_weights(&mut self) {
+        let device = self.device;
+        self.visit_params_mut(&mut |p| {
+            if p.value.device() != device {
+                p.value = p.value.to_device(device);
+            }
+        });
+    }
+
     pub fn param_vars(&self, tape: &mut Tape, mask: Option<&[bool]>) -> Vec<Var> {
         let mut out = Vec::new();
         self.visit_params(true, &mut |p, _| {
@@ -1196,6 +1224,7 @@ impl Model {
             nodes: self.nodes.clone(),
             outputs: self.outputs.clone(),
             compiled: None,
+            device: Device::Cpu,
         };
         if let Some(shapes) = model.known_input_shapes() {
             for i in &mut model.inputs {

@@ -6,19 +6,22 @@
 
 use std::sync::Arc;
 
+use crate::device::cuda::buffer::Buffer;
 use crate::error::{shape_str, Error, Result};
 
-/// Where a tensor's numbers live. CPU only for now; a CUDA variant slots in here and
-/// the compiler then points at every kernel dispatch in `device` that needs an arm.
+/// Where a tensor's numbers live: host memory or an NVIDIA GPU's (`device::cuda`).
 #[derive(Clone, Debug)]
 pub enum Storage {
     Cpu(Vec<f32>),
+    /// Freed on the GPU's stream when dropped.
+    Cuda(Buffer),
 }
 
 impl Drop for Storage {
     fn drop(&mut self) {
         match self {
             Storage::Cpu(v) => crate::device::pool::give(std::mem::take(v)),
+            Storage::Cuda(_) => {}
         }
     }
 }
@@ -26,6 +29,7 @@ impl Drop for Storage {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Device {
     Cpu,
+    Cuda,
 }
 
 #[derive(Clone, Debug)]
@@ -87,9 +91,35 @@ impl Tensor {
         }
     }
 
+    /// A tensor on the GPU; the buffer holds `shape`'s number of values.
+    pub fn from_cuda(shape: Vec<usize>, data: Buffer) -> Tensor {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        Tensor {
+            shape,
+            storage: Arc::new(Storage::Cuda(data)),
+        }
+    }
+
     pub fn device(&self) -> Device {
         match &*self.storage {
             Storage::Cpu(_) => Device::Cpu,
+            Storage::Cuda(_) => Device::Cuda,
+        }
+    }
+
+    /// The same values on `device` (this tensor itself, shared, when already there).
+    /// Moving to the GPU needs the backend started (`device::cuda::context::gpu`).
+    pub fn to_device(&self, device: Device) -> Tensor {
+        match (device, &*self.storage) {
+            (Device::Cpu, Storage::Cpu(_)) | (Device::Cuda, Storage::Cuda(_)) => self.clone(),
+            (Device::Cpu, Storage::Cuda(b)) => Tensor {
+                shape: self.shape.clone(),
+                storage: Arc::new(Storage::Cpu(b.host().to_vec())),
+            },
+            (Device::Cuda, Storage::Cpu(_)) => {
+                let g = crate::device::cuda::context::gpu_or_panic();
+                crate::device::cuda::ops::to_gpu(g, self)
+            }
         }
     }
 
@@ -104,21 +134,28 @@ impl Tensor {
 
     /// The values as a host vector (a copy).
     pub fn to_vec(&self) -> Vec<f32> {
-        match &*self.storage {
-            Storage::Cpu(v) => v.clone(),
-        }
+        self.host().to_vec()
     }
 
-    /// Host view of the values. CPU tensors only: device code goes through `device`.
+    /// Host view of the values; a GPU tensor's are downloaded on the first call and kept
+    /// with it. Kernels go through `device` instead.
     pub fn host(&self) -> &[f32] {
         match &*self.storage {
             Storage::Cpu(v) => v,
+            Storage::Cuda(b) => b.host(),
         }
     }
 
+    /// Mutable host values. A GPU tensor moves to the host for this (its values are
+    /// downloaded), so that code written for the CPU stays correct.
     pub fn host_mut(&mut self) -> &mut [f32] {
+        if let Storage::Cuda(b) = &*self.storage {
+            let v = b.host().to_vec();
+            self.storage = Arc::new(Storage::Cpu(v));
+        }
         match self.storage_mut() {
             Storage::Cpu(v) => v,
+            Storage::Cuda(_) => unreachable!("moved to the host above"),
         }
     }
 

@@ -13,7 +13,7 @@ use crate::model::{not_compiled, Compiled, Model, StateUpdate};
 use crate::ops::math;
 use crate::ops::penalty::penalty;
 use crate::rng;
-use crate::tensor::Tensor;
+use crate::tensor::{Device, Tensor};
 
 /// One array of samples in row-major order: `values` holds `n * prod(shape)` values.
 #[derive(Clone, Copy, Debug)]
@@ -468,6 +468,7 @@ fn shard_gradients(
     } else {
         data.gather(idx)
     };
+    let (xs, ys) = (on_device(model, xs), on_device(model, ys));
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut tape = Tape::new();
     let params = model.param_vars(&mut tape, Some(mask));
@@ -500,6 +501,11 @@ fn shard_gradients(
     })
 }
 
+/// A batch's tensors on the model's device.
+fn on_device(model: &Model, ts: Vec<Tensor>) -> Vec<Tensor> {
+    ts.into_iter().map(|t| t.to_device(model.device)).collect()
+}
+
 /// Samples per shard below which a batch is not split across threads.
 const MIN_SHARD: usize = 32;
 
@@ -514,8 +520,9 @@ fn train_step(
     contiguous: bool,
     rng: &mut SmallRng,
 ) -> Result<Vec<BatchOutcome>> {
-    // Batch statistics (batch normalization) must see the whole batch, as in Keras.
-    let shards = if model.uses_batch_statistics(mask) {
+    // Batch statistics (batch normalization) must see the whole batch, as in Keras; a
+    // GPU takes the whole batch at once.
+    let shards = if model.uses_batch_statistics(mask) || model.device != Device::Cpu {
         1
     } else {
         rayon::current_num_threads()
@@ -558,6 +565,8 @@ fn train_step(
     model.apply_gradients(mask, &grads)?;
     let state = std::mem::take(&mut results[0].state);
     model.update_state(state)?;
+    // The optimizer updates on the host for now: the weights go back to the device.
+    model.place_weights();
     Ok(results.into_iter().map(|r| r.outcome).collect())
 }
 
@@ -579,6 +588,7 @@ pub fn fit(
     }
     model.compiled.as_ref().ok_or_else(not_compiled)?;
     model.build(&data.x_shapes())?;
+    model.place_weights();
     let mask = model.compiled_mask()?;
     let (train, val) = match (validation, opts.validation_split) {
         (Some(v), _) => (data, Some(v)),
@@ -656,6 +666,7 @@ fn evaluate_logs(
     let batch = |step: usize| {
         let (from, to) = (step * batch_size, ((step + 1) * batch_size).min(data.n));
         let (xs, ys) = data.range(from, to);
+        let (xs, ys) = (on_device(model, xs), on_device(model, ys));
         let mut tape = Tape::new();
         let params = model.param_vars(&mut tape, None);
         let mut rng = SmallRng::seed_from_u64(0);
@@ -663,7 +674,7 @@ fn evaluate_logs(
             record_losses(model, c, &mut tape, xs, ys, &params, None, false, &mut rng)?;
         Ok(outcome)
     };
-    in_parallel_groups(steps, batch, |step, outcome| {
+    in_parallel_groups(steps, model.device == Device::Cpu, batch, |step, outcome| {
         running.add(&outcome);
         observer.on_batch_end(step + 1, &running.logs(prefix));
         if observer.should_stop() {
@@ -677,13 +688,20 @@ fn evaluate_logs(
 /// Runs the independent batches 0..steps a group at a time, a batch per thread at a
 /// time, and hands each result to `report` in order on the calling thread (where the
 /// observer may talk to R). A group holds 4 batches per thread, so that a thread that
-/// finishes early takes another instead of waiting at the group's end.
+/// finishes early takes another instead of waiting at the group's end. Without
+/// `parallel` (a model on the GPU, whose stream runs one batch after another anyway),
+/// the batches run one at a time.
 fn in_parallel_groups<T: Send>(
     steps: usize,
+    parallel: bool,
     batch: impl Fn(usize) -> Result<T> + Sync,
     mut report: impl FnMut(usize, T) -> Result<()>,
 ) -> Result<()> {
-    let group = 4 * rayon::current_num_threads().max(1);
+    let group = if parallel {
+        4 * rayon::current_num_threads().max(1)
+    } else {
+        1
+    };
     for first in (0..steps).step_by(group) {
         let last = (first + group).min(steps);
         let results: Vec<Result<T>> = if last - first == 1 {
@@ -708,6 +726,7 @@ pub fn evaluate(
     check_batch_size(batch_size)?;
     model.compiled.as_ref().ok_or_else(not_compiled)?;
     model.build(&data.x_shapes())?;
+    model.place_weights();
     let metrics = compiled_metrics(model, &data)?;
     evaluate_logs(model, &data, batch_size, &metrics, "", observer)
 }
@@ -734,6 +753,7 @@ pub fn predict(
     }
     let shapes: Vec<Vec<usize>> = xs.iter().map(|a| a.shape.to_vec()).collect();
     model.build(&shapes)?;
+    model.place_weights();
     let out_shapes = model.output_shapes()?.unwrap_or_default();
     let mut outs: Vec<Vec<f32>> = out_shapes
         .iter()
@@ -747,7 +767,7 @@ pub fn predict(
         let mut tape = Tape::new();
         let xvs: Vec<Var> = xs
             .iter()
-            .map(|a| tape.leaf(a.range(from, to), false))
+            .map(|a| tape.leaf(a.range(from, to).to_device(m.device), false))
             .collect();
         let params = m.param_vars(&mut tape, None);
         let (ys, _) = m.forward(
@@ -763,7 +783,7 @@ pub fn predict(
             .map(|&y| tape.value(y).clone())
             .collect::<Vec<_>>())
     };
-    in_parallel_groups(steps, batch, |step, ys: Vec<Tensor>| {
+    in_parallel_groups(steps, m.device == Device::Cpu, batch, |step, ys: Vec<Tensor>| {
         for (o, y) in outs.iter_mut().zip(&ys) {
             o.extend_from_slice(y.host());
         }

@@ -1,6 +1,10 @@
 //! The device seam. Ops call these functions with tensors; each one picks the kernel for
 //! the device the tensors live on. Adding a device means adding an arm here and a kernel
 //! module beside `cpu`, not touching the ops.
+//!
+//! A function with a GPU arm runs there when any input lives on the GPU (`cuda::ops`).
+//! The others read GPU inputs through their host copy and give a host result, which is
+//! correct everywhere and fast where the arm exists.
 
 #[macro_use]
 mod cpu_simd;
@@ -23,17 +27,17 @@ use crate::ops::pad::Pad2d;
 use crate::ops::pool::Pool2d;
 use crate::tensor::{Storage, Tensor};
 
+// The CPU arms read their inputs on the host: a GPU tensor given to an op that has no
+// GPU arm yet is read through its host copy, and the result stays on the host.
 fn cpu2<'a>(a: &'a Tensor, b: &'a Tensor) -> (&'a [f32], &'a [f32]) {
-    match (a.storage(), b.storage()) {
-        (Storage::Cpu(a), Storage::Cpu(b)) => (a, b),
-    }
+    (a.host(), b.host())
 }
 
 fn cpu1(a: &Tensor) -> &[f32] {
-    match a.storage() {
-        Storage::Cpu(a) => a,
-    }
+    a.host()
 }
+
+use cuda::ops::on_gpu as gpu;
 
 fn out(shape: &[usize], data: Vec<f32>) -> Tensor {
     Tensor::from_vec(shape.to_vec(), data).expect("kernel output has the size of its shape")
@@ -47,6 +51,9 @@ pub fn matmul(a: &Tensor, trans_a: bool, b: &Tensor, trans_b: bool) -> Tensor {
         (a.shape()[0], a.shape()[1])
     };
     let n = if trans_b { b.shape()[0] } else { b.shape()[1] };
+    if let Some(g) = gpu(&[a, b]) {
+        return cuda::ops::matmul(g, a, trans_a, b, trans_b, (m, n, k));
+    }
     let (ad, bd) = cpu2(a, b);
     // beta = 0: sgemm overwrites C, so stale contents are fine.
     let mut c = pool::scratch(m * n);
@@ -55,76 +62,123 @@ pub fn matmul(a: &Tensor, trans_a: bool, b: &Tensor, trans_b: bool) -> Tensor {
 }
 
 pub fn add_row_bias(x: &Tensor, bias: &Tensor) -> Tensor {
+    if let Some(g) = gpu(&[x, bias]) {
+        return cuda::ops::bias_activation(g, x, Some(bias), Activation::Linear);
+    }
     let (xd, bd) = cpu2(x, bias);
     out(x.shape(), cpu::add_row_bias(xd, bd))
 }
 
 pub fn bias_activation(x: &Tensor, bias: &Tensor, act: Activation) -> Tensor {
+    if let Some(g) = gpu(&[x, bias]) {
+        return cuda::ops::bias_activation(g, x, Some(bias), act);
+    }
     let (xd, bd) = cpu2(x, bias);
     out(x.shape(), cpu::bias_activation(xd, bd, act))
 }
 
 pub fn bias_activation_backward(y: &Tensor, g: &Tensor, act: Activation) -> (Tensor, Tensor) {
     let cols = y.shape().last().copied().unwrap_or(1);
+    if let Some(dev) = gpu(&[y, g]) {
+        let dx = cuda::ops::activation_backward(dev, act, None, y, g);
+        let db = cuda::ops::col_sum(dev, &dx, cols);
+        return (dx, db);
+    }
     let (yd, gd) = cpu2(y, g);
     let (dx, db) = cpu::bias_activation_backward(yd, gd, cols, act);
     (out(y.shape(), dx), out(&[cols], db))
 }
 
 pub fn col_sum(g: &Tensor, cols: usize) -> Tensor {
+    if let Some(dev) = gpu(&[g]) {
+        return cuda::ops::col_sum(dev, g, cols);
+    }
     out(&[cols], cpu::col_sum(cpu1(g), cols))
 }
 
 pub fn activation_forward(act: Activation, x: &Tensor) -> Tensor {
+    if let Some(g) = gpu(&[x]) {
+        return cuda::ops::bias_activation(g, x, None, act);
+    }
     out(x.shape(), cpu::activation_forward(act, cpu1(x)))
 }
 
 pub fn activation_backward(act: Activation, x: &Tensor, y: &Tensor, g: &Tensor) -> Tensor {
+    if let Some(dev) = gpu(&[x, y, g]) {
+        return cuda::ops::activation_backward(dev, act, Some(x), y, g);
+    }
     let (xd, yd) = cpu2(x, y);
     out(x.shape(), cpu::activation_backward(act, xd, yd, cpu1(g)))
 }
 
 pub fn softmax_rows(x: &Tensor, cols: usize) -> Tensor {
+    if let Some(g) = gpu(&[x]) {
+        return cuda::ops::rows_forward(g, "rk_softmax_rows", x, cols);
+    }
     out(x.shape(), cpu::softmax_rows(cpu1(x), cols))
 }
 
 pub fn softmax_rows_backward(y: &Tensor, g: &Tensor, cols: usize) -> Tensor {
+    if let Some(dev) = gpu(&[y, g]) {
+        return cuda::ops::rows_backward(dev, "rk_softmax_rows_backward", y, g, cols);
+    }
     let (yd, gd) = cpu2(y, g);
     out(y.shape(), cpu::softmax_rows_backward(yd, gd, cols))
 }
 
 pub fn log_softmax_rows(x: &Tensor, cols: usize) -> Tensor {
+    if let Some(g) = gpu(&[x]) {
+        return cuda::ops::rows_forward(g, "rk_log_softmax_rows", x, cols);
+    }
     out(x.shape(), cpu::log_softmax_rows(cpu1(x), cols))
 }
 
 pub fn log_softmax_rows_backward(y: &Tensor, g: &Tensor, cols: usize) -> Tensor {
+    if let Some(dev) = gpu(&[y, g]) {
+        return cuda::ops::rows_backward(dev, "rk_log_softmax_rows_backward", y, g, cols);
+    }
     let (yd, gd) = cpu2(y, g);
     out(y.shape(), cpu::log_softmax_rows_backward(yd, gd, cols))
 }
 
 pub fn mul(a: &Tensor, b: &Tensor) -> Tensor {
+    if let Some(g) = gpu(&[a, b]) {
+        return cuda::ops::binary(g, "rk_mul", a, b);
+    }
     let (ad, bd) = cpu2(a, b);
     out(a.shape(), cpu::mul(ad, bd))
 }
 
 pub fn add(a: &Tensor, b: &Tensor) -> Tensor {
+    if let Some(g) = gpu(&[a, b]) {
+        return cuda::ops::binary(g, "rk_add", a, b);
+    }
     let (ad, bd) = cpu2(a, b);
     out(a.shape(), cpu::add(ad, bd))
 }
 
 /// Gradient accumulation: acc += g.
 pub fn add_assign(acc: &mut Tensor, g: &Tensor) {
-    match (acc.storage_mut(), g.storage()) {
-        (Storage::Cpu(a), Storage::Cpu(b)) => cpu::add_assign(a, b),
+    if let Some(dev) = gpu(&[acc]) {
+        if let Storage::Cuda(b) = acc.storage_mut() {
+            return cuda::ops::add_assign(dev, b, g);
+        }
     }
+    cpu::add_assign(acc.host_mut(), g.host())
 }
 
 pub fn sum(a: &Tensor) -> f32 {
+    if let Some(g) = gpu(&[a]) {
+        return cuda::ops::sum(g, a);
+    }
     cpu::sum(cpu1(a))
 }
 
 /// Sum of all elements broadcast back to a's shape times g (a scalar): the gradient of `sum`.
 pub fn fill_like(a: &Tensor, v: f32) -> Tensor {
+    if let Some(g) = gpu(&[a]) {
+        return cuda::ops::fill(g, a.shape(), v);
+    }
     let mut data = pool::take(a.numel());
     data.resize(a.numel(), v);
     out(a.shape(), data)
@@ -138,9 +192,7 @@ pub fn broadcast_to(x: &Tensor, shape: &[usize]) -> Tensor {
 /// acc = op(acc, x) elementwise, x broadcast to acc's shape.
 pub fn combine_assign(op: Combine, acc: &mut Tensor, x: &Tensor) {
     let shape = acc.shape().to_vec();
-    match (acc.storage_mut(), x.storage()) {
-        (Storage::Cpu(a), Storage::Cpu(b)) => cpu::combine_assign(op, a, &shape, b, x.shape()),
-    }
+    cpu::combine_assign(op, acc.host_mut(), &shape, x.host(), x.shape())
 }
 
 /// g summed down to `shape` over the axes where `shape` is 1: the gradient of
@@ -153,6 +205,9 @@ pub fn sum_to_shape(g: &Tensor, shape: &[usize]) -> Tensor {
 }
 
 pub fn scale(x: &Tensor, s: f32) -> Tensor {
+    if let Some(g) = gpu(&[x]) {
+        return cuda::ops::affine(g, x, s, 0.0);
+    }
     out(x.shape(), cpu::scale(cpu1(x), s))
 }
 
@@ -377,6 +432,9 @@ pub fn penalty_grad(x: &Tensor, g: f32, l1: f32, l2: f32) -> Tensor {
 
 /// `x * a + b`, elementwise.
 pub fn affine(x: &Tensor, a: f32, b: f32) -> Tensor {
+    if let Some(g) = gpu(&[x]) {
+        return cuda::ops::affine(g, x, a, b);
+    }
     out(x.shape(), cpu::affine(cpu1(x), a, b))
 }
 

@@ -2,9 +2,16 @@
 //! NVRTC are opened at run time, so the engine builds and runs without CUDA.
 //!
 //! - `probe`: what the machine has (driver, devices, libraries) and whether it is usable;
+//! - `context`: the backend's state (context, stream, cuBLAS, compiled kernels), started
+//!   on first use;
+//! - `buffer`: a tensor's GPU storage, with a host copy on demand;
+//! - `ops`: the device seam's GPU arms;
 //! - `kernels`: the few kernels we write ourselves, compiled at run time by NVRTC.
 
+pub mod buffer;
+pub mod context;
 pub mod kernels;
+pub mod ops;
 pub mod probe;
 
 #[cfg(test)]

@@ -1,0 +1,291 @@
+//! The device suite: every op with a GPU arm, and whole training steps of the workshop
+//! MLP and CNN, on the CPU and on each other device, compared to 1e-4 relative.
+//!
+//! One command runs it wherever the engine builds: `cargo test --release --test devices`.
+//! Without a usable GPU each test prints why (`no GPU: ...`) and checks only that the
+//! engine says so cleanly; with one, the comparisons run. bench/gpu/run.sh runs this
+//! binary on a GPU machine.
+
+use engine::autodiff::Tape;
+use engine::device;
+use engine::device::cuda::context::gpu;
+use engine::layers::ConfigValue::{Int, Str};
+use engine::model::Model;
+use engine::ops::activation::Activation;
+use engine::optim::OptimizerConfig;
+use engine::tensor::{Device, Tensor};
+use engine::train::{fit, predict, Array, FitOptions, Samples, Silent};
+
+mod common;
+use common::*;
+
+const TOL: f32 = 1e-4;
+
+fn random_tensor(shape: &[usize], seed: u64, scale: f32) -> Tensor {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let n = shape.iter().product();
+    let data = (0..n).map(|_| rng.gen_range(-scale..scale)).collect();
+    Tensor::from_vec(shape.to_vec(), data).unwrap()
+}
+
+/// The GPU when there is one; prints the reason and returns false otherwise.
+fn have_gpu(test: &str) -> bool {
+    match gpu() {
+        Ok(g) => {
+            eprintln!("{test}: on GPU {} '{}'", g.ordinal, g.name);
+            true
+        }
+        Err(why) => {
+            eprintln!("{test}: no GPU: {why}");
+            false
+        }
+    }
+}
+
+#[track_caller]
+fn assert_close(cpu: &Tensor, dev: &Tensor, what: &str) {
+    assert_eq!(cpu.shape(), dev.shape(), "{what}: shapes");
+    assert_eq!(dev.device(), Device::Cuda, "{what} left the GPU");
+    let scale = cpu.host().iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    for (i, (a, b)) in cpu.host().iter().zip(dev.host()).enumerate() {
+        assert!(
+            (a - b).abs() <= TOL * scale,
+            "{what}[{i}]: CPU {a}, GPU {b}"
+        );
+    }
+}
+
+fn gpu_copy(t: &Tensor) -> Tensor {
+    t.to_device(Device::Cuda)
+}
+
+#[test]
+fn without_a_gpu_moving_a_model_there_is_a_clear_error() {
+    if gpu().is_ok() {
+        return;
+    }
+    let mut m = Model::sequential(None, Some(vec![3])).unwrap();
+    m.add(layer("Dense", &[("units", Int(2))])).unwrap();
+    let e = m.set_device(Device::Cuda).unwrap_err().to_string();
+    assert!(e.starts_with("the GPU cannot be used: "), "{e}");
+    assert_eq!(m.device, Device::Cpu);
+}
+
+#[test]
+fn elementwise_and_row_ops_agree() {
+    if !have_gpu("elementwise_and_row_ops_agree") {
+        return;
+    }
+    let (rows, cols) = (37, 19);
+    let x = random_tensor(&[rows, cols], 1, 3.0);
+    let y = random_tensor(&[rows, cols], 2, 1.0);
+    let bias = random_tensor(&[cols], 3, 1.0);
+    let (gx, gy, gb) = (gpu_copy(&x), gpu_copy(&y), gpu_copy(&bias));
+    assert_close(&device::add(&x, &y), &device::add(&gx, &gy), "add");
+    assert_close(&device::mul(&x, &y), &device::mul(&gx, &gy), "mul");
+    assert_close(&device::scale(&x, 0.5), &device::scale(&gx, 0.5), "scale");
+    assert_close(&device::affine(&x, 2.0, 1.0), &device::affine(&gx, 2.0, 1.0), "affine");
+    assert_close(&device::fill_like(&x, 3.0), &device::fill_like(&gx, 3.0), "fill_like");
+    assert_close(&device::col_sum(&x, cols), &device::col_sum(&gx, cols), "col_sum");
+    assert_close(&device::add_row_bias(&x, &bias), &device::add_row_bias(&gx, &gb), "add_row_bias");
+    let (s, gs) = (device::sum(&x), device::sum(&gx));
+    assert!((s - gs).abs() <= TOL * s.abs().max(1.0), "sum: {s} {gs}");
+    let mut acc = x.clone();
+    let mut gacc = gpu_copy(&x);
+    device::add_assign(&mut acc, &y);
+    device::add_assign(&mut gacc, &gy);
+    assert_close(&acc, &gacc, "add_assign");
+    for name in Activation::NAMES {
+        let act = Activation::from_name(name).unwrap();
+        if act.is_rowwise() {
+            continue;
+        }
+        let f = device::activation_forward(act, &x);
+        let gf = device::activation_forward(act, &gx);
+        assert_close(&f, &gf, name);
+        assert_close(
+            &device::activation_backward(act, &x, &f, &y),
+            &device::activation_backward(act, &gx, &gf, &gy),
+            &format!("{name} backward"),
+        );
+        assert_close(
+            &device::bias_activation(&x, &bias, act),
+            &device::bias_activation(&gx, &gb, act),
+            &format!("{name} with bias"),
+        );
+        if act.grad_from_output() {
+            let (dx, db) = device::bias_activation_backward(&f, &y, act);
+            let (gdx, gdb) = device::bias_activation_backward(&gf, &gy, act);
+            assert_close(&dx, &gdx, &format!("{name} bias backward dx"));
+            assert_close(&db, &gdb, &format!("{name} bias backward db"));
+        }
+    }
+    let sm = device::softmax_rows(&x, cols);
+    assert_close(&sm, &device::softmax_rows(&gx, cols), "softmax");
+    assert_close(
+        &device::softmax_rows_backward(&sm, &y, cols),
+        &device::softmax_rows_backward(&gpu_copy(&sm), &gy, cols),
+        "softmax backward",
+    );
+    let lsm = device::log_softmax_rows(&x, cols);
+    assert_close(&lsm, &device::log_softmax_rows(&gx, cols), "log_softmax");
+    assert_close(
+        &device::log_softmax_rows_backward(&lsm, &y, cols),
+        &device::log_softmax_rows_backward(&gpu_copy(&lsm), &gy, cols),
+        "log_softmax backward",
+    );
+}
+
+#[test]
+fn products_agree_in_every_transpose() {
+    if !have_gpu("products_agree_in_every_transpose") {
+        return;
+    }
+    let (m, k, n) = (33, 17, 45);
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let a = random_tensor(&if ta { [k, m] } else { [m, k] }, 4, 1.0);
+        let b = random_tensor(&if tb { [n, k] } else { [k, n] }, 5, 1.0);
+        let cpu = device::matmul(&a, ta, &b, tb);
+        let dev = device::matmul(&gpu_copy(&a), ta, &gpu_copy(&b), tb);
+        assert_close(&cpu, &dev, &format!("matmul trans_a {ta} trans_b {tb}"));
+    }
+    // A host operand (a weight the optimizer just updated) is uploaded for the call.
+    let a = random_tensor(&[m, k], 6, 1.0);
+    let b = random_tensor(&[k, n], 7, 1.0);
+    assert_close(
+        &device::matmul(&a, false, &b, false),
+        &device::matmul(&gpu_copy(&a), false, &b, false),
+        "matmul with a host operand",
+    );
+}
+
+/// Gradients through a small graph on the tape: the GPU arms and the host fallbacks
+/// (cross-entropy runs on the host for now) together.
+#[test]
+fn tape_gradients_agree() {
+    if !have_gpu("tape_gradients_agree") {
+        return;
+    }
+    let x = random_tensor(&[8, 5], 8, 1.0);
+    let w = random_tensor(&[5, 4], 9, 1.0);
+    let b = random_tensor(&[4], 10, 1.0);
+    let run = |x: Tensor, w: Tensor, b: Tensor| {
+        let mut t = Tape::new();
+        let (xv, wv, bv) = (t.leaf(x, false), t.leaf(w, true), t.leaf(b, true));
+        let h = engine::ops::matmul::matmul(&mut t, xv, wv).unwrap();
+        let h = engine::ops::bias::bias_add(&mut t, h, bv).unwrap();
+        let y = engine::ops::activation::activation(&mut t, h, Activation::Tanh);
+        let s = engine::ops::math::sum(&mut t, y);
+        let g = t.backward(s).unwrap();
+        (t.value(s).clone(), g.get(wv).unwrap().clone(), g.get(bv).unwrap().clone())
+    };
+    let (l, gw, gb) = run(x.clone(), w.clone(), b.clone());
+    let (dl, dgw, dgb) = run(gpu_copy(&x), gpu_copy(&w), gpu_copy(&b));
+    let close = |a: &Tensor, b: &Tensor, what: &str| {
+        for (p, q) in a.host().iter().zip(b.host()) {
+            assert!((p - q).abs() <= TOL * p.abs().max(1.0), "{what}: {p} {q}");
+        }
+    };
+    close(&l, &dl, "loss");
+    close(&gw, &dgw, "dW");
+    close(&gb, &dgb, "db");
+}
+
+fn workshop_mlp() -> Model {
+    let mut m = Model::sequential(None, Some(vec![784])).unwrap();
+    for (units, act) in [(256, "relu"), (128, "relu"), (10, "softmax")] {
+        m.add(layer("Dense", &[("units", Int(units)), ("activation", Str(act.into()))]))
+            .unwrap();
+    }
+    m
+}
+
+fn workshop_cnn() -> Model {
+    let mut m = Model::sequential(None, Some(vec![28, 28, 1])).unwrap();
+    let conv = |f: i64| {
+        layer(
+            "Conv2D",
+            &[("filters", Int(f)), ("kernel_size", Int(3)), ("activation", Str("relu".into()))],
+        )
+    };
+    for l in [
+        conv(32),
+        layer("MaxPooling2D", &[]),
+        conv(64),
+        layer("MaxPooling2D", &[]),
+        layer("Flatten", &[]),
+        layer("Dense", &[("units", Int(64)), ("activation", Str("relu".into()))]),
+        layer("Dense", &[("units", Int(10)), ("activation", Str("softmax".into()))]),
+    ] {
+        m.add(l).unwrap();
+    }
+    m
+}
+
+/// Two models with the same weights, one on each device, train on the same batches
+/// (no shuffling, no dropout) and must end with the same weights and predictions.
+fn training_agrees(test: &str, build: fn() -> Model, sample: &[usize], optimizer: &str) {
+    if !have_gpu(test) {
+        return;
+    }
+    let _stream = lock_stream();
+    let n = 256;
+    let len: usize = sample.iter().product();
+    let x = random_tensor(&[n * len], 11, 1.0).host().iter().map(|v| v.abs()).collect::<Vec<_>>();
+    let mut y = vec![0.0f32; n * 10];
+    for i in 0..n {
+        y[i * 10 + (i * 7) % 10] = 1.0;
+    }
+    engine::rng::set_seed(3);
+    let mut models = [build(), build()];
+    let compile = |m: &mut Model| {
+        m.compile(
+            OptimizerConfig::from_name(optimizer).unwrap(),
+            vec![engine::losses::Loss::from_name("categorical_crossentropy", false).unwrap()],
+            None,
+            vec!["accuracy".into()],
+        )
+        .unwrap()
+    };
+    let opts = FitOptions {
+        batch_size: 128,
+        epochs: 2,
+        initial_epoch: 0,
+        shuffle: false,
+        validation_split: 0.0,
+    };
+    let xt = Array { values: &x, shape: sample };
+    models[0].build(&[sample.to_vec()]).unwrap();
+    let w0 = models[0].get_weights();
+    models[1].build(&[sample.to_vec()]).unwrap();
+    models[1].set_weights(w0).unwrap();
+    models[1].set_device(Device::Cuda).unwrap();
+    let mut histories = Vec::new();
+    for m in models.iter_mut() {
+        compile(m);
+        let data = Samples::single(&x, sample, &y, &[10]).unwrap();
+        histories.push(fit(m, data, None, &opts, &mut Silent).unwrap());
+    }
+    eprintln!("{test}: CPU {:?}\n{test}: GPU {:?}", histories[0], histories[1]);
+    for (a, b) in models[0].get_weights().iter().zip(models[1].get_weights()) {
+        for (p, q) in a.host().iter().zip(b.host()) {
+            assert!((p - q).abs() <= TOL * p.abs().max(0.1), "{test} weights: {p} {q}");
+        }
+    }
+    let pc = predict(&mut models[0], &[xt], 64, &mut Silent).unwrap();
+    let pg = predict(&mut models[1], &[xt], 64, &mut Silent).unwrap();
+    for (p, q) in pc[0].host().iter().zip(pg[0].host()) {
+        assert!((p - q).abs() <= TOL, "{test} predictions: {p} {q}");
+    }
+}
+
+#[test]
+fn workshop_mlp_training_agrees() {
+    training_agrees("workshop_mlp_training_agrees", workshop_mlp, &[784], "rmsprop");
+}
+
+#[test]
+fn workshop_cnn_training_agrees() {
+    training_agrees("workshop_cnn_training_agrees", workshop_cnn, &[28, 28, 1], "adam");
+}
