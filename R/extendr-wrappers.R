@@ -50,6 +50,23 @@ rk_backend_info <- function() .Call(wrap__rk_backend_info)
 # Sizes rayon's pool once per session (later calls keep the first size).
 rk_init_threads <- function(threads) .Call(wrap__rk_init_threads, threads)
 
+# The probe as an R list: versions (NA where missing), the devices, and `usable` with
+# `reason` (why not, or "") after trying to start the backend.
+rk_gpu_probe <- function() .Call(wrap__rk_gpu_probe)
+
+# Whether the GPU backend is running (it starts on first use and stays).
+rk_gpu_usable <- function() .Call(wrap__rk_gpu_usable)
+
+# Puts the model's weights on `device` ("cpu" or "gpu"): later fit/evaluate/predict
+# calls run there. `tf32` allows TensorFloat-32 in the GPU's products.
+rk_model_set_device <- function(model, device, tf32) .Call(wrap__rk_model_set_device, model, device, tf32)
+
+# The model's device: "cpu" or "gpu".
+rk_model_device <- function(model) .Call(wrap__rk_model_device, model)
+
+# Free and total GPU memory in bytes, or NULL where the GPU backend is not running.
+rk_gpu_memory <- function() .Call(wrap__rk_gpu_memory)
+
 rk_save_model_hdf5 <- function(model, filepath, overwrite, include_optimizer) .Call(wrap__rk_save_model_hdf5, model, filepath, overwrite, include_optimizer)
 
 rk_load_model_hdf5 <- function(filepath, compile) .Call(wrap__rk_load_model_hdf5, filepath, compile)

@@ -149,6 +149,7 @@ fit.rustkeras_model <- function(object, x = NULL, y = NULL, batch_size = NULL, e
     val_y <- model_arrays(validation_data[[2]], io$output_names, "validation_data", call)
   }
   verbose <- as_verbose(verbose, call)
+  rk_place_model(object, call)
   run <- function(last, first, total) {
     rk_call(rk_model_fit(
       object$ptr, x, y, batch_size, last, first - 1L, verbose, interactive(),
@@ -199,6 +200,7 @@ evaluate.rustkeras_model <- function(object, x = NULL, y = NULL, batch_size = NU
   x <- model_arrays(x, io$input_names, "x", call)
   y <- model_arrays(y, io$output_names, "y", call)
   batch_size <- as_count(if (is.null(batch_size)) 32L else batch_size, "batch_size", call)
+  rk_place_model(object, call)
   rk_call(rk_model_evaluate(object$ptr, x, y, batch_size, as_verbose(verbose, call), interactive()),
           call = call)
 }
@@ -223,6 +225,7 @@ predict.rustkeras_model <- function(object, x, batch_size = NULL,
   check_dots(list(...), "predict", call, unsupported = c("steps", "callbacks"))
   io <- rk_call(rk_model_io(object$ptr), call = call)
   x <- model_arrays(x, io$input_names, "x", call)
+  rk_place_model(object, call)
   out <- rk_call(rk_model_predict(object$ptr, x, batch_size_or_default(batch_size, call),
                                   as_verbose(verbose, call), interactive()), call = call)
   if (is.list(out)) names(out) <- io$output_names

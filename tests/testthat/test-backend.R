@@ -4,16 +4,29 @@ test_that("config_backend() names the Rust backend", {
   expect_identical(config_backend(), "rust")
 })
 
-test_that("backend_info() reports the engine version, threads, SIMD level and CUDA", {
+test_that("backend_info() reports the engine, the CPU and what CUDA offers", {
   info <- backend_info()
   expect_s3_class(info, "rustkeras_backend_info")
-  expect_true(all(c("version", "threads", "simd", "cuda") %in% names(info)))
+  expect_true(all(c("version", "threads", "simd", "device", "gpu_usable", "gpu_reason", "gpus",
+                    "driver", "cublas", "cudnn", "nvrtc") %in% names(info)))
   expect_identical(info$version, "0.1.0")
   expect_identical(info$version, rk_call(rk_engine_version()))
   expect_type(info$threads, "integer")
   expect_gte(info$threads, 1L)
   expect_true(info$simd %in% c("AVX-512", "AVX2+FMA", "SSE2", "NEON", "scalar"))
-  expect_identical(info$cuda, FALSE)
+  expect_s3_class(info$gpus, "data.frame")
+  expect_named(info$gpus, c("ordinal", "name", "memory_gib", "compute_capability"))
+  expect_identical(info$device, config_device())
+  if (info$gpu_usable) {
+    expect_gte(nrow(info$gpus), 1L)
+    expect_false(is.na(info$driver))
+    expect_false(is.na(info$cublas))
+    expect_true(is.na(info$gpu_reason))
+  } else {
+    # The reason is a sentence that names what is missing.
+    expect_match(info$gpu_reason, "driver|device|cuBLAS|NVRTC|compute capability|CUDA")
+    expect_identical(info$device, "cpu")
+  }
 })
 
 test_that("backend_info() prints a short report", {
@@ -21,11 +34,14 @@ test_that("backend_info() prints a short report", {
   out <- capture.output(res <- withVisible(print(info)))
   expect_false(res$visible)
   expect_identical(res$value, info)
-  expect_length(out, 3L)
   expect_identical(out[1], "rustkeras engine 0.1.0 (Rust)")
-  expect_match(out[2], sprintf("^  device:  CPU, %d threads?, %s kernels$", info$threads,
+  expect_match(out[2], sprintf("^  CPU:     %d threads?, %s kernels$", info$threads,
                                gsub("+", "\\+", info$simd, fixed = TRUE)))
-  expect_match(out[3], "^  CUDA:    not available: ")
+  expect_identical(out[length(out)], sprintf("  models run on the %s", toupper(info$device)))
+  expect_identical(sum(grepl("^  GPU [0-9]+:", out)), nrow(info$gpus))
+  if (!info$gpu_usable) {
+    expect_true(any(out == paste("  GPU not usable:", info$gpu_reason)))
+  }
 })
 
 test_that("set_random_seed() seeds R and the engine", {

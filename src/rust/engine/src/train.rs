@@ -674,14 +674,19 @@ fn evaluate_logs(
             record_losses(model, c, &mut tape, xs, ys, &params, None, false, &mut rng)?;
         Ok(outcome)
     };
-    in_parallel_groups(steps, model.device == Device::Cpu, batch, |step, outcome| {
-        running.add(&outcome);
-        observer.on_batch_end(step + 1, &running.logs(prefix));
-        if observer.should_stop() {
-            return Err(Error::Interrupted);
-        }
-        Ok(())
-    })?;
+    in_parallel_groups(
+        steps,
+        model.device == Device::Cpu,
+        batch,
+        |step, outcome| {
+            running.add(&outcome);
+            observer.on_batch_end(step + 1, &running.logs(prefix));
+            if observer.should_stop() {
+                return Err(Error::Interrupted);
+            }
+            Ok(())
+        },
+    )?;
     Ok(running.logs(prefix))
 }
 
@@ -783,16 +788,21 @@ pub fn predict(
             .map(|&y| tape.value(y).clone())
             .collect::<Vec<_>>())
     };
-    in_parallel_groups(steps, m.device == Device::Cpu, batch, |step, ys: Vec<Tensor>| {
-        for (o, y) in outs.iter_mut().zip(&ys) {
-            o.extend_from_slice(y.host());
-        }
-        observer.on_batch_end(step + 1, &[]);
-        if observer.should_stop() {
-            return Err(Error::Interrupted);
-        }
-        Ok(())
-    })?;
+    in_parallel_groups(
+        steps,
+        m.device == Device::Cpu,
+        batch,
+        |step, ys: Vec<Tensor>| {
+            for (o, y) in outs.iter_mut().zip(&ys) {
+                o.extend_from_slice(y.host());
+            }
+            observer.on_batch_end(step + 1, &[]);
+            if observer.should_stop() {
+                return Err(Error::Interrupted);
+            }
+            Ok(())
+        },
+    )?;
     outs.into_iter()
         .zip(out_shapes)
         .map(|(o, s)| {

@@ -85,10 +85,26 @@ fn elementwise_and_row_ops_agree() {
     assert_close(&device::add(&x, &y), &device::add(&gx, &gy), "add");
     assert_close(&device::mul(&x, &y), &device::mul(&gx, &gy), "mul");
     assert_close(&device::scale(&x, 0.5), &device::scale(&gx, 0.5), "scale");
-    assert_close(&device::affine(&x, 2.0, 1.0), &device::affine(&gx, 2.0, 1.0), "affine");
-    assert_close(&device::fill_like(&x, 3.0), &device::fill_like(&gx, 3.0), "fill_like");
-    assert_close(&device::col_sum(&x, cols), &device::col_sum(&gx, cols), "col_sum");
-    assert_close(&device::add_row_bias(&x, &bias), &device::add_row_bias(&gx, &gb), "add_row_bias");
+    assert_close(
+        &device::affine(&x, 2.0, 1.0),
+        &device::affine(&gx, 2.0, 1.0),
+        "affine",
+    );
+    assert_close(
+        &device::fill_like(&x, 3.0),
+        &device::fill_like(&gx, 3.0),
+        "fill_like",
+    );
+    assert_close(
+        &device::col_sum(&x, cols),
+        &device::col_sum(&gx, cols),
+        "col_sum",
+    );
+    assert_close(
+        &device::add_row_bias(&x, &bias),
+        &device::add_row_bias(&gx, &gb),
+        "add_row_bias",
+    );
     let (s, gs) = (device::sum(&x), device::sum(&gx));
     assert!((s - gs).abs() <= TOL * s.abs().max(1.0), "sum: {s} {gs}");
     let mut acc = x.clone();
@@ -178,7 +194,11 @@ fn tape_gradients_agree() {
         let y = engine::ops::activation::activation(&mut t, h, Activation::Tanh);
         let s = engine::ops::math::sum(&mut t, y);
         let g = t.backward(s).unwrap();
-        (t.value(s).clone(), g.get(wv).unwrap().clone(), g.get(bv).unwrap().clone())
+        (
+            t.value(s).clone(),
+            g.get(wv).unwrap().clone(),
+            g.get(bv).unwrap().clone(),
+        )
     };
     let (l, gw, gb) = run(x.clone(), w.clone(), b.clone());
     let (dl, dgw, dgb) = run(gpu_copy(&x), gpu_copy(&w), gpu_copy(&b));
@@ -195,8 +215,11 @@ fn tape_gradients_agree() {
 fn workshop_mlp() -> Model {
     let mut m = Model::sequential(None, Some(vec![784])).unwrap();
     for (units, act) in [(256, "relu"), (128, "relu"), (10, "softmax")] {
-        m.add(layer("Dense", &[("units", Int(units)), ("activation", Str(act.into()))]))
-            .unwrap();
+        m.add(layer(
+            "Dense",
+            &[("units", Int(units)), ("activation", Str(act.into()))],
+        ))
+        .unwrap();
     }
     m
 }
@@ -206,7 +229,11 @@ fn workshop_cnn() -> Model {
     let conv = |f: i64| {
         layer(
             "Conv2D",
-            &[("filters", Int(f)), ("kernel_size", Int(3)), ("activation", Str("relu".into()))],
+            &[
+                ("filters", Int(f)),
+                ("kernel_size", Int(3)),
+                ("activation", Str("relu".into())),
+            ],
         )
     };
     for l in [
@@ -215,8 +242,14 @@ fn workshop_cnn() -> Model {
         conv(64),
         layer("MaxPooling2D", &[]),
         layer("Flatten", &[]),
-        layer("Dense", &[("units", Int(64)), ("activation", Str("relu".into()))]),
-        layer("Dense", &[("units", Int(10)), ("activation", Str("softmax".into()))]),
+        layer(
+            "Dense",
+            &[("units", Int(64)), ("activation", Str("relu".into()))],
+        ),
+        layer(
+            "Dense",
+            &[("units", Int(10)), ("activation", Str("softmax".into()))],
+        ),
     ] {
         m.add(l).unwrap();
     }
@@ -232,7 +265,11 @@ fn training_agrees(test: &str, build: fn() -> Model, sample: &[usize], optimizer
     let _stream = lock_stream();
     let n = 256;
     let len: usize = sample.iter().product();
-    let x = random_tensor(&[n * len], 11, 1.0).host().iter().map(|v| v.abs()).collect::<Vec<_>>();
+    let x = random_tensor(&[n * len], 11, 1.0)
+        .host()
+        .iter()
+        .map(|v| v.abs())
+        .collect::<Vec<_>>();
     let mut y = vec![0.0f32; n * 10];
     for i in 0..n {
         y[i * 10 + (i * 7) % 10] = 1.0;
@@ -255,7 +292,10 @@ fn training_agrees(test: &str, build: fn() -> Model, sample: &[usize], optimizer
         shuffle: false,
         validation_split: 0.0,
     };
-    let xt = Array { values: &x, shape: sample };
+    let xt = Array {
+        values: &x,
+        shape: sample,
+    };
     models[0].build(&[sample.to_vec()]).unwrap();
     let w0 = models[0].get_weights();
     models[1].build(&[sample.to_vec()]).unwrap();
@@ -267,10 +307,16 @@ fn training_agrees(test: &str, build: fn() -> Model, sample: &[usize], optimizer
         let data = Samples::single(&x, sample, &y, &[10]).unwrap();
         histories.push(fit(m, data, None, &opts, &mut Silent).unwrap());
     }
-    eprintln!("{test}: CPU {:?}\n{test}: GPU {:?}", histories[0], histories[1]);
+    eprintln!(
+        "{test}: CPU {:?}\n{test}: GPU {:?}",
+        histories[0], histories[1]
+    );
     for (a, b) in models[0].get_weights().iter().zip(models[1].get_weights()) {
         for (p, q) in a.host().iter().zip(b.host()) {
-            assert!((p - q).abs() <= TOL * p.abs().max(0.1), "{test} weights: {p} {q}");
+            assert!(
+                (p - q).abs() <= TOL * p.abs().max(0.1),
+                "{test} weights: {p} {q}"
+            );
         }
     }
     let pc = predict(&mut models[0], &[xt], 64, &mut Silent).unwrap();
@@ -282,10 +328,20 @@ fn training_agrees(test: &str, build: fn() -> Model, sample: &[usize], optimizer
 
 #[test]
 fn workshop_mlp_training_agrees() {
-    training_agrees("workshop_mlp_training_agrees", workshop_mlp, &[784], "rmsprop");
+    training_agrees(
+        "workshop_mlp_training_agrees",
+        workshop_mlp,
+        &[784],
+        "rmsprop",
+    );
 }
 
 #[test]
 fn workshop_cnn_training_agrees() {
-    training_agrees("workshop_cnn_training_agrees", workshop_cnn, &[28, 28, 1], "adam");
+    training_agrees(
+        "workshop_cnn_training_agrees",
+        workshop_cnn,
+        &[28, 28, 1],
+        "adam",
+    );
 }

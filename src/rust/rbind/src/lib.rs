@@ -25,6 +25,7 @@ use extendr_api::prelude::*;
 
 mod console;
 mod convert;
+mod device;
 mod error;
 mod functional;
 pub mod interrupt;
@@ -64,6 +65,7 @@ fn rk_selftest_interrupt_pending() -> bool {
 extendr_module! {
     mod rustkeras;
     use model;
+    use device;
     use io;
     use functional;
     fn rk_engine_version;

@@ -56,7 +56,14 @@ fn n64(n: usize) -> u64 {
 /// A null pointer for a kernel's optional buffer argument.
 const NULL: u64 = 0;
 
-pub fn matmul(g: &Gpu, a: &Tensor, ta: bool, b: &Tensor, tb: bool, mnk: (usize, usize, usize)) -> Tensor {
+pub fn matmul(
+    g: &Gpu,
+    a: &Tensor,
+    ta: bool,
+    b: &Tensor,
+    tb: bool,
+    mnk: (usize, usize, usize),
+) -> Tensor {
     let (ad, bd) = (input(g, a), input(g, b));
     let mut c = g.alloc(mnk.0 * mnk.1);
     g.sgemm((&ad, ta), (&bd, tb), mnk, &mut c);
@@ -85,7 +92,13 @@ pub fn bias_activation(g: &Gpu, x: &Tensor, bias: Option<&Tensor>, act: Activati
 
 /// g * act'(x), from x (or, for the activations whose gradient needs only the output,
 /// none) and the output y.
-pub fn activation_backward(g: &Gpu, act: Activation, x: Option<&Tensor>, y: &Tensor, gy: &Tensor) -> Tensor {
+pub fn activation_backward(
+    g: &Gpu,
+    act: Activation,
+    x: Option<&Tensor>,
+    y: &Tensor,
+    gy: &Tensor,
+) -> Tensor {
     let code = activation_code(act).expect("row-wise activations have kernels of their own");
     let n = y.numel();
     let xd = x.map(|x| input(g, x));
