@@ -97,6 +97,9 @@ cargo-test:
 	  export LD_LIBRARY_PATH="$$lib$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}" RUSTKERAS_REQUIRE_NVRTC=1; \
 	else echo "NVRTC could not be fetched: the CUDA kernels will not be compiled by the tests"; fi; \
 	cd src/rust && cargo test --release --target-dir "$(RUSTKERAS_TARGET_DIR)"
+	@echo "== the device suite on the emulated GPU (RUSTKERAS_EMULATE_GPU=1)"
+	cd src/rust && RUSTKERAS_EMULATE_GPU=1 cargo test --release --target-dir "$(RUSTKERAS_TARGET_DIR)" \
+	  -p rustkeras-engine --test devices
 
 testthat:
 	$(RSCRIPT) -e 'testthat::test_dir("tests/testthat", package = "$(PKG)", load_package = "installed", stop_on_failure = TRUE)'

@@ -52,7 +52,7 @@ pub fn matmul(a: &Tensor, trans_a: bool, b: &Tensor, trans_b: bool) -> Tensor {
     };
     let n = if trans_b { b.shape()[0] } else { b.shape()[1] };
     if let Some(g) = gpu(&[a, b]) {
-        return cuda::ops::matmul(g, a, trans_a, b, trans_b, (m, n, k));
+        return cuda::ops::matmul(g, (a, trans_a), (b, trans_b), (m, n, k));
     }
     let (ad, bd) = cpu2(a, b);
     // beta = 0: sgemm overwrites C, so stale contents are fine.

@@ -6,17 +6,15 @@
 
 use std::sync::OnceLock;
 
-use cudarc::driver::CudaSlice;
-
-use super::context::gpu_or_panic;
+use super::context::{gpu_or_panic, Mem};
 
 pub struct Buffer {
-    data: CudaSlice<f32>,
+    data: Mem,
     host: OnceLock<Vec<f32>>,
 }
 
 impl Buffer {
-    pub fn new(data: CudaSlice<f32>) -> Buffer {
+    pub fn new(data: Mem) -> Buffer {
         Buffer {
             data,
             host: OnceLock::new(),
@@ -31,12 +29,12 @@ impl Buffer {
         self.data.is_empty()
     }
 
-    pub fn slice(&self) -> &CudaSlice<f32> {
+    pub fn mem(&self) -> &Mem {
         &self.data
     }
 
     /// For kernels that write in place: the host copy is dropped first.
-    pub fn slice_mut(&mut self) -> &mut CudaSlice<f32> {
+    pub fn mem_mut(&mut self) -> &mut Mem {
         self.host.take();
         &mut self.data
     }

@@ -1,40 +1,100 @@
-//! The CUDA backend's state: one context on the first usable device, one stream that
-//! every kernel, copy and cuBLAS call goes to (so they run in order without host
-//! synchronisation), cuBLAS, and our kernels compiled by NVRTC for this device.
+//! The GPU backend's state and its few primitives: memory (upload, download, copy,
+//! allocate), kernel launches and SGEMM. On CUDA: one context on the first usable
+//! device, one stream that every kernel, copy and cuBLAS call goes to (so they run in
+//! order without host synchronisation), cuBLAS, and our kernels compiled by NVRTC for
+//! the device. Emulated (`RUSTKERAS_EMULATE_GPU=1`, see `emulate`): the same primitives on
+//! host memory, for testing.
 //!
 //! It starts on the first request (`gpu()`), never at load time. Start-up failures are
-//! kept as a reason string; later failures (out of memory, a launch error) are bugs or
-//! exhausted memory and panic with a message, which the R glue turns into an R error.
+//! kept as a reason string; later failures (out of memory, a launch error) panic with a
+//! message, which the R glue turns into an R error.
 
 use std::collections::HashMap;
+use std::ffi::c_void;
 use std::sync::{Arc, OnceLock};
 
 use cudarc::cublas::{sys as blas_sys, CudaBlas, Gemm, GemmConfig};
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchArgs, LaunchConfig};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+};
 
+use super::emulate::{self, Emulator};
 use super::{kernels, probe};
 
-pub struct Gpu {
-    pub ordinal: usize,
-    pub name: String,
+/// A tensor's memory on the device: CUDA's, or host memory standing in for it.
+pub enum Mem {
+    Cuda(CudaSlice<f32>),
+    Emulated(Vec<f32>),
+}
+
+impl Mem {
+    pub fn len(&self) -> usize {
+        match self {
+            Mem::Cuda(s) => s.len(),
+            Mem::Emulated(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One argument of a kernel launch, in the kernel's parameter order.
+pub enum Arg<'a> {
+    In(&'a Mem),
+    Out(&'a mut Mem),
+    /// A null pointer, for an optional buffer.
+    Null,
+    U64(u64),
+    I32(i32),
+    F32(f32),
+}
+
+impl Arg<'_> {
+    /// The letter of `kernels::Signature::kinds` this argument fills.
+    fn kind(&self) -> char {
+        match self {
+            Arg::In(_) | Arg::Out(_) | Arg::Null => 'p',
+            Arg::U64(_) => 'u',
+            Arg::I32(_) => 'i',
+            Arg::F32(_) => 'f',
+        }
+    }
+}
+
+struct Cuda {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     blas: CudaBlas,
     functions: HashMap<&'static str, CudaFunction>,
 }
 
+enum Backend {
+    Cuda(Cuda),
+    Emulated(Emulator),
+}
+
+pub struct Gpu {
+    pub ordinal: usize,
+    pub name: String,
+    backend: Backend,
+    /// Each kernel's parameter kinds, checked at every launch.
+    kinds: HashMap<String, String>,
+}
+
 static GPU: OnceLock<Result<Gpu, String>> = OnceLock::new();
 
 /// The backend, started on the first call; `Err` says why there is none.
 pub fn gpu() -> Result<&'static Gpu, String> {
-    GPU.get_or_init(|| probe::guarded("starting the CUDA backend", Gpu::start))
+    GPU.get_or_init(|| probe::guarded("starting the GPU backend", Gpu::start))
         .as_ref()
         .map_err(Clone::clone)
 }
 
 /// For code that only runs on tensors already on the GPU (so the backend started).
 pub(crate) fn gpu_or_panic() -> &'static Gpu {
-    gpu().unwrap_or_else(|e| panic!("CUDA backend: {e}"))
+    gpu().unwrap_or_else(|e| panic!("GPU backend: {e}"))
 }
 
 /// Threads per block for the grid-stride kernels, and the most blocks launched.
@@ -42,11 +102,35 @@ const BLOCK: u32 = 256;
 const MAX_BLOCKS: u32 = 4096;
 
 fn fail(what: &str, e: impl std::fmt::Debug) -> ! {
-    panic!("CUDA backend: {what} failed: {e:?}")
+    panic!("GPU backend: {what} failed: {e:?}")
 }
+
+/// A column-major SGEMM as cuBLAS takes it (alpha 1, beta 0): op(A) is m x k.
+struct ColMajorGemm {
+    trans: (bool, bool),
+    mnk: (usize, usize, usize),
+    lda: usize,
+    ldb: usize,
+    ldc: usize,
+}
+
+/// A null device pointer, pushed for `Arg::Null`.
+static NULL_PTR: u64 = 0;
 
 impl Gpu {
     fn start() -> Result<Gpu, String> {
+        let kinds = kernels::signatures()
+            .into_iter()
+            .map(|s| (s.name, s.kinds))
+            .collect();
+        if std::env::var_os("RUSTKERAS_EMULATE_GPU").is_some_and(|v| v == "1") {
+            return Ok(Gpu {
+                ordinal: 0,
+                name: "emulated GPU (host memory)".into(),
+                backend: Backend::Emulated(Emulator::new()?),
+                kinds,
+            });
+        }
         let p = probe::probe();
         let ordinal = p.usable?;
         let name = p
@@ -79,138 +163,237 @@ impl Gpu {
         Ok(Gpu {
             ordinal,
             name,
-            ctx,
-            stream,
-            blas,
-            functions,
+            backend: Backend::Cuda(Cuda {
+                ctx,
+                stream,
+                blas,
+                functions,
+            }),
+            kinds,
         })
     }
 
     /// TF32 tensor cores for the GEMMs (faster, about 10 bits of mantissa): off by default
     /// so that results match the CPU's.
     pub fn set_tf32(&self, on: bool) {
+        let Backend::Cuda(c) = &self.backend else {
+            return;
+        };
         let mode = if on {
             blas_sys::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH
         } else {
             blas_sys::cublasMath_t::CUBLAS_DEFAULT_MATH
         };
         // SAFETY: a setting on our own handle.
-        let r = unsafe { blas_sys::cublasSetMathMode(*self.blas.handle(), mode) };
+        let r = unsafe { blas_sys::cublasSetMathMode(*c.blas.handle(), mode) };
         if r != blas_sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
             fail("cublasSetMathMode", r);
         }
     }
 
-    pub fn upload(&self, v: &[f32]) -> CudaSlice<f32> {
-        if v.is_empty() {
-            return self.alloc(0);
+    pub fn upload(&self, v: &[f32]) -> Mem {
+        match &self.backend {
+            Backend::Emulated(_) => Mem::Emulated(v.to_vec()),
+            Backend::Cuda(_) if v.is_empty() => self.alloc(0),
+            Backend::Cuda(c) => Mem::Cuda(
+                c.stream
+                    .clone_htod(v)
+                    .unwrap_or_else(|e| fail("copy to the GPU", e)),
+            ),
         }
-        self.stream
-            .clone_htod(v)
-            .unwrap_or_else(|e| fail("copy to the GPU", e))
     }
 
     /// Waits for the stream: the only synchronisation, where values go to the host.
-    pub fn download(&self, s: &CudaSlice<f32>) -> Vec<f32> {
-        if s.is_empty() {
-            return Vec::new();
+    pub fn download(&self, m: &Mem) -> Vec<f32> {
+        match (&self.backend, m) {
+            (_, Mem::Emulated(v)) => v.clone(),
+            (_, Mem::Cuda(s)) if s.is_empty() => Vec::new(),
+            (Backend::Cuda(c), Mem::Cuda(s)) => c
+                .stream
+                .clone_dtoh(s)
+                .unwrap_or_else(|e| fail("copy from the GPU", e)),
+            (Backend::Emulated(_), Mem::Cuda(_)) => unreachable!("CUDA memory without CUDA"),
         }
-        self.stream
-            .clone_dtoh(s)
-            .unwrap_or_else(|e| fail("copy from the GPU", e))
     }
 
-    pub fn copy(&self, s: &CudaSlice<f32>) -> CudaSlice<f32> {
-        if s.is_empty() {
-            return self.alloc(0);
+    pub fn copy(&self, m: &Mem) -> Mem {
+        match (&self.backend, m) {
+            (_, Mem::Emulated(v)) => Mem::Emulated(v.clone()),
+            (_, Mem::Cuda(s)) if s.is_empty() => self.alloc(0),
+            (Backend::Cuda(c), Mem::Cuda(s)) => Mem::Cuda(
+                c.stream
+                    .clone_dtod(s)
+                    .unwrap_or_else(|e| fail("copy on the GPU", e)),
+            ),
+            (Backend::Emulated(_), Mem::Cuda(_)) => unreachable!("CUDA memory without CUDA"),
         }
-        self.stream
-            .clone_dtod(s)
-            .unwrap_or_else(|e| fail("copy on the GPU", e))
     }
 
     /// Memory for a kernel's output, zeroed (an uninitialised buffer would be unsound
     /// to read, and the memset is cheap next to the kernels that fill it).
-    pub fn alloc(&self, n: usize) -> CudaSlice<f32> {
-        if n == 0 {
-            return self
-                .stream
-                .null()
-                .unwrap_or_else(|e| fail("an empty buffer", e));
+    pub fn alloc(&self, n: usize) -> Mem {
+        match &self.backend {
+            Backend::Emulated(_) => Mem::Emulated(vec![0.0; n]),
+            Backend::Cuda(c) if n == 0 => Mem::Cuda(
+                c.stream
+                    .null()
+                    .unwrap_or_else(|e| fail("an empty buffer", e)),
+            ),
+            Backend::Cuda(c) => Mem::Cuda(
+                c.stream
+                    .alloc_zeros(n)
+                    .unwrap_or_else(|e| fail(&format!("allocating {n} floats"), e)),
+            ),
         }
-        self.stream
-            .alloc_zeros(n)
-            .unwrap_or_else(|e| fail(&format!("allocating {n} floats"), e))
     }
 
-    /// Free and total device memory in bytes.
+    /// Free and total device memory in bytes (zeros when emulated).
     pub fn memory(&self) -> (usize, usize) {
-        self.ctx
-            .mem_get_info()
-            .unwrap_or_else(|e| fail("cuMemGetInfo", e))
+        match &self.backend {
+            Backend::Emulated(_) => (0, 0),
+            Backend::Cuda(c) => c
+                .ctx
+                .mem_get_info()
+                .unwrap_or_else(|e| fail("cuMemGetInfo", e)),
+        }
     }
 
-    /// A launch of kernel `name`: push its arguments in the kernel's order, then `run`.
-    pub fn kernel<'a>(&'a self, name: &str) -> LaunchArgs<'a> {
-        let f = self
-            .functions
+    /// Launches kernel `name` with enough 256-thread blocks for `work` items (its
+    /// grid-stride loop takes any rest). The arguments must match the kernel's
+    /// parameters in kind (buffer, u64, int, float) and order: checked here, so that a
+    /// mistake is a clear panic rather than a GPU fault.
+    pub fn launch(&self, name: &str, work: usize, args: &mut [Arg<'_>]) {
+        let want = self
+            .kinds
             .get(name)
-            .unwrap_or_else(|| panic!("CUDA backend: no kernel {name}"));
-        self.stream.launch_builder(f)
-    }
-
-    /// Runs a launch from `kernel` with enough 256-thread blocks for `work` items (the
-    /// kernels' grid-stride loops take any rest).
-    pub fn run(&self, mut launch: LaunchArgs<'_>, work: usize) {
+            .unwrap_or_else(|| panic!("GPU backend: no kernel {name}"));
+        let got: String = args.iter().map(Arg::kind).collect();
+        assert_eq!(&got, want, "GPU backend: arguments of kernel {name}");
         if work == 0 {
             return;
         }
         let blocks = (work as u64).div_ceil(BLOCK as u64).min(MAX_BLOCKS as u64) as u32;
-        let cfg = LaunchConfig {
-            grid_dim: (blocks, 1, 1),
-            block_dim: (BLOCK, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // SAFETY: the callers push arguments matching the kernel's signature in
-        // kernels/*.cu (the same calls are checked on the CPU by kernel_tests.rs through
-        // the emulation) with buffers of the sizes it indexes.
-        unsafe { launch.launch(cfg) }.unwrap_or_else(|e| fail("a kernel launch", e));
+        match &self.backend {
+            Backend::Cuda(c) => {
+                let f = &c.functions[name];
+                let mut b = c.stream.launch_builder(f);
+                for a in args.iter_mut() {
+                    match a {
+                        Arg::In(Mem::Cuda(s)) => b.arg(s),
+                        Arg::Out(m) => match &mut **m {
+                            Mem::Cuda(s) => b.arg(s),
+                            Mem::Emulated(_) => unreachable!("host memory given to CUDA"),
+                        },
+                        Arg::In(Mem::Emulated(_)) => unreachable!("host memory given to CUDA"),
+                        Arg::Null => b.arg(&NULL_PTR),
+                        Arg::U64(v) => b.arg(&*v),
+                        Arg::I32(v) => b.arg(&*v),
+                        Arg::F32(v) => b.arg(&*v),
+                    };
+                }
+                let cfg = LaunchConfig {
+                    grid_dim: (blocks, 1, 1),
+                    block_dim: (BLOCK, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                // SAFETY: the argument kinds match the kernel's parameters (checked
+                // above), and the callers pass buffers of the sizes the kernel indexes
+                // (the same calls run emulated in the tests).
+                unsafe { b.launch(cfg) }.unwrap_or_else(|e| fail(&format!("kernel {name}"), e));
+            }
+            Backend::Emulated(e) => {
+                // Buffers are passed as pointers to their pointer values, as CUDA's
+                // launch API takes device pointers.
+                let mut ptrs: Vec<u64> = args
+                    .iter_mut()
+                    .map(|a| match a {
+                        Arg::In(Mem::Emulated(v)) => v.as_ptr() as u64,
+                        Arg::Out(m) => match &mut **m {
+                            Mem::Emulated(v) => v.as_mut_ptr() as u64,
+                            Mem::Cuda(_) => unreachable!("CUDA memory without CUDA"),
+                        },
+                        Arg::In(Mem::Cuda(_)) => unreachable!("CUDA memory without CUDA"),
+                        _ => 0,
+                    })
+                    .collect();
+                let mut params: Vec<*mut c_void> = args
+                    .iter_mut()
+                    .zip(ptrs.iter_mut())
+                    .map(|(a, p)| match a {
+                        Arg::U64(v) => v as *mut u64 as *mut c_void,
+                        Arg::I32(v) => v as *mut i32 as *mut c_void,
+                        Arg::F32(v) => v as *mut f32 as *mut c_void,
+                        _ => p as *mut u64 as *mut c_void,
+                    })
+                    .collect();
+                // SAFETY: as for CUDA above; the values live until the call returns.
+                unsafe { e.launch(name, blocks, BLOCK, &mut params) };
+            }
+        }
     }
 
     /// Row-major C (m x n) = op(A) op(B), through cuBLAS's column-major SGEMM: a
     /// row-major matrix is its transpose in column-major order, so C^T = op(B)^T op(A)^T.
-    #[allow(clippy::too_many_arguments)]
     pub fn sgemm(
         &self,
-        (a, trans_a): (&CudaSlice<f32>, bool),
-        (b, trans_b): (&CudaSlice<f32>, bool),
+        (a, trans_a): (&Mem, bool),
+        (b, trans_b): (&Mem, bool),
         (m, n, k): (usize, usize, usize),
-        c: &mut CudaSlice<f32>,
+        c: &mut Mem,
     ) {
         if m == 0 || n == 0 {
             return;
         }
-        let op = |t: bool| {
-            if t {
-                blas_sys::cublasOperation_t::CUBLAS_OP_T
-            } else {
-                blas_sys::cublasOperation_t::CUBLAS_OP_N
+        // The column-major call, one description for both backends: C^T (n x m) =
+        // op'(B^T) (n x k) times op'(A^T) (k x m), B's memory first.
+        let call = ColMajorGemm {
+            trans: (trans_b, trans_a),
+            mnk: (n, m, k),
+            lda: (if trans_b { k } else { n }).max(1),
+            ldb: (if trans_a { m } else { k }).max(1),
+            ldc: n,
+        };
+        match (&self.backend, b, a, c) {
+            (Backend::Cuda(cu), Mem::Cuda(first), Mem::Cuda(second), Mem::Cuda(c)) => {
+                let op = |t: bool| {
+                    if t {
+                        blas_sys::cublasOperation_t::CUBLAS_OP_T
+                    } else {
+                        blas_sys::cublasOperation_t::CUBLAS_OP_N
+                    }
+                };
+                let cfg = GemmConfig {
+                    transa: op(call.trans.0),
+                    transb: op(call.trans.1),
+                    m: call.mnk.0 as i32,
+                    n: call.mnk.1 as i32,
+                    k: call.mnk.2 as i32,
+                    alpha: 1.0f32,
+                    lda: call.lda as i32,
+                    ldb: call.ldb as i32,
+                    beta: 0.0f32,
+                    ldc: call.ldc as i32,
+                };
+                // SAFETY: the sizes are those of the row-major operands, whose buffers
+                // hold m*k, k*n and m*n values (checked by the op before the device).
+                unsafe { cu.blas.gemm(cfg, first, second, c) }
+                    .unwrap_or_else(|e| fail("cublasSgemm", e));
             }
-        };
-        let cfg = GemmConfig {
-            transa: op(trans_b),
-            transb: op(trans_a),
-            m: n as i32,
-            n: m as i32,
-            k: k as i32,
-            alpha: 1.0f32,
-            lda: (if trans_b { k } else { n }).max(1) as i32,
-            ldb: (if trans_a { m } else { k }).max(1) as i32,
-            beta: 0.0f32,
-            ldc: n as i32,
-        };
-        // SAFETY: the sizes above are those of the row-major operands, whose buffers
-        // hold m*k, k*n and m*n values (checked by the op before it reaches the device).
-        unsafe { self.blas.gemm(cfg, b, a, c) }.unwrap_or_else(|e| fail("cublasSgemm", e));
+            (
+                Backend::Emulated(_),
+                Mem::Emulated(first),
+                Mem::Emulated(second),
+                Mem::Emulated(c),
+            ) => {
+                emulate::sgemm_col_major(
+                    call.trans,
+                    call.mnk,
+                    (first, call.lda),
+                    (second, call.ldb),
+                    (c, call.ldc),
+                );
+            }
+            _ => unreachable!("operands on another backend"),
+        }
     }
 }

@@ -70,6 +70,51 @@ pub fn source() -> String {
     s
 }
 
+/// One kernel's parameters as written in its file: the C type of each, and a letter per
+/// parameter for what a launch must pass (`p` a buffer pointer, `u` a u64, `i` an int,
+/// `f` a float). Launches are checked against these letters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Signature {
+    pub name: String,
+    pub types: Vec<String>,
+    pub kinds: String,
+}
+
+/// The signatures of every `extern "C" __global__` kernel in the sources.
+pub fn signatures() -> Vec<Signature> {
+    const START: &str = "extern \"C\" __global__ void ";
+    let src = source();
+    let mut out = Vec::new();
+    let mut rest = src.as_str();
+    while let Some(i) = rest.find(START) {
+        rest = &rest[i + START.len()..];
+        let open = rest.find('(').expect("a kernel's parameter list");
+        let close = rest.find(')').expect("a kernel's parameter list ends");
+        let name = rest[..open].trim().to_string();
+        let mut types = Vec::new();
+        let mut kinds = String::new();
+        for param in rest[open + 1..close].split(',') {
+            let param = param.split_whitespace().collect::<Vec<_>>().join(" ");
+            // The type is the parameter without its name (the last identifier).
+            let cut = param
+                .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .map_or(0, |k| k + 1);
+            let ty = param[..cut].trim().to_string();
+            kinds.push(match ty.as_str() {
+                t if t.ends_with('*') => 'p',
+                "u64" => 'u',
+                "int" => 'i',
+                "float" => 'f',
+                other => panic!("kernel {name}: parameter type {other} has no launch kind"),
+            });
+            types.push(ty);
+        }
+        out.push(Signature { name, types, kinds });
+        rest = &rest[close..];
+    }
+    out
+}
+
 /// NVRTC's `--gpu-architecture` for a compute capability, e.g. `compute_80` for 8.0.
 /// PTX for the device's own virtual architecture: the driver finishes it for the chip.
 pub fn arch_for(cc: (i32, i32)) -> &'static str {
@@ -216,6 +261,21 @@ mod tests {
             let value: i32 = line.rsplit(' ').next().unwrap().parse().unwrap();
             assert_eq!(value, code, "{macro_name}");
         }
+    }
+
+    #[test]
+    fn signatures_are_read_from_the_sources() {
+        let sigs = signatures();
+        let names: Vec<&str> = sigs.iter().map(|s| s.name.as_str()).collect();
+        let listed: Vec<&str> = FILES
+            .iter()
+            .flat_map(|(_, _, n)| n.iter().copied())
+            .collect();
+        assert_eq!(names, listed, "every kernel, in the order of FILES");
+        let xent = sigs.iter().find(|s| s.name == "rk_softmax_xent").unwrap();
+        assert_eq!(xent.kinds, "ppipppfuu");
+        assert_eq!(xent.types[0], "const float*");
+        assert_eq!(xent.types[2], "int");
     }
 
     #[test]

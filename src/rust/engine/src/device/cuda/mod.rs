@@ -6,15 +6,15 @@
 //!   on first use;
 //! - `buffer`: a tensor's GPU storage, with a host copy on demand;
 //! - `ops`: the device seam's GPU arms;
-//! - `kernels`: the few kernels we write ourselves, compiled at run time by NVRTC.
+//! - `kernels`: the few kernels we write ourselves, compiled at run time by NVRTC;
+//! - `emulate`: the backend on the CPU (`RUSTKERAS_EMULATE_GPU=1`), to test it anywhere.
 
 pub mod buffer;
 pub mod context;
+pub mod emulate;
 pub mod kernels;
 pub mod ops;
 pub mod probe;
 
-#[cfg(test)]
-mod emulate;
 #[cfg(test)]
 mod kernel_tests;

@@ -1,16 +1,14 @@
-//! The device seam's CUDA arms: cuBLAS for products, our NVRTC kernels for the rest.
+//! The device seam's GPU arms: cuBLAS for products, our NVRTC kernels for the rest.
 //!
 //! An op runs here when one of its inputs lives on the GPU; inputs still on the host
 //! (a dropout mask, a weight the optimizer just updated) are uploaded for the call.
 //! Ops without an arm here read GPU inputs through their host copy and run on the CPU,
-//! so every model runs on the GPU, the ops listed here at GPU speed.
+//! so every model runs with a GPU, the ops listed here at GPU speed.
 
 use std::ops::Deref;
 
-use cudarc::driver::{CudaSlice, PushKernelArg};
-
 use super::buffer::Buffer;
-use super::context::{gpu_or_panic, Gpu};
+use super::context::{gpu_or_panic, Arg, Gpu, Mem};
 use super::kernels::activation_code;
 use crate::ops::activation::Activation;
 use crate::tensor::{Storage, Tensor};
@@ -22,46 +20,49 @@ pub fn on_gpu(ts: &[&Tensor]) -> Option<&'static Gpu> {
         .then(gpu_or_panic)
 }
 
-/// A tensor's device buffer: its own, or an upload of a host tensor for one call.
+/// A tensor's device memory: its own, or an upload of a host tensor for one call.
 enum Input<'a> {
-    Device(&'a CudaSlice<f32>),
-    Uploaded(CudaSlice<f32>),
+    Device(&'a Mem),
+    Uploaded(Mem),
 }
 
 impl Deref for Input<'_> {
-    type Target = CudaSlice<f32>;
-    fn deref(&self) -> &CudaSlice<f32> {
+    type Target = Mem;
+    fn deref(&self) -> &Mem {
         match self {
-            Input::Device(s) => s,
-            Input::Uploaded(s) => s,
+            Input::Device(m) => m,
+            Input::Uploaded(m) => m,
         }
     }
 }
 
 fn input<'a>(g: &Gpu, t: &'a Tensor) -> Input<'a> {
     match t.storage() {
-        Storage::Cuda(b) => Input::Device(b.slice()),
+        Storage::Cuda(b) => Input::Device(b.mem()),
         Storage::Cpu(v) => Input::Uploaded(g.upload(v)),
     }
 }
 
-fn out(shape: &[usize], s: CudaSlice<f32>) -> Tensor {
-    Tensor::from_cuda(shape.to_vec(), Buffer::new(s))
+/// An optional input as a kernel argument (a null pointer when absent).
+fn maybe<'a>(m: &'a Option<Input<'a>>) -> Arg<'a> {
+    match m {
+        Some(m) => Arg::In(m),
+        None => Arg::Null,
+    }
 }
 
-fn n64(n: usize) -> u64 {
-    n as u64
+fn out(shape: &[usize], m: Mem) -> Tensor {
+    Tensor::from_cuda(shape.to_vec(), Buffer::new(m))
 }
 
-/// A null pointer for a kernel's optional buffer argument.
-const NULL: u64 = 0;
+fn n64(n: usize) -> Arg<'static> {
+    Arg::U64(n as u64)
+}
 
 pub fn matmul(
     g: &Gpu,
-    a: &Tensor,
-    ta: bool,
-    b: &Tensor,
-    tb: bool,
+    (a, ta): (&Tensor, bool),
+    (b, tb): (&Tensor, bool),
     mnk: (usize, usize, usize),
 ) -> Tensor {
     let (ad, bd) = (input(g, a), input(g, b));
@@ -75,22 +76,24 @@ pub fn bias_activation(g: &Gpu, x: &Tensor, bias: Option<&Tensor>, act: Activati
     let code = activation_code(act).expect("row-wise activations have kernels of their own");
     let cols = bias.map_or(1, |b| b.numel()).max(1);
     let n = x.numel();
-    let xd = input(g, x);
-    let bd = bias.map(|b| input(g, b));
+    let (xd, bd) = (input(g, x), bias.map(|b| input(g, b)));
     let mut y = g.alloc(n);
-    let (rows, cols) = (n64(n / cols), n64(cols));
-    let mut l = g.kernel("rk_bias_activation");
-    l.arg(&*xd);
-    match &bd {
-        Some(b) => l.arg(&**b),
-        None => l.arg(&NULL),
-    };
-    l.arg(&mut y).arg(&rows).arg(&cols).arg(&code);
-    g.run(l, n);
+    g.launch(
+        "rk_bias_activation",
+        n,
+        &mut [
+            Arg::In(&xd),
+            maybe(&bd),
+            Arg::Out(&mut y),
+            n64(n / cols),
+            n64(cols),
+            Arg::I32(code),
+        ],
+    );
     out(x.shape(), y)
 }
 
-/// g * act'(x), from x (or, for the activations whose gradient needs only the output,
+/// gy * act'(x), from x (or, for the activations whose gradient needs only the output,
 /// none) and the output y.
 pub fn activation_backward(
     g: &Gpu,
@@ -104,25 +107,31 @@ pub fn activation_backward(
     let xd = x.map(|x| input(g, x));
     let (yd, gd) = (input(g, y), input(g, gy));
     let mut dx = g.alloc(n);
-    let nn = n64(n);
-    let mut l = g.kernel("rk_activation_backward");
-    match &xd {
-        Some(x) => l.arg(&**x),
-        None => l.arg(&NULL),
-    };
-    l.arg(&*yd).arg(&*gd).arg(&mut dx).arg(&nn).arg(&code);
-    g.run(l, n);
+    g.launch(
+        "rk_activation_backward",
+        n,
+        &mut [
+            maybe(&xd),
+            Arg::In(&yd),
+            Arg::In(&gd),
+            Arg::Out(&mut dx),
+            n64(n),
+            Arg::I32(code),
+        ],
+    );
     out(y.shape(), dx)
 }
 
-/// Column sums of g seen as (rows, cols).
+/// Column sums of x seen as (rows, cols).
 pub fn col_sum(g: &Gpu, x: &Tensor, cols: usize) -> Tensor {
     let xd = input(g, x);
     let mut s = g.alloc(cols);
-    let (rows, c) = (n64(x.numel() / cols.max(1)), n64(cols));
-    let mut l = g.kernel("rk_col_sum");
-    l.arg(&*xd).arg(&mut s).arg(&rows).arg(&c);
-    g.run(l, cols);
+    let rows = x.numel() / cols.max(1);
+    g.launch(
+        "rk_col_sum",
+        cols,
+        &mut [Arg::In(&xd), Arg::Out(&mut s), n64(rows), n64(cols)],
+    );
     out(&[cols], s)
 }
 
@@ -134,10 +143,11 @@ pub fn sum(g: &Gpu, x: &Tensor) -> f32 {
     let parts = PARTS.min(n.max(1));
     let xd = input(g, x);
     let mut p = g.alloc(parts);
-    let (nn, pp) = (n64(n), n64(parts));
-    let mut l = g.kernel("rk_sum_partial");
-    l.arg(&*xd).arg(&mut p).arg(&nn).arg(&pp);
-    g.run(l, parts);
+    g.launch(
+        "rk_sum_partial",
+        parts,
+        &mut [Arg::In(&xd), Arg::Out(&mut p), n64(n), n64(parts)],
+    );
     g.download(&p).iter().map(|&v| v as f64).sum::<f64>() as f32
 }
 
@@ -146,10 +156,11 @@ pub fn rows_forward(g: &Gpu, kernel: &str, x: &Tensor, cols: usize) -> Tensor {
     let rows = x.numel() / cols.max(1);
     let xd = input(g, x);
     let mut y = g.alloc(x.numel());
-    let (r, c) = (n64(rows), n64(cols));
-    let mut l = g.kernel(kernel);
-    l.arg(&*xd).arg(&mut y).arg(&r).arg(&c);
-    g.run(l, rows);
+    g.launch(
+        kernel,
+        rows,
+        &mut [Arg::In(&xd), Arg::Out(&mut y), n64(rows), n64(cols)],
+    );
     out(x.shape(), y)
 }
 
@@ -158,10 +169,17 @@ pub fn rows_backward(g: &Gpu, kernel: &str, y: &Tensor, gy: &Tensor, cols: usize
     let rows = y.numel() / cols.max(1);
     let (yd, gd) = (input(g, y), input(g, gy));
     let mut dx = g.alloc(y.numel());
-    let (r, c) = (n64(rows), n64(cols));
-    let mut l = g.kernel(kernel);
-    l.arg(&*yd).arg(&*gd).arg(&mut dx).arg(&r).arg(&c);
-    g.run(l, rows);
+    g.launch(
+        kernel,
+        rows,
+        &mut [
+            Arg::In(&yd),
+            Arg::In(&gd),
+            Arg::Out(&mut dx),
+            n64(rows),
+            n64(cols),
+        ],
+    );
     out(y.shape(), dx)
 }
 
@@ -170,22 +188,23 @@ pub fn binary(g: &Gpu, kernel: &str, a: &Tensor, b: &Tensor) -> Tensor {
     let n = a.numel();
     let (ad, bd) = (input(g, a), input(g, b));
     let mut y = g.alloc(n);
-    let nn = n64(n);
-    let mut l = g.kernel(kernel);
-    l.arg(&*ad).arg(&*bd).arg(&mut y).arg(&nn);
-    g.run(l, n);
+    g.launch(
+        kernel,
+        n,
+        &mut [Arg::In(&ad), Arg::In(&bd), Arg::Out(&mut y), n64(n)],
+    );
     out(a.shape(), y)
 }
 
-/// acc += x, in place on acc's device buffer.
+/// acc += x, in place in acc's device memory.
 pub fn add_assign(g: &Gpu, acc: &mut Buffer, x: &Tensor) {
     let n = acc.len();
     let xd = input(g, x);
-    let nn = n64(n);
-    let a = acc.slice_mut();
-    let mut l = g.kernel("rk_add_assign");
-    l.arg(a).arg(&*xd).arg(&nn);
-    g.run(l, n);
+    g.launch(
+        "rk_add_assign",
+        n,
+        &mut [Arg::Out(acc.mem_mut()), Arg::In(&xd), n64(n)],
+    );
 }
 
 /// a * x + b.
@@ -193,20 +212,24 @@ pub fn affine(g: &Gpu, x: &Tensor, a: f32, b: f32) -> Tensor {
     let n = x.numel();
     let xd = input(g, x);
     let mut y = g.alloc(n);
-    let nn = n64(n);
-    let mut l = g.kernel("rk_affine");
-    l.arg(&*xd).arg(&mut y).arg(&a).arg(&b).arg(&nn);
-    g.run(l, n);
+    g.launch(
+        "rk_affine",
+        n,
+        &mut [
+            Arg::In(&xd),
+            Arg::Out(&mut y),
+            Arg::F32(a),
+            Arg::F32(b),
+            n64(n),
+        ],
+    );
     out(x.shape(), y)
 }
 
 pub fn fill(g: &Gpu, shape: &[usize], v: f32) -> Tensor {
     let n: usize = shape.iter().product();
     let mut y = g.alloc(n);
-    let nn = n64(n);
-    let mut l = g.kernel("rk_fill");
-    l.arg(&mut y).arg(&v).arg(&nn);
-    g.run(l, n);
+    g.launch("rk_fill", n, &mut [Arg::Out(&mut y), Arg::F32(v), n64(n)]);
     out(shape, y)
 }
 
