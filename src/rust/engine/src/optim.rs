@@ -2,8 +2,9 @@
 
 use rayon::prelude::*;
 
+use crate::device::cuda::{context::gpu_or_panic, ops as gpu_ops};
 use crate::error::{invalid_arg, Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{Device, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Algorithm {
@@ -99,8 +100,9 @@ impl OptimizerConfig {
 pub struct Optimizer {
     pub config: OptimizerConfig,
     pub iterations: u64,
-    /// Per parameter: momentum / velocity / average-gradient buffers, by algorithm.
-    slots: Vec<Vec<Vec<f32>>>,
+    /// Per parameter: momentum / velocity / average-gradient buffers, by algorithm, each
+    /// a 1-D tensor of the parameter's size on the parameter's device.
+    slots: Vec<Vec<Tensor>>,
 }
 
 /// Parameters above this size are updated in parallel chunks.
@@ -122,7 +124,14 @@ impl Optimizer {
         if self.slots.is_empty() {
             return None;
         }
-        Some(self.slots.iter().flatten().map(|s| s.len()).sum::<usize>() + 2)
+        Some(
+            self.slots
+                .iter()
+                .flatten()
+                .map(|s| s.numel())
+                .sum::<usize>()
+                + 2,
+        )
     }
 
     /// Keras's optimizer variables beyond `iteration` and `learning_rate`, as (slot index,
@@ -157,7 +166,7 @@ impl Optimizer {
     }
 
     /// Per parameter, its slot buffers (empty until the first step).
-    pub fn slots(&self) -> &[Vec<Vec<f32>>] {
+    pub fn slots(&self) -> &[Vec<Tensor>] {
         &self.slots
     }
 
@@ -172,7 +181,14 @@ impl Optimizer {
             )));
         }
         self.iterations = iterations;
-        self.slots = slots;
+        self.slots = slots
+            .into_iter()
+            .map(|s| {
+                s.into_iter()
+                    .map(|v| Tensor::from_vec(vec![v.len()], v))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<_>>()?;
         Ok(())
     }
 
@@ -199,7 +215,7 @@ impl Optimizer {
             let k = self.slot_count();
             self.slots = params
                 .iter()
-                .map(|p| vec![vec![0.0f32; p.numel()]; k])
+                .map(|p| vec![Tensor::zeros(&[p.numel()]); k])
                 .collect();
         }
         let lr = self.config.learning_rate;
@@ -216,11 +232,23 @@ impl Optimizer {
                 _ => 0.0,
             },
         };
+        // Weights on the GPU with one gradient each (a GPU trains on whole batches) are
+        // updated there, slots and all; anything else on the host.
+        let single = grads.iter().all(|t| matches!(t[..], [(w, _)] if w == 1.0));
+        if single && params.iter().all(|p| p.device() == Device::Cuda) {
+            for ((p, slots), g) in params.iter_mut().zip(self.slots.iter_mut()).zip(grads) {
+                step.update_on_gpu(p, g[0].1, slots);
+            }
+            self.iterations += 1;
+            return;
+        }
         // One parallel pass over chunks of every parameter.
         let mut items: Vec<(usize, usize, &mut [f32], Vec<&mut [f32]>)> = Vec::new();
         for (pi, (p, slots)) in params.iter_mut().zip(self.slots.iter_mut()).enumerate() {
-            let mut slot_chunks: Vec<std::slice::ChunksMut<'_, f32>> =
-                slots.iter_mut().map(|s| s.chunks_mut(PAR_CHUNK)).collect();
+            let mut slot_chunks: Vec<std::slice::ChunksMut<'_, f32>> = slots
+                .iter_mut()
+                .map(|s| s.host_mut().chunks_mut(PAR_CHUNK))
+                .collect();
             for (ci, w) in p.host_mut().chunks_mut(PAR_CHUNK).enumerate() {
                 let s = slot_chunks
                     .iter_mut()
@@ -272,6 +300,48 @@ struct Step {
 }
 
 impl Step {
+    /// The update of one weight on the GPU (its slots move there first).
+    fn update_on_gpu(&self, w: &mut Tensor, g: &Tensor, slots: &mut [Tensor]) {
+        let gpu = gpu_or_panic();
+        for s in slots.iter_mut() {
+            if s.device() != Device::Cuda {
+                *s = s.to_device(Device::Cuda);
+            }
+        }
+        let decay = self.decay.unwrap_or(0.0);
+        let update = match self.algorithm {
+            Algorithm::Sgd { momentum, nesterov } => gpu_ops::Update::Sgd {
+                lr: self.lr,
+                momentum: momentum as f32,
+                nesterov,
+            },
+            Algorithm::RmsProp {
+                rho,
+                momentum,
+                epsilon,
+                centered,
+            } => gpu_ops::Update::RmsProp {
+                lr: self.lr,
+                rho: rho as f32,
+                momentum: momentum as f32,
+                epsilon: epsilon as f32,
+                centered,
+            },
+            Algorithm::Adam {
+                beta_1,
+                beta_2,
+                epsilon,
+                ..
+            } => gpu_ops::Update::Adam {
+                beta_1: beta_1 as f32,
+                beta_2: beta_2 as f32,
+                epsilon: epsilon as f32,
+                alpha: self.alpha,
+            },
+        };
+        gpu_ops::optimizer_update(gpu, update, decay, w, g, slots);
+    }
+
     fn update(&self, w: &mut [f32], g: &[f32], slots: &mut [&mut [f32]]) {
         if let Some(d) = self.decay {
             w.iter_mut().for_each(|w| *w -= d * *w);

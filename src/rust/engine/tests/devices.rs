@@ -212,6 +212,70 @@ fn tape_gradients_agree() {
     close(&gb, &dgb, "db");
 }
 
+/// Every optimizer variant, three steps on a weight on each device.
+#[test]
+fn optimizer_steps_agree() {
+    if !have_gpu("optimizer_steps_agree") {
+        return;
+    }
+    use engine::optim::{Algorithm, Optimizer};
+    let variants = [
+        Algorithm::Sgd {
+            momentum: 0.0,
+            nesterov: false,
+        },
+        Algorithm::Sgd {
+            momentum: 0.9,
+            nesterov: true,
+        },
+        Algorithm::RmsProp {
+            rho: 0.9,
+            momentum: 0.0,
+            epsilon: 1e-7,
+            centered: false,
+        },
+        Algorithm::RmsProp {
+            rho: 0.9,
+            momentum: 0.5,
+            epsilon: 1e-7,
+            centered: true,
+        },
+        Algorithm::Adam {
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-7,
+            amsgrad: false,
+        },
+        Algorithm::Adam {
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-7,
+            amsgrad: true,
+        },
+    ];
+    for (i, algorithm) in variants.into_iter().enumerate() {
+        let config = OptimizerConfig {
+            name: "test".into(),
+            learning_rate: 0.01,
+            algorithm,
+            weight_decay: if i == 4 { Some(0.004) } else { None },
+        };
+        let w0 = random_tensor(&[300], 20, 1.0);
+        let (mut cpu, mut dev) = (w0.clone(), gpu_copy(&w0));
+        let mut opt_cpu = Optimizer::new(config.clone()).unwrap();
+        let mut opt_dev = Optimizer::new(config).unwrap();
+        for step in 0..3 {
+            let g = random_tensor(&[300], 30 + step, 1.0);
+            opt_cpu.apply(&mut [&mut cpu], &[g.clone()]);
+            opt_dev.apply(&mut [&mut dev], &[gpu_copy(&g)]);
+        }
+        assert_close(&cpu, &dev, &format!("{algorithm:?}"));
+        for (a, b) in opt_cpu.slots()[0].iter().zip(&opt_dev.slots()[0]) {
+            assert_close(a, b, &format!("{algorithm:?} slot"));
+        }
+    }
+}
+
 fn workshop_mlp() -> Model {
     let mut m = Model::sequential(None, Some(vec![784])).unwrap();
     for (units, act) in [(256, "relu"), (128, "relu"), (10, "softmax")] {

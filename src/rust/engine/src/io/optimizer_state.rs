@@ -40,7 +40,7 @@ pub fn export(model: &Model) -> Option<OptimizerState> {
                     slots.push(SlotVar {
                         name: format!("{}_{suffix}", path.replace('/', "_")),
                         shape: shape.clone(),
-                        values: opt.slots()[pi][k].clone(),
+                        values: opt.slots()[pi][k].to_vec(),
                     });
                 }
             }

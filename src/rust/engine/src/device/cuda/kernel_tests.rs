@@ -528,7 +528,12 @@ fn optimizer_updates_match_the_cpu() {
         let what = format!("{algorithm:?} decay {weight_decay:?}");
         assert_close(&kw, w.host(), 1e-6, &what);
         for (k, s) in slots.iter().enumerate() {
-            assert_close(s, &opt.slots()[0][k], 1e-6, &format!("{what} slot {k}"));
+            assert_close(
+                s,
+                opt.slots()[0][k].host(),
+                1e-6,
+                &format!("{what} slot {k}"),
+            );
         }
     }
 }

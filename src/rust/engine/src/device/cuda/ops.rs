@@ -240,3 +240,138 @@ pub fn to_gpu(g: &Gpu, t: &Tensor) -> Tensor {
         Storage::Cpu(v) => out(t.shape(), g.upload(v)),
     }
 }
+
+/// An optimizer's update rule with its scalars for this step (optim.rs computes them).
+#[derive(Clone, Copy, Debug)]
+pub enum Update {
+    Sgd {
+        lr: f32,
+        momentum: f32,
+        nesterov: bool,
+    },
+    RmsProp {
+        lr: f32,
+        rho: f32,
+        momentum: f32,
+        epsilon: f32,
+        centered: bool,
+    },
+    Adam {
+        beta_1: f32,
+        beta_2: f32,
+        epsilon: f32,
+        alpha: f32,
+    },
+}
+
+/// An optional slot as a kernel argument (a null pointer when the rule has none).
+fn slot(m: Option<&mut Mem>) -> Arg<'_> {
+    match m {
+        Some(m) => Arg::Out(m),
+        None => Arg::Null,
+    }
+}
+
+/// Device memory of a GPU tensor, to be written in place (unshared first).
+fn mem_mut(t: &mut Tensor) -> &mut Mem {
+    match t.storage_mut() {
+        Storage::Cuda(b) => b.mem_mut(),
+        Storage::Cpu(_) => unreachable!("moved to the GPU by the caller"),
+    }
+}
+
+/// One optimizer step on weight `w` (on the GPU) from its gradient `g`, with the slots in
+/// the optimizer's order (optim.rs: momentum for SGD; velocity, momentum, average
+/// gradient for RMSprop; momentum, velocity, velocity_hat for Adam), all on the GPU.
+/// `decay` is learning_rate * weight_decay (AdamW), else 0.
+pub fn optimizer_update(
+    gpu: &Gpu,
+    update: Update,
+    decay: f32,
+    w: &mut Tensor,
+    g: &Tensor,
+    slots: &mut [Tensor],
+) {
+    let n = w.numel();
+    let gd = input(gpu, g);
+    let mut it = slots.iter_mut();
+    let mut next = || it.next().map(mem_mut);
+    match update {
+        Update::Sgd {
+            lr,
+            momentum,
+            nesterov,
+        } => {
+            let m = if momentum > 0.0 { next() } else { None };
+            gpu.launch(
+                "rk_sgd",
+                n,
+                &mut [
+                    Arg::Out(mem_mut(w)),
+                    Arg::In(&gd),
+                    slot(m),
+                    n64(n),
+                    Arg::F32(lr),
+                    Arg::F32(momentum),
+                    Arg::I32(i32::from(nesterov)),
+                    Arg::F32(decay),
+                ],
+            );
+        }
+        Update::RmsProp {
+            lr,
+            rho,
+            momentum,
+            epsilon,
+            centered,
+        } => {
+            let v = next().expect("rmsprop has a velocity slot");
+            let mom = if momentum > 0.0 { next() } else { None };
+            let avg = if centered { next() } else { None };
+            gpu.launch(
+                "rk_rmsprop",
+                n,
+                &mut [
+                    Arg::Out(mem_mut(w)),
+                    Arg::In(&gd),
+                    Arg::Out(v),
+                    slot(mom),
+                    slot(avg),
+                    n64(n),
+                    Arg::F32(lr),
+                    Arg::F32(rho),
+                    Arg::F32(momentum),
+                    Arg::F32(epsilon),
+                    Arg::F32(decay),
+                ],
+            );
+        }
+        Update::Adam {
+            beta_1,
+            beta_2,
+            epsilon,
+            alpha,
+        } => {
+            let m = next().expect("adam has a momentum slot");
+            let v = next().expect("adam has a velocity slot");
+            let vhat = next();
+            gpu.launch(
+                "rk_adam",
+                n,
+                &mut [
+                    Arg::Out(mem_mut(w)),
+                    Arg::In(&gd),
+                    Arg::Out(m),
+                    Arg::Out(v),
+                    slot(vhat),
+                    n64(n),
+                    Arg::F32(beta_1),
+                    Arg::F32(beta_2),
+                    Arg::F32(epsilon),
+                    Arg::F32(alpha),
+                    Arg::F32(decay),
+                ],
+            );
+        }
+    }
+}
