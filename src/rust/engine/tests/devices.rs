@@ -276,6 +276,125 @@ fn optimizer_steps_agree() {
     }
 }
 
+/// Convolutions with strides, dilation, 'same' padding and several channels, forward
+/// (with and without the columns kept) and every gradient.
+#[test]
+fn convolutions_agree() {
+    if !have_gpu("convolutions_agree") {
+        return;
+    }
+    use engine::ops::conv::{ConvSpec, Padding};
+    let cases = [
+        ((3, 3), (1, 1), (1, 1), Padding::Valid, 1, Activation::Relu),
+        ((3, 3), (2, 2), (1, 1), Padding::Same, 3, Activation::Linear),
+        ((3, 2), (1, 2), (2, 1), Padding::Same, 4, Activation::Tanh),
+        (
+            (1, 1),
+            (1, 1),
+            (1, 1),
+            Padding::Valid,
+            5,
+            Activation::Sigmoid,
+        ),
+        (
+            (5, 5),
+            (1, 1),
+            (1, 1),
+            Padding::Valid,
+            2,
+            Activation::Elu,
+        ),
+    ];
+    for (i, (kernel, strides, dilation, padding, c, act)) in cases.into_iter().enumerate() {
+        let spec = ConvSpec {
+            kernel,
+            strides,
+            dilation,
+            padding,
+        };
+        let (n, h, w, f) = (3, 9, 8, 6);
+        let g = spec.geometry(&[n, h, w, c], f).unwrap();
+        let x = random_tensor(&[n, h, w, c], 40 + i as u64, 1.0);
+        let k = random_tensor(&[kernel.0, kernel.1, c, f], 50 + i as u64, 0.5);
+        let b = random_tensor(&[f], 60 + i as u64, 0.5);
+        let (gx, gk, gb) = (gpu_copy(&x), gpu_copy(&k), gpu_copy(&b));
+        let what = format!("conv case {i}");
+        let (y, cols) = device::conv2d_forward(&x, &k, Some(&b), act, &g, true);
+        let (gy, gcols) = device::conv2d_forward(&gx, &gk, Some(&gb), act, &g, true);
+        assert_close(&y, &gy, &what);
+        let (gy2, _) = device::conv2d_forward(&gx, &gk, None, act, &g, false);
+        let (y2, _) = device::conv2d_forward(&x, &k, None, act, &g, false);
+        assert_close(&y2, &gy2, &format!("{what} without bias"));
+        let up = random_tensor(y.shape(), 70 + i as u64, 1.0);
+        let gup = gpu_copy(&up);
+        let all = (true, true, true);
+        let (dx, dk, db) = device::conv2d_backward(&x, &k, &y, &up, act, cols.as_ref(), &g, all);
+        for (kept, what) in [(gcols.as_ref(), "kept"), (None, "recomputed")] {
+            let (gdx, gdk, gdb) = device::conv2d_backward(&gx, &gk, &gy, &gup, act, kept, &g, all);
+            assert_close(
+                dx.as_ref().unwrap(),
+                &gdx.unwrap(),
+                &format!("conv {i} dx, {what}"),
+            );
+            assert_close(
+                dk.as_ref().unwrap(),
+                &gdk.unwrap(),
+                &format!("conv {i} dk, {what}"),
+            );
+            assert_close(
+                db.as_ref().unwrap(),
+                &gdb.unwrap(),
+                &format!("conv {i} db, {what}"),
+            );
+        }
+    }
+}
+
+/// Max and average pooling with odd windows and strides and 'same' padding, and max
+/// pooling's gradient on ties (it goes to the window's first maximum).
+#[test]
+fn pooling_agrees() {
+    if !have_gpu("pooling_agrees") {
+        return;
+    }
+    use engine::ops::pool::{Padding, Pool2d};
+    let cases = [
+        ((2, 2), (2, 2), Padding::Valid),
+        ((3, 3), (2, 2), Padding::Same),
+        ((3, 2), (1, 1), Padding::Valid),
+        ((2, 3), (3, 2), Padding::Same),
+    ];
+    for (i, (pool, strides, padding)) in cases.into_iter().enumerate() {
+        let shape = [2, 7, 9, 5];
+        let g = Pool2d::new(&shape, pool, strides, padding).unwrap();
+        // Rounded values, so that windows hold ties.
+        let x = random_tensor(&shape, 80 + i as u64, 3.0);
+        let x =
+            Tensor::from_vec(shape.to_vec(), x.host().iter().map(|v| v.round()).collect()).unwrap();
+        let gx = gpu_copy(&x);
+        let what = format!("pool case {i}");
+        let y = device::max_pool2d(&x, &g);
+        let gy = device::max_pool2d(&gx, &g);
+        assert_close(&y, &gy, &format!("{what} max"));
+        let up = random_tensor(y.shape(), 90 + i as u64, 1.0);
+        assert_close(
+            &device::max_pool2d_backward(&x, &y, &up, &g),
+            &device::max_pool2d_backward(&gx, &gy, &gpu_copy(&up), &g),
+            &format!("{what} max backward"),
+        );
+        assert_close(
+            &device::avg_pool2d(&x, &g),
+            &device::avg_pool2d(&gx, &g),
+            &format!("{what} avg"),
+        );
+        assert_close(
+            &device::avg_pool2d_backward(&up, &g),
+            &device::avg_pool2d_backward(&gpu_copy(&up), &g),
+            &format!("{what} avg backward"),
+        );
+    }
+}
+
 fn workshop_mlp() -> Model {
     let mut m = Model::sequential(None, Some(vec![784])).unwrap();
     for (units, act) in [(256, "relu"), (128, "relu"), (10, "softmax")] {

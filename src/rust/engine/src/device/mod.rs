@@ -259,6 +259,9 @@ pub fn conv2d_forward(
     g: &ConvGeometry,
     keep_cols: bool,
 ) -> (Tensor, Option<Tensor>) {
+    if let Some(dev) = gpu(&[x, kernel]) {
+        return cuda::ops::conv2d_forward(dev, x, kernel, bias, act, g, keep_cols);
+    }
     let (xd, kd) = cpu2(x, kernel);
     let epilogue = cpu_conv::Epilogue {
         bias: bias.map(cpu1),
@@ -279,6 +282,10 @@ pub fn conv2d_max_pool_forward(
     g: &ConvGeometry,
     pg: &Pool2d,
 ) -> Tensor {
+    if let Some(dev) = gpu(&[x, kernel]) {
+        let (y, _) = cuda::ops::conv2d_forward(dev, x, kernel, bias, act, g, false);
+        return cuda::ops::pool2d(dev, "rk_max_pool", &y, pg);
+    }
     let (xd, kd) = cpu2(x, kernel);
     let epilogue = cpu_conv::Epilogue {
         bias: bias.map(cpu1),
@@ -303,6 +310,9 @@ pub fn conv2d_backward(
     g: &ConvGeometry,
     want: (bool, bool, bool),
 ) -> (Option<Tensor>, Option<Tensor>, Option<Tensor>) {
+    if let Some(dev) = gpu(&[x, kernel, gy]) {
+        return cuda::ops::conv2d_backward(dev, x, kernel, y, gy, act, cols, g, want);
+    }
     let (xd, kd) = cpu2(x, kernel);
     let b = cpu_conv::ConvBackward {
         x: xd,
@@ -389,11 +399,17 @@ pub fn depthwise_backward(
 }
 
 pub fn max_pool2d(x: &Tensor, g: &Pool2d) -> Tensor {
+    if let Some(dev) = gpu(&[x]) {
+        return cuda::ops::pool2d(dev, "rk_max_pool", x, g);
+    }
     out(&g.out_shape(), cpu_pool::max_pool2d(cpu1(x), g))
 }
 
 /// Gradient of `max_pool2d` from its input x, its output y and the output gradient.
 pub fn max_pool2d_backward(x: &Tensor, y: &Tensor, grad: &Tensor, g: &Pool2d) -> Tensor {
+    if let Some(dev) = gpu(&[x, y, grad]) {
+        return cuda::ops::max_pool2d_backward(dev, x, y, grad, g);
+    }
     out(
         &[g.n, g.h, g.w, g.c],
         cpu_pool::max_pool2d_backward(cpu1(x), cpu1(y), cpu1(grad), g),
@@ -401,10 +417,16 @@ pub fn max_pool2d_backward(x: &Tensor, y: &Tensor, grad: &Tensor, g: &Pool2d) ->
 }
 
 pub fn avg_pool2d(x: &Tensor, g: &Pool2d) -> Tensor {
+    if let Some(dev) = gpu(&[x]) {
+        return cuda::ops::pool2d(dev, "rk_avg_pool", x, g);
+    }
     out(&g.out_shape(), cpu_pool::avg_pool2d(cpu1(x), g))
 }
 
 pub fn avg_pool2d_backward(grad: &Tensor, g: &Pool2d) -> Tensor {
+    if let Some(dev) = gpu(&[grad]) {
+        return cuda::ops::avg_pool2d_backward(dev, grad, g);
+    }
     out(
         &[g.n, g.h, g.w, g.c],
         cpu_pool::avg_pool2d_backward(cpu1(grad), g),

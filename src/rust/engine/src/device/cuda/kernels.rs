@@ -14,7 +14,7 @@ use crate::ops::activation::Activation;
 const COMMON: &str = include_str!("kernels/common.cuh");
 
 /// Each file and the kernels it defines (the names the backend loads).
-pub const FILES: [(&str, &str, &[&str]); 6] = [
+pub const FILES: [(&str, &str, &[&str]); 8] = [
     (
         "elementwise.cu",
         include_str!("kernels/elementwise.cu"),
@@ -52,6 +52,21 @@ pub const FILES: [(&str, &str, &[&str]); 6] = [
         "dropout.cu",
         include_str!("kernels/dropout.cu"),
         &["rk_dropout"],
+    ),
+    (
+        "conv.cu",
+        include_str!("kernels/conv.cu"),
+        &["rk_im2col", "rk_col2im"],
+    ),
+    (
+        "pool.cu",
+        include_str!("kernels/pool.cu"),
+        &[
+            "rk_max_pool",
+            "rk_max_pool_backward",
+            "rk_avg_pool",
+            "rk_avg_pool_backward",
+        ],
     ),
     (
         "optim.cu",

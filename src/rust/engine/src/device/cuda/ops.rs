@@ -11,6 +11,8 @@ use super::buffer::Buffer;
 use super::context::{gpu_or_panic, Arg, Gpu, Mem};
 use super::kernels::activation_code;
 use crate::ops::activation::Activation;
+use crate::ops::conv::ConvGeometry;
+use crate::ops::pool::Pool2d;
 use crate::tensor::{Storage, Tensor};
 
 /// The GPU when any of `ts` lives there.
@@ -374,4 +376,148 @@ pub fn optimizer_update(
             );
         }
     }
+}
+
+/// A convolution's geometry as the conv kernels take it (n, h, w, c, kh, kw, strides,
+/// dilations, top and left padding, oh, ow).
+fn conv_geometry(g: &ConvGeometry) -> [Arg<'static>; 14] {
+    [
+        g.n, g.h, g.w, g.c, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pad_top, g.pad_left, g.oh, g.ow,
+    ]
+    .map(n64)
+}
+
+/// A pooling's geometry as the pool kernels take it.
+fn pool_geometry(g: &Pool2d) -> [Arg<'static>; 12] {
+    [
+        g.n, g.h, g.w, g.c, g.ph, g.pw, g.sh, g.sw, g.pad_top, g.pad_left, g.oh, g.ow,
+    ]
+    .map(n64)
+}
+
+fn im2col(gpu: &Gpu, x: &Mem, g: &ConvGeometry) -> Mem {
+    let len = g.n * g.oh * g.ow * g.kh * g.kw * g.c;
+    let mut cols = gpu.alloc(len);
+    let mut args = vec![Arg::In(x), Arg::Out(&mut cols)];
+    args.extend(conv_geometry(g));
+    gpu.launch("rk_im2col", len, &mut args);
+    cols
+}
+
+/// act(conv(x, kernel) + bias) through im2col and one GEMM over the batch; the columns
+/// come back when `keep_cols` (the kernel gradient reads them).
+pub fn conv2d_forward(
+    gpu: &Gpu,
+    x: &Tensor,
+    kernel: &Tensor,
+    bias: Option<&Tensor>,
+    act: Activation,
+    g: &ConvGeometry,
+    keep_cols: bool,
+) -> (Tensor, Option<Tensor>) {
+    let xd = input(gpu, x);
+    let kd = input(gpu, kernel);
+    let cols = im2col(gpu, &xd, g);
+    let (p, k) = (g.n * g.oh * g.ow, g.kh * g.kw * g.c);
+    let mut z = gpu.alloc(p * g.f);
+    gpu.sgemm((&cols, false), (&kd, false), (p, g.f, k), &mut z);
+    let shape = [g.n, g.oh, g.ow, g.f];
+    let z = out(&shape, z);
+    let y = match (act.is_rowwise(), bias) {
+        (false, _) => bias_activation(gpu, &z, bias, act),
+        (true, Some(b)) => bias_activation(gpu, &z, Some(b), Activation::Linear),
+        (true, None) => z,
+    };
+    let y = match act {
+        Activation::Softmax => rows_forward(gpu, "rk_softmax_rows", &y, g.f),
+        Activation::LogSoftmax => rows_forward(gpu, "rk_log_softmax_rows", &y, g.f),
+        _ => y,
+    };
+    let cols = keep_cols.then(|| out(&[p * k], cols));
+    (y, cols)
+}
+
+/// Gradients of `conv2d_forward` for x, the kernel and the bias, each when wanted; the
+/// activation's gradient comes from the output y (conv layers only fuse activations
+/// whose gradient does).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward(
+    gpu: &Gpu,
+    x: &Tensor,
+    kernel: &Tensor,
+    y: &Tensor,
+    gy: &Tensor,
+    act: Activation,
+    cols: Option<&Tensor>,
+    g: &ConvGeometry,
+    (want_dx, want_dk, want_db): (bool, bool, bool),
+) -> (Option<Tensor>, Option<Tensor>, Option<Tensor>) {
+    let gz = match act {
+        Activation::Linear => gy.clone(),
+        Activation::Softmax => rows_backward(gpu, "rk_softmax_rows_backward", y, gy, g.f),
+        Activation::LogSoftmax => rows_backward(gpu, "rk_log_softmax_rows_backward", y, gy, g.f),
+        _ => activation_backward(gpu, act, None, y, gy),
+    };
+    let (p, k) = (g.n * g.oh * g.ow, g.kh * g.kw * g.c);
+    let gzd = input(gpu, &gz);
+    let db = want_db.then(|| col_sum(gpu, &gz, g.f));
+    let dk = want_dk.then(|| {
+        let xd = input(gpu, x);
+        let own;
+        let cols: &Mem = match cols {
+            Some(c) => match c.storage() {
+                Storage::Cuda(b) => b.mem(),
+                Storage::Cpu(_) => unreachable!("columns kept by the GPU forward pass"),
+            },
+            None => {
+                own = im2col(gpu, &xd, g);
+                &own
+            }
+        };
+        let mut dk = gpu.alloc(k * g.f);
+        gpu.sgemm((cols, true), (&gzd, false), (k, g.f, p), &mut dk);
+        out(kernel.shape(), dk)
+    });
+    let dx = want_dx.then(|| {
+        let kd = input(gpu, kernel);
+        let mut dcols = gpu.alloc(p * k);
+        gpu.sgemm((&gzd, false), (&kd, true), (p, k, g.f), &mut dcols);
+        let mut dx = gpu.alloc(x.numel());
+        let mut args = vec![Arg::In(&dcols), Arg::Out(&mut dx)];
+        args.extend(conv_geometry(g));
+        gpu.launch("rk_col2im", x.numel(), &mut args);
+        out(x.shape(), dx)
+    });
+    (dx, dk, db)
+}
+
+/// Max (`rk_max_pool`) or average (`rk_avg_pool`) pooling.
+pub fn pool2d(gpu: &Gpu, kernel: &str, x: &Tensor, g: &Pool2d) -> Tensor {
+    let xd = input(gpu, x);
+    let len = g.n * g.oh * g.ow * g.c;
+    let mut y = gpu.alloc(len);
+    let mut args = vec![Arg::In(&xd), Arg::Out(&mut y)];
+    args.extend(pool_geometry(g));
+    gpu.launch(kernel, len, &mut args);
+    out(&g.out_shape(), y)
+}
+
+pub fn max_pool2d_backward(gpu: &Gpu, x: &Tensor, y: &Tensor, gy: &Tensor, g: &Pool2d) -> Tensor {
+    let (xd, yd, gd) = (input(gpu, x), input(gpu, y), input(gpu, gy));
+    let len = g.n * g.h * g.w * g.c;
+    let mut dx = gpu.alloc(len);
+    let mut args = vec![Arg::In(&xd), Arg::In(&yd), Arg::In(&gd), Arg::Out(&mut dx)];
+    args.extend(pool_geometry(g));
+    gpu.launch("rk_max_pool_backward", len, &mut args);
+    out(&[g.n, g.h, g.w, g.c], dx)
+}
+
+pub fn avg_pool2d_backward(gpu: &Gpu, gy: &Tensor, g: &Pool2d) -> Tensor {
+    let gd = input(gpu, gy);
+    let len = g.n * g.h * g.w * g.c;
+    let mut dx = gpu.alloc(len);
+    let mut args = vec![Arg::In(&gd), Arg::Out(&mut dx)];
+    args.extend(pool_geometry(g));
+    gpu.launch("rk_avg_pool_backward", len, &mut args);
+    out(&[g.n, g.h, g.w, g.c], dx)
 }
