@@ -69,32 +69,20 @@ test_that("without a usable GPU, asking for one says why and changes nothing", {
 test_that("on a GPU, a model trains there, matches the CPU, saves and frees its memory", {
   skip_if_not(rk_gpu_usable(), "no usable GPU on this machine")
   withr::local_options(rustkeras.device = "cpu")
-  set_random_seed(1)
-  x <- matrix(runif(64 * 3), 64)
-  y <- diag(2)[rep(1:2, 32), ]
-  m_cpu <- small_model() %>% compile(loss = "categorical_crossentropy", optimizer = "adam")
-  m_gpu <- small_model() %>% compile(loss = "categorical_crossentropy", optimizer = "adam")
-  set_weights(m_gpu, get_weights(m_cpu))
-  fit(m_cpu, x, y, epochs = 3, batch_size = 16, shuffle = FALSE, verbose = 0)
-  withr::with_options(list(rustkeras.device = "gpu"), {
-    fit(m_gpu, x, y, epochs = 3, batch_size = 16, shuffle = FALSE, verbose = 0)
-    expect_identical(rk_call(rk_model_device(m_gpu$ptr)), "gpu")
-    expect_equal(predict(m_gpu, x, verbose = 0), predict(m_cpu, x, verbose = 0),
-                 tolerance = 1e-4)
-    path <- withr::local_tempfile(fileext = ".h5")
-    save_model_hdf5(m_gpu, path)
-  })
-  expect_equal(predict(load_model_hdf5(path), x, verbose = 0), predict(m_cpu, x, verbose = 0),
-               tolerance = 1e-4)
-  # Removing a model and collecting returns its GPU memory.
-  withr::with_options(list(rustkeras.device = "gpu"), {
-    gc()
-    free0 <- rk_gpu_memory()$free
-    big <- keras_model_sequential(input_shape = 4096) %>% layer_dense(8192)
-    predict(big, matrix(0, 1, 4096), verbose = 0)
-    expect_lt(rk_gpu_memory()$free, free0 - 100 * 2^20)
-    rm(big)
-    gc()
-    expect_gt(rk_gpu_memory()$free, free0 - 16 * 2^20)
-  })
+  expect_gpu_scenario(gpu_scenario())
+})
+
+test_that("on the emulated GPU, the same scenario holds (R to the GPU arms, no GPU needed)", {
+  skip_on_cran()
+  out <- withr::local_tempfile(fileext = ".rds")
+  code <- sprintf("source('%s'); saveRDS(gpu_scenario(), '%s')",
+                  normalizePath(test_path("helper-gpu.R")), out)
+  log <- system2(file.path(R.home("bin"), "Rscript"), c("-e", shQuote(code)),
+                 stdout = TRUE, stderr = TRUE,
+                 env = c("RUSTKERAS_EMULATE_GPU=1",
+                         paste0("R_LIBS=", paste(.libPaths(), collapse = .Platform$path.sep))))
+  expect_true(file.exists(out), info = paste(log, collapse = "\n"))
+  r <- readRDS(out)
+  expect_identical(r$info, "emulated GPU (host memory)")
+  expect_gpu_scenario(r)
 })

@@ -47,7 +47,12 @@ fn mlp() -> (Model, &'static str, Vec<usize>) {
 /// The workshop CNN: conv 32 - pool - conv 64 - pool - flatten - dense 64 - dense 10, Adam.
 fn cnn() -> (Model, &'static str, Vec<usize>) {
     let mut m = Model::sequential(None, Some(vec![28, 28, 1])).unwrap();
-    let conv = |f| layer("Conv2D", &[("filters", Int(f)), ("kernel_size", Int(3)), act("relu")]);
+    let conv = |f| {
+        layer(
+            "Conv2D",
+            &[("filters", Int(f)), ("kernel_size", Int(3)), act("relu")],
+        )
+    };
     for l in [
         conv(32),
         layer("MaxPooling2D", &[]),
@@ -97,7 +102,12 @@ fn main() {
         eprintln!("{e}");
         std::process::exit(2);
     }
-    println!("{} {:?}: device ready in {:.3} s", args[1], device, t.elapsed().as_secs_f64());
+    println!(
+        "{} {:?}: device ready in {:.3} s",
+        args[1],
+        device,
+        t.elapsed().as_secs_f64()
+    );
     let data = Samples::single(&x, &sample, &y, &[10]).unwrap();
     for e in 0..epochs {
         let t = Instant::now();
@@ -109,7 +119,11 @@ fn main() {
             validation_split: 0.2,
         };
         let h = fit(&mut m, data.clone(), None, &opts, &mut Silent).unwrap();
-        let loss = h.metrics.iter().find(|(k, _)| k == "loss").map(|(_, v)| v[0]);
+        let loss = h
+            .metrics
+            .iter()
+            .find(|(k, _)| k == "loss")
+            .map(|(_, v)| v[0]);
         println!(
             "{} {:?} epoch {}: {:.3} s (loss {:.4})",
             args[1],

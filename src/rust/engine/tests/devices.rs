@@ -296,14 +296,7 @@ fn convolutions_agree() {
             5,
             Activation::Sigmoid,
         ),
-        (
-            (5, 5),
-            (1, 1),
-            (1, 1),
-            Padding::Valid,
-            2,
-            Activation::Elu,
-        ),
+        ((5, 5), (1, 1), (1, 1), Padding::Valid, 2, Activation::Elu),
     ];
     for (i, (kernel, strides, dilation, padding, c, act)) in cases.into_iter().enumerate() {
         let spec = ConvSpec {

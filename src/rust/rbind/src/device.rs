@@ -19,11 +19,23 @@ fn found(f: &probe::Found) -> Robj {
 /// `reason` (why not, or "") after trying to start the backend.
 #[extendr]
 fn rk_gpu_probe() -> List {
-    let p = probe::probe();
+    let mut p = probe::probe();
     let started = match &p.usable {
+        _ if context::emulation_requested() => context::gpu().map(|_| ()),
         Ok(_) => context::gpu().map(|_| ()),
         Err(e) => Err(e.clone()),
     };
+    // The emulated GPU (a test setting) is listed as the device in use.
+    if let Ok(g) = context::gpu() {
+        if g.is_emulated() {
+            p.devices = vec![probe::GpuDevice {
+                ordinal: g.ordinal,
+                name: g.name.clone(),
+                total_memory: g.memory().1,
+                compute_capability: (0, 0),
+            }];
+        }
+    }
     let names: Vec<String> = p.devices.iter().map(|d| d.name.clone()).collect();
     let memory: Vec<f64> = p.devices.iter().map(|d| d.total_memory as f64).collect();
     let cc: Vec<String> = p

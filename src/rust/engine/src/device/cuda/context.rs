@@ -27,7 +27,18 @@ pub enum Mem {
     Emulated(Vec<f32>),
 }
 
+/// Bytes held by emulated device memory, so that `memory()` reports use as CUDA does.
+static EMULATED_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The memory the emulated device pretends to have.
+const EMULATED_TOTAL: usize = 16 << 30;
+
 impl Mem {
+    fn emulated(v: Vec<f32>) -> Mem {
+        EMULATED_BYTES.fetch_add(v.len() * 4, std::sync::atomic::Ordering::Relaxed);
+        Mem::Emulated(v)
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Mem::Cuda(s) => s.len(),
@@ -37,6 +48,14 @@ impl Mem {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl Drop for Mem {
+    fn drop(&mut self) {
+        if let Mem::Emulated(v) = self {
+            EMULATED_BYTES.fetch_sub(v.len() * 4, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
@@ -92,6 +111,11 @@ pub fn gpu() -> Result<&'static Gpu, String> {
         .map_err(Clone::clone)
 }
 
+/// Whether `RUSTKERAS_EMULATE_GPU=1` asks for the emulated backend (see `emulate`).
+pub fn emulation_requested() -> bool {
+    std::env::var_os("RUSTKERAS_EMULATE_GPU").is_some_and(|v| v == "1")
+}
+
 /// For code that only runs on tensors already on the GPU (so the backend started).
 pub(crate) fn gpu_or_panic() -> &'static Gpu {
     gpu().unwrap_or_else(|e| panic!("GPU backend: {e}"))
@@ -123,7 +147,7 @@ impl Gpu {
             .into_iter()
             .map(|s| (s.name, s.kinds))
             .collect();
-        if std::env::var_os("RUSTKERAS_EMULATE_GPU").is_some_and(|v| v == "1") {
+        if emulation_requested() {
             return Ok(Gpu {
                 ordinal: 0,
                 name: "emulated GPU (host memory)".into(),
@@ -173,6 +197,10 @@ impl Gpu {
         })
     }
 
+    pub fn is_emulated(&self) -> bool {
+        matches!(self.backend, Backend::Emulated(_))
+    }
+
     /// TF32 tensor cores for the GEMMs (faster, about 10 bits of mantissa): off by default
     /// so that results match the CPU's.
     pub fn set_tf32(&self, on: bool) {
@@ -193,7 +221,7 @@ impl Gpu {
 
     pub fn upload(&self, v: &[f32]) -> Mem {
         match &self.backend {
-            Backend::Emulated(_) => Mem::Emulated(v.to_vec()),
+            Backend::Emulated(_) => Mem::emulated(v.to_vec()),
             Backend::Cuda(_) if v.is_empty() => self.alloc(0),
             Backend::Cuda(c) => Mem::Cuda(
                 c.stream
@@ -218,7 +246,7 @@ impl Gpu {
 
     pub fn copy(&self, m: &Mem) -> Mem {
         match (&self.backend, m) {
-            (_, Mem::Emulated(v)) => Mem::Emulated(v.clone()),
+            (_, Mem::Emulated(v)) => Mem::emulated(v.clone()),
             (_, Mem::Cuda(s)) if s.is_empty() => self.alloc(0),
             (Backend::Cuda(c), Mem::Cuda(s)) => Mem::Cuda(
                 c.stream
@@ -233,7 +261,7 @@ impl Gpu {
     /// to read, and the memset is cheap next to the kernels that fill it).
     pub fn alloc(&self, n: usize) -> Mem {
         match &self.backend {
-            Backend::Emulated(_) => Mem::Emulated(vec![0.0; n]),
+            Backend::Emulated(_) => Mem::emulated(vec![0.0; n]),
             Backend::Cuda(c) if n == 0 => Mem::Cuda(
                 c.stream
                     .null()
@@ -247,10 +275,13 @@ impl Gpu {
         }
     }
 
-    /// Free and total device memory in bytes (zeros when emulated).
+    /// Free and total device memory in bytes.
     pub fn memory(&self) -> (usize, usize) {
         match &self.backend {
-            Backend::Emulated(_) => (0, 0),
+            Backend::Emulated(_) => {
+                let used = EMULATED_BYTES.load(std::sync::atomic::Ordering::Relaxed);
+                (EMULATED_TOTAL.saturating_sub(used), EMULATED_TOTAL)
+            }
             Backend::Cuda(c) => c
                 .ctx
                 .mem_get_info()
