@@ -388,6 +388,50 @@ fn pooling_agrees() {
     }
 }
 
+/// The cross-entropies (from logits and from probabilities, one-hot and sparse labels):
+/// loss and gradient.
+#[test]
+fn crossentropies_agree() {
+    if !have_gpu("crossentropies_agree") {
+        return;
+    }
+    use engine::ops::loss::{categorical_crossentropy, softmax_cross_entropy, Labels};
+    let (n, cols) = (37, 10);
+    let z = random_tensor(&[n, cols], 100, 4.0);
+    let classes: Vec<f32> = (0..n).map(|i| ((i * 3) % cols) as f32).collect();
+    let mut onehot = vec![0.0f32; n * cols];
+    for (i, &c) in classes.iter().enumerate() {
+        onehot[i * cols + c as usize] = 1.0;
+    }
+    let dense = Tensor::from_vec(vec![n, cols], onehot).unwrap();
+    let sparse = Tensor::from_vec(vec![n], classes).unwrap();
+    for (labels, kind) in [(dense, Labels::Dense), (sparse, Labels::Sparse)] {
+        for from_logits in [true, false] {
+            let run = |z: Tensor, y: Tensor| {
+                let mut t = Tape::new();
+                let (zv, yv) = (t.leaf(z, true), t.leaf(y, false));
+                let l = if from_logits {
+                    let probs = device::softmax_rows(t.value(zv), cols);
+                    softmax_cross_entropy(&mut t, zv, &probs, yv, kind).unwrap()
+                } else {
+                    let p = engine::ops::activation::activation(&mut t, zv, Activation::Softmax);
+                    categorical_crossentropy(&mut t, p, yv, kind).unwrap()
+                };
+                let g = t.backward(l).unwrap();
+                (t.value(l).item(), g.get(zv).unwrap().clone())
+            };
+            let (l, g) = run(z.clone(), labels.clone());
+            let (gl, gg) = run(gpu_copy(&z), gpu_copy(&labels));
+            let what = format!("{kind:?} labels, from_logits {from_logits}");
+            assert!(
+                (l - gl).abs() <= TOL * l.abs().max(1.0),
+                "{what}: loss {l} {gl}"
+            );
+            assert_close(&g, &gg, &format!("{what}: gradient"));
+        }
+    }
+}
+
 fn workshop_mlp() -> Model {
     let mut m = Model::sequential(None, Some(vec![784])).unwrap();
     for (units, act) in [(256, "relu"), (128, "relu"), (10, "softmax")] {

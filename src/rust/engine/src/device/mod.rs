@@ -442,6 +442,19 @@ pub fn crop2d(padded: &Tensor, p: &Pad2d) -> Tensor {
     out(&p.in_shape(), cpu_pad::crop2d(cpu1(padded), p))
 }
 
+/// Categorical cross-entropy over rows of `z` (logits when `from_logits`, else
+/// probabilities) on the GPU, where `z` lives there: the sum of the rows' losses and the
+/// gradient of their mean. `None` on the CPU, where the loss ops compute it themselves.
+pub fn gpu_crossentropy(
+    z: &Tensor,
+    labels: &Tensor,
+    from_logits: bool,
+    sparse: bool,
+) -> Option<(f64, Tensor)> {
+    let dev = gpu(&[z])?;
+    Some(cuda::ops::crossentropy(dev, from_logits, z, labels, sparse))
+}
+
 /// `l1 * sum(|x|) + l2 * sum(x^2)`: a weight regularizer's penalty.
 pub fn penalty(x: &Tensor, l1: f32, l2: f32) -> f32 {
     cpu::penalty(cpu1(x), l1, l2)

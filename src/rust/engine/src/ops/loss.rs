@@ -82,6 +82,40 @@ fn scalar_loss(tape: &mut Tape, value: f64, inputs: &[Var], op: Box<dyn Backward
     tape.push(Tensor::scalar(value as f32), inputs, op)
 }
 
+/// A loss whose gradient (of the batch mean, for an upstream gradient of 1) was computed
+/// with its value, as the GPU's cross-entropy kernels do.
+struct PrecomputedBackward {
+    grad: Tensor,
+}
+
+impl Backward for PrecomputedBackward {
+    fn backward(
+        &self,
+        g: &Tensor,
+        _inputs: &[&Tensor],
+        _out: &Tensor,
+        _needs: &[bool],
+    ) -> Result<Vec<Option<Tensor>>> {
+        let s = g.item();
+        let grad = if s == 1.0 {
+            self.grad.clone()
+        } else {
+            crate::device::scale(&self.grad, s)
+        };
+        Ok(vec![Some(grad), None])
+    }
+}
+
+/// The cross-entropy on the GPU when `z` lives there (None on the CPU).
+fn on_gpu(tape: &mut Tape, z: Var, labels: Var, kind: Labels, from_logits: bool) -> Option<Var> {
+    let (zv, lv) = (tape.value(z), tape.value(labels));
+    let n = zv.rows();
+    let (total, grad) =
+        crate::device::gpu_crossentropy(zv, lv, from_logits, kind == Labels::Sparse)?;
+    let op = Box::new(PrecomputedBackward { grad });
+    Some(scalar_loss(tape, total / n as f64, &[z, labels], op))
+}
+
 struct SoftmaxXentBackward {
     probs: Tensor,
     kind: Labels,
@@ -130,6 +164,10 @@ pub fn softmax_cross_entropy(
     let (n, cols) = (z.rows(), z.row_len());
     let lab = tape.value(labels);
     check_labels(lab, kind, n, cols)?;
+    if let Some(l) = on_gpu(tape, logits, labels, kind, true) {
+        return Ok(l);
+    }
+    let (z, lab) = (tape.value(logits), tape.value(labels));
     let (zd, ld) = (z.host(), lab.host());
     let mut total = 0.0f64;
     for i in 0..n {
@@ -203,6 +241,10 @@ pub fn categorical_crossentropy(
     let (n, cols) = (p.rows(), p.row_len());
     let lab = tape.value(labels);
     check_labels(lab, kind, n, cols)?;
+    if let Some(l) = on_gpu(tape, probs, labels, kind, false) {
+        return Ok(l);
+    }
+    let (p, lab) = (tape.value(probs), tape.value(labels));
     let (pd, ld) = (p.host(), lab.host());
     let mut total = 0.0f64;
     for i in 0..n {

@@ -521,3 +521,59 @@ pub fn avg_pool2d_backward(gpu: &Gpu, gy: &Tensor, g: &Pool2d) -> Tensor {
     gpu.launch("rk_avg_pool_backward", len, &mut args);
     out(&[g.n, g.h, g.w, g.c], dx)
 }
+
+/// A cross-entropy over rows on the GPU: `rk_softmax_xent` (from logits) or
+/// `rk_categorical_xent` (from probabilities). Returns the sum of the rows' losses (read
+/// back: the loss is a metric) and the gradient of the mean loss (scale 1 / rows).
+pub fn crossentropy(
+    gpu: &Gpu,
+    from_logits: bool,
+    z: &Tensor,
+    labels: &Tensor,
+    sparse: bool,
+) -> (f64, Tensor) {
+    let (rows, cols) = (z.rows(), z.row_len());
+    let (zd, ld) = (input(gpu, z), input(gpu, labels));
+    let mut row_loss = gpu.alloc(rows);
+    let mut grad = gpu.alloc(z.numel());
+    let scale = Arg::F32(1.0 / rows.max(1) as f32);
+    let sparse = Arg::I32(i32::from(sparse));
+    if from_logits {
+        gpu.launch(
+            "rk_softmax_xent",
+            rows,
+            &mut [
+                Arg::In(&zd),
+                Arg::In(&ld),
+                sparse,
+                Arg::Null,
+                Arg::Out(&mut row_loss),
+                Arg::Out(&mut grad),
+                scale,
+                n64(rows),
+                n64(cols),
+            ],
+        );
+    } else {
+        gpu.launch(
+            "rk_categorical_xent",
+            rows,
+            &mut [
+                Arg::In(&zd),
+                Arg::In(&ld),
+                sparse,
+                Arg::Out(&mut row_loss),
+                Arg::Out(&mut grad),
+                scale,
+                n64(rows),
+                n64(cols),
+            ],
+        );
+    }
+    let total = gpu
+        .download(&row_loss)
+        .iter()
+        .map(|&v| v as f64)
+        .sum::<f64>();
+    (total, out(z.shape(), grad))
+}
