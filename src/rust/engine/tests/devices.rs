@@ -432,6 +432,33 @@ fn crossentropies_agree() {
     }
 }
 
+/// Dropout on the GPU draws its mask there: the rate holds, kept values are rescaled,
+/// and the gradient goes through the same mask.
+#[test]
+fn dropout_runs_on_the_gpu() {
+    if !have_gpu("dropout_runs_on_the_gpu") {
+        return;
+    }
+    use rand::SeedableRng;
+    let x = gpu_copy(&Tensor::from_vec(vec![100, 100], vec![1.0; 10000]).unwrap());
+    let mut t = Tape::new();
+    let xv = t.leaf(x, true);
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+    let y = engine::ops::dropout::dropout(&mut t, xv, 0.4, &mut rng);
+    assert_eq!(t.value(y).device(), Device::Cuda);
+    let v = t.value(y).to_vec();
+    let kept = v.iter().filter(|&&a| a != 0.0).count();
+    assert!((5700..6300).contains(&kept), "kept {kept}");
+    assert!(v.iter().all(|&a| a == 0.0 || (a - 1.0 / 0.6).abs() < 1e-6));
+    let s = engine::ops::math::sum(&mut t, y);
+    let g = t.backward(s).unwrap();
+    assert_eq!(
+        g.get(xv).unwrap().to_vec(),
+        v,
+        "d sum(x * mask) / dx = mask"
+    );
+}
+
 fn workshop_mlp() -> Model {
     let mut m = Model::sequential(None, Some(vec![784])).unwrap();
     for (units, act) in [(256, "relu"), (128, "relu"), (10, "softmax")] {

@@ -455,6 +455,13 @@ pub fn gpu_crossentropy(
     Some(cuda::ops::crossentropy(dev, from_logits, z, labels, sparse))
 }
 
+/// Dropout of `x` on the GPU, where it lives there: (x * mask, mask) with the mask drawn
+/// from `seed` on the device. `None` on the CPU, where the op draws its own mask.
+pub fn gpu_dropout(x: &Tensor, rate: f32, seed: u64) -> Option<(Tensor, Tensor)> {
+    let dev = gpu(&[x])?;
+    Some(cuda::ops::dropout(dev, x, rate, seed))
+}
+
 /// `l1 * sum(|x|) + l2 * sum(x^2)`: a weight regularizer's penalty.
 pub fn penalty(x: &Tensor, l1: f32, l2: f32) -> f32 {
     cpu::penalty(cpu1(x), l1, l2)

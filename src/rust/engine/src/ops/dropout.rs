@@ -43,6 +43,12 @@ impl Backward for DropoutBackward {
 /// Callers skip it outside training; rate 1 gives all zeros, as in Keras.
 pub fn dropout(tape: &mut Tape, x: Var, rate: f32, rng: &mut impl Rng) -> Var {
     let xv = tape.value(x);
+    // On the GPU the mask is drawn there (the CPU's stream of draws is left as it is).
+    if xv.device() == crate::tensor::Device::Cuda {
+        if let Some((y, mask)) = device::gpu_dropout(xv, rate, rng.gen()) {
+            return tape.push(y, &[x], Box::new(DropoutBackward { mask }));
+        }
+    }
     let keep = 1.0 - rate;
     let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
     let mut mask_data = crate::device::pool::scratch(xv.numel());

@@ -577,3 +577,24 @@ pub fn crossentropy(
         .sum::<f64>();
     (total, out(z.shape(), grad))
 }
+
+/// Inverted dropout on the GPU: the mask from a counter-based hash of `seed` (kept
+/// values 1 / (1 - rate), dropped 0) and x * mask, in one kernel.
+pub fn dropout(gpu: &Gpu, x: &Tensor, rate: f32, seed: u64) -> (Tensor, Tensor) {
+    let n = x.numel();
+    let xd = input(gpu, x);
+    let (mut y, mut mask) = (gpu.alloc(n), gpu.alloc(n));
+    gpu.launch(
+        "rk_dropout",
+        n,
+        &mut [
+            Arg::In(&xd),
+            Arg::Out(&mut y),
+            Arg::Out(&mut mask),
+            Arg::F32(rate),
+            Arg::U64(seed),
+            n64(n),
+        ],
+    );
+    (out(x.shape(), y), out(x.shape(), mask))
+}
