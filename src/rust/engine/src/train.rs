@@ -78,6 +78,43 @@ pub struct Samples<'a> {
     pub xs: Vec<Array<'a>>,
     pub ys: Vec<Array<'a>>,
     pub n: usize,
+    /// A copy of all the arrays on the GPU for the duration of a `fit()`, and the row
+    /// where these samples start in it: batches are then cut there.
+    resident: Option<(&'a Resident, usize)>,
+}
+
+/// Every array of a `Samples` on the GPU, each as a (rows, values per row) table.
+#[derive(Debug)]
+pub struct Resident {
+    xs: Vec<Tensor>,
+    ys: Vec<Tensor>,
+}
+
+impl Resident {
+    /// The samples' arrays uploaded, when the GPU has room for them (with half its free
+    /// memory left to the model) and few enough rows to index; None otherwise.
+    fn upload(data: &Samples) -> Option<Resident> {
+        let g = crate::device::cuda::context::gpu().ok()?;
+        let bytes: usize = data
+            .xs
+            .iter()
+            .chain(&data.ys)
+            .map(|a| a.values.len() * 4)
+            .sum();
+        let (free, _) = g.memory();
+        if 2 * bytes > free || data.n > crate::device::cuda::ops::MAX_GATHER_ROWS {
+            return None;
+        }
+        let table = |a: &Array| {
+            Tensor::from_vec(vec![data.n, a.sample_len()], a.values.to_vec())
+                .expect("rows of the sample length")
+                .to_device(Device::Cuda)
+        };
+        Some(Resident {
+            xs: data.xs.iter().map(table).collect(),
+            ys: data.ys.iter().map(table).collect(),
+        })
+    }
 }
 
 /// How a message names array `i` of `k`: `x`, or `x[[2]]` when there are several.
@@ -107,7 +144,12 @@ impl<'a> Samples<'a> {
                 check_finite(&name, a.values, a.sample_len())?;
             }
         }
-        Ok(Samples { xs, ys, n })
+        Ok(Samples {
+            xs,
+            ys,
+            n,
+            resident: None,
+        })
     }
 
     /// One input array and one target array.
@@ -139,10 +181,36 @@ impl<'a> Samples<'a> {
             xs: self.xs.iter().map(|a| a.slice(from, to)).collect(),
             ys: self.ys.iter().map(|a| a.slice(from, to)).collect(),
             n: to - from,
+            resident: self.resident.map(|(r, start)| (r, start + from)),
+        }
+    }
+
+    /// These samples reading their batches from `resident` (a copy of them all).
+    fn with_resident<'b>(&self, resident: &'b Resident) -> Samples<'b>
+    where
+        'a: 'b,
+    {
+        Samples {
+            xs: self.xs.clone(),
+            ys: self.ys.clone(),
+            n: self.n,
+            resident: Some((resident, 0)),
         }
     }
 
     fn gather(&self, idx: &[usize]) -> (Vec<Tensor>, Vec<Tensor>) {
+        if let Some((r, start)) = self.resident {
+            let rows: Vec<usize> = idx.iter().map(|i| i + start).collect();
+            let cut = |t: &Tensor, a: &Array| {
+                crate::device::gather_rows(t, &rows, &[rows.len()])
+                    .reshape(a.batch_shape(rows.len()))
+                    .expect("gathered rows fill the batch")
+            };
+            return (
+                r.xs.iter().zip(&self.xs).map(|(t, a)| cut(t, a)).collect(),
+                r.ys.iter().zip(&self.ys).map(|(t, a)| cut(t, a)).collect(),
+            );
+        }
         (
             self.xs.iter().map(|a| a.gather(idx)).collect(),
             self.ys.iter().map(|a| a.gather(idx)).collect(),
@@ -150,6 +218,15 @@ impl<'a> Samples<'a> {
     }
 
     fn range(&self, from: usize, to: usize) -> (Vec<Tensor>, Vec<Tensor>) {
+        if let Some((r, start)) = self.resident {
+            let cut = |t: &Tensor, a: &Array| {
+                crate::device::slice_rows(t, start + from, start + to, &a.batch_shape(to - from))
+            };
+            return (
+                r.xs.iter().zip(&self.xs).map(|(t, a)| cut(t, a)).collect(),
+                r.ys.iter().zip(&self.ys).map(|(t, a)| cut(t, a)).collect(),
+            );
+        }
         (
             self.xs.iter().map(|a| a.range(from, to)).collect(),
             self.ys.iter().map(|a| a.range(from, to)).collect(),
@@ -589,6 +666,14 @@ pub fn fit(
     model.compiled.as_ref().ok_or_else(not_compiled)?;
     model.build(&data.x_shapes())?;
     model.place_weights();
+    // On the GPU the whole data set goes there once, when it fits.
+    let resident = (model.device == Device::Cuda)
+        .then(|| Resident::upload(&data))
+        .flatten();
+    let data = match &resident {
+        Some(r) => data.with_resident(r),
+        None => data,
+    };
     let mask = model.compiled_mask()?;
     let (train, val) = match (validation, opts.validation_split) {
         (Some(v), _) => (data, Some(v)),

@@ -506,6 +506,25 @@ fn workshop_cnn() -> Model {
 /// Two models with the same weights, one on each device, train on the same batches
 /// (no shuffling, no dropout) and must end with the same weights and predictions.
 fn training_agrees(test: &str, build: fn() -> Model, sample: &[usize], optimizer: &str) {
+    let opts = FitOptions {
+        batch_size: 128,
+        epochs: 2,
+        initial_epoch: 0,
+        shuffle: false,
+        validation_split: 0.0,
+    };
+    training_agrees_with(test, build, sample, optimizer, opts);
+}
+
+/// As `training_agrees`, with any fit options (one shuffled epoch draws the same order
+/// on both devices, when the session's random stream is seeded the same before each).
+fn training_agrees_with(
+    test: &str,
+    build: fn() -> Model,
+    sample: &[usize],
+    optimizer: &str,
+    opts: FitOptions,
+) {
     if !have_gpu(test) {
         return;
     }
@@ -532,13 +551,6 @@ fn training_agrees(test: &str, build: fn() -> Model, sample: &[usize], optimizer
         )
         .unwrap()
     };
-    let opts = FitOptions {
-        batch_size: 128,
-        epochs: 2,
-        initial_epoch: 0,
-        shuffle: false,
-        validation_split: 0.0,
-    };
     let xt = Array {
         values: &x,
         shape: sample,
@@ -552,6 +564,7 @@ fn training_agrees(test: &str, build: fn() -> Model, sample: &[usize], optimizer
     for m in models.iter_mut() {
         compile(m);
         let data = Samples::single(&x, sample, &y, &[10]).unwrap();
+        engine::rng::set_seed(9);
         histories.push(fit(m, data, None, &opts, &mut Silent).unwrap());
     }
     eprintln!(
@@ -580,6 +593,26 @@ fn workshop_mlp_training_agrees() {
         workshop_mlp,
         &[784],
         "rmsprop",
+    );
+}
+
+/// Shuffled batches gathered on the GPU from the resident data set, and validation on its
+/// last quarter, cut there too.
+#[test]
+fn shuffled_training_with_validation_agrees() {
+    let opts = FitOptions {
+        batch_size: 64,
+        epochs: 1,
+        initial_epoch: 0,
+        shuffle: true,
+        validation_split: 0.25,
+    };
+    training_agrees_with(
+        "shuffled_training_with_validation_agrees",
+        workshop_mlp,
+        &[784],
+        "adam",
+        opts,
     );
 }
 

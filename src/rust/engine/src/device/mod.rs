@@ -485,7 +485,22 @@ pub fn gather_rows(table: &Tensor, ids: &[usize], ids_shape: &[usize]) -> Tensor
     let dim = table.shape()[1];
     let mut shape = ids_shape.to_vec();
     shape.push(dim);
+    if let Some(g) = gpu(&[table]) {
+        if table.rows() <= cuda::ops::MAX_GATHER_ROWS {
+            let rows = cuda::ops::gather_rows(g, table, dim, ids);
+            return rows.reshape(shape).expect("ids.len() rows of dim");
+        }
+    }
     out(&shape, cpu::gather_rows(cpu1(table), dim, ids))
+}
+
+/// Rows [from, to) of `table` (rows x dim) as a tensor of `shape`.
+pub fn slice_rows(table: &Tensor, from: usize, to: usize, shape: &[usize]) -> Tensor {
+    let dim = table.row_len();
+    if let Some(g) = gpu(&[table]) {
+        return cuda::ops::copy_range(g, table, from * dim, (to - from) * dim, shape);
+    }
+    out(shape, pool::copy_of(&cpu1(table)[from * dim..to * dim]))
 }
 
 /// The gradient of `gather_rows` for the table: each row of `g` added into row `ids[i]`.

@@ -26,6 +26,8 @@ pub const FILES: [(&str, &str, &[&str]); 8] = [
             "rk_add_assign",
             "rk_bias_activation",
             "rk_activation_backward",
+            "rk_gather_rows",
+            "rk_copy_range",
         ],
     ),
     (

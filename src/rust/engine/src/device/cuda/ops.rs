@@ -598,3 +598,42 @@ pub fn dropout(gpu: &Gpu, x: &Tensor, rate: f32, seed: u64) -> (Tensor, Tensor) 
     );
     (out(x.shape(), y), out(x.shape(), mask))
 }
+
+/// The most rows `gather_rows` can index (row numbers travel as floats).
+pub const MAX_GATHER_ROWS: usize = 1 << 24;
+
+/// Rows `ids` of `table` (rows x dim) as an (ids.len(), dim) tensor.
+pub fn gather_rows(gpu: &Gpu, table: &Tensor, dim: usize, ids: &[usize]) -> Tensor {
+    assert!(
+        table.rows() <= MAX_GATHER_ROWS,
+        "GPU gather of more than 2^24 rows"
+    );
+    let td = input(gpu, table);
+    let idx: Vec<f32> = ids.iter().map(|&i| i as f32).collect();
+    let id = gpu.upload(&idx);
+    let mut y = gpu.alloc(ids.len() * dim);
+    gpu.launch(
+        "rk_gather_rows",
+        ids.len() * dim,
+        &mut [
+            Arg::In(&td),
+            Arg::In(&id),
+            Arg::Out(&mut y),
+            n64(ids.len()),
+            n64(dim),
+        ],
+    );
+    out(&[ids.len(), dim], y)
+}
+
+/// Values [offset, offset + n) of x as a tensor of `shape`.
+pub fn copy_range(gpu: &Gpu, x: &Tensor, offset: usize, n: usize, shape: &[usize]) -> Tensor {
+    let xd = input(gpu, x);
+    let mut y = gpu.alloc(n);
+    gpu.launch(
+        "rk_copy_range",
+        n,
+        &mut [Arg::In(&xd), Arg::Out(&mut y), n64(offset), n64(n)],
+    );
+    out(shape, y)
+}

@@ -36,3 +36,18 @@ extern "C" __global__ void rk_activation_backward(const float* x, const float* y
                                                   const float* g, float* dx, u64 n, int act) {
   GRID_STRIDE(i, n) dx[i] = g[i] * rk_act_grad(act, x ? x[i] : 0.0f, y[i]);
 }
+
+// dst row r = src row idx[r] for rows of row_len values. The row numbers come as floats
+// (the engine's buffers are float): exact below 2^24 rows, which the caller checks.
+extern "C" __global__ void rk_gather_rows(const float* src, const float* idx, float* dst,
+                                          u64 rows, u64 row_len) {
+  GRID_STRIDE(i, rows * row_len) {
+    u64 r = i / row_len, k = i % row_len;
+    dst[i] = src[(u64)idx[r] * row_len + k];
+  }
+}
+
+// dst = src[offset .. offset + n].
+extern "C" __global__ void rk_copy_range(const float* src, float* dst, u64 offset, u64 n) {
+  GRID_STRIDE(i, n) dst[i] = src[offset + i];
+}
