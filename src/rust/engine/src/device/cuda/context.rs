@@ -405,6 +405,11 @@ impl Gpu {
                     beta: 0.0f32,
                     ldc: call.ldc as i32,
                 };
+                // cuBLAS calls run in the calling thread's current context (copies and
+                // launches bind it themselves).
+                cu.ctx
+                    .bind_to_thread()
+                    .unwrap_or_else(|e| fail("binding the CUDA context", e));
                 // SAFETY: the sizes are those of the row-major operands, whose buffers
                 // hold m*k, k*n and m*n values (checked by the op before the device).
                 unsafe { cu.blas.gemm(cfg, first, second, c) }
