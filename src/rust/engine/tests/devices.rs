@@ -459,6 +459,82 @@ fn dropout_runs_on_the_gpu() {
     );
 }
 
+/// Batch normalization in training and inference modes: outputs, statistics and every
+/// gradient.
+#[test]
+fn batch_normalization_agrees() {
+    if !have_gpu("batch_normalization_agrees") {
+        return;
+    }
+    use engine::ops::batch_norm::{batch_norm_inference, batch_norm_train};
+    let x = random_tensor(&[4, 5, 3, 6], 110, 2.0);
+    let gamma = random_tensor(&[6], 111, 1.0);
+    let beta = random_tensor(&[6], 112, 1.0);
+    let up = random_tensor(&[4, 5, 3, 6], 113, 1.0);
+    let moving = (
+        random_tensor(&[6], 114, 0.5),
+        gpu_copy(&random_tensor(&[6], 115, 0.5)),
+    );
+    let run = |on_gpu: bool, training: bool| {
+        let put = |t: &Tensor| if on_gpu { gpu_copy(t) } else { t.clone() };
+        let mut t = Tape::new();
+        let (xv, gv, bv) = (
+            t.leaf(put(&x), true),
+            t.leaf(put(&gamma), true),
+            t.leaf(put(&beta), true),
+        );
+        let (y, stats) = if training {
+            let (y, m, v) = batch_norm_train(&mut t, xv, gv, bv, 1e-3).unwrap();
+            (y, Some((m, v)))
+        } else {
+            let var = moving
+                .1
+                .to_device(Device::Cpu)
+                .host()
+                .iter()
+                .map(|v| v.abs())
+                .collect();
+            let var = put(&Tensor::from_vec(vec![6], var).unwrap());
+            (
+                batch_norm_inference(&mut t, xv, gv, bv, &put(&moving.0), &var, 1e-3).unwrap(),
+                None,
+            )
+        };
+        let w = t.leaf(put(&up), false);
+        let prod = engine::ops::merge::elementwise(
+            &mut t,
+            engine::ops::merge::Elementwise::Multiply,
+            &[y, w],
+        )
+        .unwrap();
+        let s = engine::ops::math::sum(&mut t, prod);
+        let g = t.backward(s).unwrap();
+        let grads: Vec<Tensor> = [xv, gv, bv]
+            .iter()
+            .map(|&v| g.get(v).unwrap().clone())
+            .collect();
+        (t.value(y).clone(), stats, grads)
+    };
+    for training in [true, false] {
+        let (y, stats, grads) = run(false, training);
+        let (gy, gstats, ggrads) = run(true, training);
+        let what = if training { "training" } else { "inference" };
+        assert_close(&y, &gy, &format!("batch norm {what}"));
+        if let (Some((m, v)), Some((gm, gv))) = (stats, gstats) {
+            assert_close(&m, &gm, "batch mean");
+            assert_close(&v, &gv, "batch variance");
+        }
+        for (i, (a, b)) in grads.iter().zip(&ggrads).enumerate() {
+            for (p, q) in a.host().iter().zip(b.host()) {
+                assert!(
+                    (p - q).abs() <= TOL * p.abs().max(1.0),
+                    "batch norm {what} grad {i}: {p} {q}"
+                );
+            }
+        }
+    }
+}
+
 fn workshop_mlp() -> Model {
     let mut m = Model::sequential(None, Some(vec![784])).unwrap();
     for (units, act) in [(256, "relu"), (128, "relu"), (10, "softmax")] {

@@ -333,12 +333,18 @@ pub fn conv2d_backward(
 /// Per-channel mean and biased variance of x (..., c).
 pub fn moments(x: &Tensor) -> (Tensor, Tensor) {
     let c = x.shape().last().copied().unwrap_or(1);
+    if let Some(g) = gpu(&[x]) {
+        return cuda::ops::moments(g, x, c);
+    }
     let (m, v) = cpu_norm::moments(cpu1(x), c);
     (out(&[c], m), out(&[c], v))
 }
 
 /// x (..., c) * scale (c) + shift (c).
 pub fn scale_shift(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Tensor {
+    if let Some(g) = gpu(&[x, scale, shift]) {
+        return cuda::ops::scale_shift(g, x, scale, shift);
+    }
     let c = scale.numel();
     let (sd, hd) = cpu2(scale, shift);
     out(x.shape(), cpu_norm::scale_shift(cpu1(x), c, sd, hd))
@@ -346,6 +352,9 @@ pub fn scale_shift(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Tensor {
 
 /// Per-channel sums of g and of g * (x - mean) * inv_std.
 pub fn norm_grad_sums(x: &Tensor, g: &Tensor, mean: &Tensor, inv_std: &Tensor) -> (Tensor, Tensor) {
+    if let Some(dev) = gpu(&[x, g]) {
+        return cuda::ops::norm_grad_sums(dev, x, g, mean, inv_std);
+    }
     let c = mean.numel();
     let (xd, gd) = cpu2(x, g);
     let (md, id) = cpu2(mean, inv_std);
@@ -362,6 +371,9 @@ pub fn batch_norm_input_grad(
     gamma: &Tensor,
     sums: (&Tensor, &Tensor),
 ) -> Tensor {
+    if let Some(dev) = gpu(&[x, g]) {
+        return cuda::ops::batch_norm_input_grad(dev, (x, g), (mean, inv_std, gamma), sums);
+    }
     let c = mean.numel();
     let (xd, gd) = cpu2(x, g);
     let (md, id) = cpu2(mean, inv_std);

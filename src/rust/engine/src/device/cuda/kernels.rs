@@ -14,7 +14,7 @@ use crate::ops::activation::Activation;
 const COMMON: &str = include_str!("kernels/common.cuh");
 
 /// Each file and the kernels it defines (the names the backend loads).
-pub const FILES: [(&str, &str, &[&str]); 8] = [
+pub const FILES: [(&str, &str, &[&str]); 9] = [
     (
         "elementwise.cu",
         include_str!("kernels/elementwise.cu"),
@@ -68,6 +68,16 @@ pub const FILES: [(&str, &str, &[&str]); 8] = [
             "rk_max_pool_backward",
             "rk_avg_pool",
             "rk_avg_pool_backward",
+        ],
+    ),
+    (
+        "norm.cu",
+        include_str!("kernels/norm.cu"),
+        &[
+            "rk_moments",
+            "rk_scale_shift",
+            "rk_norm_grad_sums",
+            "rk_batch_norm_input_grad",
         ],
     ),
     (

@@ -637,3 +637,101 @@ pub fn copy_range(gpu: &Gpu, x: &Tensor, offset: usize, n: usize, shape: &[usize
     );
     out(shape, y)
 }
+
+/// Per-channel mean and biased variance of x (..., c).
+pub fn moments(gpu: &Gpu, x: &Tensor, c: usize) -> (Tensor, Tensor) {
+    let xd = input(gpu, x);
+    let (mut m, mut v) = (gpu.alloc(c), gpu.alloc(c));
+    gpu.launch(
+        "rk_moments",
+        c,
+        &mut [
+            Arg::In(&xd),
+            Arg::Out(&mut m),
+            Arg::Out(&mut v),
+            n64(x.numel() / c.max(1)),
+            n64(c),
+        ],
+    );
+    (out(&[c], m), out(&[c], v))
+}
+
+/// x (..., c) * scale (c) + shift (c).
+pub fn scale_shift(gpu: &Gpu, x: &Tensor, scale: &Tensor, shift: &Tensor) -> Tensor {
+    let c = scale.numel();
+    let (xd, sd, hd) = (input(gpu, x), input(gpu, scale), input(gpu, shift));
+    let mut y = gpu.alloc(x.numel());
+    gpu.launch(
+        "rk_scale_shift",
+        x.numel(),
+        &mut [
+            Arg::In(&xd),
+            Arg::In(&sd),
+            Arg::In(&hd),
+            Arg::Out(&mut y),
+            n64(x.numel() / c.max(1)),
+            n64(c),
+        ],
+    );
+    out(x.shape(), y)
+}
+
+/// Per-channel sums of g and of g * (x - mean) * inv_std.
+pub fn norm_grad_sums(
+    gpu: &Gpu,
+    x: &Tensor,
+    g: &Tensor,
+    mean: &Tensor,
+    inv_std: &Tensor,
+) -> (Tensor, Tensor) {
+    let c = mean.numel();
+    let (xd, gd) = (input(gpu, x), input(gpu, g));
+    let (md, id) = (input(gpu, mean), input(gpu, inv_std));
+    let (mut sg, mut sgx) = (gpu.alloc(c), gpu.alloc(c));
+    gpu.launch(
+        "rk_norm_grad_sums",
+        c,
+        &mut [
+            Arg::In(&xd),
+            Arg::In(&gd),
+            Arg::In(&md),
+            Arg::In(&id),
+            Arg::Out(&mut sg),
+            Arg::Out(&mut sgx),
+            n64(x.numel() / c.max(1)),
+            n64(c),
+        ],
+    );
+    (out(&[c], sg), out(&[c], sgx))
+}
+
+/// The input gradient of training-mode batch normalization.
+pub fn batch_norm_input_grad(
+    gpu: &Gpu,
+    (x, g): (&Tensor, &Tensor),
+    (mean, inv_std, gamma): (&Tensor, &Tensor, &Tensor),
+    (sum_g, sum_gx): (&Tensor, &Tensor),
+) -> Tensor {
+    let c = mean.numel();
+    let (xd, gd) = (input(gpu, x), input(gpu, g));
+    let (md, id, gm) = (input(gpu, mean), input(gpu, inv_std), input(gpu, gamma));
+    let (sd, sxd) = (input(gpu, sum_g), input(gpu, sum_gx));
+    let mut dx = gpu.alloc(x.numel());
+    gpu.launch(
+        "rk_batch_norm_input_grad",
+        x.numel(),
+        &mut [
+            Arg::In(&xd),
+            Arg::In(&gd),
+            Arg::In(&md),
+            Arg::In(&id),
+            Arg::In(&gm),
+            Arg::In(&sd),
+            Arg::In(&sxd),
+            Arg::Out(&mut dx),
+            n64(x.numel() / c.max(1)),
+            n64(c),
+        ],
+    );
+    out(x.shape(), dx)
+}
