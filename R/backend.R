@@ -144,7 +144,8 @@ rk_resolved_device <- function(call) {
   choice <- getOption("rustkeras.device")
   what <- "options(rustkeras.device)"
   if (is.null(choice)) {
-    choice <- Sys.getenv("RUSTKERAS_DEVICE", "auto")
+    choice <- Sys.getenv("RUSTKERAS_DEVICE")
+    if (!nzchar(choice)) choice <- "auto"
     what <- "RUSTKERAS_DEVICE"
   }
   choice <- check_device(choice, what, call)
@@ -158,4 +159,11 @@ rk_place_model <- function(object, call) {
   rk_call(rk_model_set_device(object$ptr, device, isTRUE(getOption("rustkeras.tf32"))),
           call = call)
   invisible(device)
+}
+
+.onLoad <- function(libname, pkgname) {
+  # rayon's pool is sized once per session; option rustkeras.threads (default: all cores).
+  threads <- getOption("rustkeras.threads", 0L)
+  rk_init_threads(as.integer(threads))
+  invisible()
 }

@@ -29,6 +29,15 @@ test_that("backend_info() reports the engine, the CPU and what CUDA offers", {
   }
 })
 
+test_that("options(rustkeras.threads) sizes the engine's thread pool at load time", {
+  skip_on_cran()
+  out <- system2(file.path(R.home("bin"), "Rscript"),
+                 c("-e", shQuote("options(rustkeras.threads = 1); library(rustkeras); cat(backend_info()$threads)")),
+                 stdout = TRUE, stderr = TRUE,
+                 env = c("R_TESTS=", paste0("R_LIBS=", shQuote(paste(.libPaths(), collapse = .Platform$path.sep)))))
+  expect_identical(tail(out, 1), "1")
+})
+
 test_that("backend_info() prints a short report", {
   info <- backend_info()
   out <- capture.output(res <- withVisible(print(info)))

@@ -24,6 +24,8 @@ test_that("the option wins over the environment variable, which wins over auto",
   withr::local_options(rustkeras.device = NULL)
   withr::local_envvar(RUSTKERAS_DEVICE = "CPU")
   expect_identical(config_device(), "cpu")
+  withr::local_envvar(RUSTKERAS_DEVICE = "")
+  expect_identical(config_device(), if (rk_gpu_usable()) "gpu" else "cpu")
   withr::local_envvar(RUSTKERAS_DEVICE = "banana")
   expect_error(config_device(), 'RUSTKERAS_DEVICE must be "gpu", "cpu" or "auto", not "banana"',
                class = "rustkeras_argument_error")
@@ -79,8 +81,10 @@ test_that("on the emulated GPU, the same scenario holds (R to the GPU arms, no G
                   normalizePath(test_path("helper-gpu.R")), out)
   log <- system2(file.path(R.home("bin"), "Rscript"), c("-e", shQuote(code)),
                  stdout = TRUE, stderr = TRUE,
-                 env = c("RUSTKERAS_EMULATE_GPU=1",
-                         paste0("R_LIBS=", paste(.libPaths(), collapse = .Platform$path.sep))))
+                 # R CMD check's R_TESTS would make the child source a startup file.
+                 env = c("RUSTKERAS_EMULATE_GPU=1", "R_TESTS=",
+                         paste0("R_LIBS=", shQuote(paste(.libPaths(),
+                                                         collapse = .Platform$path.sep)))))
   expect_true(file.exists(out), info = paste(log, collapse = "\n"))
   r <- readRDS(out)
   expect_identical(r$info, "emulated GPU (host memory)")

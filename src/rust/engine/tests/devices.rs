@@ -153,6 +153,26 @@ fn elementwise_and_row_ops_agree() {
     );
 }
 
+/// Empty tensors (no rows, or an empty inner dimension) go through the GPU arms without
+/// allocating device memory.
+#[test]
+fn empty_tensors_work() {
+    if !have_gpu("empty_tensors_work") {
+        return;
+    }
+    let e = gpu_copy(&Tensor::zeros(&[0, 4]));
+    assert_eq!(e.device(), Device::Cuda);
+    assert_eq!(device::add(&e, &e).shape(), &[0, 4]);
+    assert_eq!(device::softmax_rows(&e, 4).shape(), &[0, 4]);
+    let w = gpu_copy(&random_tensor(&[4, 3], 1, 1.0));
+    assert_eq!(device::matmul(&e, false, &w, false).shape(), &[0, 3]);
+    // An empty inner dimension: the product is all zeros.
+    let a = gpu_copy(&Tensor::zeros(&[2, 0]));
+    let b = gpu_copy(&Tensor::zeros(&[0, 3]));
+    assert_eq!(device::matmul(&a, false, &b, false).to_vec(), vec![0.0; 6]);
+    assert_eq!(device::sum(&e), 0.0);
+}
+
 #[test]
 fn products_agree_in_every_transpose() {
     if !have_gpu("products_agree_in_every_transpose") {

@@ -21,10 +21,13 @@ use cudarc::driver::{
 use super::emulate::{self, Emulator};
 use super::{kernels, probe};
 
-/// A tensor's memory on the device: CUDA's, or host memory standing in for it.
+/// A tensor's memory on the device: CUDA's, or host memory standing in for it. Empty
+/// tensors hold no memory (CUDA refuses zero-byte allocations on some devices) and are
+/// passed to kernels as null pointers.
 pub enum Mem {
     Cuda(CudaSlice<f32>),
     Emulated(Vec<f32>),
+    Empty,
 }
 
 /// Bytes held by emulated device memory, so that `memory()` reports use as CUDA does.
@@ -43,6 +46,7 @@ impl Mem {
         match self {
             Mem::Cuda(s) => s.len(),
             Mem::Emulated(v) => v.len(),
+            Mem::Empty => 0,
         }
     }
 
@@ -138,6 +142,21 @@ struct ColMajorGemm {
     ldc: usize,
 }
 
+/// Asks the device's default memory pool (where cudarc's stream-ordered allocations
+/// come from) to return its free blocks, so that `memory()` sees freed tensors as free.
+/// Best effort: a device without memory pools has nothing to trim.
+fn trim_memory_pool(ctx: &CudaContext) {
+    use cudarc::driver::sys;
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    // SAFETY: C calls on our own device with a valid out-pointer.
+    unsafe {
+        if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) == sys::CUresult::CUDA_SUCCESS
+        {
+            let _ = sys::cuMemPoolTrimTo(pool, 0);
+        }
+    }
+}
+
 /// A null device pointer, pushed for `Arg::Null`.
 static NULL_PTR: u64 = 0;
 
@@ -164,6 +183,10 @@ impl Gpu {
             .map(|d| d.name.clone())
             .unwrap_or_default();
         let ctx = CudaContext::new(ordinal).map_err(|e| format!("CUDA context: {e:?}"))?;
+        // One stream orders everything, so cudarc's events between streams (two per
+        // allocation, waits at every launch) would be pure overhead.
+        // SAFETY: no memory exists yet, and all of it will live on the one stream below.
+        unsafe { ctx.disable_event_tracking() };
         let stream = ctx
             .new_stream()
             .map_err(|e| format!("CUDA stream: {e:?}"))?;
@@ -171,7 +194,18 @@ impl Gpu {
         let cc = ctx
             .compute_capability()
             .map_err(|e| format!("compute capability: {e:?}"))?;
-        let ptx = kernels::compile(kernels::arch_for(cc))?;
+        let supported = kernels::supported_archs()?;
+        let oldest = supported.iter().copied().min().unwrap_or(0);
+        let arch = kernels::arch_for(cc, &supported).ok_or_else(|| {
+            format!(
+                "this NVRTC compiles for compute capability {}.{} and newer, and the GPU has {}.{}: use the NVRTC of an older CUDA",
+                oldest / 10,
+                oldest % 10,
+                cc.0,
+                cc.1
+            )
+        })?;
+        let ptx = kernels::compile(arch)?;
         let module = ctx
             .load_module(ptx)
             .map_err(|e| format!("loading the kernels: {e:?}"))?;
@@ -221,8 +255,8 @@ impl Gpu {
 
     pub fn upload(&self, v: &[f32]) -> Mem {
         match &self.backend {
+            _ if v.is_empty() => Mem::Empty,
             Backend::Emulated(_) => Mem::emulated(v.to_vec()),
-            Backend::Cuda(_) if v.is_empty() => self.alloc(0),
             Backend::Cuda(c) => Mem::Cuda(
                 c.stream
                     .clone_htod(v)
@@ -235,7 +269,7 @@ impl Gpu {
     pub fn download(&self, m: &Mem) -> Vec<f32> {
         match (&self.backend, m) {
             (_, Mem::Emulated(v)) => v.clone(),
-            (_, Mem::Cuda(s)) if s.is_empty() => Vec::new(),
+            (_, Mem::Empty) => Vec::new(),
             (Backend::Cuda(c), Mem::Cuda(s)) => c
                 .stream
                 .clone_dtoh(s)
@@ -247,7 +281,7 @@ impl Gpu {
     pub fn copy(&self, m: &Mem) -> Mem {
         match (&self.backend, m) {
             (_, Mem::Emulated(v)) => Mem::emulated(v.clone()),
-            (_, Mem::Cuda(s)) if s.is_empty() => self.alloc(0),
+            (_, Mem::Empty) => Mem::Empty,
             (Backend::Cuda(c), Mem::Cuda(s)) => Mem::Cuda(
                 c.stream
                     .clone_dtod(s)
@@ -261,12 +295,8 @@ impl Gpu {
     /// to read, and the memset is cheap next to the kernels that fill it).
     pub fn alloc(&self, n: usize) -> Mem {
         match &self.backend {
+            _ if n == 0 => Mem::Empty,
             Backend::Emulated(_) => Mem::emulated(vec![0.0; n]),
-            Backend::Cuda(c) if n == 0 => Mem::Cuda(
-                c.stream
-                    .null()
-                    .unwrap_or_else(|e| fail("an empty buffer", e)),
-            ),
             Backend::Cuda(c) => Mem::Cuda(
                 c.stream
                     .alloc_zeros(n)
@@ -275,17 +305,23 @@ impl Gpu {
         }
     }
 
-    /// Free and total device memory in bytes.
+    /// Free and total device memory in bytes, once the stream has finished its work and
+    /// the memory pool has handed freed blocks back to the device.
     pub fn memory(&self) -> (usize, usize) {
         match &self.backend {
             Backend::Emulated(_) => {
                 let used = EMULATED_BYTES.load(std::sync::atomic::Ordering::Relaxed);
                 (EMULATED_TOTAL.saturating_sub(used), EMULATED_TOTAL)
             }
-            Backend::Cuda(c) => c
-                .ctx
-                .mem_get_info()
-                .unwrap_or_else(|e| fail("cuMemGetInfo", e)),
+            Backend::Cuda(c) => {
+                c.stream
+                    .synchronize()
+                    .unwrap_or_else(|e| fail("waiting for the GPU", e));
+                trim_memory_pool(&c.ctx);
+                c.ctx
+                    .mem_get_info()
+                    .unwrap_or_else(|e| fail("cuMemGetInfo", e))
+            }
         }
     }
 
@@ -311,8 +347,10 @@ impl Gpu {
                 for a in args.iter_mut() {
                     match a {
                         Arg::In(Mem::Cuda(s)) => b.arg(s),
+                        Arg::In(Mem::Empty) => b.arg(&NULL_PTR),
                         Arg::Out(m) => match &mut **m {
                             Mem::Cuda(s) => b.arg(s),
+                            Mem::Empty => b.arg(&NULL_PTR),
                             Mem::Emulated(_) => unreachable!("host memory given to CUDA"),
                         },
                         Arg::In(Mem::Emulated(_)) => unreachable!("host memory given to CUDA"),
@@ -341,6 +379,7 @@ impl Gpu {
                         Arg::In(Mem::Emulated(v)) => v.as_ptr() as u64,
                         Arg::Out(m) => match &mut **m {
                             Mem::Emulated(v) => v.as_mut_ptr() as u64,
+                            Mem::Empty => 0,
                             Mem::Cuda(_) => unreachable!("CUDA memory without CUDA"),
                         },
                         Arg::In(Mem::Cuda(_)) => unreachable!("CUDA memory without CUDA"),
@@ -372,7 +411,15 @@ impl Gpu {
         (m, n, k): (usize, usize, usize),
         c: &mut Mem,
     ) {
-        if m == 0 || n == 0 {
+        assert!(
+            a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+            "GPU backend: SGEMM operands of {}, {} and {} values for m {m}, n {n}, k {k}",
+            a.len(),
+            b.len(),
+            c.len()
+        );
+        // C is allocated zeroed: with no inner dimension it is the product already.
+        if m == 0 || n == 0 || k == 0 {
             return;
         }
         // The column-major call, one description for both backends: C^T (n x m) =

@@ -14,7 +14,6 @@
 
 use std::collections::HashMap;
 use std::ffi::c_void;
-use std::path::PathBuf;
 use std::process::Command;
 
 use super::kernels::{self, Signature};
@@ -42,7 +41,6 @@ type SetThread = unsafe extern "C" fn(u32, u32, u32, u32);
 
 pub struct Emulator {
     lib: libloading::Library,
-    dir: PathBuf,
     signatures: HashMap<String, Signature>,
 }
 
@@ -67,7 +65,9 @@ fn wrappers(sigs: &[Signature]) -> String {
 }
 
 impl Emulator {
-    /// Compiles the kernels for the host with `$CXX` (or `c++`).
+    /// Compiles the kernels for the host with `$CXX` (or `c++`) in a temporary folder,
+    /// loads them and removes the folder (the loaded library stays mapped, and a backend
+    /// kept in a static is never dropped, so nothing else would clean up).
     pub fn new() -> Result<Emulator, String> {
         static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -76,6 +76,12 @@ impl Emulator {
             COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let built = Self::build_in(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        built
+    }
+
+    fn build_in(dir: &std::path::Path) -> Result<Emulator, String> {
         let src = dir.join("kernels.cpp");
         let lib = dir.join("libkernels.so");
         let sigs = kernels::signatures();
@@ -97,11 +103,7 @@ impl Emulator {
         // SAFETY: the library is the one just built from our sources.
         let lib = unsafe { libloading::Library::new(&lib) }.map_err(|e| e.to_string())?;
         let signatures = sigs.into_iter().map(|s| (s.name.clone(), s)).collect();
-        Ok(Emulator {
-            lib,
-            dir,
-            signatures,
-        })
+        Ok(Emulator { lib, signatures })
     }
 
     pub fn signature(&self, name: &str) -> Option<&Signature> {
@@ -148,12 +150,6 @@ impl Emulator {
                 }
             }
         }
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

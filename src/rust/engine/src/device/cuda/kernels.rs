@@ -142,41 +142,43 @@ pub fn signatures() -> Vec<Signature> {
     out
 }
 
-/// NVRTC's `--gpu-architecture` for a compute capability, e.g. `compute_80` for 8.0.
-/// PTX for the device's own virtual architecture: the driver finishes it for the chip.
-pub fn arch_for(cc: (i32, i32)) -> &'static str {
-    // CompileOptions wants a &'static str; the list covers what NVRTC 12 and 13 accept.
-    const ARCHS: [((i32, i32), &str); 12] = [
-        ((12, 0), "compute_120"),
-        ((10, 0), "compute_100"),
-        ((9, 0), "compute_90"),
-        ((8, 9), "compute_89"),
-        ((8, 7), "compute_87"),
-        ((8, 6), "compute_86"),
-        ((8, 0), "compute_80"),
-        ((7, 5), "compute_75"),
-        ((7, 0), "compute_70"),
-        ((6, 1), "compute_61"),
-        ((6, 0), "compute_60"),
-        ((5, 0), "compute_50"),
-    ];
-    ARCHS
-        .iter()
-        .find(|(min, _)| cc >= *min)
-        .map(|(_, a)| *a)
-        .unwrap_or("compute_50")
+/// The virtual architectures this NVRTC compiles for, as numbers (75 for compute_75).
+pub fn supported_archs() -> Result<Vec<i32>, String> {
+    use cudarc::nvrtc::sys;
+    super::probe::guarded("NVRTC", || {
+        let mut n = 0;
+        // SAFETY: C calls with out-pointers of the sizes NVRTC asks for.
+        unsafe {
+            if sys::nvrtcGetNumSupportedArchs(&mut n) != sys::nvrtcResult::NVRTC_SUCCESS {
+                return Err("NVRTC does not list its architectures".into());
+            }
+            let mut archs = vec![0; n.max(0) as usize];
+            if sys::nvrtcGetSupportedArchs(archs.as_mut_ptr()) != sys::nvrtcResult::NVRTC_SUCCESS {
+                return Err("NVRTC does not list its architectures".into());
+            }
+            Ok(archs)
+        }
+    })
 }
 
-/// Compiles every kernel to PTX for `arch` (see `arch_for`). The error carries NVRTC's
-/// log, which names the file section and line.
-pub fn compile(arch: &'static str) -> Result<Ptx, String> {
+/// The architecture to compile for on a device of compute capability `cc`: the newest
+/// that NVRTC supports and the device runs (PTX for an older architecture runs on newer
+/// chips), or None when NVRTC supports nothing this old.
+pub fn arch_for(cc: (i32, i32), supported: &[i32]) -> Option<i32> {
+    let device = cc.0 * 10 + cc.1;
+    supported.iter().copied().filter(|&a| a <= device).max()
+}
+
+/// Compiles every kernel to PTX for architecture `arch` (75 for compute_75). The error
+/// carries NVRTC's log, which names the line.
+pub fn compile(arch: i32) -> Result<Ptx, String> {
     let opts = CompileOptions {
-        arch: Some(arch),
         // Division, square roots and denormals as IEEE: results close to the CPU's.
         ftz: Some(false),
         prec_div: Some(true),
         prec_sqrt: Some(true),
         fmad: Some(true),
+        options: vec![format!("--gpu-architecture=compute_{arch}")],
         name: Some("rustkeras_kernels.cu".into()),
         ..Default::default()
     };
@@ -234,7 +236,9 @@ mod tests {
         if std::env::var_os("RUSTKERAS_REQUIRE_NVRTC").is_some() {
             eprintln!("NVRTC {version}");
         }
-        for arch in ["compute_75", "compute_90"] {
+        let archs = supported_archs().unwrap();
+        assert!(archs.contains(&75) && archs.contains(&90), "{archs:?}");
+        for arch in [75, 90] {
             let ptx = compile(arch)
                 .unwrap_or_else(|e| panic!("kernels do not compile for {arch}:\n{e}"))
                 .to_src();
@@ -306,10 +310,12 @@ mod tests {
     }
 
     #[test]
-    fn architectures_round_down() {
-        assert_eq!(arch_for((9, 0)), "compute_90");
-        assert_eq!(arch_for((8, 9)), "compute_89");
-        assert_eq!(arch_for((8, 1)), "compute_80");
-        assert_eq!(arch_for((7, 2)), "compute_70");
+    fn architectures_round_down_to_what_nvrtc_supports() {
+        let nvrtc13 = [75, 80, 86, 87, 88, 89, 90, 100, 103, 110, 120, 121];
+        assert_eq!(arch_for((9, 0), &nvrtc13), Some(90));
+        assert_eq!(arch_for((8, 9), &nvrtc13), Some(89));
+        assert_eq!(arch_for((8, 1), &nvrtc13), Some(80));
+        assert_eq!(arch_for((12, 0), &[75, 80, 90]), Some(90));
+        assert_eq!(arch_for((7, 0), &nvrtc13), None);
     }
 }

@@ -53,6 +53,20 @@ fn maybe<'a>(m: &'a Option<Input<'a>>) -> Arg<'a> {
     }
 }
 
+/// Kernels index their inputs up to the sizes they are given, so sizes that the ops
+/// above should have checked are checked again here: a mismatch is a clear panic, not a
+/// read past a device buffer.
+#[track_caller]
+fn same_size(what: &str, a: &Tensor, b: &Tensor) {
+    assert_eq!(
+        a.numel(),
+        b.numel(),
+        "GPU backend: {what} of {:?} and {:?}",
+        a.shape(),
+        b.shape()
+    );
+}
+
 fn out(shape: &[usize], m: Mem) -> Tensor {
     Tensor::from_cuda(shape.to_vec(), Buffer::new(m))
 }
@@ -78,6 +92,12 @@ pub fn bias_activation(g: &Gpu, x: &Tensor, bias: Option<&Tensor>, act: Activati
     let code = activation_code(act).expect("row-wise activations have kernels of their own");
     let cols = bias.map_or(1, |b| b.numel()).max(1);
     let n = x.numel();
+    assert_eq!(
+        n % cols,
+        0,
+        "GPU backend: a bias of {cols} for {:?}",
+        x.shape()
+    );
     let (xd, bd) = (input(g, x), bias.map(|b| input(g, b)));
     let mut y = g.alloc(n);
     g.launch(
@@ -106,6 +126,10 @@ pub fn activation_backward(
 ) -> Tensor {
     let code = activation_code(act).expect("row-wise activations have kernels of their own");
     let n = y.numel();
+    same_size("activation gradient", y, gy);
+    if let Some(x) = x {
+        same_size("activation gradient", y, x);
+    }
     let xd = x.map(|x| input(g, x));
     let (yd, gd) = (input(g, y), input(g, gy));
     let mut dx = g.alloc(n);
@@ -168,6 +192,7 @@ pub fn rows_forward(g: &Gpu, kernel: &str, x: &Tensor, cols: usize) -> Tensor {
 
 /// The gradient kernels of `rows_forward`, from its output y.
 pub fn rows_backward(g: &Gpu, kernel: &str, y: &Tensor, gy: &Tensor, cols: usize) -> Tensor {
+    same_size(kernel, y, gy);
     let rows = y.numel() / cols.max(1);
     let (yd, gd) = (input(g, y), input(g, gy));
     let mut dx = g.alloc(y.numel());
@@ -187,6 +212,7 @@ pub fn rows_backward(g: &Gpu, kernel: &str, y: &Tensor, gy: &Tensor, cols: usize
 
 /// `rk_add` or `rk_mul` of two tensors of one size.
 pub fn binary(g: &Gpu, kernel: &str, a: &Tensor, b: &Tensor) -> Tensor {
+    same_size(kernel, a, b);
     let n = a.numel();
     let (ad, bd) = (input(g, a), input(g, b));
     let mut y = g.alloc(n);
@@ -201,6 +227,7 @@ pub fn binary(g: &Gpu, kernel: &str, a: &Tensor, b: &Tensor) -> Tensor {
 /// acc += x, in place in acc's device memory.
 pub fn add_assign(g: &Gpu, acc: &mut Buffer, x: &Tensor) {
     let n = acc.len();
+    assert_eq!(n, x.numel(), "GPU backend: += of {n} and {:?}", x.shape());
     let xd = input(g, x);
     g.launch(
         "rk_add_assign",

@@ -226,7 +226,17 @@ fn usable(
         });
     };
     cublas.as_ref().map_err(Clone::clone)?;
-    nvrtc.as_ref().map_err(Clone::clone)?;
+    let nvrtc = nvrtc.as_ref().map_err(Clone::clone)?;
+    // NVRTC writes PTX of its own CUDA version, which an older driver cannot load.
+    let driver = driver.as_ref().map_err(Clone::clone)?;
+    let major = |v: &str| v.split('.').next().and_then(|m| m.parse::<u32>().ok());
+    if let (Some(n), Some(d)) = (major(nvrtc), major(driver)) {
+        if n > d {
+            return Err(format!(
+                "NVRTC {nvrtc} makes code for CUDA {n}, but the NVIDIA driver supports CUDA {driver}: update the driver, or put the NVRTC of CUDA {d} first on LD_LIBRARY_PATH"
+            ));
+        }
+    }
     Ok(dev.ordinal)
 }
 
@@ -269,6 +279,16 @@ mod tests {
         assert_eq!(
             usable(&ok, None, &[dev((8, 0))], &no_blas, &ok).unwrap_err(),
             "cuBLAS missing"
+        );
+        let (driver12, nvrtc13): (Found, Found) = (Ok("12.8".into()), Ok("13.0".into()));
+        assert_eq!(
+            usable(&driver12, None, &[dev((8, 0))], &ok, &nvrtc13).unwrap_err(),
+            "NVRTC 13.0 makes code for CUDA 13, but the NVIDIA driver supports CUDA 12.8: update the driver, or put the NVRTC of CUDA 12 first on LD_LIBRARY_PATH"
+        );
+        let nvrtc12: Found = Ok("12.4".into());
+        assert_eq!(
+            usable(&driver12, None, &[dev((8, 0))], &ok, &nvrtc12),
+            Ok(0)
         );
         assert_eq!(usable(&ok, None, &[dev((8, 0))], &ok, &ok), Ok(0));
     }

@@ -26,6 +26,8 @@ extern "C" __global__ void rk_softmax_xent(const float* z, const float* labels, 
     float loss = 0.0f, ysum = 0.0f;
     for (u64 j = 0; j < cols; ++j) {
       float y = rk_label(labels, sparse, row, cols, j);
+      // Classes without weight add nothing (not 0 * inf where a logit is -inf).
+      if (y == 0.0f) continue;
       loss += y * (lse - zr[j]);
       ysum += y;
     }
@@ -50,6 +52,7 @@ extern "C" __global__ void rk_categorical_xent(const float* p, const float* labe
     float loss = 0.0f, dot = 0.0f;
     for (u64 j = 0; j < cols; ++j) {
       float y = rk_label(labels, sparse, row, cols, j);
+      if (y == 0.0f) continue;
       float q = pr[j] / total;
       loss -= y * logf(fminf(fmaxf(q, EPS), 1.0f - EPS));
       float dq = (q > EPS && q < 1.0f - EPS) ? -y / q : 0.0f;
