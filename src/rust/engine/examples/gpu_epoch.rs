@@ -96,7 +96,7 @@ fn main() {
         vec!["accuracy".into()],
     )
     .unwrap();
-    m.build(&[sample.clone()]).unwrap();
+    m.build(std::slice::from_ref(&sample)).unwrap();
     let t = Instant::now();
     if let Err(e) = m.set_device(device) {
         eprintln!("{e}");

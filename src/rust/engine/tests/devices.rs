@@ -286,7 +286,7 @@ fn optimizer_steps_agree() {
         let mut opt_dev = Optimizer::new(config).unwrap();
         for step in 0..3 {
             let g = random_tensor(&[300], 30 + step, 1.0);
-            opt_cpu.apply(&mut [&mut cpu], &[g.clone()]);
+            opt_cpu.apply(&mut [&mut cpu], std::slice::from_ref(&g));
             opt_dev.apply(&mut [&mut dev], &[gpu_copy(&g)]);
         }
         assert_close(&cpu, &dev, &format!("{algorithm:?}"));
