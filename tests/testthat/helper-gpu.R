@@ -31,6 +31,11 @@ gpu_scenario <- function() {
   p_cpu <- predict(m_cpu, x, verbose = 0)
   e_cpu <- evaluate(m_cpu, x, y, verbose = 0)
   p_loaded <- predict(load_model_hdf5(path), x, verbose = 0)
+  # And the other way: saved from the CPU, loaded and run on the GPU.
+  save_model_hdf5(m_cpu, path)
+  config_set_device("gpu")
+  p_loaded_gpu <- predict(load_model_hdf5(path), x, verbose = 0)
+  config_set_device("cpu")
   unlink(path)
   # Memory: a model with 128 MB of weights on the GPU, then removed and collected.
   config_set_device("gpu")
@@ -46,7 +51,8 @@ gpu_scenario <- function() {
   list(
     device = device, where = where, info = backend_info()$gpus$name,
     loss_cpu = h_cpu$metrics$loss, loss_gpu = h_gpu$metrics$loss,
-    p_gpu = p_gpu, p_cpu = p_cpu, p_loaded = p_loaded, e_gpu = e_gpu, e_cpu = e_cpu,
+    p_gpu = p_gpu, p_cpu = p_cpu, p_loaded = p_loaded, p_loaded_gpu = p_loaded_gpu,
+    e_gpu = e_gpu, e_cpu = e_cpu,
     free0 = free0, free1 = free1, free2 = free2
   )
 }
@@ -58,6 +64,7 @@ expect_gpu_scenario <- function(r) {
   expect_equal(r$p_gpu, r$p_cpu, tolerance = 1e-4)
   expect_equal(r$e_gpu, r$e_cpu, tolerance = 1e-4)
   expect_equal(r$p_loaded, r$p_cpu, tolerance = 1e-4)
+  expect_equal(r$p_loaded_gpu, r$p_cpu, tolerance = 1e-4)
   # 4096 x 8192 weights are 128 MiB: held while the model lives, returned after gc().
   expect_lt(r$free1, r$free0 - 100 * 2^20)
   expect_gt(r$free2, r$free0 - 16 * 2^20)
