@@ -291,17 +291,32 @@ impl Gpu {
         }
     }
 
-    /// Memory for a kernel's output, zeroed (an uninitialised buffer would be unsound
-    /// to read, and the memset is cheap next to the kernels that fill it).
+    /// Memory for a kernel's or a GEMM's output, which writes every value (no memset
+    /// first: that would be one more launch per op). The emulated device fills it with
+    /// NaN instead, so that a value a kernel forgets to write shows in the tests.
     pub fn alloc(&self, n: usize) -> Mem {
         match &self.backend {
             _ if n == 0 => Mem::Empty,
-            Backend::Emulated(_) => Mem::emulated(vec![0.0; n]),
+            Backend::Emulated(_) => Mem::emulated(vec![f32::NAN; n]),
+            // SAFETY: device memory is never read by the host before a kernel or a copy
+            // has written it (the callers' contract above).
             Backend::Cuda(c) => Mem::Cuda(
-                c.stream
-                    .alloc_zeros(n)
+                unsafe { c.stream.alloc::<f32>(n) }
                     .unwrap_or_else(|e| fail(&format!("allocating {n} floats"), e)),
             ),
+        }
+    }
+
+    /// Sets every value of `m` to zero.
+    fn zero(&self, m: &mut Mem) {
+        match (&self.backend, m) {
+            (_, Mem::Empty) => {}
+            (_, Mem::Emulated(v)) => v.fill(0.0),
+            (Backend::Cuda(c), Mem::Cuda(s)) => c
+                .stream
+                .memset_zeros(s)
+                .unwrap_or_else(|e| fail("clearing GPU memory", e)),
+            (Backend::Emulated(_), Mem::Cuda(_)) => unreachable!("CUDA memory without CUDA"),
         }
     }
 
@@ -418,8 +433,12 @@ impl Gpu {
             b.len(),
             c.len()
         );
-        // C is allocated zeroed: with no inner dimension it is the product already.
-        if m == 0 || n == 0 || k == 0 {
+        if m == 0 || n == 0 {
+            return;
+        }
+        // With no inner dimension the product is all zeros.
+        if k == 0 {
+            self.zero(c);
             return;
         }
         // The column-major call, one description for both backends: C^T (n x m) =
