@@ -555,6 +555,50 @@ fn batch_normalization_agrees() {
     }
 }
 
+/// Concatenation along every axis and its parts cut back out; zero padding and cropping.
+#[test]
+fn layout_ops_agree() {
+    if !have_gpu("layout_ops_agree") {
+        return;
+    }
+    for axis in 0..3 {
+        let mut shapes = [[2, 3, 4], [2, 3, 4]];
+        shapes[1][axis] = 5;
+        let a = random_tensor(&shapes[0], 120 + axis as u64, 1.0);
+        let b = random_tensor(&shapes[1], 130 + axis as u64, 1.0);
+        let (ga, gb) = (gpu_copy(&a), gpu_copy(&b));
+        let y = device::concat(&[&a, &b], axis);
+        let gy = device::concat(&[&ga, &gb], axis);
+        assert_close(&y, &gy, &format!("concat along {axis}"));
+        let len = shapes[1][axis];
+        let start = shapes[0][axis];
+        assert_close(
+            &device::slice_axis(&y, axis, start, len),
+            &device::slice_axis(&gy, axis, start, len),
+            &format!("part along {axis}"),
+        );
+    }
+    let p = engine::ops::pad::Pad2d {
+        n: 2,
+        h: 5,
+        w: 4,
+        c: 3,
+        top: 1,
+        bottom: 2,
+        left: 3,
+        right: 0,
+    };
+    let x = random_tensor(&[2, 5, 4, 3], 140, 1.0);
+    let y = device::zero_pad2d(&x, &p);
+    let gy = device::zero_pad2d(&gpu_copy(&x), &p);
+    assert_close(&y, &gy, "zero padding");
+    assert_close(
+        &device::crop2d(&y, &p),
+        &device::crop2d(&gy, &p),
+        "cropping",
+    );
+}
+
 fn workshop_mlp() -> Model {
     let mut m = Model::sequential(None, Some(vec![784])).unwrap();
     for (units, act) in [(256, "relu"), (128, "relu"), (10, "softmax")] {

@@ -232,6 +232,9 @@ pub fn concat(xs: &[&Tensor], axis: usize) -> Tensor {
         .iter()
         .map(|x| x.shape()[axis..].iter().product())
         .collect();
+    if let Some(g) = gpu(xs) {
+        return cuda::ops::concat(g, xs, &runs, outer, &shape);
+    }
     let data: Vec<&[f32]> = xs.iter().map(|x| cpu1(x)).collect();
     out(&shape, cpu::concat(&data, &runs, outer))
 }
@@ -243,6 +246,9 @@ pub fn slice_axis(y: &Tensor, axis: usize, start: usize, len: usize) -> Tensor {
     let outer: usize = shape[..axis].iter().product();
     let total = shape[axis] * inner;
     shape[axis] = len;
+    if let Some(g) = gpu(&[y]) {
+        return cuda::ops::split_part(g, y, (outer, total), (start * inner, len * inner), &shape);
+    }
     out(
         &shape,
         cpu::split_part(cpu1(y), outer, total, start * inner, len * inner),
@@ -446,11 +452,17 @@ pub fn avg_pool2d_backward(grad: &Tensor, g: &Pool2d) -> Tensor {
 }
 
 pub fn zero_pad2d(x: &Tensor, p: &Pad2d) -> Tensor {
+    if let Some(g) = gpu(&[x]) {
+        return cuda::ops::zero_pad2d(g, x, p);
+    }
     out(&p.out_shape(), cpu_pad::zero_pad2d(cpu1(x), p))
 }
 
 /// The inverse of `zero_pad2d`: the input-sized middle of a padded tensor.
 pub fn crop2d(padded: &Tensor, p: &Pad2d) -> Tensor {
+    if let Some(g) = gpu(&[padded]) {
+        return cuda::ops::crop2d(g, padded, p);
+    }
     out(&p.in_shape(), cpu_pad::crop2d(cpu1(padded), p))
 }
 

@@ -14,7 +14,7 @@ use crate::ops::activation::Activation;
 const COMMON: &str = include_str!("kernels/common.cuh");
 
 /// Each file and the kernels it defines (the names the backend loads).
-pub const FILES: [(&str, &str, &[&str]); 9] = [
+pub const FILES: [(&str, &str, &[&str]); 10] = [
     (
         "elementwise.cu",
         include_str!("kernels/elementwise.cu"),
@@ -69,6 +69,11 @@ pub const FILES: [(&str, &str, &[&str]); 9] = [
             "rk_avg_pool",
             "rk_avg_pool_backward",
         ],
+    ),
+    (
+        "layout.cu",
+        include_str!("kernels/layout.cu"),
+        &["rk_copy_block", "rk_zero_pad2d", "rk_crop2d"],
     ),
     (
         "norm.cu",

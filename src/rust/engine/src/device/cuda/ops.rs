@@ -12,6 +12,7 @@ use super::context::{gpu_or_panic, Arg, Gpu, Mem};
 use super::kernels::activation_code;
 use crate::ops::activation::Activation;
 use crate::ops::conv::ConvGeometry;
+use crate::ops::pad::Pad2d;
 use crate::ops::pool::Pool2d;
 use crate::tensor::{Storage, Tensor};
 
@@ -761,4 +762,81 @@ pub fn batch_norm_input_grad(
         ],
     );
     out(x.shape(), dx)
+}
+
+/// Copies `outer` blocks of `len` values from `src` (block o at o * src_stride +
+/// src_offset) into `dst` (at o * dst_stride + dst_offset).
+fn copy_blocks(
+    gpu: &Gpu,
+    (src, src_stride, src_offset): (&Mem, usize, usize),
+    (dst, dst_stride, dst_offset): (&mut Mem, usize, usize),
+    (outer, len): (usize, usize),
+) {
+    gpu.launch(
+        "rk_copy_block",
+        outer * len,
+        &mut [
+            Arg::In(src),
+            Arg::Out(dst),
+            n64(outer),
+            n64(len),
+            n64(src_stride),
+            n64(src_offset),
+            n64(dst_stride),
+            n64(dst_offset),
+        ],
+    );
+}
+
+/// Concatenation along an axis: each input's blocks of `runs[i]` values, `outer` times.
+pub fn concat(gpu: &Gpu, xs: &[&Tensor], runs: &[usize], outer: usize, shape: &[usize]) -> Tensor {
+    let total: usize = runs.iter().sum();
+    let mut y = gpu.alloc(outer * total);
+    let mut offset = 0;
+    for (x, &run) in xs.iter().zip(runs) {
+        assert_eq!(x.numel(), outer * run, "GPU backend: a concatenated part");
+        let xd = input(gpu, x);
+        copy_blocks(gpu, (&xd, run, 0), (&mut y, total, offset), (outer, run));
+        offset += run;
+    }
+    out(shape, y)
+}
+
+/// The part [start, start + len) of each block of `total` values of y (`outer` blocks).
+pub fn split_part(
+    gpu: &Gpu,
+    y: &Tensor,
+    (outer, total): (usize, usize),
+    (start, len): (usize, usize),
+    shape: &[usize],
+) -> Tensor {
+    let yd = input(gpu, y);
+    let mut x = gpu.alloc(outer * len);
+    copy_blocks(gpu, (&yd, total, start), (&mut x, len, 0), (outer, len));
+    out(shape, x)
+}
+
+fn pad_args<'a>(src: &'a Mem, dst: &'a mut Mem, p: &Pad2d) -> Vec<Arg<'a>> {
+    let [_, oh, ow, _] = p.out_shape_array();
+    let mut args = vec![Arg::In(src), Arg::Out(dst)];
+    args.extend([p.n, p.h, p.w, p.c, p.top, p.left, oh, ow].map(n64));
+    args
+}
+
+pub fn zero_pad2d(gpu: &Gpu, x: &Tensor, p: &Pad2d) -> Tensor {
+    let xd = input(gpu, x);
+    let shape = p.out_shape_array();
+    let len: usize = shape.iter().product();
+    let mut y = gpu.alloc(len);
+    gpu.launch("rk_zero_pad2d", len, &mut pad_args(&xd, &mut y, p));
+    out(&shape, y)
+}
+
+pub fn crop2d(gpu: &Gpu, padded: &Tensor, p: &Pad2d) -> Tensor {
+    let yd = input(gpu, padded);
+    let shape = p.in_shape_array();
+    let len: usize = shape.iter().product();
+    let mut x = gpu.alloc(len);
+    gpu.launch("rk_crop2d", len, &mut pad_args(&yd, &mut x, p));
+    out(&shape, x)
 }
