@@ -599,6 +599,39 @@ fn layout_ops_agree() {
     );
 }
 
+/// The merge layers' ops on inputs of one shape (a residual Add): values and gradients.
+#[test]
+fn merges_agree() {
+    if !have_gpu("merges_agree") {
+        return;
+    }
+    use engine::ops::merge::{elementwise, Elementwise};
+    let a = random_tensor(&[6, 7], 150, 1.0);
+    let b = random_tensor(&[6, 7], 151, 1.0);
+    for kind in [
+        Elementwise::Add,
+        Elementwise::Subtract,
+        Elementwise::Multiply,
+        Elementwise::Average,
+        Elementwise::Maximum,
+        Elementwise::Minimum,
+    ] {
+        let run = |a: Tensor, b: Tensor| {
+            let mut t = Tape::new();
+            let (av, bv) = (t.leaf(a, true), t.leaf(b, true));
+            let y = elementwise(&mut t, kind, &[av, bv]).unwrap();
+            let s = engine::ops::math::sum(&mut t, y);
+            let g = t.backward(s).unwrap();
+            let grads = [g.get(av).unwrap().to_vec(), g.get(bv).unwrap().to_vec()];
+            (t.value(y).clone(), grads)
+        };
+        let (y, g) = run(a.clone(), b.clone());
+        let (gy, gg) = run(gpu_copy(&a), gpu_copy(&b));
+        assert_close(&y, &gy, &format!("{kind:?}"));
+        assert_eq!(g, gg, "{kind:?} gradients");
+    }
+}
+
 fn workshop_mlp() -> Model {
     let mut m = Model::sequential(None, Some(vec![784])).unwrap();
     for (units, act) in [(256, "relu"), (128, "relu"), (10, "softmax")] {

@@ -186,12 +186,23 @@ pub fn fill_like(a: &Tensor, v: f32) -> Tensor {
 
 /// x repeated along its size-1 axes up to `shape` (same rank; checked by the op).
 pub fn broadcast_to(x: &Tensor, shape: &[usize]) -> Tensor {
+    // Already of that shape: the tensor itself (shared; writers unshare it first).
+    if x.shape() == shape {
+        return x.clone();
+    }
     out(shape, cpu::broadcast_to(cpu1(x), x.shape(), shape))
 }
 
 /// acc = op(acc, x) elementwise, x broadcast to acc's shape.
 pub fn combine_assign(op: Combine, acc: &mut Tensor, x: &Tensor) {
     let shape = acc.shape().to_vec();
+    if shape == x.shape() {
+        if let Some(dev) = gpu(&[acc]) {
+            if let Storage::Cuda(b) = acc.storage_mut() {
+                return cuda::ops::combine_assign(dev, op, b, x);
+            }
+        }
+    }
     cpu::combine_assign(op, acc.host_mut(), &shape, x.host(), x.shape())
 }
 

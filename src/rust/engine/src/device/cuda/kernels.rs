@@ -28,6 +28,7 @@ pub const FILES: [(&str, &str, &[&str]); 10] = [
             "rk_activation_backward",
             "rk_gather_rows",
             "rk_copy_range",
+            "rk_combine",
         ],
     ),
     (

@@ -12,6 +12,7 @@ use super::context::{gpu_or_panic, Arg, Gpu, Mem};
 use super::kernels::activation_code;
 use crate::ops::activation::Activation;
 use crate::ops::conv::ConvGeometry;
+use crate::ops::merge::Combine;
 use crate::ops::pad::Pad2d;
 use crate::ops::pool::Pool2d;
 use crate::tensor::{Storage, Tensor};
@@ -839,4 +840,33 @@ pub fn crop2d(gpu: &Gpu, padded: &Tensor, p: &Pad2d) -> Tensor {
     let mut x = gpu.alloc(len);
     gpu.launch("rk_crop2d", len, &mut pad_args(&yd, &mut x, p));
     out(&shape, x)
+}
+
+/// acc = op(acc, x), in place, for a tensor x of acc's size.
+pub fn combine_assign(gpu: &Gpu, op: Combine, acc: &mut Buffer, x: &Tensor) {
+    let n = acc.len();
+    assert_eq!(
+        n,
+        x.numel(),
+        "GPU backend: combining {n} and {:?}",
+        x.shape()
+    );
+    let code = match op {
+        Combine::Add => 0,
+        Combine::Sub => 1,
+        Combine::Mul => 2,
+        Combine::Max => 3,
+        Combine::Min => 4,
+    };
+    let xd = input(gpu, x);
+    gpu.launch(
+        "rk_combine",
+        n,
+        &mut [
+            Arg::Out(acc.mem_mut()),
+            Arg::In(&xd),
+            n64(n),
+            Arg::I32(code),
+        ],
+    );
 }

@@ -51,3 +51,19 @@ extern "C" __global__ void rk_gather_rows(const float* src, const float* idx, fl
 extern "C" __global__ void rk_copy_range(const float* src, float* dst, u64 offset, u64 n) {
   GRID_STRIDE(i, n) dst[i] = src[offset + i];
 }
+
+// acc = op(acc, x) for tensors of one shape: op 0 add, 1 subtract, 2 multiply, 3 maximum,
+// 4 minimum (ties keep acc; a NaN in x wins, as on the CPU).
+extern "C" __global__ void rk_combine(float* acc, const float* x, u64 n, int op) {
+  GRID_STRIDE(i, n) {
+    float a = acc[i], v = x[i];
+    switch (op) {
+      case 0: a = a + v; break;
+      case 1: a = a - v; break;
+      case 2: a = a * v; break;
+      case 3: a = (v > a || v != v) ? v : a; break;
+      default: a = (v < a || v != v) ? v : a; break;
+    }
+    acc[i] = a;
+  }
+}
