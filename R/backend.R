@@ -163,7 +163,9 @@ rk_place_model <- function(object, call) {
 
 .onLoad <- function(libname, pkgname) {
   # rayon's pool is sized once per session; option rustkeras.threads (default: all cores).
-  threads <- getOption("rustkeras.threads", 0L)
-  rk_init_threads(as.integer(threads))
+  threads <- suppressWarnings(as.integer(getOption("rustkeras.threads", 0L))[1])
+  # Anything but a count (NA, a word, a negative number) means all cores.
+  if (is.na(threads) || threads < 0L) threads <- 0L
+  rk_init_threads(threads)
   invisible()
 }

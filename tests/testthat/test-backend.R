@@ -36,6 +36,12 @@ test_that("options(rustkeras.threads) sizes the engine's thread pool at load tim
                  stdout = TRUE, stderr = TRUE,
                  env = c("R_TESTS=", paste0("R_LIBS=", shQuote(paste(.libPaths(), collapse = .Platform$path.sep)))))
   expect_identical(tail(out, 1), "1")
+  # Anything but a count means all cores, and the package still loads.
+  out <- system2(file.path(R.home("bin"), "Rscript"),
+                 c("-e", shQuote("options(rustkeras.threads = NA); library(rustkeras); cat(backend_info()$threads)")),
+                 stdout = TRUE, stderr = TRUE,
+                 env = c("R_TESTS=", paste0("R_LIBS=", shQuote(paste(.libPaths(), collapse = .Platform$path.sep)))))
+  expect_identical(tail(out, 1), as.character(backend_info()$threads))
 })
 
 test_that("backend_info() prints a short report", {

@@ -206,9 +206,17 @@ impl Gpu {
             )
         })?;
         let ptx = kernels::compile(arch)?;
-        let module = ctx
-            .load_module(ptx)
-            .map_err(|e| format!("loading the kernels: {e:?}"))?;
+        let module = ctx.load_module(ptx).map_err(|e| {
+            let unsupported = matches!(
+                e.0,
+                cudarc::driver::sys::CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION
+            );
+            if unsupported {
+                "the NVIDIA driver cannot load code from this NVRTC (it is newer than the driver): update the driver, or put an older NVRTC first on LD_LIBRARY_PATH".to_string()
+            } else {
+                format!("loading the kernels: {e:?}")
+            }
+        })?;
         let mut functions = HashMap::new();
         for (_, _, names) in kernels::FILES {
             for &name in names {

@@ -80,9 +80,10 @@ pub const FILES: [(&str, &str, &[&str]); 10] = [
         "norm.cu",
         include_str!("kernels/norm.cu"),
         &[
-            "rk_moments",
+            "rk_channel_partials",
+            "rk_grad_partials",
+            "rk_fold_partials",
             "rk_scale_shift",
-            "rk_norm_grad_sums",
             "rk_batch_norm_input_grad",
         ],
     ),

@@ -667,27 +667,68 @@ pub fn copy_range(gpu: &Gpu, x: &Tensor, offset: usize, n: usize, shape: &[usize
     out(shape, y)
 }
 
-/// Per-channel mean and biased variance of x (..., c).
-pub fn moments(gpu: &Gpu, x: &Tensor, c: usize) -> (Tensor, Tensor) {
-    let xd = input(gpu, x);
-    let (mut m, mut v) = (gpu.alloc(c), gpu.alloc(c));
+/// Rows per chunk of the per-channel sums (see kernels/norm.cu).
+const NORM_CHUNK: usize = 128;
+
+/// `rk_fold_partials`: per channel, `scale` times the sum of the chunks' partial sums.
+fn fold(gpu: &Gpu, partial: &Mem, chunks: usize, c: usize, scale: f32) -> Mem {
+    let mut out = gpu.alloc(c);
     gpu.launch(
-        "rk_moments",
+        "rk_fold_partials",
         c,
         &mut [
-            Arg::In(&xd),
-            Arg::Out(&mut m),
-            Arg::Out(&mut v),
-            n64(x.numel() / c.max(1)),
+            Arg::In(partial),
+            Arg::Out(&mut out),
+            n64(chunks),
             n64(c),
+            Arg::F32(scale),
         ],
     );
-    (out(&[c], m), out(&[c], v))
+    out
+}
+
+/// Per-channel mean and biased variance of x (..., c).
+pub fn moments(gpu: &Gpu, x: &Tensor, c: usize) -> (Tensor, Tensor) {
+    let rows = x.numel() / c.max(1);
+    let chunks = rows.div_ceil(NORM_CHUNK).max(1);
+    let inv_rows = 1.0 / rows.max(1) as f32;
+    let xd = input(gpu, x);
+    let mut partial = gpu.alloc(chunks * c);
+    let pass = |mean: Option<&Mem>, partial: &mut Mem| {
+        let m = match mean {
+            Some(m) => Arg::In(m),
+            None => Arg::Null,
+        };
+        gpu.launch(
+            "rk_channel_partials",
+            chunks * c,
+            &mut [
+                Arg::In(&xd),
+                m,
+                Arg::Out(partial),
+                n64(rows),
+                n64(c),
+                n64(NORM_CHUNK),
+            ],
+        );
+    };
+    pass(None, &mut partial);
+    let mean = fold(gpu, &partial, chunks, c, inv_rows);
+    pass(Some(&mean), &mut partial);
+    let var = fold(gpu, &partial, chunks, c, inv_rows);
+    (out(&[c], mean), out(&[c], var))
 }
 
 /// x (..., c) * scale (c) + shift (c).
 pub fn scale_shift(gpu: &Gpu, x: &Tensor, scale: &Tensor, shift: &Tensor) -> Tensor {
     let c = scale.numel();
+    same_size("scale and shift", scale, shift);
+    assert_eq!(
+        x.numel() % c.max(1),
+        0,
+        "GPU backend: {c} channels for {:?}",
+        x.shape()
+    );
     let (xd, sd, hd) = (input(gpu, x), input(gpu, scale), input(gpu, shift));
     let mut y = gpu.alloc(x.numel());
     gpu.launch(
@@ -713,24 +754,30 @@ pub fn norm_grad_sums(
     mean: &Tensor,
     inv_std: &Tensor,
 ) -> (Tensor, Tensor) {
+    same_size("batch normalization gradient", x, g);
     let c = mean.numel();
+    let rows = x.numel() / c.max(1);
+    let chunks = rows.div_ceil(NORM_CHUNK).max(1);
     let (xd, gd) = (input(gpu, x), input(gpu, g));
     let (md, id) = (input(gpu, mean), input(gpu, inv_std));
-    let (mut sg, mut sgx) = (gpu.alloc(c), gpu.alloc(c));
+    let (mut pg, mut pgx) = (gpu.alloc(chunks * c), gpu.alloc(chunks * c));
     gpu.launch(
-        "rk_norm_grad_sums",
-        c,
+        "rk_grad_partials",
+        chunks * c,
         &mut [
             Arg::In(&xd),
             Arg::In(&gd),
             Arg::In(&md),
             Arg::In(&id),
-            Arg::Out(&mut sg),
-            Arg::Out(&mut sgx),
-            n64(x.numel() / c.max(1)),
+            Arg::Out(&mut pg),
+            Arg::Out(&mut pgx),
+            n64(rows),
             n64(c),
+            n64(NORM_CHUNK),
         ],
     );
+    let sg = fold(gpu, &pg, chunks, c, 1.0);
+    let sgx = fold(gpu, &pgx, chunks, c, 1.0);
     (out(&[c], sg), out(&[c], sgx))
 }
 
@@ -742,6 +789,13 @@ pub fn batch_norm_input_grad(
     (sum_g, sum_gx): (&Tensor, &Tensor),
 ) -> Tensor {
     let c = mean.numel();
+    same_size("batch normalization gradient", x, g);
+    assert_eq!(
+        x.numel() % c.max(1),
+        0,
+        "GPU backend: {c} channels for {:?}",
+        x.shape()
+    );
     let (xd, gd) = (input(gpu, x), input(gpu, g));
     let (md, id, gm) = (input(gpu, mean), input(gpu, inv_std), input(gpu, gamma));
     let (sd, sxd) = (input(gpu, sum_g), input(gpu, sum_gx));
@@ -825,6 +879,7 @@ fn pad_args<'a>(src: &'a Mem, dst: &'a mut Mem, p: &Pad2d) -> Vec<Arg<'a>> {
 }
 
 pub fn zero_pad2d(gpu: &Gpu, x: &Tensor, p: &Pad2d) -> Tensor {
+    assert_eq!(x.shape(), p.in_shape(), "GPU backend: padding");
     let xd = input(gpu, x);
     let shape = p.out_shape_array();
     let len: usize = shape.iter().product();
@@ -834,6 +889,7 @@ pub fn zero_pad2d(gpu: &Gpu, x: &Tensor, p: &Pad2d) -> Tensor {
 }
 
 pub fn crop2d(gpu: &Gpu, padded: &Tensor, p: &Pad2d) -> Tensor {
+    assert_eq!(padded.shape(), p.out_shape(), "GPU backend: cropping");
     let yd = input(gpu, padded);
     let shape = p.in_shape_array();
     let len: usize = shape.iter().product();

@@ -229,11 +229,16 @@ fn usable(
     let nvrtc = nvrtc.as_ref().map_err(Clone::clone)?;
     // NVRTC writes PTX of its own CUDA version, which an older driver cannot load.
     let driver = driver.as_ref().map_err(Clone::clone)?;
-    let major = |v: &str| v.split('.').next().and_then(|m| m.parse::<u32>().ok());
-    if let (Some(n), Some(d)) = (major(nvrtc), major(driver)) {
+    // (PTX from a newer NVRTC uses an instruction set version the driver does not know,
+    // minor versions included.)
+    let version = |v: &str| {
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+        Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+    };
+    if let (Some(n), Some(d)) = (version(nvrtc), version(driver)) {
         if n > d {
             return Err(format!(
-                "NVRTC {nvrtc} makes code for CUDA {n}, but the NVIDIA driver supports CUDA {driver}: update the driver, or put the NVRTC of CUDA {d} first on LD_LIBRARY_PATH"
+                "NVRTC {nvrtc} makes code for CUDA {nvrtc}, but the NVIDIA driver supports CUDA {driver}: update the driver, or put an NVRTC of CUDA {driver} or older first on LD_LIBRARY_PATH"
             ));
         }
     }
@@ -283,8 +288,11 @@ mod tests {
         let (driver12, nvrtc13): (Found, Found) = (Ok("12.8".into()), Ok("13.0".into()));
         assert_eq!(
             usable(&driver12, None, &[dev((8, 0))], &ok, &nvrtc13).unwrap_err(),
-            "NVRTC 13.0 makes code for CUDA 13, but the NVIDIA driver supports CUDA 12.8: update the driver, or put the NVRTC of CUDA 12 first on LD_LIBRARY_PATH"
+            "NVRTC 13.0 makes code for CUDA 13.0, but the NVIDIA driver supports CUDA 12.8: update the driver, or put an NVRTC of CUDA 12.8 or older first on LD_LIBRARY_PATH"
         );
+        // A newer minor version is refused too (PTX 8.8 of NVRTC 12.9 on a 12.8 driver).
+        let nvrtc129: Found = Ok("12.9".into());
+        assert!(usable(&driver12, None, &[dev((8, 0))], &ok, &nvrtc129).is_err());
         let nvrtc12: Found = Ok("12.4".into());
         assert_eq!(
             usable(&driver12, None, &[dev((8, 0))], &ok, &nvrtc12),

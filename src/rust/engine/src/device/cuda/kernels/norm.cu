@@ -1,20 +1,55 @@
-// Batch normalization over the channels of an (rows, c) view, as the CPU computes it:
-// per-channel sums in double precision. A thread per channel walks the rows (plain and
-// exact; a split over rows would suit large images better).
+// Batch normalization over the channels of an (rows, c) view. Per-channel sums are
+// split over chunks of rows (a thread per chunk and channel, so neighbouring threads read
+// neighbouring channels), then the chunks' partial sums are folded in double precision,
+// as the CPU sums: deterministic, and parallel however few channels there are.
 
-extern "C" __global__ void rk_moments(const float* x, float* mean, float* var, u64 rows, u64 c) {
+// partial[b * c + ch] = the sum over chunk b of x, or of (x - mean)^2 when mean is given.
+extern "C" __global__ void rk_channel_partials(const float* x, const float* mean, float* partial,
+                                              u64 rows, u64 c, u64 chunk) {
+  u64 chunks = (rows + chunk - 1) / chunk;
+  GRID_STRIDE(i, chunks * c) {
+    u64 ch = i % c, b = i / c;
+    u64 r1 = (b + 1) * chunk < rows ? (b + 1) * chunk : rows;
+    float s = 0.0f;
+    for (u64 r = b * chunk; r < r1; ++r) {
+      float v = x[r * c + ch];
+      if (mean) {
+        float d = v - mean[ch];
+        s += d * d;
+      } else {
+        s += v;
+      }
+    }
+    partial[i] = s;
+  }
+}
+
+// The same for the gradient sums: sum g and sum g * (x - mean) * inv_std per chunk.
+extern "C" __global__ void rk_grad_partials(const float* x, const float* g, const float* mean,
+                                           const float* inv_std, float* partial_g,
+                                           float* partial_gx, u64 rows, u64 c, u64 chunk) {
+  u64 chunks = (rows + chunk - 1) / chunk;
+  GRID_STRIDE(i, chunks * c) {
+    u64 ch = i % c, b = i / c;
+    u64 r1 = (b + 1) * chunk < rows ? (b + 1) * chunk : rows;
+    float a = 0.0f, bx = 0.0f;
+    for (u64 r = b * chunk; r < r1; ++r) {
+      float gv = g[r * c + ch];
+      a += gv;
+      bx += gv * (x[r * c + ch] - mean[ch]) * inv_std[ch];
+    }
+    partial_g[i] = a;
+    partial_gx[i] = bx;
+  }
+}
+
+// out[ch] = scale * the sum over chunks of partial[b * c + ch], added up in double.
+extern "C" __global__ void rk_fold_partials(const float* partial, float* out, u64 chunks, u64 c,
+                                           float scale) {
   GRID_STRIDE(ch, c) {
     double s = 0.0;
-    for (u64 r = 0; r < rows; ++r) s += (double)x[r * c + ch];
-    double n = rows > 0 ? (double)rows : 1.0;
-    double m = s / n;
-    double q = 0.0;
-    for (u64 r = 0; r < rows; ++r) {
-      double d = (double)x[r * c + ch] - m;
-      q += d * d;
-    }
-    mean[ch] = (float)m;
-    var[ch] = (float)(q / n);
+    for (u64 b = 0; b < chunks; ++b) s += (double)partial[b * c + ch];
+    out[ch] = (float)(s * (double)scale);
   }
 }
 
@@ -24,22 +59,6 @@ extern "C" __global__ void rk_scale_shift(const float* x, const float* scale, co
   GRID_STRIDE(i, rows * c) {
     u64 ch = i % c;
     y[i] = x[i] * scale[ch] + shift[ch];
-  }
-}
-
-// Per channel: sum(g) and sum(g * (x - mean) * inv_std).
-extern "C" __global__ void rk_norm_grad_sums(const float* x, const float* g, const float* mean,
-                                             const float* inv_std, float* sum_g,
-                                             float* sum_gx, u64 rows, u64 c) {
-  GRID_STRIDE(ch, c) {
-    double a = 0.0, b = 0.0;
-    for (u64 r = 0; r < rows; ++r) {
-      float gv = g[r * c + ch];
-      a += (double)gv;
-      b += (double)(gv * (x[r * c + ch] - mean[ch]) * inv_std[ch]);
-    }
-    sum_g[ch] = (float)a;
-    sum_gx[ch] = (float)b;
   }
 }
 
