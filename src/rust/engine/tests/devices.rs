@@ -633,6 +633,48 @@ fn merges_agree() {
     }
 }
 
+/// The elementwise losses (binary cross-entropy on probabilities and on logits, squared
+/// and absolute error): value and gradient.
+#[test]
+fn pointwise_losses_agree() {
+    if !have_gpu("pointwise_losses_agree") {
+        return;
+    }
+    use engine::ops::loss::{pointwise_loss, Pointwise};
+    // Probabilities in (0, 1) with one at each clip edge; 0/1 and soft targets.
+    let mut p: Vec<f32> = random_tensor(&[8, 5], 160, 0.5)
+        .host()
+        .iter()
+        .map(|v| v + 0.5)
+        .collect();
+    p[0] = 0.0;
+    p[1] = 1.0;
+    let p = Tensor::from_vec(vec![8, 5], p).unwrap();
+    let y: Vec<f32> = (0..40).map(|i| [0.0, 1.0, 0.3][i % 3]).collect();
+    let y = Tensor::from_vec(vec![8, 5], y).unwrap();
+    for kind in [
+        Pointwise::BinaryCrossentropy,
+        Pointwise::BinaryCrossentropyLogits,
+        Pointwise::SquaredError,
+        Pointwise::AbsoluteError,
+    ] {
+        let run = |p: Tensor, y: Tensor| {
+            let mut t = Tape::new();
+            let (pv, yv) = (t.leaf(p, true), t.leaf(y, false));
+            let l = pointwise_loss(&mut t, pv, yv, kind).unwrap();
+            let g = t.backward(l).unwrap();
+            (t.value(l).item(), g.get(pv).unwrap().clone())
+        };
+        let (l, g) = run(p.clone(), y.clone());
+        let (gl, gg) = run(gpu_copy(&p), gpu_copy(&y));
+        assert!(
+            (l - gl).abs() <= TOL * l.abs().max(1.0),
+            "{kind:?}: loss {l} {gl}"
+        );
+        assert_close(&g, &gg, &format!("{kind:?} gradient"));
+    }
+}
+
 fn workshop_mlp() -> Model {
     let mut m = Model::sequential(None, Some(vec![784])).unwrap();
     for (units, act) in [(256, "relu"), (128, "relu"), (10, "softmax")] {

@@ -490,6 +490,14 @@ pub fn gpu_crossentropy(
     Some(cuda::ops::crossentropy(dev, from_logits, z, labels, sparse))
 }
 
+/// An elementwise loss of `pred` against `y` on the GPU, where `pred` lives there (`kind`
+/// as `cuda::ops::pointwise_loss` takes it): the sum of the values and the gradient of
+/// their mean. `None` on the CPU.
+pub fn gpu_pointwise_loss(pred: &Tensor, y: &Tensor, kind: i32) -> Option<(f64, Tensor)> {
+    let dev = gpu(&[pred])?;
+    Some(cuda::ops::pointwise_loss(dev, pred, y, kind))
+}
+
 /// Dropout of `x` on the GPU, where it lives there: (x * mask, mask) with the mask drawn
 /// from `seed` on the device. `None` on the CPU, where the op draws its own mask.
 pub fn gpu_dropout(x: &Tensor, rate: f32, seed: u64) -> Option<(Tensor, Tensor)> {

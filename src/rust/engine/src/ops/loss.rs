@@ -354,6 +354,17 @@ pub fn pointwise_loss(tape: &mut Tape, pred: Var, labels: Var, kind: Pointwise) 
             ),
         ));
     }
+    let code = match kind {
+        Pointwise::BinaryCrossentropy => 0,
+        Pointwise::BinaryCrossentropyLogits => 1,
+        Pointwise::SquaredError => 2,
+        Pointwise::AbsoluteError => 3,
+    };
+    if let Some((total, grad)) = crate::device::gpu_pointwise_loss(p, y, code) {
+        let mean = total / p.numel().max(1) as f64;
+        let op = Box::new(PrecomputedBackward { grad });
+        return Ok(scalar_loss(tape, mean, &[pred, labels], op));
+    }
     let total: f64 = p
         .host()
         .iter()

@@ -49,7 +49,12 @@ pub const FILES: [(&str, &str, &[&str]); 10] = [
     (
         "loss.cu",
         include_str!("kernels/loss.cu"),
-        &["rk_softmax_xent", "rk_categorical_xent", "rk_accuracy_rows"],
+        &[
+            "rk_softmax_xent",
+            "rk_categorical_xent",
+            "rk_accuracy_rows",
+            "rk_pointwise_loss",
+        ],
     ),
     (
         "dropout.cu",

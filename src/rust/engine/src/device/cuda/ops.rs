@@ -926,3 +926,27 @@ pub fn combine_assign(gpu: &Gpu, op: Combine, acc: &mut Buffer, x: &Tensor) {
         ],
     );
 }
+
+/// An elementwise loss (`kind` as in `rk_pointwise_loss`): the sum of its values and the
+/// gradient of their mean.
+pub fn pointwise_loss(gpu: &Gpu, p: &Tensor, y: &Tensor, kind: i32) -> (f64, Tensor) {
+    same_size("an elementwise loss", p, y);
+    let n = p.numel();
+    let (pd, yd) = (input(gpu, p), input(gpu, y));
+    let (mut value, mut grad) = (gpu.alloc(n), gpu.alloc(n));
+    gpu.launch(
+        "rk_pointwise_loss",
+        n,
+        &mut [
+            Arg::In(&pd),
+            Arg::In(&yd),
+            Arg::Out(&mut value),
+            Arg::Out(&mut grad),
+            n64(n),
+            Arg::I32(kind),
+            Arg::F32(1.0 / n.max(1) as f32),
+        ],
+    );
+    let value = out(p.shape(), value);
+    (sum(gpu, &value) as f64, out(p.shape(), grad))
+}

@@ -85,3 +85,32 @@ extern "C" __global__ void rk_accuracy_rows(const float* p, const float* labels,
     hit[row] = same ? 1.0f : 0.0f;
   }
 }
+
+// Elementwise losses against targets y, each value with its derivative times scale (1 / the
+// number of values, for the mean): kind 0 binary cross-entropy on probabilities (clipped
+// as Keras does, no gradient where clipped), 1 binary cross-entropy on logits, 2 squared
+// error, 3 absolute error.
+extern "C" __global__ void rk_pointwise_loss(const float* p, const float* y, float* value,
+                                             float* grad, u64 n, int kind, float scale) {
+  GRID_STRIDE(i, n) {
+    float pv = p[i], yv = y[i], v, d;
+    if (kind == 0) {
+      float c = fminf(fmaxf(pv, EPS), 1.0f - EPS);
+      v = -(yv * logf(c) + (1.0f - yv) * logf(1.0f - c));
+      d = (pv > EPS && pv < 1.0f - EPS) ? -yv / c + (1.0f - yv) / (1.0f - c) : 0.0f;
+    } else if (kind == 1) {
+      v = fmaxf(pv, 0.0f) - pv * yv + log1pf(expf(-fabsf(pv)));
+      d = 1.0f / (1.0f + expf(-pv)) - yv;
+    } else if (kind == 2) {
+      float e = pv - yv;
+      v = e * e;
+      d = 2.0f * e;
+    } else {
+      float e = pv - yv;
+      v = fabsf(e);
+      d = e > 0.0f ? 1.0f : (e < 0.0f ? -1.0f : 0.0f);
+    }
+    value[i] = v;
+    grad[i] = d * scale;
+  }
+}
