@@ -93,6 +93,23 @@ fn argmax(row: &[f32]) -> usize {
 }
 
 impl Metric {
+    /// `batch_sum` of tensors: the accuracies of predictions on the GPU are counted there
+    /// (only the count comes back), the rest on the host.
+    pub fn batch_sum_of(&self, pred: &crate::Tensor, labels: &crate::Tensor) -> f64 {
+        let n = pred.rows();
+        let sparse = match self.kind {
+            MetricKind::CategoricalAccuracy => Some(false),
+            MetricKind::SparseCategoricalAccuracy if labels.numel() == n => Some(true),
+            _ => None,
+        };
+        if let Some(sparse) = sparse {
+            if let Some(hits) = crate::device::gpu_accuracy_hits(pred, labels, sparse) {
+                return hits;
+            }
+        }
+        self.batch_sum(pred.host(), labels.host(), n)
+    }
+
     /// Sum over the batch of the per-sample metric values (the caller divides by the
     /// samples seen). `pred` has `n * pred_cols` values, `labels` `n * true_cols`.
     pub fn batch_sum(&self, pred: &[f32], labels: &[f32], n: usize) -> f64 {

@@ -367,11 +367,9 @@ impl<'m> Running<'m> {
         let n = b.preds[0].rows();
         for (s, t) in self.sums.iter_mut().zip(&self.tracked) {
             *s += match *t {
-                Tracked::Metric { output, metric } => self.metrics[output][metric].batch_sum(
-                    b.preds[output].host(),
-                    b.ys[output].host(),
-                    n,
-                ),
+                Tracked::Metric { output, metric } => {
+                    self.metrics[output][metric].batch_sum_of(&b.preds[output], &b.ys[output])
+                }
                 Tracked::OutputLoss(j) => b.output_losses[j] * n as f64,
                 Tracked::Loss => b.loss * n as f64,
             };

@@ -675,6 +675,43 @@ fn pointwise_losses_agree() {
     }
 }
 
+/// Accuracy counted on the GPU, one-hot and sparse labels, with a tie in a row.
+#[test]
+fn accuracy_agrees() {
+    if !have_gpu("accuracy_agrees") {
+        return;
+    }
+    use engine::metrics::{Metric, MetricKind};
+    let (n, cols) = (40, 5);
+    let mut p = random_tensor(&[n, cols], 170, 1.0).to_vec();
+    p[0] = 2.0;
+    p[1] = 2.0;
+    let p = Tensor::from_vec(vec![n, cols], p).unwrap();
+    let classes: Vec<f32> = (0..n).map(|i| ((i * 7) % cols) as f32).collect();
+    let mut onehot = vec![0.0f32; n * cols];
+    for (i, &c) in classes.iter().enumerate() {
+        onehot[i * cols + c as usize] = 1.0;
+    }
+    let dense = Tensor::from_vec(vec![n, cols], onehot).unwrap();
+    let sparse = Tensor::from_vec(vec![n, 1], classes).unwrap();
+    for (labels, kind) in [
+        (dense, MetricKind::CategoricalAccuracy),
+        (sparse, MetricKind::SparseCategoricalAccuracy),
+    ] {
+        let m = Metric {
+            name: "accuracy".into(),
+            kind,
+        };
+        let cpu = m.batch_sum_of(&p, &labels);
+        let gpu = m.batch_sum_of(&gpu_copy(&p), &gpu_copy(&labels));
+        assert_eq!(cpu, gpu, "{kind:?}");
+        assert!(
+            cpu > 0.0 && cpu < n as f64,
+            "{kind:?}: a test with hits and misses"
+        );
+    }
+}
+
 fn workshop_mlp() -> Model {
     let mut m = Model::sequential(None, Some(vec![784])).unwrap();
     for (units, act) in [(256, "relu"), (128, "relu"), (10, "softmax")] {

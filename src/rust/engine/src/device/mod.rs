@@ -498,6 +498,13 @@ pub fn gpu_pointwise_loss(pred: &Tensor, y: &Tensor, kind: i32) -> Option<(f64, 
     Some(cuda::ops::pointwise_loss(dev, pred, y, kind))
 }
 
+/// Accuracy hits of the rows of `pred` on the GPU, where it lives there: one-hot labels,
+/// or one class index per row when `sparse`. `None` on the CPU.
+pub fn gpu_accuracy_hits(pred: &Tensor, labels: &Tensor, sparse: bool) -> Option<f64> {
+    let dev = gpu(&[pred])?;
+    Some(cuda::ops::accuracy_hits(dev, pred, labels, sparse))
+}
+
 /// Dropout of `x` on the GPU, where it lives there: (x * mask, mask) with the mask drawn
 /// from `seed` on the device. `None` on the CPU, where the op draws its own mask.
 pub fn gpu_dropout(x: &Tensor, rate: f32, seed: u64) -> Option<(Tensor, Tensor)> {

@@ -950,3 +950,24 @@ pub fn pointwise_loss(gpu: &Gpu, p: &Tensor, y: &Tensor, kind: i32) -> (f64, Ten
     let value = out(p.shape(), value);
     (sum(gpu, &value) as f64, out(p.shape(), grad))
 }
+
+/// The number of rows of `p` whose largest value (the first on ties) is the labelled
+/// class: one-hot rows of `labels`, or one class index per row when `sparse`.
+pub fn accuracy_hits(gpu: &Gpu, p: &Tensor, labels: &Tensor, sparse: bool) -> f64 {
+    let (rows, cols) = (p.rows(), p.row_len());
+    let (pd, ld) = (input(gpu, p), input(gpu, labels));
+    let mut hit = gpu.alloc(rows);
+    gpu.launch(
+        "rk_accuracy_rows",
+        rows,
+        &mut [
+            Arg::In(&pd),
+            Arg::In(&ld),
+            Arg::I32(i32::from(sparse)),
+            Arg::Out(&mut hit),
+            n64(rows),
+            n64(cols),
+        ],
+    );
+    gpu.download(&hit).iter().map(|&h| h as f64).sum()
+}
