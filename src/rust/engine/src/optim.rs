@@ -192,7 +192,8 @@ impl Optimizer {
         Ok(())
     }
 
-    fn slot_count(&self) -> usize {
+    /// Slot buffers per parameter (momentum, velocity, ... as the algorithm keeps).
+    pub(crate) fn slot_count(&self) -> usize {
         match self.config.algorithm {
             Algorithm::Sgd { momentum, .. } => usize::from(momentum > 0.0),
             Algorithm::RmsProp {

@@ -105,11 +105,8 @@ impl Resident {
         if 2 * bytes > free || data.n > crate::device::cuda::ops::MAX_GATHER_ROWS {
             return None;
         }
-        let table = |a: &Array| {
-            Tensor::from_vec(vec![data.n, a.sample_len()], a.values.to_vec())
-                .expect("rows of the sample length")
-                .to_device(Device::Cuda)
-        };
+        let table =
+            |a: &Array| crate::device::cuda::ops::upload(g, &[data.n, a.sample_len()], a.values);
         Some(Resident {
             xs: data.xs.iter().map(table).collect(),
             ys: data.ys.iter().map(table).collect(),
@@ -640,8 +637,11 @@ fn train_step(
     model.apply_gradients(mask, &grads)?;
     let state = std::mem::take(&mut results[0].state);
     model.update_state(state)?;
-    // The optimizer updates on the host for now: the weights go back to the device.
-    model.place_weights();
+    // An update that fell back to the host (several weighted gradients) left weights
+    // there: they go back to the device.
+    if model.device != Device::Cpu {
+        model.place_weights();
+    }
     Ok(results.into_iter().map(|r| r.outcome).collect())
 }
 

@@ -90,7 +90,7 @@ struct Cuda {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     blas: CudaBlas,
-    functions: HashMap<&'static str, CudaFunction>,
+    functions: HashMap<String, CudaFunction>,
 }
 
 enum Backend {
@@ -218,13 +218,11 @@ impl Gpu {
             }
         })?;
         let mut functions = HashMap::new();
-        for (_, _, names) in kernels::FILES {
-            for &name in names {
-                let f = module
-                    .load_function(name)
-                    .map_err(|e| format!("kernel {name}: {e:?}"))?;
-                functions.insert(name, f);
-            }
+        for name in kinds.keys() {
+            let f = module
+                .load_function(name)
+                .map_err(|e| format!("kernel {name}: {e:?}"))?;
+            functions.insert(name.clone(), f);
         }
         Ok(Gpu {
             ordinal,

@@ -452,14 +452,7 @@ fn optimizer_updates_match_the_cpu() {
         let mut opt = Optimizer::new(config).unwrap();
         let mut w = Tensor::from_vec(vec![n], w0.clone()).unwrap();
         let mut kw = w0.clone();
-        let slot_count = match algorithm {
-            Algorithm::Sgd { momentum, .. } => usize::from(momentum > 0.0),
-            Algorithm::RmsProp {
-                momentum, centered, ..
-            } => 1 + usize::from(momentum > 0.0) + usize::from(centered),
-            Algorithm::Adam { amsgrad, .. } => 2 + usize::from(amsgrad),
-        };
-        let mut slots = vec![vec![0.0f32; n]; slot_count];
+        let mut slots = vec![vec![0.0f32; n]; opt.slot_count()];
         let decay = weight_decay.map_or(0.0, |wd| (lr * wd) as f32);
         for (step, g) in grads.iter().enumerate() {
             opt.apply(

@@ -268,8 +268,13 @@ pub fn fill(g: &Gpu, shape: &[usize], v: f32) -> Tensor {
 pub fn to_gpu(g: &Gpu, t: &Tensor) -> Tensor {
     match t.storage() {
         Storage::Cuda(_) => t.clone(),
-        Storage::Cpu(v) => out(t.shape(), g.upload(v)),
+        Storage::Cpu(v) => upload(g, t.shape(), v),
     }
+}
+
+/// Host values (`shape`'s number of them) as a GPU tensor, copied straight from `values`.
+pub fn upload(g: &Gpu, shape: &[usize], values: &[f32]) -> Tensor {
+    out(shape, g.upload(values))
 }
 
 /// An optimizer's update rule with its scalars for this step (optim.rs computes them).
