@@ -1,7 +1,9 @@
 //! Times epochs of the workshop CNN (conv 32 - pool - conv 64 - pool - flatten - dense 64
 //! - dense 10, Adam, batch 128, validation_split 0.2) on random data of Fashion-MNIST's
 //! shape, without R: `cargo run --release --example cnn_epoch [epochs] [samples]`
-//! (epochs 0: predict only).
+//! (epochs 0: predict only;
+//! `PREDICT_BATCH` and `PREDICT_REPS` set predict's batch size, default 128, and its
+//! repetitions, default 3).
 
 use std::time::Instant;
 
@@ -102,7 +104,11 @@ fn main() {
         .ok()
         .and_then(|b| b.parse().ok())
         .unwrap_or(128);
-    for _ in 0..3 {
+    let reps: usize = std::env::var("PREDICT_REPS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    for _ in 0..reps {
         let (t, c) = (Instant::now(), cpu_seconds());
         predict(
             &mut m,

@@ -234,6 +234,17 @@ impl<'a> Samples<'a> {
 /// Rejects NA/NaN/Inf, naming the sample and the value's place within it (1-based, in
 /// row-major order over the sample's axes, e.g. the column of a matrix).
 pub fn check_finite(arg: &str, v: &[f32], sample_len: usize) -> Result<()> {
+    // A branch-free scan over chunks in parallel (the exponent bits all set means NaN
+    // or Inf): searching value by value took 2 % of the workshop CNN's predict CPU time
+    // on one thread while the other waited. The position is looked for only when needed.
+    let non_finite = |c: &[f32]| {
+        c.iter().fold(0u32, |acc, a| {
+            acc | (!a.to_bits() & 0x7f80_0000 == 0) as u32
+        }) != 0
+    };
+    if !v.par_chunks(1 << 16).any(non_finite) {
+        return Ok(());
+    }
     match v.iter().position(|a| !a.is_finite()) {
         Some(i) => {
             let what = if v[i].is_nan() {
@@ -894,4 +905,37 @@ pub fn predict(
             Tensor::from_vec(shape, o)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_finite;
+
+    #[test]
+    fn check_finite_finds_the_first_bad_value_in_any_chunk() {
+        // Several of the scan's chunks, the bad value in a late one.
+        let (len, n) = (1000, 300);
+        let mut v: Vec<f32> = (0..len * n).map(|i| (i % 7) as f32 - 3.0).collect();
+        assert!(check_finite("x", &v, len).is_ok());
+        for (bad, what) in [
+            (f32::NAN, "NA or NaN"),
+            (f32::INFINITY, "Inf"),
+            (f32::NEG_INFINITY, "-Inf"),
+        ] {
+            let at = 250 * len + 17;
+            let kept = v[at];
+            v[at] = bad;
+            v[len * n - 1] = bad; // a later one is not reported
+            let err = check_finite("x", &v, len).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("found {what} in sample 251, value 18")),
+                "{err}"
+            );
+            v[at] = kept;
+            v[len * n - 1] = 0.0;
+        }
+        // Largest finite values and subnormals are finite.
+        let edge = [f32::MAX, f32::MIN, f32::MIN_POSITIVE / 2.0, -0.0];
+        assert!(check_finite("x", &edge, 1).is_ok());
+    }
 }
