@@ -49,8 +49,8 @@ fn main() {
     };
     println!("threads: {}", rayon::current_num_threads());
     let mut kept = vec![0.0f32; w::kept_len(&g)];
-    let u = w::prepare_kernel(&k, c, f);
-    time("kernel", &mut || drop(w::prepare_kernel(&k, c, f)));
+    let u = w::prepare_kernel(&k, &g);
+    time("kernel", &mut || drop(w::prepare_kernel(&k, &g)));
     time("fwd", &mut || {
         pool::give(w::conv2d_forward(&x, &u, &g, Epilogue::NONE, None))
     });

@@ -215,7 +215,7 @@ pub fn conv2d_forward(
 /// the kernel once per call (Winograd's transformed kernel).
 enum Path {
     Direct,
-    Winograd(winograd::TransformedKernel),
+    Winograd(std::sync::Arc<winograd::TransformedKernel>),
     Im2col,
 }
 
@@ -227,8 +227,8 @@ impl Path {
             Path::Direct
         } else if winograd::applies(g) {
             Path::Winograd(match keep {
-                true => winograd::prepare_kernel(kernel, g.c, g.f),
-                false => winograd::prepare_inference_kernel(kernel, g),
+                true => std::sync::Arc::new(winograd::prepare_kernel(kernel, g)),
+                false => winograd::prepare_inference_kernel(kernel, g, (g.oh, g.ow)),
             })
         } else {
             Path::Im2col
@@ -284,12 +284,12 @@ pub fn conv2d_max_pool_forward(
     let (in_len, out_len) = (g.h * g.w * g.c, pg.oh * pg.ow * pg.c);
     let conv_len = (g.out_pixels() * g.f).max(1);
     let step = (POOLED_STEP_BYTES / (4 * conv_len)).clamp(1, g.n.max(1));
-    let path = Path::choose(kernel, g, false);
-    if let Path::Winograd(u) = &path {
-        if let Some(y) = winograd::conv2d_max_pool_forward(x, u, g, epilogue, pg) {
+    if winograd::applies(g) {
+        if let Some(y) = winograd::conv2d_max_pool_forward(x, kernel, g, epilogue, pg) {
             return y;
         }
     }
+    let path = Path::choose(kernel, g, false);
     let mut y = pool::scratch(g.n * out_len);
     let run = |x: &[f32], y: &mut [f32]| {
         let n = x.len() / in_len.max(1);

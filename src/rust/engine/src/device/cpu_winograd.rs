@@ -27,6 +27,15 @@
 //! Layout: V of a block of `t` tiles is [36][t][c], M (and its gradient) [36][t][f],
 //! U [36][c][f]. Tiles run in raster order within a sample, samples one after another;
 //! tiles over the edge of the output read zeros and their extra outputs are dropped.
+//!
+//! Forward passes that keep nothing for a gradient (predict, evaluate, validation) may use
+//! F(6, 3) tiles of 6 outputs from 8 inputs along either axis, mixed with F(4, 3) ones
+//! so that the tiles end near the last output needed: each axis is cut with the fewest
+//! transform points (`Cut`), and each pair of runs of one variant down the rows and
+//! one along the columns is a uniform `Grid` with its own transformed kernel
+//! (G_Y g G_Xᵀ, [AY AX][c][f]) and its own products. The workshop CNN's second
+//! convolution, whose 2x2 pooling reads 10x10 of its 11x11 outputs, takes 6 + 4 tiles
+//! each way: 196 products per channel pair against 256 with F(6x6) tiles alone.
 
 use rayon::prelude::*;
 
@@ -38,6 +47,7 @@ use crate::ops::activation::Activation;
 use crate::ops::conv::ConvGeometry;
 use crate::ops::pool::Pool2d;
 use std::ops::Mul;
+use std::sync::{Arc, Mutex};
 
 /// Transform points per tile: the A x A input patch of F(4x4, 3x3).
 const P: usize = A * A;
@@ -83,11 +93,128 @@ pub fn kept_len(g: &ConvGeometry) -> usize {
     g.n * th * tw * P * g.c
 }
 
-/// How the batch is cut: `units` of whole samples (the unit of parallel work, one
-/// contiguous slice of the output), each cut into blocks of at most `block` tiles.
+/// A tile variant along one axis of the output: F(4, 3) tiles of 4 outputs from 6
+/// inputs, or F(6, 3) tiles of 6 from 8.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Var {
+    F4,
+    F6,
+}
+
+impl Var {
+    /// Transform points along the axis: the input patch's side.
+    fn points(self) -> usize {
+        match self {
+            Var::F4 => 6,
+            Var::F6 => 8,
+        }
+    }
+}
+
+/// How one axis of the output is cut: `six` tiles of F(6, 3) from its start, then
+/// `four` of F(4, 3). Mixing them lets the tiles end nearer the edge: the 10 outputs a
+/// 2x2 pooling keeps of the workshop CNN's 11x11 second convolution take 6 + 4
+/// (14 points) where F(6, 3) alone takes 6 + 6 (16) and F(4, 3) alone 4 + 4 + 4 (18);
+/// in two dimensions 196 products per channel pair instead of 256 or 324.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Cut {
+    six: usize,
+    four: usize,
+}
+
+impl Cut {
+    /// F(4, 3) tiles only (training, and CPUs without AVX-512).
+    fn f4(len: usize) -> Cut {
+        Cut {
+            six: 0,
+            four: len.div_ceil(4),
+        }
+    }
+
+    /// The cut of `len` outputs with the fewest transform points, and of those the one
+    /// with the fewest F(6, 3) tiles (their rounding error is larger).
+    fn fewest_points(len: usize) -> Cut {
+        (0..=len.div_ceil(6))
+            .map(|six| Cut {
+                six,
+                four: len.saturating_sub(6 * six).div_ceil(4),
+            })
+            .min_by_key(Cut::points)
+            .unwrap_or(Cut::f4(len))
+    }
+
+    fn points(&self) -> usize {
+        8 * self.six + 6 * self.four
+    }
+
+    /// The runs of tiles of one variant: (variant, first output, tiles), non-empty.
+    fn parts(self) -> impl Iterator<Item = (Var, usize, usize)> {
+        [(Var::F6, 0, self.six), (Var::F4, 6 * self.six, self.four)]
+            .into_iter()
+            .filter(|p| p.2 > 0)
+    }
+}
+
+/// A uniform grid of tiles over part of each sample's output: `tiles` (rows, columns)
+/// of tiles whose variants are `kind` (down the rows, along the columns), the first
+/// with its top left output at `origin`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Grid {
+    kind: (Var, Var),
+    origin: (usize, usize),
+    tiles: (usize, usize),
+}
+
+impl Grid {
+    /// F(4x4, 3x3) tiles over the whole output.
+    fn f4(g: &ConvGeometry) -> Grid {
+        let (th, tw) = tiles_per_sample(g, M);
+        Grid {
+            kind: (Var::F4, Var::F4),
+            origin: (0, 0),
+            tiles: (th, tw),
+        }
+    }
+
+    /// The grids of a cut of the rows and one of the columns: one per pair of runs.
+    fn of_cuts(rows: Cut, cols: Cut) -> Vec<Grid> {
+        rows.parts()
+            .flat_map(|(vy, oy, ty)| {
+                cols.parts().map(move |(vx, ox, tx)| Grid {
+                    kind: (vy, vx),
+                    origin: (oy, ox),
+                    tiles: (ty, tx),
+                })
+            })
+            .collect()
+    }
+
+    fn points(&self) -> usize {
+        self.kind.0.points() * self.kind.1.points()
+    }
+}
+
+/// Runs `$f::<MY, AY, Y, MX, AX, X>(args)` for the tile variants `$kind` (rows,
+/// columns) of a grid.
+macro_rules! by_tiles {
+    ($kind:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $kind {
+            (Var::F4, Var::F4) => $f::<4, 6, F4, 4, 6, F4>($($arg),*),
+            (Var::F6, Var::F6) => $f::<6, 8, F6, 6, 8, F6>($($arg),*),
+            (Var::F6, Var::F4) => $f::<6, 8, F6, 4, 6, F4>($($arg),*),
+            (Var::F4, Var::F6) => $f::<4, 6, F4, 6, 8, F6>($($arg),*),
+        }
+    };
+}
+
+/// How the batch is cut for one grid: `units` of whole samples (the unit of parallel
+/// work, one contiguous slice of the output), each cut into blocks of at most `block`
+/// tiles.
 #[derive(Clone, Copy)]
 struct Plan {
-    /// Transform points per tile (A² of the tile variant).
+    /// The tiles.
+    grid: Grid,
+    /// Transform points per tile (AY AX of the grid's variants).
     points: usize,
     /// Tiles per sample.
     tps: usize,
@@ -110,18 +237,19 @@ fn planes(tiles: usize, c: usize) -> usize {
 const ROWS: usize = 8;
 
 impl Plan {
-    /// The plan for F(4x4, 3x3) tiles.
+    /// The plan for F(4x4, 3x3) tiles over the whole output.
     fn new(g: &ConvGeometry) -> Plan {
-        Plan::with_tiles(g, M, P)
+        Plan::for_grid(g, Grid::f4(g))
     }
 
-    /// The plan for tiles of `m` x `m` outputs and `points` transform points.
-    fn with_tiles(g: &ConvGeometry, m: usize, points: usize) -> Plan {
-        let (th, tw) = tiles_per_sample(g, m);
-        let tps = (th * tw).max(1);
+    /// The plan for the tiles of `grid`.
+    fn for_grid(g: &ConvGeometry, grid: Grid) -> Plan {
+        let points = grid.points();
+        let tps = (grid.tiles.0 * grid.tiles.1).max(1);
         // F(6x6)'s 64 points would leave blocks of 16 tiles, whose products are too
-        // short: it gets twice the floats (blocks of 40 tiles on the workshop CNN;
-        // predict 6 % faster than with 16, measured with `examples/cnn_epoch 0`).
+        // short: grids with F(6, 3) tiles get twice the floats (blocks of 40 tiles on
+        // the workshop CNN; predict 6 % faster than with 16, measured with
+        // `examples/cnn_epoch 0`).
         let floats = if points > P {
             2 * BLOCK_BUDGET
         } else {
@@ -136,6 +264,7 @@ impl Plan {
                 .unwrap_or(1)
                 .min(g.n.max(1));
             Plan {
+                grid,
                 points,
                 tps,
                 spu,
@@ -143,6 +272,7 @@ impl Plan {
             }
         } else {
             Plan {
+                grid,
                 points,
                 tps,
                 spu: 1,
@@ -293,10 +423,10 @@ impl Tiles<4, 6> for F4 {
 /// 36 outputs instead of 4x4's 36 per 16, for forward passes that keep nothing for a
 /// gradient (predict, evaluate, validation; in training, layers too big to keep their
 /// transformed input, whose kernel gradient recomputes it in F(4x4) tiles) on maps
-/// where its tiles waste less: the workshop CNN's 11x11 second
-/// convolution takes 4 tiles (256 products per channel pair) instead of 9 (324). Its
-/// rounding error is about 1.5 times F(4x4)'s (`tools/winograd-error.py`: 8.2e-6 against
-/// 5.7e-6 of the largest output at 32 channels), hence at most `F6_MAX_CHANNELS`.
+/// where its tiles, alone or mixed
+/// with F(4, 3) ones along an axis (`Cut`), need fewer products. Its rounding error is
+/// about 1.5 times F(4x4)'s (`tools/winograd-error.py`: 8.2e-6 against 5.7e-6 of the
+/// largest output at 32 channels), hence at most `F6_MAX_CHANNELS`.
 struct F6;
 
 impl Tiles<6, 8> for F6 {
@@ -362,81 +492,157 @@ fn at(start: usize, step: usize) -> Runs {
     Runs { start, step }
 }
 
-/// The transformed kernel as the forward products read it: U_p (c x f) of each of the
-/// P transform points packed once for `sgemm_packed`, since every block of tiles of the
-/// batch multiplies by the same U_p (packing it per product was 7 % of the workshop
-/// CNN's predict time).
+/// The transformed kernel as the forward products read it, for each grid of tiles of
+/// the output: U_p (c x f) of each of the grid's transform points packed once for
+/// `sgemm_packed`, since every block of tiles of the batch multiplies by the same U_p
+/// (packing it per product was 7 % of the workshop CNN's predict time).
 pub struct TransformedKernel {
-    /// Whether the tiles are F(6x6, 3x3)'s (else F(4x4, 3x3)'s).
-    f6: bool,
-    points: Vec<PackedB>,
+    grids: Vec<(Grid, Vec<PackedB>)>,
 }
 
 impl TransformedKernel {
-    /// The plan of a batch for this kernel's tiles.
-    fn plan(&self, g: &ConvGeometry) -> Plan {
-        match self.f6 {
-            true => Plan::with_tiles(g, 6, 64),
-            false => Plan::new(g),
-        }
+    /// The plan of a batch for each grid.
+    fn plans(&self, g: &ConvGeometry) -> Vec<Plan> {
+        self.grids
+            .iter()
+            .map(|(grid, _)| Plan::for_grid(g, *grid))
+            .collect()
+    }
+
+    /// Whether its tiles are F(4x4, 3x3)'s over the whole output (what the kernel
+    /// gradient reads back when V is kept).
+    fn is_f4(&self, g: &ConvGeometry) -> bool {
+        matches!(&self.grids[..], [(grid, _)] if *grid == Grid::f4(g))
     }
 }
 
-/// `transform_kernel`, packed for the forward products (F(4x4, 3x3)).
-pub fn prepare_kernel(k: &[f32], c: usize, f: usize) -> TransformedKernel {
-    pack_points(transform_kernel(k, c, f), c, f, false)
+/// The kernel in F(4x4, 3x3) tiles over the whole output of `g` (training: the kernel
+/// gradient reads the V these tiles keep).
+pub fn prepare_kernel(k: &[f32], g: &ConvGeometry) -> TransformedKernel {
+    prepare_grids(k, g, vec![Grid::f4(g)])
 }
 
-/// The kernel for an inference forward pass of geometry `g`: F(6x6, 3x3) where its
-/// tiles need fewer products than F(4x4, 3x3)'s (and the CPU runs the AVX-512
-/// transforms, and at most `F6_MAX_CHANNELS` input channels), else F(4x4, 3x3).
-pub fn prepare_inference_kernel(k: &[f32], g: &ConvGeometry) -> TransformedKernel {
-    let products = |m: usize, points: usize| {
-        let (th, tw) = tiles_per_sample(g, m);
-        th * tw * points
-    };
-    // F(6x6)'s transforms cost more than F(4x4)'s: worth it with AVX-512 only.
-    if avx512_cpu() && g.c <= F6_MAX_CHANNELS && products(6, 64) < products(M, P) {
-        let u = transform_kernel_with::<6, 8, F6>(k, g.c, g.f);
-        pack_points(u, g.c, g.f, true)
+/// The kernel for an inference forward pass of geometry `g` that needs the outputs
+/// of rows [0, extent.0) and columns [0, extent.1) (a 2x2 pooling drops an odd last
+/// one): each axis cut into F(6, 3) and F(4, 3) tiles with the fewest transform
+/// points (`Cut::fewest_points`) where the CPU runs the AVX-512 transforms and there
+/// are at most `F6_MAX_CHANNELS` input channels, else F(4x4, 3x3) tiles. Served from
+/// `RECENT` when the same kernel was prepared for the same grids lately.
+pub fn prepare_inference_kernel(
+    k: &[f32],
+    g: &ConvGeometry,
+    extent: (usize, usize),
+) -> Arc<TransformedKernel> {
+    // F(6, 3)'s transforms cost more than F(4, 3)'s: worth it with AVX-512 only.
+    let grids = if avx512_cpu() && g.c <= F6_MAX_CHANNELS {
+        let (rows, cols) = (Cut::fewest_points(extent.0), Cut::fewest_points(extent.1));
+        Grid::of_cuts(rows, cols)
     } else {
-        prepare_kernel(k, g.c, g.f)
+        vec![Grid::f4(g)]
+    };
+    let hit = |r: &Recent| r.u.grids.iter().map(|(grid, _)| grid).eq(&grids) && r.kernel == k;
+    let lock = || {
+        RECENT
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    };
+    if let Some(r) = lock().iter().find(|r| hit(r)) {
+        return Arc::clone(&r.u);
     }
+    let u = Arc::new(prepare_grids(k, g, grids));
+    let mut recent = lock();
+    recent.insert(
+        0,
+        Recent {
+            kernel: k.to_vec(),
+            u: Arc::clone(&u),
+        },
+    );
+    // The oldest go first, past `RECENT_KERNELS` or `RECENT_FLOATS`.
+    let mut floats = 0;
+    let keep = recent
+        .iter()
+        .take_while(|r| {
+            // Each transform point holds c f floats, a ninth of the kernel.
+            let points: usize = r.u.grids.iter().map(|(_, p)| p.len()).sum();
+            floats += r.kernel.len() * (9 + points) / 9;
+            floats <= RECENT_FLOATS
+        })
+        .count()
+        .clamp(1, RECENT_KERNELS);
+    recent.truncate(keep);
+    u
 }
 
-fn pack_points(u: Vec<f32>, c: usize, f: usize, f6: bool) -> TransformedKernel {
-    let points = u
-        .chunks_exact(c * f)
-        .map(|up| PackedB::new(c, f, up))
+/// An inference kernel prepared lately, with the (3, 3, c, f) kernel it was made from.
+struct Recent {
+    kernel: Vec<f32>,
+    u: Arc<TransformedKernel>,
+}
+
+/// The inference kernels of recent calls, newest first: predict and evaluate run batch
+/// after batch with the same weights, and transforming and packing the kernel again
+/// for each batch took 6 % of the workshop CNN's predict time. An entry is found by
+/// comparing the kernel's values whole (a few microseconds), so a changed weight never
+/// meets a stale transform.
+static RECENT: Mutex<Vec<Recent>> = Mutex::new(Vec::new());
+
+/// At most this many kernels are kept (a model's Winograd layers, for one predict)...
+const RECENT_KERNELS: usize = 8;
+
+/// ... holding at most this many floats (16 MB; the workshop CNN's second convolution
+/// takes 1.7 MB).
+const RECENT_FLOATS: usize = 4 << 20;
+
+fn prepare_grids(k: &[f32], g: &ConvGeometry, grids: Vec<Grid>) -> TransformedKernel {
+    let (c, f) = (g.c, g.f);
+    let grids = grids
+        .into_iter()
+        .map(|grid| {
+            let u = by_tiles!(grid.kind, transform_kernel_with(k, c, f));
+            let points = u
+                .chunks_exact(c * f)
+                .map(|up| PackedB::new(c, f, up))
+                .collect();
+            pool::give(u);
+            (grid, points)
+        })
         .collect();
-    pool::give(u);
-    TransformedKernel { f6, points }
+    TransformedKernel { grids }
 }
 
 /// U = G g Gᵀ for every (input, output) channel pair of a (3, 3, c, f) kernel, as
 /// [A²][c][f] (F(4x4, 3x3)).
 pub fn transform_kernel(k: &[f32], c: usize, f: usize) -> Vec<f32> {
-    transform_kernel_with::<M, A, F4>(k, c, f)
+    transform_kernel_with::<M, A, F4, M, A, F4>(k, c, f)
 }
 
-/// `transform_kernel` for the variant `W`.
-fn transform_kernel_with<const M: usize, const A: usize, W: Tiles<M, A>>(
+/// `transform_kernel` for tiles of the variants `Y` down the rows and `X` along the
+/// columns: U = G_Y g G_Xᵀ, [AY][AX][c][f].
+fn transform_kernel_with<
+    const MY: usize,
+    const AY: usize,
+    Y: Tiles<MY, AY>,
+    const MX: usize,
+    const AX: usize,
+    X: Tiles<MX, AX>,
+>(
     k: &[f32],
     c: usize,
     f: usize,
 ) -> Vec<f32> {
-    let mut u = pool::scratch(A * A * c * f);
+    let mut u = pool::scratch(AY * AX * c * f);
     let cf = c * f;
-    // tmp: G g, A rows of 3 runs of f.
-    let mut tmp = vec![0.0f32; A * 3 * f];
+    // tmp: G_Y g, AY rows of 3 runs of f.
+    let mut tmp = vec![0.0f32; AY * 3 * f];
     for ci in 0..c {
         for x in 0..3 {
             let (from, to) = (at(x * cf + ci * f, 3 * cf), at(x * f, 3 * f));
-            map_strided(k, from, &mut tmp, to, f, W::g);
+            map_strided(k, from, &mut tmp, to, f, Y::g);
         }
-        for r in 0..A {
-            let (from, to) = (at(r * 3 * f, f), at(r * A * cf + ci * f, cf));
-            map_strided(&tmp, from, &mut u, to, f, W::g);
+        for r in 0..AY {
+            let (from, to) = (at(r * 3 * f, f), at(r * AX * cf + ci * f, cf));
+            map_strided(&tmp, from, &mut u, to, f, X::g);
         }
     }
     u
@@ -493,12 +699,19 @@ fn gather(
     }
 }
 
-/// V = Bᵀ d B of tiles [t0, t1) of input `x` into `v` ([A²][t1 - t0][c], the planes
-/// `plane` apart: `planes`); `tmp` holds
-/// 2 A² c values: the transform's middle step, and the patch of a tile over the edge.
+/// V = B_Yᵀ d B_X of tiles [t0, t1) of `plan`'s grid of input `x` into `v`
+/// ([AY AX][t1 - t0][c], the planes `plane` apart: `planes`); `tmp` holds 2 AY AX c
+/// values: the transform's middle step, and the patch of a tile over the edge.
 /// `fast`: the CPU has AVX-512 (`avx512::input_tile`).
 #[inline(always)]
-fn transform_input<const M: usize, const A: usize, W: Tiles<M, A>>(
+fn transform_input<
+    const MY: usize,
+    const AY: usize,
+    Y: Tiles<MY, AY>,
+    const MX: usize,
+    const AX: usize,
+    X: Tiles<MX, AX>,
+>(
     x: &[f32],
     g: &ConvGeometry,
     plan: &Plan,
@@ -507,50 +720,52 @@ fn transform_input<const M: usize, const A: usize, W: Tiles<M, A>>(
     tmp: &mut [f32],
     fast: bool,
 ) {
-    let (c, tw) = (g.c, g.ow.div_ceil(M));
+    let (c, tw) = (g.c, plan.grid.tiles.1);
+    let (oy, ox) = plan.grid.origin;
     let in_len = g.h * g.w * c;
-    let (mid, patch) = tmp.split_at_mut(A * A * c);
+    let (mid, patch) = tmp.split_at_mut(AY * AX * c);
     for t in t0..t1 {
         let (s, local) = (t / plan.tps, t % plan.tps);
         let (ty, tx) = (local / tw, local % tw);
         let sample = &x[s * in_len..(s + 1) * in_len];
-        let iy0 = (M * ty) as isize - g.pad_top as isize;
-        let ix0 = (M * tx) as isize - g.pad_left as isize;
+        let iy0 = (oy + MY * ty) as isize - g.pad_top as isize;
+        let ix0 = (ox + MX * tx) as isize - g.pad_left as isize;
         if fast {
             // The part of the patch inside the image; the rest reads as zeros.
-            let clip = |o: isize, n: usize| {
-                (-o).clamp(0, A as isize) as usize..(n as isize - o).clamp(0, A as isize) as usize
+            let clip = |o: isize, n: usize, a: usize| {
+                (-o).clamp(0, a as isize) as usize..(n as isize - o).clamp(0, a as isize) as usize
             };
-            let inside = (clip(iy0, g.h), clip(ix0, g.w));
+            let inside = (clip(iy0, g.h, AY), clip(ix0, g.w, AX));
             let dst = &mut v[(t - t0) * c..];
-            assert!((A * A - 1) * plane + c <= dst.len());
+            assert!((AY * AX - 1) * plane + c <= dst.len());
             // SAFETY: the CPU has AVX-512F (`fast`); only the patch's pixels inside the
-            // image are read, and the tile's slots of the A² planes lie inside `dst`
+            // image are read, and the tile's slots of the AY AX planes lie inside `dst`
             // (asserted just above).
             unsafe {
                 let anchor = (iy0, ix0, g.w);
-                avx512::input_tile::<M, A, W>(sample, anchor, c, inside, dst.as_mut_ptr(), plane)
+                let dst = dst.as_mut_ptr();
+                avx512::input_tile::<MY, AY, Y, MX, AX, X>(sample, anchor, c, inside, dst, plane)
             };
             continue;
         }
-        let inside = iy0 >= 0 && ix0 >= 0 && iy0 as usize + A <= g.h && ix0 as usize + A <= g.w;
+        let inside = iy0 >= 0 && ix0 >= 0 && iy0 as usize + AY <= g.h && ix0 as usize + AX <= g.w;
         // The patch in place when it lies inside the image, else a zero-padded copy.
         let (src, first, row_step): (&[f32], usize, usize) = if inside {
             let first = (iy0 as usize * g.w + ix0 as usize) * c;
             (sample, first, g.w * c)
         } else {
-            gather(sample, (g.h, g.w, c), (iy0, ix0), (A, A), patch);
-            (&*patch, 0, A * c)
+            gather(sample, (g.h, g.w, c), (iy0, ix0), (AY, AX), patch);
+            (&*patch, 0, AX * c)
         };
-        // Bᵀ d down each column of the patch into mid ([row][col][c]), ...
-        for q in 0..A {
-            let (from, to) = (at(first + q * c, row_step), at(q * c, A * c));
-            map_strided(src, from, mid, to, c, W::bt);
+        // B_Yᵀ d down each column of the patch into mid ([row][col][c]), ...
+        for q in 0..AX {
+            let (from, to) = (at(first + q * c, row_step), at(q * c, AX * c));
+            map_strided(src, from, mid, to, c, Y::bt);
         }
-        // ... then along each row into the A² planes of V.
-        for r in 0..A {
-            let (from, to) = (at(r * A * c, c), at(r * A * plane + (t - t0) * c, plane));
-            map_strided(mid, from, v, to, c, W::bt);
+        // ... then along each row into the AY AX planes of V.
+        for r in 0..AY {
+            let (from, to) = (at(r * AX * c, c), at(r * AX * plane + (t - t0) * c, plane));
+            map_strided(mid, from, v, to, c, X::bt);
         }
     }
 }
@@ -573,14 +788,20 @@ fn out_dims(g: &ConvGeometry, fused: Option<Fused>) -> (usize, usize) {
     }
 }
 
-/// Y = Aᵀ M A for tiles [t0, t1): M x M outputs per tile from M ([A²][t1 - t0][f],
-/// `planes` apart),
-/// written into `y` (the output of samples from `s_first` on), dropping those over the
-/// edge. `fused` (AVX-512 only: `avx512::output_tile`): the bias, and whether a ReLU
-/// follows, applied on the way.
+/// Y = A_Yᵀ M A_X for tiles [t0, t1) of `plan`'s grid: MY x MX outputs per tile from
+/// M ([AY AX][t1 - t0][f], `planes` apart), written into `y` (the output of samples
+/// from `s_first` on), dropping those over the edge. `fused` (AVX-512 only:
+/// `avx512::output_tile`): the bias, and whether a ReLU follows, applied on the way.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn transform_output<const M: usize, const A: usize, W: Tiles<M, A>>(
+fn transform_output<
+    const MY: usize,
+    const AY: usize,
+    Y: Tiles<MY, AY>,
+    const MX: usize,
+    const AX: usize,
+    X: Tiles<MX, AX>,
+>(
     m: &[f32],
     g: &ConvGeometry,
     plan: &Plan,
@@ -590,60 +811,66 @@ fn transform_output<const M: usize, const A: usize, W: Tiles<M, A>>(
     tmp: &mut [f32],
     fused: Option<Fused>,
 ) {
-    let (f, tw) = (g.f, g.ow.div_ceil(M));
+    let (f, tw) = (g.f, plan.grid.tiles.1);
+    let (gy, gx) = plan.grid.origin;
     let plane = planes(t1 - t0, f);
     let (yh, yw) = out_dims(g, fused);
     let out_len = yh * yw * f;
-    // tmp: Aᵀ M (M rows of A runs of f), then room for one row of M outputs.
-    let (s, spill) = tmp.split_at_mut(M * A * f);
+    // tmp: A_Yᵀ M (MY rows of AX runs of f), then room for one row of MX outputs.
+    let (s, spill) = tmp.split_at_mut(MY * AX * f);
     for t in t0..t1 {
         let (smp, local) = (t / plan.tps, t % plan.tps);
         let (ty, tx) = (local / tw, local % tw);
         let first = (t - t0) * f;
         if let Some(Fused { bias, relu, pool2 }) = fused {
             let sample = &mut y[(smp - s_first) * out_len..(smp - s_first + 1) * out_len];
-            // The tile's outputs (or pooled outputs) inside the sample's.
-            let side = if pool2 { M / 2 } else { M };
-            let (oy, ox) = (side * ty, side * tx);
-            let inside = (
-                yh.saturating_sub(oy).min(side),
-                yw.saturating_sub(ox).min(side),
-            );
+            // The tile's outputs (or pooled outputs) inside the sample's (grid origins
+            // are multiples of 6, so even).
+            let (hy, hx, oy, ox) = match pool2 {
+                true => (MY / 2, MX / 2, (gy + MY * ty) / 2, (gx + MX * tx) / 2),
+                false => (MY, MX, gy + MY * ty, gx + MX * tx),
+            };
+            let inside = (yh.saturating_sub(oy).min(hy), yw.saturating_sub(ox).min(hx));
             if inside.0 == 0 || inside.1 == 0 {
                 continue; // pooled away: the windows over the edge that 'valid' drops
             }
             let out = (oy * yw + ox) * f;
             let row_step = yw * f;
-            assert!(first + (A * A - 1) * plane + f <= m.len() && bias.len() >= f);
+            assert!(first + (AY * AX - 1) * plane + f <= m.len() && bias.len() >= f);
             assert!(out + (inside.0 - 1) * row_step + inside.1 * f <= sample.len());
-            // SAFETY: `fused` is only given on CPUs with AVX-512F; the tile's A² points
-            // and the outputs written lie inside `m` and `sample` (asserted above).
+            // SAFETY: `fused` is only given on CPUs with AVX-512F; the tile's AY AX
+            // points and the outputs written lie inside `m` and `sample` (asserted
+            // above).
             unsafe {
                 let (src, dst) = (m.as_ptr().add(first), sample.as_mut_ptr().add(out));
                 let epilogue = (bias.as_ptr(), relu, pool2);
-                avx512::output_tile::<M, A, W>(src, plane, f, epilogue, inside, dst, row_step);
+                let (to, rows) = ((dst, row_step), inside);
+                avx512::output_tile::<MY, AY, Y, MX, AX, X>(src, plane, f, epilogue, rows, to);
             }
             continue;
         }
-        for q in 0..A {
-            let (from, to) = (at(q * plane + first, A * plane), at(q * f, A * f));
-            map_strided(m, from, s, to, f, W::at);
+        // Down each column of the AY x AX points into s ([MY rows][AX cols][f]), ...
+        for q in 0..AX {
+            let (from, to) = (at(q * plane + first, AX * plane), at(q * f, AX * f));
+            map_strided(m, from, s, to, f, Y::at);
         }
         let sample = &mut y[(smp - s_first) * out_len..(smp - s_first + 1) * out_len];
-        let (ox, wide) = (M * tx, (g.ow - M * tx).min(M));
-        for k in 0..M {
-            let oy = M * ty + k;
-            if oy >= g.oh {
+        let ox = gx + MX * tx;
+        let wide = g.ow.saturating_sub(ox).min(MX);
+        // ... then along each row into the outputs.
+        for k in 0..MY {
+            let oy = gy + MY * ty + k;
+            if oy >= g.oh || wide == 0 {
                 break;
             }
-            let from = at(k * A * f, f);
+            let from = at(k * AX * f, f);
             let out = (oy * g.ow + ox) * f;
-            if wide == M {
-                map_strided(s, from, sample, at(out, f), f, W::at);
+            if wide == MX {
+                map_strided(s, from, sample, at(out, f), f, X::at);
             } else {
-                // A tile over the right edge: all M outputs into the spill, the ones
+                // A tile over the right edge: all MX outputs into the spill, the ones
                 // inside copied out.
-                map_strided(s, from, spill, at(0, f), f, W::at);
+                map_strided(s, from, spill, at(0, f), f, X::at);
                 sample[out..out + wide * f].copy_from_slice(&spill[..wide * f]);
             }
         }
@@ -708,16 +935,23 @@ mod avx512 {
         }
     }
 
-    /// V = Bᵀ d B of one tile into `dst`, its slot in the first of the A² planes that
-    /// lie `plane` apart. Its A x A patch has its top left at (y0, x0) (possibly over
-    /// the edge) of `sample`, an image `w` pixels wide of `c` channels; patch rows and
-    /// columns outside `inside` read as zeros (padding, or past the image's end).
+    /// V = B_Yᵀ d B_X of one tile into `dst`, its slot in the first of the AY AX planes
+    /// that lie `plane` apart. Its AY x AX patch has its top left at (y0, x0) (possibly
+    /// over the edge) of `sample`, an image `w` pixels wide of `c` channels; patch rows
+    /// and columns outside `inside` read as zeros (padding, or past the image's end).
     ///
     /// # Safety
-    /// AVX-512F; `inside` holds only patch positions inside the image; the A² slots of
-    /// c values at `dst` are valid.
+    /// AVX-512F; `inside` holds only patch positions inside the image; the AY AX slots
+    /// of c values at `dst` are valid.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn input_tile<const M: usize, const A: usize, W: Tiles<M, A>>(
+    pub unsafe fn input_tile<
+        const MY: usize,
+        const AY: usize,
+        Y: Tiles<MY, AY>,
+        const MX: usize,
+        const AX: usize,
+        X: Tiles<MX, AX>,
+    >(
         sample: &[f32],
         anchor: (isize, isize, usize),
         c: usize,
@@ -725,16 +959,25 @@ mod avx512 {
         dst: *mut f32,
         plane: usize,
     ) {
-        if rows == (0..A) && cols == (0..A) {
-            input_tile_in::<M, A, W, false>(sample, anchor, c, (rows, cols), dst, plane)
+        let inside = (rows, cols);
+        if inside == (0..AY, 0..AX) {
+            input_tile_in::<MY, AY, Y, MX, AX, X, false>(sample, anchor, c, inside, dst, plane)
         } else {
-            input_tile_in::<M, A, W, true>(sample, anchor, c, (rows, cols), dst, plane)
+            input_tile_in::<MY, AY, Y, MX, AX, X, true>(sample, anchor, c, inside, dst, plane)
         }
     }
 
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn input_tile_in<const M: usize, const A: usize, W: Tiles<M, A>, const EDGE: bool>(
+    unsafe fn input_tile_in<
+        const MY: usize,
+        const AY: usize,
+        Y: Tiles<MY, AY>,
+        const MX: usize,
+        const AX: usize,
+        X: Tiles<MX, AX>,
+        const EDGE: bool,
+    >(
         sample: &[f32],
         (y0, x0, w): (isize, isize, usize),
         c: usize,
@@ -748,10 +991,10 @@ mod avx512 {
             let k = lanes(c, j0);
             // The middle step in L1, read and written value by value: whole arrays of
             // A² registers were zeroed and copied with memset and memcpy (F(6x6)).
-            let mut mid = MaybeUninit::<[[__m512; A]; A]>::uninit();
+            let mut mid = MaybeUninit::<[[__m512; AX]; AY]>::uninit();
             let mid = mid.as_mut_ptr() as *mut __m512;
-            for q in 0..A {
-                let mut col = [V(_mm512_setzero_ps()); A];
+            for q in 0..AX {
+                let mut col = [V(_mm512_setzero_ps()); AY];
                 for (r, d) in col.iter_mut().enumerate() {
                     if !EDGE || (rows.contains(&r) && cols.contains(&q)) {
                         let at = first + (r * row_step + q * c + j0) as isize;
@@ -759,70 +1002,76 @@ mod avx512 {
                         *d = V(_mm512_maskz_loadu_ps(k, src.offset(at)));
                     }
                 }
-                let out = W::bt(col);
+                let out = Y::bt(col);
                 for (r, d) in out.iter().enumerate() {
-                    mid.add(r * A + q).write(d.0);
+                    mid.add(r * AX + q).write(d.0);
                 }
             }
-            for r in 0..A {
-                let mut row = [V(_mm512_setzero_ps()); A];
+            for r in 0..AY {
+                let mut row = [V(_mm512_setzero_ps()); AX];
                 for (q, d) in row.iter_mut().enumerate() {
-                    *d = V(mid.add(r * A + q).read());
+                    *d = V(mid.add(r * AX + q).read());
                 }
-                let out = W::bt(row);
+                let out = X::bt(row);
                 for (q, d) in out.iter().enumerate() {
-                    _mm512_mask_storeu_ps(dst.add((r * A + q) * plane + j0), k, d.0);
+                    _mm512_mask_storeu_ps(dst.add((r * AX + q) * plane + j0), k, d.0);
                 }
             }
         }
     }
 
-    /// Y = Aᵀ M A of one tile: its A² points at `m` (planes `plane` apart) into `dst`
-    /// (pixels `f` apart, rows `row_step` apart), plus the bias, then with `relu`
-    /// max(0, ·); with `pool2` the max of each 2x2 window of the M x M outputs instead
-    /// of the outputs (before the bias and ReLU, which commute with it). `inside`:
-    /// the (rows, columns) of outputs, or of windows, to write.
+    /// Y = A_Yᵀ M A_X of one tile: its AY AX points at `m` (planes `plane` apart) into
+    /// `dst` (pixels `f` apart, rows `row_step` apart), plus the bias, then with `relu`
+    /// max(0, ·); with `pool2` the max of each 2x2 window of the MY x MX outputs
+    /// instead of the outputs (before the bias and ReLU, which commute with it).
+    /// `inside`: the (rows, columns) of outputs, or of windows, to write.
     ///
     /// # Safety
-    /// AVX-512F; the A² points of f values, the f biases and the outputs are valid.
+    /// AVX-512F; the AY AX points of f values, the f biases and the outputs are valid.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn output_tile<const M: usize, const A: usize, W: Tiles<M, A>>(
+    pub unsafe fn output_tile<
+        const MY: usize,
+        const AY: usize,
+        Y: Tiles<MY, AY>,
+        const MX: usize,
+        const AX: usize,
+        X: Tiles<MX, AX>,
+    >(
         m: *const f32,
         plane: usize,
         f: usize,
         (bias, relu, pool2): (*const f32, bool, bool),
         (rows, cols): (usize, usize),
-        dst: *mut f32,
-        row_step: usize,
+        (dst, row_step): (*mut f32, usize),
     ) {
         for j0 in (0..f).step_by(16) {
             let k = lanes(f, j0);
             // Both steps' results in L1, as in `input_tile_in`.
-            let mut mid = MaybeUninit::<[[__m512; A]; M]>::uninit();
+            let mut mid = MaybeUninit::<[[__m512; AX]; MY]>::uninit();
             let mid = mid.as_mut_ptr() as *mut __m512;
-            for q in 0..A {
-                let mut col = [V(_mm512_setzero_ps()); A];
+            for q in 0..AX {
+                let mut col = [V(_mm512_setzero_ps()); AY];
                 for (r, d) in col.iter_mut().enumerate() {
-                    *d = V(_mm512_maskz_loadu_ps(k, m.add((r * A + q) * plane + j0)));
+                    *d = V(_mm512_maskz_loadu_ps(k, m.add((r * AX + q) * plane + j0)));
                 }
-                let out = W::at(col);
+                let out = Y::at(col);
                 for (i, d) in out.iter().enumerate() {
-                    mid.add(i * A + q).write(d.0);
+                    mid.add(i * AX + q).write(d.0);
                 }
             }
-            let mut out = MaybeUninit::<[[__m512; M]; M]>::uninit();
+            let mut out = MaybeUninit::<[[__m512; MX]; MY]>::uninit();
             let out = out.as_mut_ptr() as *mut __m512;
-            for i in 0..M {
-                let mut row = [V(_mm512_setzero_ps()); A];
+            for i in 0..MY {
+                let mut row = [V(_mm512_setzero_ps()); AX];
                 for (q, d) in row.iter_mut().enumerate() {
-                    *d = V(mid.add(i * A + q).read());
+                    *d = V(mid.add(i * AX + q).read());
                 }
-                let o = W::at(row);
+                let o = X::at(row);
                 for (x, d) in o.iter().enumerate() {
-                    out.add(i * M + x).write(d.0);
+                    out.add(i * MX + x).write(d.0);
                 }
             }
-            let out = |r: usize, c: usize| out.add(r * M + c).read();
+            let out = |r: usize, c: usize| out.add(r * MX + c).read();
             let b = _mm512_maskz_loadu_ps(k, bias.add(j0));
             let finish = |v: __m512| {
                 let v = _mm512_add_ps(v, b);
@@ -851,7 +1100,14 @@ mod avx512 {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod avx512 {
-    pub unsafe fn input_tile<const M: usize, const A: usize, W: super::Tiles<M, A>>(
+    pub unsafe fn input_tile<
+        const MY: usize,
+        const AY: usize,
+        Y: super::Tiles<MY, AY>,
+        const MX: usize,
+        const AX: usize,
+        X: super::Tiles<MX, AX>,
+    >(
         _: &[f32],
         _: (isize, isize, usize),
         _: usize,
@@ -861,14 +1117,20 @@ mod avx512 {
     ) {
         unreachable!("AVX-512 only on x86-64")
     }
-    pub unsafe fn output_tile<const M: usize, const A: usize, W: super::Tiles<M, A>>(
+    pub unsafe fn output_tile<
+        const MY: usize,
+        const AY: usize,
+        Y: super::Tiles<MY, AY>,
+        const MX: usize,
+        const AX: usize,
+        X: super::Tiles<MX, AX>,
+    >(
         _: *const f32,
         _: usize,
         _: usize,
         _: (*const f32, bool, bool),
         _: (usize, usize),
-        _: *mut f32,
-        _: usize,
+        _: (*mut f32, usize),
     ) {
         unreachable!("AVX-512 only on x86-64")
     }
@@ -945,16 +1207,18 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(g: &ConvGeometry, plan: &Plan, v: bool) -> Scratch {
+    /// Room for the blocks of any of `plans`.
+    fn new(g: &ConvGeometry, plans: &[Plan], v: bool) -> Scratch {
+        let most = |len: &dyn Fn(&Plan) -> usize| plans.iter().map(len).max().unwrap_or(0);
         Scratch {
             v: if v {
-                pool::scratch(plan.points * planes(plan.block, g.c))
+                pool::scratch(most(&|p| p.points * planes(p.block, g.c)))
             } else {
                 Vec::new()
             },
-            m: pool::scratch(plan.points * planes(plan.block, g.f)),
+            m: pool::scratch(most(&|p| p.points * planes(p.block, g.f))),
             // The largest transform scratch: the input's middle step and edge patch.
-            tmp: vec![0.0; 2 * plan.points * g.c.max(g.f)],
+            tmp: vec![0.0; 2 * most(&|p| p.points) * g.c.max(g.f)],
         }
     }
 
@@ -970,7 +1234,7 @@ with_avx512!(
         x: &[f32],
         u: &TransformedKernel,
         g: &ConvGeometry,
-        plan: &Plan,
+        plans: &[Plan],
         epilogue: Epilogue,
         modes: (bool, bool),
         samples: (usize, usize),
@@ -979,16 +1243,17 @@ with_avx512!(
     )
 );
 
-/// The output of samples [s0, s1) into `y`, their V into `keep` when given; with
-/// `pool2` (AVX-512 and a linear or ReLU activation only) its 2x2 max pooling; `fast`:
-/// the AVX-512 transforms (decided once per batch by the caller).
+/// The output of samples [s0, s1) into `y`, grid by grid (`plans`: one per grid of
+/// `u`), their V into `keep` when given (F(4x4, 3x3) tiles only); with `pool2`
+/// (AVX-512 and a linear or ReLU activation only) its 2x2 max pooling; `fast`: the
+/// AVX-512 transforms (decided once per batch by the caller).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn forward_unit_body(
     x: &[f32],
     u: &TransformedKernel,
     g: &ConvGeometry,
-    plan: &Plan,
+    plans: &[Plan],
     epilogue: Epilogue,
     (pool2, fast): (bool, bool),
     (s0, s1): (usize, usize),
@@ -996,8 +1261,7 @@ fn forward_unit_body(
     mut keep: Option<&mut [f32]>,
 ) {
     let (c, f) = (g.c, g.f);
-    let mut sc = Scratch::new(g, plan, keep.is_none());
-    let first = s0 * plan.tps;
+    let mut sc = Scratch::new(g, plans, keep.is_none());
     // Bias and a linear or ReLU activation go into the output transform; others run
     // over the unit's output afterwards.
     let no_bias;
@@ -1020,31 +1284,34 @@ fn forward_unit_body(
         "pooled Winograd output without AVX-512"
     );
     assert!(
-        keep.is_none() || !u.f6,
+        keep.is_none() || u.is_f4(g),
         "V is kept in F(4x4, 3x3) tiles only"
     );
-    let pts = u.points.len();
-    for (t0, t1) in plan.blocks(s0, s1) {
-        let n = t1 - t0;
-        // Kept V is packed tight (the kernel gradient reads it by block).
-        let (v, vs): (&mut [f32], usize) = match keep.as_deref_mut() {
-            Some(k) => (&mut k[(t0 - first) * P * c..(t1 - first) * P * c], n * c),
-            None => (&mut sc.v[..pts * planes(n, c)], planes(n, c)),
-        };
-        let (block, tmp) = ((t0, t1), &mut sc.tmp);
-        match u.f6 {
-            true => transform_input::<6, 8, F6>(x, g, plan, block, (&mut *v, vs), tmp, fast),
-            false => transform_input::<M, A, F4>(x, g, plan, block, (&mut *v, vs), tmp, fast),
-        }
-        let ms = planes(n, f);
-        let m = &mut sc.m[..pts * ms];
-        for (p, up) in u.points.iter().enumerate() {
-            let (vp, mp) = (&v[p * vs..p * vs + n * c], &mut m[p * ms..p * ms + n * f]);
-            sgemm_packed(n, vp, up, mp);
-        }
-        match u.f6 {
-            true => transform_output::<6, 8, F6>(m, g, plan, block, s0, y, tmp, fused),
-            false => transform_output::<M, A, F4>(m, g, plan, block, s0, y, tmp, fused),
+    for ((grid, points), plan) in u.grids.iter().zip(plans) {
+        let (pts, first) = (points.len(), s0 * plan.tps);
+        for (t0, t1) in plan.blocks(s0, s1) {
+            let n = t1 - t0;
+            // Kept V is packed tight (the kernel gradient reads it by block).
+            let (v, vs): (&mut [f32], usize) = match keep.as_deref_mut() {
+                Some(k) => (&mut k[(t0 - first) * P * c..(t1 - first) * P * c], n * c),
+                None => (&mut sc.v[..pts * planes(n, c)], planes(n, c)),
+            };
+            let (block, tmp) = ((t0, t1), &mut sc.tmp);
+            let v_out = (&mut *v, vs);
+            by_tiles!(
+                grid.kind,
+                transform_input(x, g, plan, block, v_out, tmp, fast)
+            );
+            let ms = planes(n, f);
+            let m = &mut sc.m[..pts * ms];
+            for (p, up) in points.iter().enumerate() {
+                let (vp, mp) = (&v[p * vs..p * vs + n * c], &mut m[p * ms..p * ms + n * f]);
+                sgemm_packed(n, vp, up, mp);
+            }
+            by_tiles!(
+                grid.kind,
+                transform_output(m, g, plan, block, s0, y, tmp, fused)
+            );
         }
     }
     if fused.is_none() {
@@ -1067,11 +1334,12 @@ pub fn conv2d_forward(
 
 /// max_pool(act(conv(x, kernel) + bias)) for inference with `pg` a 2x2 max pooling of
 /// stride 2 ('valid'), pooled in the output transform (the convolution's output is
-/// never stored); `None` where that path does not apply (another pooling or
-/// activation, or no AVX-512), for the caller's general path.
+/// never stored; its tiles stop at the last row and column the windows read); `None`
+/// where that path does not apply (another pooling or activation, or no AVX-512), for
+/// the caller's general path.
 pub fn conv2d_max_pool_forward(
     x: &[f32],
-    u: &TransformedKernel,
+    kernel: &[f32],
     g: &ConvGeometry,
     epilogue: Epilogue,
     pg: &Pool2d,
@@ -1083,7 +1351,10 @@ pub fn conv2d_max_pool_forward(
         && pg.oh * pg.ow > 0;
     let act = matches!(epilogue.act, Activation::Linear | Activation::Relu);
     let fast = fast_tiles();
-    (pool2 && act && fast).then(|| forward_batch(x, u, g, epilogue, (true, fast), None))
+    (pool2 && act && fast).then(|| {
+        let u = prepare_inference_kernel(kernel, g, (2 * pg.oh, 2 * pg.ow));
+        forward_batch(x, &u, g, epilogue, (true, fast), None)
+    })
 }
 
 /// `conv2d_forward`, or with `pool2` its 2x2 max pooling (`conv2d_max_pool_forward`,
@@ -1096,22 +1367,24 @@ fn forward_batch(
     (pool2, fast): (bool, bool),
     keep: Option<&mut [f32]>,
 ) -> Vec<f32> {
-    let plan = u.plan(g);
+    let plans = u.plans(g);
+    // Units of samples that every grid's blocks fit in.
+    let spu = plans.iter().map(|p| p.spu).min().unwrap_or(1).max(1);
     let out_len = if pool2 {
         (g.oh / 2) * (g.ow / 2) * g.f
     } else {
         g.oh * g.ow * g.f
     };
     let mut y = pool::scratch(g.n * out_len);
-    let v_len = plan.tps * P * g.c;
+    let v_len = plans[0].tps * P * g.c;
     let unit = |i: usize, y: &mut [f32], keep: Option<&mut [f32]>| {
-        let s0 = i * plan.spu;
-        let s1 = (s0 + plan.spu).min(g.n);
-        forward_unit(x, u, g, &plan, epilogue, (pool2, fast), (s0, s1), y, keep);
+        let s0 = i * spu;
+        let s1 = (s0 + spu).min(g.n);
+        forward_unit(x, u, g, &plans, epilogue, (pool2, fast), (s0, s1), y, keep);
     };
-    let (y_step, v_step) = (plan.spu * out_len, plan.spu * v_len);
+    let (y_step, v_step) = (spu * out_len, spu * v_len);
     match keep {
-        Some(k) if top_level() && g.n > plan.spu => y
+        Some(k) if top_level() && g.n > spu => y
             .par_chunks_mut(y_step)
             .zip(k.par_chunks_mut(v_step))
             .enumerate()
@@ -1121,7 +1394,7 @@ fn forward_batch(
             .zip(k.chunks_mut(v_step))
             .enumerate()
             .for_each(|(i, (y, k))| unit(i, y, Some(k))),
-        None if top_level() && g.n > plan.spu => y
+        None if top_level() && g.n > spu => y
             .par_chunks_mut(y_step)
             .enumerate()
             .for_each(|(i, y)| unit(i, y, None)),
@@ -1164,7 +1437,7 @@ pub fn conv2d_input_grad(gz: &[f32], kernel: &[f32], g: &ConvGeometry) -> Vec<f3
             }
         }
     }
-    let u = prepare_kernel(&flipped, f, c);
+    let u = prepare_kernel(&flipped, &gt);
     pool::give(flipped);
     conv2d_forward(gz, &u, &gt, Epilogue::NONE, None)
 }
@@ -1200,7 +1473,7 @@ fn kernel_grad_unit_body(
     fast: bool,
 ) {
     let (c, f) = (g.c, g.f);
-    let mut sc = Scratch::new(g, plan, kept.is_none());
+    let mut sc = Scratch::new(g, std::slice::from_ref(plan), kept.is_none());
     for (t0, t1) in plan.blocks(s0, s1) {
         let n = t1 - t0;
         let (v, vs): (&[f32], usize) = match kept {
@@ -1209,7 +1482,8 @@ fn kernel_grad_unit_body(
                 let vs = planes(n, c);
                 let v = &mut sc.v[..P * vs];
                 let tmp = &mut sc.tmp;
-                transform_input::<M, A, F4>(x, g, plan, (t0, t1), (v, vs), tmp, fast);
+                let (block, v_out) = ((t0, t1), (v, vs));
+                transform_input::<M, A, F4, M, A, F4>(x, g, plan, block, v_out, tmp, fast);
                 (&sc.v[..P * vs], vs)
             }
         };
@@ -1332,23 +1606,96 @@ mod tests {
     }
 
     #[test]
-    fn f6_tiles_match_im2col_where_they_are_chosen() {
-        // Maps where F(6x6)'s tiles need fewer products than F(4x4)'s, up to its channel
-        // limit; a 7x7 map (4 tiles either way, 64 points against 36) keeps F(4x4).
+    fn cuts_take_the_fewest_points() {
+        let cut = |six, four| Cut { six, four };
+        // The pooled 10 outputs of the workshop CNN's 11x11 map: 6 + 4.
+        assert_eq!(Cut::fewest_points(10), cut(1, 1));
+        assert_eq!(Cut::fewest_points(11), cut(2, 0));
+        assert_eq!(Cut::fewest_points(12), cut(2, 0));
+        // 4 + 4 (12 points) against 6 + 4 (14): F(4, 3) alone.
+        assert_eq!(Cut::fewest_points(7), cut(0, 2));
+        assert_eq!(Cut::fewest_points(8), cut(0, 2));
+        assert_eq!(Cut::fewest_points(3), cut(0, 1));
+        // 6 + 4 + 4 (20 points) against 6 + 6 + 6 (24) or 4 x 4 (24).
+        assert_eq!(Cut::fewest_points(14), cut(1, 2));
+        assert_eq!(Cut::fewest_points(28), cut(4, 1));
+        for len in 1..60 {
+            let c = Cut::fewest_points(len);
+            assert!(6 * c.six + 4 * c.four >= len, "{len}: {c:?}");
+            assert!(c.points() <= Cut::f4(len).points(), "{len}: {c:?}");
+        }
+        let grids = Grid::of_cuts(cut(1, 1), cut(0, 2));
+        let kinds: Vec<_> = grids.iter().map(|g| (g.kind, g.origin, g.tiles)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ((Var::F6, Var::F4), (0, 0), (1, 2)),
+                ((Var::F4, Var::F4), (6, 0), (1, 2))
+            ]
+        );
+    }
+
+    #[test]
+    fn recent_inference_kernels_are_reused_only_for_the_same_values() {
+        let g = geometry([2, 11, 11, 19], 23, Padding::Valid);
+        let k = random_tensor(&[3, 3, 19, 23], 21, 0.3);
+        // Tests run in parallel and fill the same list: a second call right after the
+        // first finds its entry unless eight others came in between, so one of three
+        // tries must.
+        let reused = (0..3).any(|_| {
+            let a = prepare_inference_kernel(k.host(), &g, (g.oh, g.ow));
+            Arc::ptr_eq(&a, &prepare_inference_kernel(k.host(), &g, (g.oh, g.ow)))
+        });
+        assert!(reused);
+        // Other grids (the 9x9 output's 6 + 4 tiles against 4 + 4 for the first 8 rows
+        // and columns), or one weight changed: a new transform.
+        let a = prepare_inference_kernel(k.host(), &g, (g.oh, g.ow));
+        let pooled = prepare_inference_kernel(k.host(), &g, (8, 8));
+        assert!(!Arc::ptr_eq(&a, &pooled));
+        let mut changed = k.host().to_vec();
+        changed[100] += 1e-3;
+        let c = prepare_inference_kernel(&changed, &g, (g.oh, g.ow));
+        assert!(!Arc::ptr_eq(&a, &c));
+        let x = random_tensor(&[2, 11, 11, 19], 22, 1.0);
+        let want = cpu_conv::im2col_forward(x.host(), &changed, &g, Epilogue::NONE, false).y;
+        let got = conv2d_forward(x.host(), &c, &g, Epilogue::NONE, None);
+        assert!(rel_err(&got, &want) < 2e-5);
+        let recent = RECENT.lock().unwrap();
+        assert!(recent.len() <= RECENT_KERNELS);
+    }
+
+    #[test]
+    fn inference_tiles_match_im2col_where_they_are_chosen() {
+        // Maps where F(6, 3) tiles need fewer products than F(4, 3)'s along either axis,
+        // up to its channel limit; a 7x7 map (4 + 4 either way, 8 + 8 points against
+        // 6 + 6) keeps F(4x4).
+        use Var::{F4 as V4, F6 as V6};
         let cases = [
-            ([3, 13, 13, 32], 64, Padding::Valid, true),
-            ([2, 12, 12, 16], 20, Padding::Same, true),
-            ([2, 9, 10, 64], 16, Padding::Same, true),
-            ([2, 7, 7, 16], 16, Padding::Same, false),
-            ([2, 13, 13, 128], 16, Padding::Valid, false),
+            ([3, 13, 13, 32], 64, Padding::Valid, vec![(V6, V6)]),
+            ([2, 12, 12, 16], 20, Padding::Same, vec![(V6, V6)]),
+            (
+                [2, 9, 10, 64],
+                16,
+                Padding::Same,
+                vec![(V6, V6), (V6, V4), (V4, V6), (V4, V4)],
+            ),
+            (
+                [3, 12, 10, 24],
+                20,
+                Padding::Valid,
+                vec![(V6, V4), (V4, V4)],
+            ),
+            ([2, 7, 7, 16], 16, Padding::Same, vec![(V4, V4)]),
+            ([2, 13, 13, 128], 16, Padding::Valid, vec![(V4, V4)]),
         ];
-        for (shape, f, padding, f6) in cases {
+        for (shape, f, padding, kinds) in cases {
             let g = geometry(shape, f, padding);
             let x = random_tensor(&shape, 11, 1.0);
             let k = random_tensor(&[3, 3, shape[3], f], 12, 0.3);
             let bias = random_tensor(&[f], 13, 0.5);
-            let u = prepare_inference_kernel(k.host(), &g);
-            assert_eq!(u.f6, f6, "{shape:?}");
+            let u = prepare_inference_kernel(k.host(), &g, (g.oh, g.ow));
+            let got: Vec<_> = u.grids.iter().map(|(grid, _)| grid.kind).collect();
+            assert_eq!(got, kinds, "{shape:?}");
             let z = cpu_conv::im2col_forward(x.host(), k.host(), &g, Epilogue::NONE, false).y;
             let scale = z.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             for act in [Activation::Linear, Activation::Relu, Activation::Tanh] {
@@ -1362,7 +1709,10 @@ mod tests {
                     .iter()
                     .zip(&want)
                     .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-                println!("{shape:?} {padding:?} {act:?} F6 {f6}: {:e}", diff / scale);
+                println!(
+                    "{shape:?} {padding:?} {act:?} {kinds:?}: {:e}",
+                    diff / scale
+                );
                 assert!(
                     diff / scale < 2e-5,
                     "{shape:?} {padding:?} {act:?}: {}",
@@ -1420,6 +1770,7 @@ mod tests {
         for (shape, padding) in [
             ([5, 13, 13, 24], Padding::Valid),
             ([5, 12, 12, 24], Padding::Same),
+            ([5, 12, 12, 24], Padding::Valid),
         ] {
             let g = geometry(shape, f, padding);
             let x = random_tensor(&shape, 7, 1.0);
@@ -1430,12 +1781,13 @@ mod tests {
                 bias: Some(bias.host()),
                 act: Activation::Relu,
             };
-            // Both tile variants (F(6x6) applies to these 11x11 and 12x12 outputs).
+            // F(4x4) tiles, and the inference ones: F(6x6) on the 11x11 and 12x12
+            // outputs, F(6, 3) and F(4, 3) mixed on the 10x10 one.
             let (u4, u6) = (
-                prepare_kernel(k.host(), shape[3], f),
-                prepare_inference_kernel(k.host(), &g),
+                prepare_kernel(k.host(), &g),
+                prepare_inference_kernel(k.host(), &g, (g.oh, g.ow)),
             );
-            assert!(u6.f6);
+            assert!(!u6.is_f4(&g));
             let run = |fast: bool| {
                 let y4 = forward_batch(x.host(), &u4, &g, epi, (false, fast), None);
                 let y6 = forward_batch(x.host(), &u6, &g, epi, (false, fast), None);
@@ -1507,7 +1859,7 @@ mod tests {
         let k = random_tensor(&[3, 3, 32, f], 8, 0.3);
         let gz = random_tensor(&[g.n, g.oh, g.ow, f], 9, 1.0);
         let run = || {
-            let u = prepare_kernel(k.host(), 32, f);
+            let u = prepare_kernel(k.host(), &g);
             let mut kept = vec![0.0; kept_len(&g)];
             let y = conv2d_forward(x.host(), &u, &g, Epilogue::NONE, Some(&mut kept));
             let dk = conv2d_kernel_grad(x.host(), gz.host(), None, &g);

@@ -560,11 +560,16 @@ mod tests {
                     t.value(want).shape(),
                     "{spec:?} {w:?}"
                 );
-                // The same kernels run on the same values: equal up to the order of
-                // the few sums that the batch split changes (none here).
-                for (a, e) in t.value(fused).host().iter().zip(t.value(want).host()) {
+                // The direct path and im2col run the same kernels on the same values;
+                // Winograd's fused path stops its tiles at the last row and column the
+                // windows read, which may mix tile sizes where the unpooled output does
+                // not: within Winograd's error bound of the largest value (the tests
+                // of cpu_winograd), 2e-5.
+                let want = t.value(want).host();
+                let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                for (a, e) in t.value(fused).host().iter().zip(want) {
                     assert!(
-                        (a - e).abs() <= 1e-6 * e.abs().max(1.0),
+                        (a - e).abs() <= 2e-5 * scale,
                         "{spec:?} {w:?} {act:?}: {a} vs {e}"
                     );
                 }
