@@ -534,7 +534,8 @@ pub fn prepare_inference_kernel(
     extent: (usize, usize),
 ) -> Arc<TransformedKernel> {
     // F(6, 3)'s transforms cost more than F(4, 3)'s: worth it with AVX-512 only.
-    let grids = if avx512_cpu() && g.c <= F6_MAX_CHANNELS {
+    // (An empty output has no cut: its F(4x4) grid, with one empty tile, as before.)
+    let grids = if avx512_cpu() && g.c <= F6_MAX_CHANNELS && extent.0 * extent.1 > 0 {
         let (rows, cols) = (Cut::fewest_points(extent.0), Cut::fewest_points(extent.1));
         Grid::of_cuts(rows, cols)
     } else {
@@ -1651,6 +1652,10 @@ mod tests {
         // and columns), or one weight changed: a new transform.
         let a = prepare_inference_kernel(k.host(), &g, (g.oh, g.ow));
         let pooled = prepare_inference_kernel(k.host(), &g, (8, 8));
+        assert_eq!(
+            prepare_inference_kernel(k.host(), &g, (0, 9)).grids.len(),
+            1
+        );
         assert!(!Arc::ptr_eq(&a, &pooled));
         let mut changed = k.host().to_vec();
         changed[100] += 1e-3;
