@@ -1,7 +1,8 @@
 //! Times the Winograd convolution's parts at the workshop CNN's second convolution (64
 //! samples of 13x13x32 -> 64, one training shard): the kernel transform, the forward
 //! pass with and without keeping the transformed input, the kernel gradient from the
-//! kept input or rebuilt, and the input gradient.
+//! kept input or rebuilt, the input gradient, and inference's convolution + 2x2 max
+//! pooling.
 //!
 //!     RAYON_NUM_THREADS=1 cargo run --release --example winograd_bench [prefix]
 //!
@@ -70,4 +71,21 @@ fn main() {
         pool::give(w::conv2d_kernel_grad(&x, &gz, None, &g))
     });
     time("dx", &mut || pool::give(w::conv2d_input_grad(&gz, &k, &g)));
+    // Inference: predict's fused convolution + 2x2 max pooling (ReLU), its kernel
+    // prepared once and then found again (`prepare_inference_kernel`).
+    let pg = engine::ops::pool::Pool2d::new(
+        &[n, g.oh, g.ow, f],
+        (2, 2),
+        (2, 2),
+        engine::ops::pool::Padding::Valid,
+    )
+    .unwrap();
+    let bias = values(f, 17);
+    let epi = Epilogue {
+        bias: Some(&bias),
+        act: engine::ops::activation::Activation::Relu,
+    };
+    time("pooled", &mut || {
+        pool::give(w::conv2d_max_pool_forward(&x, &k, &g, epi, &pg).unwrap())
+    });
 }
