@@ -13,6 +13,17 @@ test_that("layer_flatten() puts each sample in row-major (C) order", {
     expect_equal(y[i, (r - 1) * 6 + (c - 1) * 2 + ch], x[i, r, c, ch])
   }
   expect_equal(y, array_reshape(x, c(2, 12)))
+  # 16 samples or more take the conversion that moves 16 x 16 blocks (AVX-512), with
+  # the rest of each axis (105 = 6 x 16 + 9 values, 40 = 2 x 16 + 8 samples) done one
+  # by one: the same order. Integers below 2^24 are exact in single precision.
+  x <- array(as.numeric(seq_len(40 * 5 * 7 * 3)), c(40, 5, 7, 3))
+  y <- predict(one_layer(c(5, 7, 3), layer_flatten()), x, batch_size = 16, verbose = 0)
+  expect_identical(y, array_reshape(x, c(40, 105)))
+  expect_identical(y[33, 2 * 21 + 4 * 3 + 3], x[33, 3, 5, 3])
+  # The next call of that size converts into the same (pooled) buffer: every value is
+  # written again, none is left from the call before.
+  expect_identical(predict(one_layer(c(5, 7, 3), layer_flatten()), -x, verbose = 0),
+                   array_reshape(-x, c(40, 105)))
 
   model <- keras_model_sequential(input_shape = c(13, 13, 64)) %>% layer_flatten(name = "flat")
   expect_equal(model_info(model)$output_shapes, list(10816L))

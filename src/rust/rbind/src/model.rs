@@ -140,6 +140,16 @@ impl RArrays {
     }
 }
 
+impl Drop for RArrays {
+    /// The converted values go back to the engine's pool: the next call converting an
+    /// array of the same size writes into memory already faulted in.
+    fn drop(&mut self) {
+        for (values, _) in self.0.drain(..) {
+            engine::device::pool::give(values);
+        }
+    }
+}
+
 fn samples<'a>(x: &'a RArrays, y: &'a RArrays) -> RkResult<Samples<'a>> {
     Ok(Samples::new(x.arrays(), y.arrays())?)
 }
