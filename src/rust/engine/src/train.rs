@@ -854,9 +854,12 @@ pub fn predict(
     model.build(&shapes)?;
     model.place_weights();
     let out_shapes = model.output_shapes()?.unwrap_or_default();
+    // From the pool, where the outputs of the previous call went when their tensors
+    // were dropped: taken afresh, each call left one more buffer there that no one asked
+    // for again.
     let mut outs: Vec<Vec<f32>> = out_shapes
         .iter()
-        .map(|s| Vec::with_capacity(n * s.iter().product::<usize>()))
+        .map(|s| crate::device::pool::take(n * s.iter().product::<usize>()))
         .collect();
     let steps = n.div_ceil(batch_size);
     observer.on_epoch_begin(0, 1, steps);
