@@ -541,7 +541,11 @@ pub fn prepare_inference_kernel(
     } else {
         vec![Grid::f4(g)]
     };
-    let hit = |r: &Recent| r.u.grids.iter().map(|(grid, _)| grid).eq(&grids) && r.kernel == k;
+    let hit = |r: &Recent| {
+        r.channels == (g.c, g.f)
+            && r.u.grids.iter().map(|(grid, _)| grid).eq(&grids)
+            && r.kernel == k
+    };
     let lock = || {
         RECENT
             .lock()
@@ -555,6 +559,7 @@ pub fn prepare_inference_kernel(
     recent.insert(
         0,
         Recent {
+            channels: (g.c, g.f),
             kernel: k.to_vec(),
             u: Arc::clone(&u),
         },
@@ -577,6 +582,7 @@ pub fn prepare_inference_kernel(
 
 /// An inference kernel prepared lately, with the (3, 3, c, f) kernel it was made from.
 struct Recent {
+    channels: (usize, usize),
     kernel: Vec<f32>,
     u: Arc<TransformedKernel>,
 }
@@ -1657,6 +1663,10 @@ mod tests {
             1
         );
         assert!(!Arc::ptr_eq(&a, &pooled));
+        // The same values as a kernel of 23 inputs and 19 outputs: another transform.
+        let g_swapped = geometry([2, 11, 11, 23], 19, Padding::Valid);
+        let swapped = prepare_inference_kernel(k.host(), &g_swapped, (g.oh, g.ow));
+        assert!(!Arc::ptr_eq(&a, &swapped));
         let mut changed = k.host().to_vec();
         changed[100] += 1e-3;
         let c = prepare_inference_kernel(&changed, &g, (g.oh, g.ow));
