@@ -554,8 +554,12 @@ pub fn prepare_inference_kernel(
     if let Some(r) = lock().iter().find(|r| hit(r)) {
         return Arc::clone(&r.u);
     }
-    let u = Arc::new(prepare_grids(k, g, grids));
+    let u = Arc::new(prepare_grids(k, g, grids.clone()));
     let mut recent = lock();
+    // Another thread's batch may have prepared the same kernel meanwhile: one entry.
+    if let Some(r) = recent.iter().find(|r| hit(r)) {
+        return Arc::clone(&r.u);
+    }
     recent.insert(
         0,
         Recent {
@@ -618,14 +622,8 @@ fn prepare_grids(k: &[f32], g: &ConvGeometry, grids: Vec<Grid>) -> TransformedKe
     TransformedKernel { grids }
 }
 
-/// U = G g Gᵀ for every (input, output) channel pair of a (3, 3, c, f) kernel, as
-/// [A²][c][f] (F(4x4, 3x3)).
-pub fn transform_kernel(k: &[f32], c: usize, f: usize) -> Vec<f32> {
-    transform_kernel_with::<M, A, F4, M, A, F4>(k, c, f)
-}
-
-/// `transform_kernel` for tiles of the variants `Y` down the rows and `X` along the
-/// columns: U = G_Y g G_Xᵀ, [AY][AX][c][f].
+/// U = G_Y g G_Xᵀ for every (input, output) channel pair of a (3, 3, c, f) kernel, for
+/// tiles of the variants `Y` down the rows and `X` along the columns: [AY][AX][c][f].
 fn transform_kernel_with<
     const MY: usize,
     const AY: usize,
