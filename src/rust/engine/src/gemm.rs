@@ -688,7 +688,13 @@ unsafe fn ukr_avx512<const MR: usize, const NV: usize>(
         if r < mr {
             for (v, (&x, &mask)) in acc_r.iter().zip(&masks).enumerate() {
                 let cp = c.add(r * ldc + 16 * v);
-                let mut out = _mm512_mul_ps(x, va);
+                // Not multiplied when alpha is 1 (Winograd's products, dense layers): a
+                // multiply per 32 multiply-adds, on the same ports.
+                let mut out = if alpha == 1.0 {
+                    x
+                } else {
+                    _mm512_mul_ps(x, va)
+                };
                 if beta != 0.0 {
                     out = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask, cp), out);
                 }

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use crate::device::cpu_direct as direct;
 use crate::device::cpu_pool;
 use crate::device::cpu_winograd as winograd;
+use crate::device::cpu_winograd_rows as winograd_rows;
 use crate::device::pool;
 use crate::gemm::sgemm;
 use crate::ops::activation::Activation;
@@ -276,6 +277,9 @@ pub fn conv2d_max_pool_forward(
     pg: &Pool2d,
 ) -> Vec<f32> {
     debug_assert_eq!((pg.n, pg.h, pg.w, pg.c), (g.n, g.oh, g.ow, g.f));
+    if winograd_rows::applies(g, pg, epilogue.act) {
+        return winograd_rows::conv2d_max_pool_forward(x, kernel, g, epilogue, pg);
+    }
     if direct::applies(g) {
         if let Some(y) = direct::conv2d_max_pool_forward(x, kernel, g, epilogue, pg) {
             return y;

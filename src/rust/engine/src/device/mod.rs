@@ -16,6 +16,7 @@ pub mod cpu_norm;
 pub mod cpu_pad;
 pub mod cpu_pool;
 pub mod cpu_winograd;
+pub mod cpu_winograd_rows;
 pub mod cuda;
 pub mod pool;
 
