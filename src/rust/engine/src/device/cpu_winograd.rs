@@ -1091,19 +1091,13 @@ pub(super) mod avx512 {
                     mid.add(i * AX + q).write(d.0);
                 }
             }
-            let mut out = MaybeUninit::<[[__m512; MX]; MY]>::uninit();
-            let out = out.as_mut_ptr() as *mut __m512;
-            for i in 0..MY {
-                let mut row = [V(_mm512_setzero_ps()); AX];
-                for (q, d) in row.iter_mut().enumerate() {
-                    *d = V(mid.add(i * AX + q).read());
-                }
-                let o = X::at(row);
-                for (x, d) in o.iter().enumerate() {
-                    out.add(i * MX + x).write(d.0);
-                }
-            }
-            let out = |r: usize, c: usize| out.add(r * MX + c).read();
+            // The second step row by row, each row's outputs (or with `pool2` each pair
+            // of rows' windows) finished and stored from registers: kept in an array
+            // for a pass of their own, they cost a store and a load each.
+            let row = |i: usize| {
+                let r: [V; AX] = std::array::from_fn(|q| V(mid.add(i * AX + q).read()));
+                X::at(r)
+            };
             let b = _mm512_maskz_loadu_ps(k, bias.add(j0));
             let finish = |v: __m512| {
                 let v = _mm512_add_ps(v, b);
@@ -1114,16 +1108,19 @@ pub(super) mod avx512 {
                 }
             };
             for i in 0..rows {
-                for x in 0..cols {
-                    let v = if pool2 {
-                        let (r, c) = (2 * i, 2 * x);
-                        let top = _mm512_max_ps(out(r, c), out(r, c + 1));
-                        let bottom = _mm512_max_ps(out(r + 1, c), out(r + 1, c + 1));
-                        _mm512_max_ps(top, bottom)
-                    } else {
-                        out(i, x)
-                    };
-                    _mm512_mask_storeu_ps(dst.add(i * row_step + x * f + j0), k, finish(v));
+                let at = dst.add(i * row_step + j0);
+                if pool2 {
+                    let (top, bottom) = (row(2 * i), row(2 * i + 1));
+                    for x in 0..cols {
+                        let t = _mm512_max_ps(top[2 * x].0, top[2 * x + 1].0);
+                        let b = _mm512_max_ps(bottom[2 * x].0, bottom[2 * x + 1].0);
+                        _mm512_mask_storeu_ps(at.add(x * f), k, finish(_mm512_max_ps(t, b)));
+                    }
+                } else {
+                    let o = row(i);
+                    for (x, v) in o.iter().enumerate().take(cols) {
+                        _mm512_mask_storeu_ps(at.add(x * f), k, finish(v.0));
+                    }
                 }
             }
         }
