@@ -2,6 +2,7 @@
 //! losses, metrics and training loops, with no R in it. The R package talks to it
 //! through the glue crate (`rbind`).
 
+mod alloc;
 pub mod autodiff;
 pub mod device;
 pub mod error;
