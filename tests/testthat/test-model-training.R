@@ -345,6 +345,18 @@ test_that("bad data gives rustkeras errors naming the argument and the shapes", 
     expect_error(predict(model, x, verbose = 0), "`x` must not contain NA, NaN or Inf",
                  class = "rustkeras_error")
   }
+  # predict() converts and checks its input batch by batch: a bad value in a late batch
+  # is named by its sample in the whole input, and an integer NA is an NA too.
+  x <- d$x
+  x[250, 2] <- NaN
+  expect_error(predict(model, x, batch_size = 32, verbose = 0),
+               "found NA or NaN in sample 250, value 2", class = "rustkeras_error")
+  xi <- matrix(as.integer(round(d$x * 10)), ncol = 2)
+  expect_equal(predict(model, xi, batch_size = 7, verbose = 0),
+               predict(model, xi * 1.0, batch_size = 300, verbose = 0), tolerance = 1e-6)
+  xi[299, 1] <- NA
+  expect_error(predict(model, xi, batch_size = 32, verbose = 0),
+               "found NA or NaN in sample 299, value 1", class = "rustkeras_error")
   y <- d$y
   y[3, 1] <- NA
   expect_error(fit_quiet(d$x, y), "`y` must not contain NA", class = "rustkeras_error")

@@ -71,6 +71,32 @@ impl<'a> Array<'a> {
     }
 }
 
+/// A model input as `predict_rows` reads it, batch by batch: row-major f32 samples of
+/// `sample_shape`, written into each batch's tensor by `fill`. In memory already (an
+/// `Array`), or converted from the caller's layout as each batch asks (R's
+/// column-major doubles: converting the whole input first wrote and read back a copy
+/// of it, 6 % of the workshop CNN's predict()).
+pub trait Rows: Sync {
+    /// Samples.
+    fn rows(&self) -> usize;
+    /// One sample's shape.
+    fn sample_shape(&self) -> &[usize];
+    /// Samples [from, to) into `out`, (to - from) times the sample's length.
+    fn fill(&self, from: usize, to: usize, out: &mut [f32]);
+}
+
+impl Rows for Array<'_> {
+    fn rows(&self) -> usize {
+        Array::rows(self)
+    }
+    fn sample_shape(&self) -> &[usize] {
+        self.shape
+    }
+    fn fill(&self, from: usize, to: usize, out: &mut [f32]) {
+        out.copy_from_slice(self.slice(from, to).values);
+    }
+}
+
 /// The inputs and targets of `fit()` / `evaluate()`: one array per model input and
 /// one per output, all with the same number of samples.
 #[derive(Clone, Debug)]
@@ -234,6 +260,11 @@ impl<'a> Samples<'a> {
 /// Rejects NA/NaN/Inf, naming the sample and the value's place within it (1-based, in
 /// row-major order over the sample's axes, e.g. the column of a matrix).
 pub fn check_finite(arg: &str, v: &[f32], sample_len: usize) -> Result<()> {
+    check_finite_from(arg, v, sample_len, 0)
+}
+
+/// `check_finite` of samples that start at sample `first` of the whole input.
+fn check_finite_from(arg: &str, v: &[f32], sample_len: usize, first: usize) -> Result<()> {
     // A branch-free scan over chunks in parallel (the exponent bits all set means NaN
     // or Inf): searching value by value took 2 % of the workshop CNN's predict CPU time
     // on one thread while the other waited. The position is looked for only when needed.
@@ -242,7 +273,13 @@ pub fn check_finite(arg: &str, v: &[f32], sample_len: usize) -> Result<()> {
             acc | (!a.to_bits() & 0x7f80_0000 == 0) as u32
         }) != 0
     };
-    if !v.par_chunks(1 << 16).any(non_finite) {
+    // Inside a pool worker (a predict() batch) the caller already splits the work.
+    let bad = if rayon::current_thread_index().is_some() {
+        non_finite(v)
+    } else {
+        v.par_chunks(1 << 16).any(non_finite)
+    };
+    if !bad {
         return Ok(());
     }
     match v.iter().position(|a| !a.is_finite()) {
@@ -264,7 +301,7 @@ pub fn check_finite(arg: &str, v: &[f32], sample_len: usize) -> Result<()> {
                 arg,
                 format!(
                     "must not contain NA, NaN or Inf (found {what} in sample {}{place})",
-                    i / len + 1
+                    first + i / len + 1
                 ),
             ))
         }
@@ -838,19 +875,30 @@ pub fn predict(
     batch_size: usize,
     observer: &mut dyn Observer,
 ) -> Result<Vec<Tensor>> {
+    let rows: Vec<&dyn Rows> = xs.iter().map(|a| a as &dyn Rows).collect();
+    predict_rows(model, &rows, batch_size, observer)
+}
+
+/// `predict` over inputs that write their batches (`Rows`). Each batch's values are
+/// checked for NA, NaN and Inf as they arrive (the error names the sample in the whole
+/// input); no batch runs after one that fails.
+pub fn predict_rows(
+    model: &mut Model,
+    xs: &[&dyn Rows],
+    batch_size: usize,
+    observer: &mut dyn Observer,
+) -> Result<Vec<Tensor>> {
     check_batch_size(batch_size)?;
-    let n = xs.first().map(Array::rows).unwrap_or(0);
+    let n = xs.first().map(|a| a.rows()).unwrap_or(0);
     for (i, a) in xs.iter().enumerate() {
-        let name = arg_name("x", i, xs.len());
         if a.rows() != n {
             return Err(data_err(
-                &name,
+                &arg_name("x", i, xs.len()),
                 format!("has {} samples, but `x[[1]]` has {n}", a.rows()),
             ));
         }
-        check_finite(&name, a.values, a.sample_len())?;
     }
-    let shapes: Vec<Vec<usize>> = xs.iter().map(|a| a.shape.to_vec()).collect();
+    let shapes: Vec<Vec<usize>> = xs.iter().map(|a| a.sample_shape().to_vec()).collect();
     model.build(&shapes)?;
     model.place_weights();
     let out_shapes = model.output_shapes()?.unwrap_or_default();
@@ -867,10 +915,18 @@ pub fn predict(
     let batch = |step: usize| {
         let (from, to) = (step * batch_size, ((step + 1) * batch_size).min(n));
         let mut tape = Tape::new();
-        let xvs: Vec<Var> = xs
-            .iter()
-            .map(|a| tape.leaf(a.range(from, to).to_device(m.device), false))
-            .collect();
+        let mut xvs = Vec::with_capacity(xs.len());
+        for (i, a) in xs.iter().enumerate() {
+            let shape = a.sample_shape();
+            let len: usize = shape.iter().product();
+            let mut values = crate::device::pool::scratch((to - from) * len);
+            a.fill(from, to, &mut values);
+            check_finite_from(&arg_name("x", i, xs.len()), &values, len, from)?;
+            let mut batch_shape = vec![to - from];
+            batch_shape.extend_from_slice(shape);
+            let t = Tensor::from_vec(batch_shape, values)?;
+            xvs.push(tape.leaf(t.to_device(m.device), false));
+        }
         let params = m.param_vars(&mut tape, None);
         let (ys, _) = m.forward(
             &mut tape,

@@ -10,31 +10,124 @@ use crate::error::{RkError, RkResult};
 /// A numeric R array as row-major f32 values and its dims (sample axis first).
 /// NA becomes NaN so that the engine's check names it.
 pub fn array_from_r(x: &Robj, arg: &str) -> RkResult<(Vec<f32>, Vec<usize>)> {
-    let len = x.len();
-    let dims: Vec<usize> = match x.dim() {
-        Some(d) => d.iter().map(|v| v.0 as usize).collect(),
-        None => vec![len],
+    let dims = dims_of(x);
+    let out = match numeric_values(x, arg)? {
+        Values::Real(s) => reverse_axes_real(s, &dims),
+        Values::Int(s) => reverse_axes(s, &dims, int_to_f32),
     };
-    let out = if let Some(s) = x.as_real_slice() {
-        reverse_axes_real(s, &dims)
+    Ok((out, dims))
+}
+
+/// The dims of `x`, or its length for a plain vector.
+fn dims_of(x: &Robj) -> Vec<usize> {
+    match x.dim() {
+        Some(d) => d.iter().map(|v| v.0 as usize).collect(),
+        None => vec![x.len()],
+    }
+}
+
+/// The values of a numeric R vector or array in R's order.
+#[derive(Clone, Copy)]
+enum Values<'a> {
+    Real(&'a [f64]),
+    Int(&'a [i32]),
+}
+
+fn numeric_values<'a>(x: &'a Robj, arg: &str) -> RkResult<Values<'a>> {
+    if let Some(s) = x.as_real_slice() {
+        Ok(Values::Real(s))
     } else if let Some(s) = x.as_integer_slice() {
         if x.inherits("factor") {
             return Err(bad_type(arg, "a factor"));
         }
-        reverse_axes(
-            s,
-            &dims,
-            |v| if v == i32::MIN { f32::NAN } else { v as f32 },
-        )
+        Ok(Values::Int(s))
     } else if x.is_logical() {
-        return Err(bad_type(arg, "a logical vector"));
+        Err(bad_type(arg, "a logical vector"))
     } else {
-        return Err(bad_type(
+        Err(bad_type(
             arg,
             &format!("of R type '{:?}'", x.rtype()).to_lowercase(),
-        ));
-    };
-    Ok((out, dims))
+        ))
+    }
+}
+
+/// An R integer as f32, NA as NaN.
+fn int_to_f32(v: i32) -> f32 {
+    if v == i32::MIN {
+        f32::NAN
+    } else {
+        v as f32
+    }
+}
+
+/// A numeric R array that predict() reads batch by batch (`engine::train::Rows`): each
+/// batch's samples are converted to row-major f32 in the worker that runs it (plain
+/// reads of R's memory, which the caller keeps alive; no R API calls). Converting the
+/// whole array first wrote and read back a copy of it.
+pub struct RRows<'a> {
+    values: Values<'a>,
+    samples: usize,
+    /// One sample's dims.
+    shape: Vec<usize>,
+    /// Where each position of a sample's row is for sample 0 (`row_offsets`).
+    offs: Vec<usize>,
+}
+
+/// `x` (the argument `arg`) as an `RRows`.
+pub fn rows_from_r<'a>(x: &'a Robj, arg: &str) -> RkResult<RRows<'a>> {
+    let values = numeric_values(x, arg)?;
+    let dims = dims_of(x);
+    let (samples, shape) = (dims[0], dims[1..].to_vec());
+    let offs = row_offsets(samples, &shape);
+    Ok(RRows {
+        values,
+        samples,
+        shape,
+        offs,
+    })
+}
+
+impl engine::train::Rows for RRows<'_> {
+    fn rows(&self) -> usize {
+        self.samples
+    }
+
+    fn sample_shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn fill(&self, from: usize, to: usize, out: &mut [f32]) {
+        let row_len = self.offs.len();
+        assert!(to <= self.samples && out.len() == (to - from) * row_len);
+        match self.values {
+            Values::Real(src) => {
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    avx512::rows_into(src, &self.offs, (from, to), out);
+                    return;
+                }
+                rows_into(src, &self.offs, (from, to), out, |v| v as f32)
+            }
+            Values::Int(src) => rows_into(src, &self.offs, (from, to), out, int_to_f32),
+        }
+    }
+}
+
+/// Samples [s0, s1) of column-major `src` as row-major rows of `offs.len()` values into
+/// `out`: each position's run of samples read in R's order.
+fn rows_into<T: Copy>(
+    src: &[T],
+    offs: &[usize],
+    (s0, s1): (usize, usize),
+    out: &mut [f32],
+    f: impl Fn(T) -> f32,
+) {
+    let row_len = offs.len();
+    for (r, &o) in offs.iter().enumerate() {
+        for (k, &v) in src[o + s0..o + s1].iter().enumerate() {
+            out[k * row_len + r] = f(v);
+        }
+    }
 }
 
 fn bad_type(arg: &str, what: &str) -> RkError {
@@ -133,37 +226,47 @@ mod avx512 {
         }
         assert!(src.len() >= samples * row_len && out.len() >= samples * row_len);
         let offs = super::row_offsets(samples, rest);
-        let whole = row_len / 16 * 16;
         out.par_chunks_mut(TASK * row_len)
             .enumerate()
             .for_each(|(ti, rows)| {
                 let (s0, s1) = (ti * TASK, ((ti + 1) * TASK).min(samples));
-                for r0 in (0..whole).step_by(16) {
-                    let o: &[usize; 16] = offs[r0..r0 + 16].try_into().expect("16 offsets");
-                    let mut s = s0;
-                    while s + 16 <= s1 {
-                        // SAFETY: the CPU has AVX-512F (checked by the caller); the 16
-                        // runs read src[o[j] + s..o[j] + s + 16], inside `src` as every
-                        // (position, sample) is, and the 16 rows written are whole
-                        // samples of `rows` (asserted by the slicing).
-                        unsafe {
-                            let dst = &mut rows[(s - s0) * row_len..(s - s0 + 16) * row_len];
-                            block(src, o, s, dst, r0, row_len)
-                        };
-                        s += 16;
-                    }
-                    for k in s..s1 {
-                        for (j, &oj) in o.iter().enumerate() {
-                            rows[(k - s0) * row_len + r0 + j] = src[oj + k] as f32;
-                        }
-                    }
-                }
-                for (r, &o) in offs.iter().enumerate().skip(whole) {
-                    for k in s0..s1 {
-                        rows[(k - s0) * row_len + r] = src[o + k] as f32;
-                    }
-                }
+                rows_into(src, &offs, (s0, s1), rows);
             });
+    }
+
+    /// Samples [s0, s1) into `rows` (their rows, one after another), the positions of a
+    /// row at `offs` (`row_offsets`) for sample 0. The caller has checked that the CPU
+    /// has AVX-512F.
+    pub fn rows_into(src: &[f64], offs: &[usize], (s0, s1): (usize, usize), rows: &mut [f32]) {
+        let row_len = offs.len();
+        let whole = row_len / 16 * 16;
+        assert!(rows.len() >= (s1 - s0) * row_len);
+        assert!(offs.iter().all(|&o| o + s1 <= src.len()));
+        for r0 in (0..whole).step_by(16) {
+            let o: &[usize; 16] = offs[r0..r0 + 16].try_into().expect("16 offsets");
+            let mut s = s0;
+            while s + 16 <= s1 {
+                // SAFETY: the CPU has AVX-512F (checked by the caller); the 16 runs
+                // read src[o[j] + s..o[j] + s + 16], inside `src` (asserted above for
+                // every position up to s1), and the 16 rows written are whole samples
+                // of `rows` (asserted by the slicing).
+                unsafe {
+                    let dst = &mut rows[(s - s0) * row_len..(s - s0 + 16) * row_len];
+                    block(src, o, s, dst, r0, row_len)
+                };
+                s += 16;
+            }
+            for k in s..s1 {
+                for (j, &oj) in o.iter().enumerate() {
+                    rows[(k - s0) * row_len + r0 + j] = src[oj + k] as f32;
+                }
+            }
+        }
+        for (r, &o) in offs.iter().enumerate().skip(whole) {
+            for k in s0..s1 {
+                rows[(k - s0) * row_len + r] = src[o + k] as f32;
+            }
+        }
     }
 
     /// Positions r0..r0 + 16 (runs starting at `o`) of samples s..s + 16 into the 16
@@ -388,6 +491,60 @@ mod tests {
                     a == b || (a.is_nan() && b.is_nan()),
                     "{dims:?} at {i}: {a} vs {b}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn batches_of_rows_take_the_same_values_as_the_whole_array() {
+        use super::{row_offsets, RRows, Values};
+        use engine::train::Rows;
+        // Doubles (the AVX-512 path where the CPU has it: whole blocks of 16 samples and
+        // the rest) and integers (NA as NaN), in batches that do not start on a block.
+        for dims in [
+            vec![100, 5, 7, 3],
+            vec![37, 28, 28, 1],
+            vec![50, 9],
+            vec![40],
+        ] {
+            let n: usize = dims.iter().product();
+            let mut real: Vec<f64> = (0..n).map(|v| v as f64 * 0.5 - 7.0).collect();
+            real[n / 3] = f64::NAN;
+            let int: Vec<i32> = (0..n)
+                .map(|v| if v == n / 2 { i32::MIN } else { v as i32 - 9 })
+                .collect();
+            let (samples, shape) = (dims[0], dims[1..].to_vec());
+            let row_len: usize = shape.iter().product();
+            let as_real: Vec<f64> = int
+                .iter()
+                .map(|&v| if v == i32::MIN { f64::NAN } else { v as f64 })
+                .collect();
+            for (values, want) in [
+                (Values::Real(&real), naive(&real, &dims)),
+                (Values::Int(&int), naive(&as_real, &dims)),
+            ] {
+                let rows = RRows {
+                    values,
+                    samples,
+                    shape: shape.clone(),
+                    offs: row_offsets(samples, &shape),
+                };
+                assert_eq!((rows.rows(), rows.sample_shape()), (samples, &shape[..]));
+                for (from, to) in [
+                    (0, samples),
+                    (3, 3 + 17.min(samples - 3)),
+                    (samples - 5, samples),
+                ] {
+                    let mut out = vec![0.0f32; (to - from) * row_len];
+                    rows.fill(from, to, &mut out);
+                    let expect = &want[from * row_len..to * row_len];
+                    for (i, (a, b)) in out.iter().zip(expect).enumerate() {
+                        assert!(
+                            a == b || (a.is_nan() && b.is_nan()),
+                            "{dims:?} [{from}, {to}) at {i}: {a} vs {b}"
+                        );
+                    }
+                }
             }
         }
     }

@@ -10,7 +10,7 @@ use engine::Tensor;
 use extendr_api::prelude::*;
 
 use crate::console::Console;
-use crate::convert::{array_from_r, array_to_r};
+use crate::convert::{array_from_r, array_to_r, rows_from_r};
 use crate::error::{RkError, RkResult};
 
 /// What an R model or layer object points at: engine objects shared with the models
@@ -105,27 +105,36 @@ pub(crate) fn dims_from_r(x: &Robj, arg: &str) -> RkResult<Option<Vec<usize>>> {
 /// per call into row-major values and their dims.
 struct RArrays(Vec<(Vec<f32>, Vec<usize>)>);
 
+/// The arrays of `x`: itself, or each element of a list, with the name each goes by
+/// in errors (`x`, or `x[[2]]`).
+fn input_objects(x: &Robj, arg: &str) -> RkResult<Vec<(Robj, String)>> {
+    if x.is_list() && !x.is_null() {
+        let list: List = x.try_into().map_err(|_| {
+            RkError::new(
+                "input",
+                format!("`{arg}` must be an array or a list of arrays"),
+            )
+        })?;
+        if list.len() == 0 {
+            return Err(RkError::new("input", format!("`{arg}` is an empty list")));
+        }
+        Ok(list
+            .iter()
+            .enumerate()
+            .map(|(i, (_, a))| (a, format!("{arg}[[{}]]", i + 1)))
+            .collect())
+    } else {
+        Ok(vec![(x.clone(), arg.to_string())])
+    }
+}
+
 impl RArrays {
     fn from_r(x: &Robj, arg: &str) -> RkResult<RArrays> {
-        if x.is_list() && !x.is_null() {
-            let list: List = x.try_into().map_err(|_| {
-                RkError::new(
-                    "input",
-                    format!("`{arg}` must be an array or a list of arrays"),
-                )
-            })?;
-            let n = list.len();
-            let mut out = Vec::with_capacity(n);
-            for (i, (_, a)) in list.iter().enumerate() {
-                out.push(array_from_r(&a, &format!("{arg}[[{}]]", i + 1))?);
-            }
-            if out.is_empty() {
-                return Err(RkError::new("input", format!("`{arg}` is an empty list")));
-            }
-            Ok(RArrays(out))
-        } else {
-            Ok(RArrays(vec![array_from_r(x, arg)?]))
-        }
+        let arrays = input_objects(x, arg)?
+            .iter()
+            .map(|(a, name)| array_from_r(a, name))
+            .collect::<RkResult<Vec<_>>>()?;
+        Ok(RArrays(arrays))
     }
 
     /// The engine's views; the first axis of each is the sample axis.
@@ -483,14 +492,15 @@ fn rk_model_predict(
 ) -> RkResult<Robj> {
     let m = model_ref(&model)?;
     let mut ptr = model::write(&m);
-    let xa = RArrays::from_r(&x, "x")?;
+    // Converted batch by batch as predict() reads them (`RRows`).
+    let objects = input_objects(&x, "x")?;
+    let inputs = objects
+        .iter()
+        .map(|(a, name)| rows_from_r(a, name))
+        .collect::<RkResult<Vec<_>>>()?;
+    let rows: Vec<&dyn train::Rows> = inputs.iter().map(|r| r as &dyn train::Rows).collect();
     let mut console = Console::new(verbose.clamp(0, 2) as u8, live, false);
-    let outs = train::predict(
-        &mut ptr,
-        &xa.arrays(),
-        batch_size.max(0) as usize,
-        &mut console,
-    )?;
+    let outs = train::predict_rows(&mut ptr, &rows, batch_size.max(0) as usize, &mut console)?;
     console.finish(&[]);
     if outs.len() == 1 {
         return Ok(array_to_r(outs[0].host(), outs[0].shape()));
