@@ -8,7 +8,10 @@
 //! to 0.655 ms per 64 images (`examples/winograd_bench pooled`, one thread).
 //!
 //! The alignment is a function of the size alone, so `dealloc` and `realloc` recompute
-//! the layout that `alloc` used, as `GlobalAlloc` requires.
+//! the layout that `alloc` used, as `GlobalAlloc` requires. The cost: with an alignment
+//! above glibc's 16, a large `realloc` is a new block and a copy (no `mremap`), and a
+//! zeroed block is written with zeros rather than taken fresh from `calloc`; the engine
+//! takes its large buffers from its pool at their final size.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
@@ -21,32 +24,45 @@ const FROM: usize = 4096;
 
 pub struct CacheLineAligned;
 
-fn layout_for(size: usize, align: usize) -> Layout {
+/// The layout a block of `size` bytes asked with `align` is allocated with; `None` when
+/// raising the alignment makes it invalid (a size within 64 bytes of `isize::MAX`),
+/// which the allocator reports as a failed allocation (it must not panic).
+fn layout_for(size: usize, align: usize) -> Option<Layout> {
     let align = if size >= FROM { align.max(LINE) } else { align };
-    // A power of two no smaller than the caller's, and the size was valid with that.
-    Layout::from_size_align(size, align).expect("a valid layout stays valid")
+    Layout::from_size_align(size, align).ok()
 }
 
 // SAFETY: every block comes from `System` and goes back to it with the layout it was
 // allocated with (`layout_for` of the same size and alignment request).
 unsafe impl GlobalAlloc for CacheLineAligned {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        System.alloc(layout_for(l.size(), l.align()))
+        match layout_for(l.size(), l.align()) {
+            Some(l) => System.alloc(l),
+            None => std::ptr::null_mut(),
+        }
     }
 
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        System.alloc_zeroed(layout_for(l.size(), l.align()))
+        match layout_for(l.size(), l.align()) {
+            Some(l) => System.alloc_zeroed(l),
+            None => std::ptr::null_mut(),
+        }
     }
 
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, layout_for(l.size(), l.align()))
+        // `alloc` succeeded for `l`, so its layout exists.
+        if let Some(l) = layout_for(l.size(), l.align()) {
+            System.dealloc(p, l)
+        }
     }
 
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
-        let (old, new) = (
+        let (Some(old), Some(new)) = (
             layout_for(l.size(), l.align()),
             layout_for(new_size, l.align()),
-        );
+        ) else {
+            return std::ptr::null_mut();
+        };
         if old.align() == new.align() {
             return System.realloc(p, old, new_size);
         }
@@ -78,5 +94,8 @@ mod tests {
             assert_eq!(&w[..n], &v[..]);
             assert_eq!(w[n], -1.0);
         }
+        // A size the raised alignment makes invalid is a failed allocation, not a panic.
+        let mut v: Vec<u8> = Vec::new();
+        assert!(v.try_reserve(isize::MAX as usize - 8).is_err());
     }
 }

@@ -126,7 +126,7 @@ pub fn sgemm_packed(m: usize, a: &[f32], b: &PackedB, c: &mut [f32]) {
         m * n
     );
     if !b.packed || m == 0 || n == 0 || k == 0 {
-        // Not packed: the plain product (it packs B itself).
+        // Not packed: the plain product (which packs B or reads it in place).
         sgemm(false, false, m, n, k, 1.0, a, &b.data, 0.0, c);
         return;
     }
@@ -540,9 +540,10 @@ fn kc_step(k: usize) -> usize {
 }
 
 /// The blocked product on one thread with the MR x NR (NR = 16 NV) AVX-512 micro-kernel:
-/// for each depth block, for each column block, pack B; for each row block, sweep the
-/// tiles, column slivers outside so a B sliver stays in cache across the rows. A is read
-/// in place, except the last partial row tile, packed with zero padding.
+/// for each depth block, for each column block, pack B (or read it in place: short
+/// contiguous rows, whole slivers wide); for each row block, sweep the tiles, column
+/// slivers outside so a B sliver stays in cache across the rows. A is read in place,
+/// except the last partial row tile, packed with zero padding.
 fn avx512_serial<const MR: usize, const NR: usize, const NV: usize>(p: &Problem) {
     avx512_blocked::<MR, NR, NV>(p, None)
 }
@@ -694,8 +695,10 @@ unsafe fn ukr_avx512<const MR: usize, const NV: usize>(
                 *x = _mm512_fmadd_ps(av, bv, *x);
             }
         }
-        a = a.add(a_cs);
-        b = b.add(b_rs);
+        // Wrapping: after the last row these may point past the end of A or B (never
+        // read).
+        a = a.wrapping_add(a_cs);
+        b = b.wrapping_add(b_rs);
     }
     let masks: [__mmask16; NV] = std::array::from_fn(|v| {
         let left = nr.saturating_sub(16 * v).min(16);

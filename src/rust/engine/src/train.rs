@@ -880,8 +880,9 @@ pub fn predict(
 }
 
 /// `predict` over inputs that write their batches (`Rows`). Each batch's values are
-/// checked for NA, NaN and Inf as they arrive (the error names the sample in the whole
-/// input); no batch runs after one that fails.
+/// checked for NA, NaN and Inf as they arrive; batches run a group at a time and are
+/// reported in order, so the error names the first bad sample of the whole input (of
+/// the input whose bad value comes first), and no group starts after it.
 pub fn predict_rows(
     model: &mut Model,
     xs: &[&dyn Rows],

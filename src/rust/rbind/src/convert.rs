@@ -89,7 +89,12 @@ pub fn rows_from_r<'a>(x: &'a Robj, arg: &str) -> RkResult<RRows<'a>> {
 
 impl engine::train::Rows for RRows<'_> {
     fn rows(&self) -> usize {
-        self.samples
+        // Samples of no values count as none, as in `engine::train::Array`.
+        if self.offs.is_empty() {
+            0
+        } else {
+            self.samples
+        }
     }
 
     fn sample_shape(&self) -> &[usize] {
@@ -103,7 +108,8 @@ impl engine::train::Rows for RRows<'_> {
             Values::Real(src) => {
                 #[cfg(target_arch = "x86_64")]
                 if std::arch::is_x86_feature_detected!("avx512f") {
-                    avx512::rows_into(src, &self.offs, (from, to), out);
+                    // SAFETY: the CPU has AVX-512F (checked just above).
+                    unsafe { avx512::rows_into(src, &self.offs, (from, to), out) };
                     return;
                 }
                 rows_into(src, &self.offs, (from, to), out, |v| v as f32)
@@ -147,7 +153,8 @@ fn reverse_axes_real(src: &[f64], dims: &[usize]) -> Vec<f32> {
             // A buffer from the engine's pool (`RArrays` gives it back): a fresh one
             // faults in its pages on every call (2 ms for 10000 images).
             let mut out = engine::device::pool::scratch(src.len());
-            avx512::samples_to_rows(src, *samples, rest, &mut out);
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            unsafe { avx512::samples_to_rows(src, *samples, rest, &mut out) };
             return out;
         }
     }
@@ -219,7 +226,9 @@ mod avx512 {
     /// (64 samples, 512 bytes, measured 25 % slower).
     const TASK: usize = 256;
 
-    pub fn samples_to_rows(src: &[f64], samples: usize, rest: &[usize], out: &mut [f32]) {
+    /// # Safety
+    /// The CPU has AVX-512F.
+    pub unsafe fn samples_to_rows(src: &[f64], samples: usize, rest: &[usize], out: &mut [f32]) {
         let row_len: usize = rest.iter().product();
         if samples == 0 || row_len == 0 {
             return;
@@ -230,14 +239,22 @@ mod avx512 {
             .enumerate()
             .for_each(|(ti, rows)| {
                 let (s0, s1) = (ti * TASK, ((ti + 1) * TASK).min(samples));
-                rows_into(src, &offs, (s0, s1), rows);
+                // SAFETY: the CPU has AVX-512F (this function's contract).
+                unsafe { rows_into(src, &offs, (s0, s1), rows) };
             });
     }
 
     /// Samples [s0, s1) into `rows` (their rows, one after another), the positions of a
-    /// row at `offs` (`row_offsets`) for sample 0. The caller has checked that the CPU
-    /// has AVX-512F.
-    pub fn rows_into(src: &[f64], offs: &[usize], (s0, s1): (usize, usize), rows: &mut [f32]) {
+    /// row at `offs` (`row_offsets`) for sample 0.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    pub unsafe fn rows_into(
+        src: &[f64],
+        offs: &[usize],
+        (s0, s1): (usize, usize),
+        rows: &mut [f32],
+    ) {
         let row_len = offs.len();
         let whole = row_len / 16 * 16;
         assert!(rows.len() >= (s1 - s0) * row_len);
@@ -246,7 +263,7 @@ mod avx512 {
             let o: &[usize; 16] = offs[r0..r0 + 16].try_into().expect("16 offsets");
             let mut s = s0;
             while s + 16 <= s1 {
-                // SAFETY: the CPU has AVX-512F (checked by the caller); the 16 runs
+                // SAFETY: the CPU has AVX-512F (the caller's contract); the 16 runs
                 // read src[o[j] + s..o[j] + s + 16], inside `src` (asserted above for
                 // every position up to s1), and the 16 rows written are whole samples
                 // of `rows` (asserted by the slicing).
@@ -530,6 +547,14 @@ mod tests {
                     offs: row_offsets(samples, &shape),
                 };
                 assert_eq!((rows.rows(), rows.sample_shape()), (samples, &shape[..]));
+                // Samples of no values count as none (as an engine `Array` does).
+                let empty = RRows {
+                    values,
+                    samples,
+                    shape: vec![0],
+                    offs: row_offsets(samples, &[0]),
+                };
+                assert_eq!(empty.rows(), 0);
                 for (from, to) in [
                     (0, samples),
                     (3, 3 + 17.min(samples - 3)),

@@ -33,7 +33,8 @@ const TILES_PER_STEP: usize = 7;
 /// Row steps per row at most: the tile loop is compiled for each count, so that every
 /// transformed input it reads lies a constant distance from one pointer (with the
 /// distance in a register, the loop spilled 24 pointers and read each back per
-/// multiply-add, and ran no faster than the direct loop). Maps up to 114 pixels wide.
+/// multiply-add, and ran no faster than the direct loop). Pooled maps up to 56 wide
+/// (inputs up to 115 pixels).
 const MAX_STEPS: usize = 4;
 
 /// Whether the row transform computes max_pool(act(conv(x) + bias)) for this
@@ -358,6 +359,9 @@ mod tests {
             (2, 7, 12, 20, true),
             (1, 40, 41, 17, false),
             (5, 4, 4, 16, true),
+            // 3 and 4 row steps (pooled widths 39 and 56, the widest that applies).
+            (1, 6, 80, 16, false),
+            (1, 12, 115, 17, true),
         ] {
             let spec = ConvSpec {
                 kernel: (3, 3),
