@@ -913,16 +913,17 @@ pub fn predict_rows(
     let steps = n.div_ceil(batch_size);
     observer.on_epoch_begin(0, 1, steps);
     let m: &Model = model;
+    let names: Vec<String> = (0..xs.len()).map(|i| arg_name("x", i, xs.len())).collect();
     let batch = |step: usize| {
         let (from, to) = (step * batch_size, ((step + 1) * batch_size).min(n));
         let mut tape = Tape::new();
         let mut xvs = Vec::with_capacity(xs.len());
-        for (i, a) in xs.iter().enumerate() {
+        for (a, name) in xs.iter().zip(&names) {
             let shape = a.sample_shape();
             let len: usize = shape.iter().product();
             let mut values = crate::device::pool::scratch((to - from) * len);
             a.fill(from, to, &mut values);
-            check_finite_from(&arg_name("x", i, xs.len()), &values, len, from)?;
+            check_finite_from(name, &values, len, from)?;
             let mut batch_shape = vec![to - from];
             batch_shape.extend_from_slice(shape);
             let t = Tensor::from_vec(batch_shape, values)?;

@@ -44,9 +44,38 @@ fn samples_per_step(g: &ConvGeometry) -> usize {
 }
 
 /// Parallel loops only at the top level: inside a pool worker the caller already
-/// splits the work (training shards, predict batches).
-fn top_level() -> bool {
+/// splits the work (training shards, predict batches). Shared by the convolution
+/// kernels (`cpu_direct`, `cpu_winograd`, `cpu_winograd_rows`).
+pub(crate) fn top_level() -> bool {
     rayon::current_thread_index().is_none() && rayon::current_num_threads() > 1
+}
+
+/// `run(x, y)` over the `n` samples of `x` (`in_len` values each) and `y` (`out_len`
+/// each): one contiguous run of samples per thread at the top level, all at once inside
+/// a worker.
+pub(crate) fn by_thread(
+    n: usize,
+    (x, in_len): (&[f32], usize),
+    (y, out_len): (&mut [f32], usize),
+    run: impl Fn(&[f32], &mut [f32]) + Sync,
+) {
+    if top_level() && n > 1 {
+        let per = n.div_ceil(rayon::current_num_threads());
+        y.par_chunks_mut(per * out_len)
+            .zip(x.par_chunks(per * in_len))
+            .for_each(|(y, x)| run(x, y));
+    } else {
+        run(x, y);
+    }
+}
+
+/// Whether `pg` is a 2x2 max pooling of stride 2 ('valid') that covers the convolution's
+/// output: the pooling the fused inference kernels hold in registers ('same' on an odd
+/// map adds a window over the edge).
+pub(crate) fn pools_2x2(g: &ConvGeometry, pg: &Pool2d) -> bool {
+    (pg.ph, pg.pw, pg.sh, pg.sw, pg.pad_top, pg.pad_left) == (2, 2, 2, 2, 0, 0)
+        && (pg.oh, pg.ow) == (g.oh / 2, g.ow / 2)
+        && pg.oh * pg.ow > 0
 }
 
 /// `dst.copy_from_slice(src)`, without a call to memcpy for a few values (a first

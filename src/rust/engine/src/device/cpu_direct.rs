@@ -13,7 +13,7 @@
 
 use rayon::prelude::*;
 
-use super::cpu_conv::Epilogue;
+use super::cpu_conv::{by_thread, top_level, Epilogue};
 use super::pool;
 use crate::ops::activation::Activation;
 use crate::ops::conv::ConvGeometry;
@@ -41,12 +41,6 @@ fn pad_rows(v: &[f32], f: usize) -> Vec<f32> {
         o[..f].copy_from_slice(r);
     }
     out
-}
-
-/// Parallel loops only at the top level: inside a pool worker the caller already splits
-/// the work (training shards, predict batches).
-fn top_level() -> bool {
-    rayon::current_thread_index().is_none() && rayon::current_num_threads() > 1
 }
 
 /// The kernel offsets k < `kernel` whose input position o * stride + k * dilation - pad
@@ -336,14 +330,7 @@ pub fn conv2d_max_pool_forward(
             };
         }
     };
-    if top_level() && g.n > 1 {
-        let per = g.n.div_ceil(rayon::current_num_threads());
-        y.par_chunks_mut(per * out_len)
-            .zip(x.par_chunks(per * in_len))
-            .for_each(|(y, x)| run(x, y));
-    } else {
-        run(x, &mut y);
-    }
+    by_thread(g.n, (x, in_len), (&mut y, out_len), run);
     Some(y)
 }
 

@@ -39,7 +39,7 @@
 
 use rayon::prelude::*;
 
-use super::cpu_conv::Epilogue;
+use super::cpu_conv::{pools_2x2, top_level, Epilogue};
 use super::cpu_simd::{map_strided, Runs};
 use super::pool;
 use crate::gemm::{sgemm_packed, PackedB};
@@ -290,12 +290,6 @@ impl Plan {
             (t0..t1).step_by(b).map(move |t| (t, (t + b).min(t1)))
         })
     }
-}
-
-/// Parallel loops only at the top level: inside a pool worker the caller already splits
-/// the work (training shards, predict batches).
-fn top_level() -> bool {
-    rayon::current_thread_index().is_none() && rayon::current_num_threads() > 1
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1373,11 +1367,7 @@ pub fn conv2d_max_pool_forward(
     epilogue: Epilogue,
     pg: &Pool2d,
 ) -> Option<Vec<f32>> {
-    // 2x2 windows of stride 2, 'valid' ('same' on an odd map adds a window over the
-    // edge, which the tiles do not hold).
-    let pool2 = (pg.ph, pg.pw, pg.sh, pg.sw, pg.pad_top, pg.pad_left) == (2, 2, 2, 2, 0, 0)
-        && (pg.oh, pg.ow) == (g.oh / 2, g.ow / 2)
-        && pg.oh * pg.ow > 0;
+    let pool2 = pools_2x2(g, pg);
     let act = matches!(epilogue.act, Activation::Linear | Activation::Relu);
     let fast = fast_tiles();
     (pool2 && act && fast).then(|| {

@@ -16,9 +16,7 @@
 //! 0.30 ms per 128 images against the direct loop's 0.45 (`examples/conv1_bench`, one
 //! thread).
 
-use rayon::prelude::*;
-
-use crate::device::cpu_conv::Epilogue;
+use crate::device::cpu_conv::{by_thread, pools_2x2, Epilogue};
 use crate::device::cpu_winograd::tile;
 use crate::device::pool;
 use crate::ops::activation::Activation;
@@ -45,9 +43,7 @@ pub fn applies(g: &ConvGeometry, pg: &Pool2d, act: Activation) -> bool {
     let conv = (g.c, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw) == (1, 3, 3, 1, 1, 1, 1)
         && (g.pad_top, g.pad_left) == (0, 0)
         && (g.oh + 2, g.ow + 2) == (g.h, g.w);
-    let pooling = (pg.ph, pg.pw, pg.sh, pg.sw, pg.pad_top, pg.pad_left) == (2, 2, 2, 2, 0, 0)
-        && (pg.oh, pg.ow) == (g.oh / 2, g.ow / 2)
-        && pg.oh * pg.ow > 0;
+    let pooling = pools_2x2(g, pg);
     let act = matches!(act, Activation::Linear | Activation::Relu);
     let narrow = pg.ow.div_ceil(2) <= MAX_STEPS * TILES_PER_STEP;
     conv && pooling && act && narrow && g.f > 0 && fast::available()
@@ -100,14 +96,7 @@ pub fn conv2d_max_pool_forward(
             }
         }
     };
-    if g.n > 1 && rayon::current_thread_index().is_none() && rayon::current_num_threads() > 1 {
-        let per = g.n.div_ceil(rayon::current_num_threads());
-        y.par_chunks_mut(per * out_len)
-            .zip(x.par_chunks(per * in_len))
-            .for_each(|(y, x)| run(x, y));
-    } else {
-        run(x, &mut y);
-    }
+    by_thread(g.n, (x, in_len), (&mut y, out_len), run);
     y
 }
 
