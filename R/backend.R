@@ -3,6 +3,11 @@
 #' Seeds R's random generator and the engine's, so that weight initialisation,
 #' shuffling and dropout repeat from run to run, as keras3's `set_random_seed()` does.
 #'
+#' `set.seed()` alone does the same: the engine takes each seed it needs (a layer's
+#' initial weights, a `fit()`'s shuffles and dropout masks) from R's random stream, two
+#' draws at a time, as `sample()` would. The shuffles and dropout masks of a seed are the
+#' same whatever the number of threads (each sample has a stream of its own).
+#'
 #' @param seed An integer seed.
 #' @returns `NULL`, invisibly.
 #' @export
@@ -29,8 +34,11 @@ set_random_seed <- function(seed) {
 #' CUDA: the NVIDIA driver, each GPU (name, memory, compute capability) and the libraries
 #' the GPU backend loads at run time (cuBLAS, cuDNN, NVRTC), or why a GPU is not usable.
 #'
-#' The engine uses all cores by default; set `options(rustkeras.threads = n)` before
-#' `library(rustkeras)` to use `n` threads (the pool is sized once per session).
+#' The engine uses all cores by default; `config_set_threads(n)` or
+#' `options(rustkeras.threads = n)` makes it use `n` threads from the next `fit()`,
+#' `evaluate()` or `predict()` on. A forked child (`parallel::mclapply()`,
+#' `parallel::mcparallel()`, `future::multicore`, `foreach` with `doParallel` on Unix)
+#' starts threads of its own: models train and predict there as in the parent.
 #'
 #' @returns `config_backend()`: a string. `backend_info()`: a list of class
 #'   `rustkeras_backend_info`, printed as a short report; its `gpus` element is a data
@@ -45,6 +53,7 @@ config_backend <- function() "rust"
 #' @rdname config_backend
 #' @export
 backend_info <- function() {
+  rk_sync_threads()
   info <- rk_backend_info()
   p <- rk_gpu_probe()
   info$device <- config_device()
@@ -153,19 +162,78 @@ rk_resolved_device <- function(call) {
   choice
 }
 
-# Puts a model on the chosen device before it runs (a no-op when it is there).
+# Before a model runs: the engine's threads follow `options(rustkeras.threads)`, and the
+# model goes to the chosen device (a no-op when it is there).
 rk_place_model <- function(object, call) {
+  rk_sync_threads()
   device <- rk_resolved_device(call)
   rk_call(rk_model_set_device(object$ptr, device, isTRUE(getOption("rustkeras.tf32"))),
           call = call)
   invisible(device)
 }
 
-.onLoad <- function(libname, pkgname) {
-  # rayon's pool is sized once per session; option rustkeras.threads (default: all cores).
+#' Set the number of threads the engine uses
+#'
+#' `config_set_threads(n)` makes `fit()`, `evaluate()` and `predict()` run on `n`
+#' threads from their next call on; `NULL` (or 0) means every core. It sets the option
+#' `rustkeras.threads`, which is read at each call, so `options(rustkeras.threads = n)`
+#' works too, before or after `library(rustkeras)`. `config_threads()` says how many
+#' threads the engine uses now.
+#'
+#' @param threads A positive whole number, or `NULL` for every core.
+#' @returns `config_set_threads()`: the previous setting (`NULL` for every core),
+#'   invisibly. `config_threads()`: an integer.
+#' @seealso [backend_info()]
+#' @export
+#' @examples
+#' old <- config_set_threads(1)
+#' config_threads()
+#' config_set_threads(old)
+config_set_threads <- function(threads = NULL) {
+  if (!is.null(threads)) {
+    ok <- is.numeric(threads) && length(threads) == 1L && !is.na(threads) &&
+      threads >= 0 && threads == floor(threads) && threads < 2^15
+    if (!ok) {
+      rk_abort(sprintf("`threads` must be NULL or a whole number from 0 to 32767, not %s.",
+                       paste(format(threads), collapse = ", ")), kind = "argument")
+    }
+    if (threads == 0) threads <- NULL
+  }
+  old <- getOption("rustkeras.threads")
+  options(rustkeras.threads = if (is.null(threads)) NULL else as.integer(threads))
+  rk_sync_threads()
+  invisible(old)
+}
+
+#' @rdname config_set_threads
+#' @export
+config_threads <- function() {
+  rk_sync_threads()
+  rk_backend_info()$threads
+}
+
+# The thread count the option asks for; anything but a count (NA, a word, a negative
+# number) means every core (0).
+rk_threads_option <- function() {
   threads <- suppressWarnings(as.integer(getOption("rustkeras.threads", 0L))[1])
-  # Anything but a count (NA, a word, a negative number) means all cores.
-  if (is.na(threads) || threads < 0L) threads <- 0L
-  rk_init_threads(threads)
+  if (is.na(threads) || threads < 0L) 0L else threads
+}
+
+# Tells the engine the option's thread count when it changed since last time.
+rk_sync_threads <- function() {
+  threads <- rk_threads_option()
+  if (!identical(.rk_session$threads, threads)) {
+    rk_set_threads(threads)
+    .rk_session$threads <- threads
+  }
+  invisible(threads)
+}
+
+# Per-session state of the R side.
+.rk_session <- new.env(parent = emptyenv())
+
+.onLoad <- function(libname, pkgname) {
+  rk_sync_threads()
+  rk_use_r_seeds()
   invisible()
 }

@@ -31,6 +31,7 @@ rk_call <- function(expr, call = rk_user_call(parent.frame())) {
   if (inherits(res, "extendr_result")) {
     err <- res[["err"]]
     if (!is.null(err)) {
+      if (identical(err[["kind"]], "interrupt")) rk_interrupt()
       rk_abort(err[["message"]], kind = err[["kind"]], call = call)
     }
     return(res[["ok"]])
@@ -49,6 +50,17 @@ rk_abort <- function(message, kind = "engine", call = rk_user_call(parent.frame(
     list(message = paste(message, collapse = "\n"), call = call, kind = kind)
   )
   stop(cnd)
+}
+
+# Raises R's interrupt after the engine stopped at a user's Ctrl-C (or Esc): handlers
+# for "interrupt" conditions run (`tryCatch(interrupt = )`), and with none the evaluation
+# stops as R's own interrupt stops it (back to the prompt; a script ends). `data` (such as
+# the history so far) travels with the condition.
+rk_interrupt <- function(data = list()) {
+  cnd <- structure(class = c("interrupt", "condition"),
+                   c(list(message = "", call = NULL), data))
+  signalCondition(cnd)
+  invokeRestart("abort")
 }
 
 # The call a user typed, short: `fit()` rather than `fit.rustkeras_model(., x, y, ...)`.

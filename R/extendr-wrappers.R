@@ -17,6 +17,15 @@ rk_selftest_panic <- function(message) .Call(wrap__rk_selftest_panic, message)
 # @noRd
 rk_selftest_interrupt_pending <- function() .Call(wrap__rk_selftest_interrupt_pending)
 
+# Called by .onLoad: the engine's seeds come from R's generator from now on.
+# @noRd
+rk_use_r_seeds <- function() .Call(wrap__rk_use_r_seeds)
+
+# Test hook: the n-th interrupt poll from now (a batch's end) finds a SIGINT raised just
+# before it, as if the user pressed Ctrl-C then; 0 clears it.
+# @noRd
+rk_selftest_sigint_at_poll <- function(n) .Call(wrap__rk_selftest_sigint_at_poll, n)
+
 rk_model_new <- function(name, input_shape) .Call(wrap__rk_model_new, name, input_shape)
 
 # What summary() and print() need: names, classes, shapes, parameter counts.
@@ -47,8 +56,15 @@ rk_set_random_seed <- function(seed) .Call(wrap__rk_set_random_seed, seed)
 # Engine facts for backend_info(): version, threads, SIMD level.
 rk_backend_info <- function() .Call(wrap__rk_backend_info)
 
-# Sizes rayon's pool once per session (later calls keep the first size).
-rk_init_threads <- function(threads) .Call(wrap__rk_init_threads, threads)
+# Sets the engine's thread count (0: every core); the pool is rebuilt on its next use.
+rk_set_threads <- function(threads) .Call(wrap__rk_set_threads, threads)
+
+# Whether `x` is a live engine handle (not one emptied by serialization).
+rk_handle_alive <- function(x) .Call(wrap__rk_handle_alive, x)
+
+# The serialized form of the model behind `handle`: an ALTREP raw vector whose bytes are
+# written only when R serializes it (src/model_snapshot.c).
+rk_model_snapshot <- function(handle) .Call(wrap__rk_model_snapshot, handle)
 
 # The probe as an R list: versions (NA where missing), the devices, and `usable` with
 # `reason` (why not, or "") after trying to start the backend.

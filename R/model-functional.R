@@ -292,6 +292,8 @@ new_model <- function(ptr, class_name, graph = NULL) {
   state <- new.env(parent = emptyenv())
   state$ptr <- ptr
   state$graph <- graph
+  # What the model serializes as (R/model-serialization.R).
+  state$snapshot <- rk_model_snapshot(ptr)
   model <- function(object, ...) {
     call_member(model, object, call = rk_user_call(environment()))
   }
@@ -305,7 +307,11 @@ new_model <- function(ptr, class_name, graph = NULL) {
   model
 }
 
-model_state <- function(x) get("state", envir = environment(unclass(x)))
+# A model's state; a model read back from serialized bytes gets its engine model here.
+model_state <- function(x) {
+  state <- get("state", envir = environment(unclass(x)))
+  revive_model(state, call = rk_entry_call())
+}
 
 #' @export
 `$.rustkeras_model` <- function(x, name) {

@@ -112,6 +112,13 @@ per_output <- function(x, output_names, arg, call) {
 #' @param ... keras3 arguments rustkeras does not have yet are errors (not silently
 #'   ignored), as are unknown ones.
 #' @returns A `keras_training_history`, invisibly.
+#' @section Interrupting:
+#' Ctrl-C (Esc in RStudio) during `fit()` stops it after the batch that is running: the
+#' model keeps the weights of the last finished batch, and then R's interrupt is raised
+#' as for any R code, so the console returns to the prompt, a script stops, and
+#' `tryCatch(..., interrupt = function(e) ...)` handlers run; the condition's `history`
+#' holds the epochs finished so far. `evaluate()` and `predict()` stop the same way.
+#' A save is never left half-written: the file is replaced only when complete.
 #' @export
 #' @examples
 #' x <- matrix(runif(400), ncol = 4)
@@ -169,6 +176,7 @@ fit.rustkeras_model <- function(object, x = NULL, y = NULL, batch_size = NULL, e
   )
   if (isTRUE(res$interrupted)) {
     message("fit() was interrupted; the model keeps the weights of the last completed batch.")
+    rk_interrupt(list(history = history))
   }
   invisible(history)
 }

@@ -81,3 +81,87 @@ test_that("set_random_seed() rejects bad seeds", {
   expect_error(set_random_seed(c(1, 2)), "`seed`", class = "rustkeras_error")
   expect_error(set_random_seed(NA), "`seed`", class = "rustkeras_error")
 })
+
+# A small classifier with dropout: its weights, shuffles and dropout masks all draw on the
+# random stream.
+dropout_classifier <- function() {
+  m <- keras_model_sequential(input_shape = 4) %>%
+    layer_dense(16, activation = "relu") %>%
+    layer_dropout(0.3) %>%
+    layer_dense(2, activation = "softmax")
+  m %>% compile(optimizer = "adam", loss = "categorical_crossentropy")
+  m
+}
+
+seed_data <- local({
+  set.seed(2024)
+  x <- matrix(runif(2000), ncol = 4)
+  list(x = x, y = to_categorical(as.integer(x[, 1] + x[, 2] > 1), 2))
+})
+
+# set.seed(seed), then a model built, trained 2 epochs on `threads` threads and predicting.
+seeded_run <- function(seed, threads = NULL) {
+  old <- config_set_threads(threads)
+  on.exit(config_set_threads(old))
+  set.seed(seed)
+  m <- dropout_classifier()
+  fit(m, seed_data$x, seed_data$y, epochs = 2, batch_size = 128, verbose = 0)
+  predict(m, seed_data$x[1:20, ], verbose = 0)
+}
+
+test_that("set.seed() alone repeats weights, shuffles and dropout", {
+  a <- seeded_run(42)
+  b <- seeded_run(42)
+  expect_identical(a, b)
+  expect_gt(max(abs(a - seeded_run(43))), 1e-3)
+  # The engine's draws come from R's stream: they move it, as sample() would.
+  set.seed(7)
+  r1 <- runif(1)
+  set.seed(7)
+  invisible(keras_model_sequential(input_shape = 3) %>% layer_dense(2))
+  expect_false(identical(runif(1), r1))
+})
+
+test_that("a seed gives the same shuffles and dropout masks on 1 and 2 threads", {
+  one <- seeded_run(42, threads = 1)
+  two <- seeded_run(42, threads = 2)
+  # Batches of 128 split into 2 shards on 2 threads: the masks and the order are the
+  # same, and only the summation of the gradients may round differently.
+  expect_equal(one, two, tolerance = 1e-5)
+})
+
+test_that("config_set_threads() and options(rustkeras.threads) apply at the next call", {
+  old <- config_set_threads(1)
+  on.exit(options(rustkeras.threads = old))
+  expect_identical(config_threads(), 1L)
+  expect_identical(backend_info()$threads, 1L)
+  # The option is read at each call, also when set after library().
+  options(rustkeras.threads = 2)
+  expect_identical(config_threads(), 2L)
+  expect_equal(config_set_threads(NULL), 2)
+  expect_null(getOption("rustkeras.threads"))
+  expect_gte(config_threads(), 1L)
+  expect_error(config_set_threads(-1), "`threads` must be NULL or a whole number", class = "rustkeras_argument_error")
+  expect_error(config_set_threads(1.5), "not 1.5", class = "rustkeras_argument_error")
+  expect_error(config_set_threads("two"), "`threads`", class = "rustkeras_argument_error")
+})
+
+test_that("a forked child builds, trains and predicts; the parent is unaffected", {
+  skip_on_os("windows")
+  # The parent has started the engine's threads before forking, as a session would.
+  expected <- seeded_run(5)
+  job <- parallel::mcparallel(seeded_run(5))
+  res <- parallel::mccollect(job, wait = FALSE, timeout = 60)
+  if (is.null(res)) {
+    tools::pskill(job$pid, tools::SIGKILL)
+    parallel::mccollect(job)
+    fail("the forked child did not finish within 60 s (hung on the parent's threads?)")
+  }
+  expect_equal(res[[1]], expected, tolerance = 1e-6)
+  # mclapply: two children at once, each with a model of its own.
+  out <- parallel::mclapply(1:2, function(i) seeded_run(5), mc.cores = 2)
+  expect_equal(out[[1]], expected, tolerance = 1e-6)
+  expect_equal(out[[2]], expected, tolerance = 1e-6)
+  # And the parent still trains.
+  expect_identical(seeded_run(5), expected)
+})

@@ -424,14 +424,15 @@ test_that("after an error the model still trains", {
   expect_gt(evaluate(model, d$x, d$y, verbose = 0)[["accuracy"]], 0.95)
 })
 
-test_that("a model restored by readRDS() is a clear error, not a crash", {
+test_that("a model read back without its engine state is a clear error, not a crash", {
   model <- blob_model()
   path <- withr::local_tempfile(fileext = ".rds")
-  saveRDS(model, path)
+  # Version 2 serialization cannot carry the engine state (R/model-serialization.R).
+  saveRDS(model, path, version = 2)
   dead <- readRDS(path)
   msg <- "engine object no longer exists"
   err <- expect_error(predict(dead, matrix(0, 2, 2), verbose = 0), msg, class = "rustkeras_error")
-  expect_match(conditionMessage(err), "saveRDS()/readRDS()", fixed = TRUE)
+  expect_match(conditionMessage(err), "serialization version 2", fixed = TRUE)
   expect_equal(conditionCall(err), quote(predict()))
   expect_error(fit(dead, matrix(0, 3, 2), diag(3), verbose = 0), msg, class = "rustkeras_error")
   expect_error(evaluate(dead, matrix(0, 3, 2), diag(3), verbose = 0), msg, class = "rustkeras_error")
@@ -473,4 +474,84 @@ test_that("compile(), evaluate() and predict() refuse arguments they would ignor
   expect_error(predict(model, x, verbose = 0, batch_szie = 2),
                "Unrecognized arguments passed to predict\\(\\): `batch_szie`")
   expect_equal(dim(predict(model, x, verbose = 0, steps = NULL)), c(3L, 1L))
+})
+
+# --- Interrupts (Ctrl-C) ------------------------------------------------------------
+# rk_selftest_sigint_at_poll(n) raises a real SIGINT just before the engine's n-th poll
+# (after the n-th batch), as a user's Ctrl-C arriving then would.
+
+interrupt_model <- function() {
+  set.seed(11)
+  m <- keras_model_sequential(input_shape = 4) %>%
+    layer_dense(8, activation = "relu") %>%
+    layer_dense(2, activation = "softmax")
+  m %>% compile(optimizer = "sgd", loss = "categorical_crossentropy", metrics = "accuracy")
+  m
+}
+
+interrupt_data <- local({
+  set.seed(12)
+  x <- matrix(runif(400), ncol = 4)
+  list(x = x, y = to_categorical(as.integer(x[, 1] > 0.5), 2))
+})
+
+test_that("Ctrl-C during fit() keeps the last finished batch's weights and raises R's interrupt", {
+  on.exit(rk_selftest_sigint_at_poll(0L))
+  m <- interrupt_model()
+  rk_selftest_sigint_at_poll(3L)
+  reached <- FALSE
+  expect_message(
+    cnd <- tryCatch({
+      fit(m, interrupt_data$x, interrupt_data$y, epochs = 5, batch_size = 10,
+          shuffle = FALSE, verbose = 0)
+      reached <- TRUE
+    }, interrupt = function(e) e),
+    "fit\\(\\) was interrupted"
+  )
+  expect_false(reached)
+  expect_s3_class(cnd, "interrupt")
+  expect_s3_class(cnd$history, "keras_training_history")
+  # The weights are those after exactly three batches of 10, in order.
+  ref <- interrupt_model()
+  fit(ref, interrupt_data$x[1:30, ], interrupt_data$y[1:30, ], epochs = 1, batch_size = 10,
+      shuffle = FALSE, verbose = 0)
+  expect_equal(get_weights(m), get_weights(ref), tolerance = 1e-7)
+  # The model trains on after it.
+  expect_no_error(fit(m, interrupt_data$x, interrupt_data$y, epochs = 1, verbose = 0))
+})
+
+test_that("Ctrl-C during evaluate() or predict() raises R's interrupt", {
+  on.exit(rk_selftest_sigint_at_poll(0L))
+  m <- interrupt_model()
+  rk_selftest_sigint_at_poll(2L)
+  cnd <- tryCatch(evaluate(m, interrupt_data$x, interrupt_data$y, batch_size = 10, verbose = 0),
+                  interrupt = function(e) e)
+  expect_s3_class(cnd, "interrupt")
+  rk_selftest_sigint_at_poll(2L)
+  cnd <- tryCatch(predict(m, interrupt_data$x, batch_size = 10, verbose = 0),
+                  interrupt = function(e) e)
+  expect_s3_class(cnd, "interrupt")
+  # Nothing is left pending: the next call runs to its end.
+  expect_length(predict(m, interrupt_data$x, verbose = 0), 200L)
+})
+
+test_that("an uncaught interrupt in fit() stops a script", {
+  skip_on_cran()
+  script <- tempfile(fileext = ".R")
+  writeLines(c(
+    "library(rustkeras)",
+    "x <- matrix(runif(400), ncol = 4); y <- to_categorical(as.integer(x[, 1] > 0.5), 2)",
+    "m <- keras_model_sequential(input_shape = 4) %>% layer_dense(2, activation = 'softmax')",
+    "m %>% compile(optimizer = 'sgd', loss = 'categorical_crossentropy')",
+    "rustkeras:::rk_selftest_sigint_at_poll(2L)",
+    "fit(m, x, y, epochs = 3, batch_size = 10, verbose = 0)",
+    "cat('NOT STOPPED\\n')"
+  ), script)
+  out <- suppressWarnings(system2(
+    file.path(R.home("bin"), "Rscript"), shQuote(script), stdout = TRUE, stderr = TRUE,
+    env = c("R_TESTS=", paste0("R_LIBS=", shQuote(paste(.libPaths(), collapse = .Platform$path.sep))))
+  ))
+  expect_false(any(grepl("NOT STOPPED", out)))
+  expect_true(any(grepl("fit\\(\\) was interrupted", out)))
+  expect_false(is.null(attr(out, "status")))
 })

@@ -335,9 +335,9 @@ impl Problem {
 const PAR_THRESHOLD: usize = 1 << 20;
 
 /// Splits C into rectangles (whole multiples of the kernel's `mr` x `nr` tile) and runs
-/// `serial` on each, on the current rayon pool.
+/// `serial` on each, on the engine's pool.
 fn run_parallel(p: &Problem, serial: fn(&Problem), (mr, nr): (usize, usize)) {
-    let threads = rayon::current_num_threads();
+    let threads = crate::threads::count();
     let work = p.m * p.n * p.k;
     // Inside a pool worker the caller already parallelises (data-parallel shards,
     // batches of evaluate/predict): splitting again would only add packing and wake-ups.
@@ -376,18 +376,20 @@ fn run_parallel(p: &Problem, serial: fn(&Problem), (mr, nr): (usize, usize)) {
         (lo, hi - lo)
     };
     let p = *p;
-    rayon::scope(|s| {
-        for bi in 0..pm {
-            for bj in 0..pn {
-                let (i0, mi) = bounds(m_tiles, pm, mr, p.m, bi);
-                let (j0, nj) = bounds(n_tiles, pn, nr, p.n, bj);
-                if mi == 0 || nj == 0 {
-                    continue;
+    crate::threads::install(|| {
+        rayon::scope(|s| {
+            for bi in 0..pm {
+                for bj in 0..pn {
+                    let (i0, mi) = bounds(m_tiles, pm, mr, p.m, bi);
+                    let (j0, nj) = bounds(n_tiles, pn, nr, p.n, bj);
+                    if mi == 0 || nj == 0 {
+                        continue;
+                    }
+                    let sub = p.sub(i0, mi, j0, nj);
+                    s.spawn(move |_| serial(&sub));
                 }
-                let sub = p.sub(i0, mi, j0, nj);
-                s.spawn(move |_| serial(&sub));
             }
-        }
+        })
     });
 }
 

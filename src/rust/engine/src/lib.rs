@@ -20,6 +20,7 @@ pub mod progress;
 pub mod regularizers;
 pub mod rng;
 pub mod tensor;
+pub mod threads;
 pub mod train;
 
 pub use error::{Error, Result};

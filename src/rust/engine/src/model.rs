@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use rand::rngs::SmallRng;
+use crate::rng::Noise;
 
 use crate::autodiff::{Tape, Var};
 use crate::error::{shape_str, Error, Result};
@@ -959,7 +959,7 @@ impl Model {
         params: &[Var],
         training: bool,
         logits: &[bool],
-        rng: &mut SmallRng,
+        rng: &mut Noise,
     ) -> Result<(Vec<Var>, Vec<StateUpdate>)> {
         let mut states = Vec::new();
         let outs = self.forward_inner(
@@ -984,7 +984,7 @@ impl Model {
         params: &[Var],
         training: bool,
         logits: &[bool],
-        rng: &mut SmallRng,
+        rng: &mut Noise,
         parent_trainable: bool,
         path: &mut Vec<usize>,
         states: &mut Vec<StateUpdate>,

@@ -283,7 +283,7 @@ impl Optimizer {
         if items.len() == 1 {
             items.into_iter().for_each(update);
         } else {
-            items.into_par_iter().for_each(update);
+            crate::threads::install(|| items.into_par_iter().for_each(update));
         }
         self.iterations += 1;
     }

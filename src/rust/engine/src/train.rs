@@ -12,7 +12,7 @@ use crate::metrics::{self, Metric};
 use crate::model::{not_compiled, Compiled, Model, StateUpdate};
 use crate::ops::math;
 use crate::ops::penalty::penalty;
-use crate::rng;
+use crate::rng::{self, Noise};
 use crate::tensor::{Device, Tensor};
 
 /// One array of samples in row-major order: `values` holds `n * prod(shape)` values.
@@ -277,7 +277,7 @@ fn check_finite_from(arg: &str, v: &[f32], sample_len: usize, first: usize) -> R
     let bad = if rayon::current_thread_index().is_some() {
         non_finite(v)
     } else {
-        v.par_chunks(1 << 16).any(non_finite)
+        crate::threads::install(|| v.par_chunks(1 << 16).any(non_finite))
     };
     if !bad {
         return Ok(());
@@ -521,7 +521,7 @@ fn record_losses(
     params: &[Var],
     mask: Option<&[bool]>,
     training: bool,
-    rng: &mut SmallRng,
+    rng: &mut Noise,
 ) -> Result<(Var, BatchOutcome, Vec<StateUpdate>)> {
     let logits = logits_flags(model, c);
     let xvs: Vec<Var> = xs.into_iter().map(|x| tape.leaf(x, false)).collect();
@@ -580,7 +580,7 @@ fn shard_gradients(
     data: &Samples,
     idx: &[usize],
     contiguous: bool,
-    seed: u64,
+    (seed, first_row): (u64, usize),
 ) -> Result<ShardResult> {
     let c = model.compiled.as_ref().ok_or_else(not_compiled)?;
     let (xs, ys) = if contiguous {
@@ -589,7 +589,7 @@ fn shard_gradients(
         data.gather(idx)
     };
     let (xs, ys) = (on_device(model, xs), on_device(model, ys));
-    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut rng = Noise::new(seed, first_row);
     let mut tape = Tape::new();
     let params = model.param_vars(&mut tape, Some(mask));
     let (total, outcome, state) = record_losses(
@@ -645,12 +645,19 @@ fn train_step(
     let shards = if model.uses_batch_statistics(mask) || model.device != Device::Cpu {
         1
     } else {
-        rayon::current_num_threads()
+        crate::threads::count()
             .min(idx.len() / MIN_SHARD)
             .max(1)
     };
     let per = idx.len().div_ceil(shards);
-    let jobs: Vec<(&[usize], u64)> = idx.chunks(per).map(|c| (c, rng.gen())).collect();
+    // One seed for the batch: each shard's noise is that of its samples' places in the
+    // batch, whatever the number of shards (`rng::Noise`).
+    let seed: u64 = rng.gen();
+    let jobs: Vec<(&[usize], (u64, usize))> = idx
+        .chunks(per)
+        .enumerate()
+        .map(|(i, c)| (c, (seed, i * per)))
+        .collect();
     let m: &Model = model;
     let mut results: Vec<ShardResult> = if jobs.len() == 1 {
         // One shard runs here, so its products can still use every thread.
@@ -658,9 +665,11 @@ fn train_step(
             m, mask, data, jobs[0].0, contiguous, jobs[0].1,
         )?]
     } else {
-        jobs.into_par_iter()
-            .map(|(chunk, seed)| shard_gradients(m, mask, data, chunk, contiguous, seed))
-            .collect::<Result<Vec<_>>>()?
+        crate::threads::install(|| {
+            jobs.into_par_iter()
+                .map(|(chunk, seed)| shard_gradients(m, mask, data, chunk, contiguous, seed))
+                .collect::<Result<Vec<_>>>()
+        })?
     };
     let n = idx.len() as f32;
     let rows = |r: &ShardResult| r.outcome.preds[0].rows();
@@ -800,7 +809,7 @@ fn evaluate_logs(
         let (xs, ys) = (on_device(model, xs), on_device(model, ys));
         let mut tape = Tape::new();
         let params = model.param_vars(&mut tape, None);
-        let mut rng = SmallRng::seed_from_u64(0);
+        let mut rng = Noise::new(0, 0);
         let (_, outcome, _) =
             record_losses(model, c, &mut tape, xs, ys, &params, None, false, &mut rng)?;
         Ok(outcome)
@@ -834,7 +843,7 @@ fn in_parallel_groups<T: Send>(
     mut report: impl FnMut(usize, T) -> Result<()>,
 ) -> Result<()> {
     let group = if parallel {
-        4 * rayon::current_num_threads().max(1)
+        4 * crate::threads::count().max(1)
     } else {
         1
     };
@@ -843,7 +852,7 @@ fn in_parallel_groups<T: Send>(
         let results: Vec<Result<T>> = if last - first == 1 {
             vec![batch(first)]
         } else {
-            (first..last).into_par_iter().map(&batch).collect()
+            crate::threads::install(|| (first..last).into_par_iter().map(&batch).collect())
         };
         for (i, r) in results.into_iter().enumerate() {
             report(first + i, r?)?;
@@ -936,7 +945,7 @@ pub fn predict_rows(
             &params,
             false,
             &[],
-            &mut SmallRng::seed_from_u64(0),
+            &mut Noise::new(0, 0),
         )?;
         Ok(ys
             .iter()

@@ -62,7 +62,7 @@ fn unfused_outputs(m: &Model, x: &[f32], shape: &[usize]) -> Vec<Vec<f32>> {
     );
     let all = vec![true; m.get_weights().len()];
     let params = m.param_vars(&mut tape, Some(&all));
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(0);
+    let mut rng = engine::rng::Noise::new(0, 0);
     let (ys, _) = m
         .forward(&mut tape, &[xv], &params, false, &[], &mut rng)
         .unwrap();

@@ -459,11 +459,10 @@ fn dropout_runs_on_the_gpu() {
     if !have_gpu("dropout_runs_on_the_gpu") {
         return;
     }
-    use rand::SeedableRng;
     let x = gpu_copy(&Tensor::from_vec(vec![100, 100], vec![1.0; 10000]).unwrap());
     let mut t = Tape::new();
     let xv = t.leaf(x, true);
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+    let mut rng = engine::rng::Noise::new(5, 0);
     let y = engine::ops::dropout::dropout(&mut t, xv, 0.4, &mut rng);
     assert_eq!(t.value(y).device(), Device::Cuda);
     let v = t.value(y).to_vec();

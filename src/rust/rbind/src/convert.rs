@@ -199,17 +199,19 @@ fn samples_to_rows<T: Copy + Sync>(
         return;
     }
     let offs = row_offsets(samples, rest);
-    out.par_chunks_mut(B * row_len)
-        .enumerate()
-        .for_each(|(bi, block)| {
-            let s0 = bi * B;
-            let s1 = (s0 + B).min(samples);
-            for (r, &o) in offs.iter().enumerate() {
-                for (k, v) in src[o + s0..o + s1].iter().enumerate() {
-                    block[k * row_len + r] = f(*v);
+    engine::threads::install(|| {
+        out.par_chunks_mut(B * row_len)
+            .enumerate()
+            .for_each(|(bi, block)| {
+                let s0 = bi * B;
+                let s1 = (s0 + B).min(samples);
+                for (r, &o) in offs.iter().enumerate() {
+                    for (k, v) in src[o + s0..o + s1].iter().enumerate() {
+                        block[k * row_len + r] = f(*v);
+                    }
                 }
-            }
-        });
+            })
+    });
 }
 
 /// The double-precision conversion of `samples_to_rows` in AVX-512 registers: 16
@@ -235,13 +237,15 @@ mod avx512 {
         }
         assert!(src.len() >= samples * row_len && out.len() >= samples * row_len);
         let offs = super::row_offsets(samples, rest);
-        out.par_chunks_mut(TASK * row_len)
-            .enumerate()
-            .for_each(|(ti, rows)| {
-                let (s0, s1) = (ti * TASK, ((ti + 1) * TASK).min(samples));
-                // SAFETY: the CPU has AVX-512F (this function's contract).
-                unsafe { rows_into(src, &offs, (s0, s1), rows) };
-            });
+        engine::threads::install(|| {
+            out.par_chunks_mut(TASK * row_len)
+                .enumerate()
+                .for_each(|(ti, rows)| {
+                    let (s0, s1) = (ti * TASK, ((ti + 1) * TASK).min(samples));
+                    // SAFETY: the CPU has AVX-512F (this function's contract).
+                    unsafe { rows_into(src, &offs, (s0, s1), rows) };
+                })
+        });
     }
 
     /// Samples [s0, s1) into `rows` (their rows, one after another), the positions of a
@@ -423,20 +427,22 @@ fn transpose<T: Copy + Sync>(
         return;
     }
     // Blocks of B output rows in parallel: plain reads of R's memory, no R API calls.
-    out.par_chunks_mut(B * cols)
-        .enumerate()
-        .for_each(|(bi, block)| {
-            let i0 = bi * B;
-            let i1 = (i0 + B).min(rows);
-            for j0 in (0..cols).step_by(B) {
-                for j in j0..(j0 + B).min(cols) {
-                    let col = &src[j * rows..];
-                    for i in i0..i1 {
-                        block[(i - i0) * cols + j] = f(col[i]);
+    engine::threads::install(|| {
+        out.par_chunks_mut(B * cols)
+            .enumerate()
+            .for_each(|(bi, block)| {
+                let i0 = bi * B;
+                let i1 = (i0 + B).min(rows);
+                for j0 in (0..cols).step_by(B) {
+                    for j in j0..(j0 + B).min(cols) {
+                        let col = &src[j * rows..];
+                        for i in i0..i1 {
+                            block[(i - i0) * cols + j] = f(col[i]);
+                        }
                     }
                 }
-            }
-        });
+            })
+    });
 }
 
 /// Row-major engine values of shape `dims` as an R double array (a matrix for 2 dims).

@@ -31,6 +31,7 @@ mod functional;
 pub mod interrupt;
 mod io;
 mod model;
+mod seeds;
 
 pub use error::{RkError, RkResult};
 
@@ -62,6 +63,21 @@ fn rk_selftest_interrupt_pending() -> bool {
     interrupt::interrupt_pending()
 }
 
+/// Test hook: the n-th interrupt poll from now (a batch's end) finds a SIGINT raised just
+/// before it, as if the user pressed Ctrl-C then; 0 clears it.
+/// @noRd
+#[extendr]
+fn rk_selftest_sigint_at_poll(n: i32) {
+    interrupt::sigint_at_poll(n.max(0) as usize);
+}
+
+/// Called by .onLoad: the engine's seeds come from R's generator from now on.
+/// @noRd
+#[extendr]
+fn rk_use_r_seeds() {
+    seeds::use_r_seeds();
+}
+
 extendr_module! {
     mod rustkeras;
     use model;
@@ -72,4 +88,6 @@ extendr_module! {
     fn rk_selftest_error;
     fn rk_selftest_panic;
     fn rk_selftest_interrupt_pending;
+    fn rk_use_r_seeds;
+    fn rk_selftest_sigint_at_poll;
 }

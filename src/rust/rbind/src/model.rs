@@ -32,6 +32,26 @@ fn handle(x: &Robj, what: &str) -> RkResult<HandlePtr> {
     })
 }
 
+extern "C" {
+    fn rk_snapshot_new(handle: extendr_api::SEXP) -> extendr_api::SEXP;
+}
+
+/// Whether `x` is a live engine handle (not one emptied by serialization).
+#[extendr]
+fn rk_handle_alive(x: Robj) -> bool {
+    let h: std::result::Result<HandlePtr, _> = (&x).try_into();
+    h.is_ok()
+}
+
+/// The serialized form of the model behind `handle`: an ALTREP raw vector whose bytes are
+/// written only when R serializes it (src/model_snapshot.c).
+#[extendr]
+fn rk_model_snapshot(handle: Robj) -> Robj {
+    // SAFETY: rk_snapshot_new makes a new R object holding `handle`; R protects the
+    // result once it is returned.
+    unsafe { Robj::from_sexp(rk_snapshot_new(handle.get())) }
+}
+
 /// The engine model behind an R model object, with a clear error when it is gone.
 pub(crate) fn model_ref(x: &Robj) -> RkResult<ModelRef> {
     match &*handle(x, "model")? {
@@ -540,19 +560,15 @@ fn rk_set_random_seed(seed: f64) {
 fn rk_backend_info() -> List {
     list!(
         version = engine::VERSION,
-        threads = rayon::current_num_threads() as i32,
+        threads = engine::threads::count() as i32,
         simd = engine::device::cpu::simd_level()
     )
 }
 
-/// Sizes rayon's pool once per session (later calls keep the first size).
+/// Sets the engine's thread count (0: every core); the pool is rebuilt on its next use.
 #[extendr]
-fn rk_init_threads(threads: i32) -> bool {
-    let mut b = rayon::ThreadPoolBuilder::new();
-    if threads > 0 {
-        b = b.num_threads(threads as usize);
-    }
-    b.build_global().is_ok()
+fn rk_set_threads(threads: i32) {
+    engine::threads::set_threads(threads.max(0) as usize);
 }
 
 extendr_module! {
@@ -569,5 +585,7 @@ extendr_module! {
     fn rk_model_set_weights;
     fn rk_set_random_seed;
     fn rk_backend_info;
-    fn rk_init_threads;
+    fn rk_set_threads;
+    fn rk_handle_alive;
+    fn rk_model_snapshot;
 }

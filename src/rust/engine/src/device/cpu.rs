@@ -79,9 +79,11 @@ pub fn col_sum(g: &[f32], cols: usize) -> Vec<f32> {
 pub fn activation_forward(act: Activation, x: &[f32]) -> Vec<f32> {
     let mut out = pool::scratch(x.len());
     if x.len() >= PAR_MIN {
-        out.par_chunks_mut(PAR_MIN / 4)
-            .zip(x.par_chunks(PAR_MIN / 4))
-            .for_each(|(o, x)| act.forward_slice(x, o));
+        crate::threads::install(|| {
+            out.par_chunks_mut(PAR_MIN / 4)
+                .zip(x.par_chunks(PAR_MIN / 4))
+                .for_each(|(o, x)| act.forward_slice(x, o))
+        });
     } else {
         act.forward_slice(x, &mut out);
     }
@@ -92,10 +94,12 @@ pub fn activation_backward(act: Activation, x: &[f32], y: &[f32], g: &[f32]) -> 
     let mut out = pool::scratch(x.len());
     if x.len() >= PAR_MIN {
         let c = PAR_MIN / 4;
-        out.par_chunks_mut(c)
-            .zip(x.par_chunks(c))
-            .zip(y.par_chunks(c).zip(g.par_chunks(c)))
-            .for_each(|((o, x), (y, g))| act.backward_slice(x, y, g, o));
+        crate::threads::install(|| {
+            out.par_chunks_mut(c)
+                .zip(x.par_chunks(c))
+                .zip(y.par_chunks(c).zip(g.par_chunks(c)))
+                .for_each(|((o, x), (y, g))| act.backward_slice(x, y, g, o))
+        });
     } else {
         act.backward_slice(x, y, g, &mut out);
     }

@@ -47,7 +47,7 @@ fn samples_per_step(g: &ConvGeometry) -> usize {
 /// splits the work (training shards, predict batches). Shared by the convolution
 /// kernels (`cpu_direct`, `cpu_winograd`, `cpu_winograd_rows`).
 pub(crate) fn top_level() -> bool {
-    rayon::current_thread_index().is_none() && rayon::current_num_threads() > 1
+    rayon::current_thread_index().is_none() && crate::threads::count() > 1
 }
 
 /// `run(x, y)` over the `n` samples of `x` (`in_len` values each) and `y` (`out_len`
@@ -60,10 +60,12 @@ pub(crate) fn by_thread(
     run: impl Fn(&[f32], &mut [f32]) + Sync,
 ) {
     if top_level() && n > 1 {
-        let per = n.div_ceil(rayon::current_num_threads());
-        y.par_chunks_mut(per * out_len)
-            .zip(x.par_chunks(per * in_len))
-            .for_each(|(y, x)| run(x, y));
+        let per = n.div_ceil(crate::threads::count());
+        crate::threads::install(|| {
+            y.par_chunks_mut(per * out_len)
+                .zip(x.par_chunks(per * in_len))
+                .for_each(|(y, x)| run(x, y))
+        });
     } else {
         run(x, y);
     }
@@ -134,9 +136,11 @@ fn im2col(x: &[f32], g: &ConvGeometry, s0: usize, s1: usize, cols: &mut [f32]) {
     let per_sample = g.out_pixels() * k;
     let cols = &mut cols[..(s1 - s0) * per_sample];
     if top_level() && s1 - s0 > 1 && cols.len() >= 1 << 16 {
-        cols.par_chunks_mut(per_sample)
-            .enumerate()
-            .for_each(|(i, dst)| fill_sample(s0 + i, dst));
+        crate::threads::install(|| {
+            cols.par_chunks_mut(per_sample)
+                .enumerate()
+                .for_each(|(i, dst)| fill_sample(s0 + i, dst))
+        });
     } else {
         cols.chunks_mut(per_sample)
             .enumerate()
@@ -177,9 +181,11 @@ fn col2im_add(dcols: &[f32], g: &ConvGeometry, s0: usize, s1: usize, dx: &mut [f
     };
     let dx = &mut dx[s0 * per_sample_in..s1 * per_sample_in];
     if top_level() && s1 - s0 > 1 {
-        dx.par_chunks_mut(per_sample_in)
-            .enumerate()
-            .for_each(add_sample);
+        crate::threads::install(|| {
+            dx.par_chunks_mut(per_sample_in)
+                .enumerate()
+                .for_each(add_sample)
+        });
     } else {
         dx.chunks_mut(per_sample_in)
             .enumerate()
@@ -333,9 +339,11 @@ pub fn conv2d_max_pool_forward(
     };
     if out_len > 0 && in_len > 0 {
         if top_level() && g.n > step {
-            y.par_chunks_mut(step * out_len)
-                .zip(x.par_chunks(step * in_len))
-                .for_each(|(y, x)| run(x, y));
+            crate::threads::install(|| {
+                y.par_chunks_mut(step * out_len)
+                    .zip(x.par_chunks(step * in_len))
+                    .for_each(|(y, x)| run(x, y))
+            });
         } else {
             y.chunks_mut(step * out_len)
                 .zip(x.chunks(step * in_len))
@@ -588,9 +596,11 @@ pub(crate) fn im2col_backward(
 /// Runs `per_sample(i, out_i)` over samples, in parallel at the top level.
 fn for_each_sample(out: &mut [f32], per: usize, per_sample: impl Fn(usize, &mut [f32]) + Sync) {
     if top_level() && out.len() > per {
-        out.par_chunks_mut(per)
-            .enumerate()
-            .for_each(|(i, o)| per_sample(i, o));
+        crate::threads::install(|| {
+            out.par_chunks_mut(per)
+                .enumerate()
+                .for_each(|(i, o)| per_sample(i, o))
+        });
     } else {
         out.chunks_mut(per)
             .enumerate()

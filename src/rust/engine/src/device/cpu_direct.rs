@@ -261,10 +261,12 @@ pub fn conv2d_forward(x: &[f32], kernel: &[f32], g: &ConvGeometry, epilogue: Epi
     let mut y = pool::scratch(g.n * out_len);
     let run = |x: &[f32], y: &mut [f32]| forward_samples(x, &kp, &bias, g, epilogue.act, y);
     if top_level() && g.n > 1 {
-        let per = g.n.div_ceil(rayon::current_num_threads());
-        y.par_chunks_mut(per * out_len)
-            .zip(x.par_chunks(per * in_len))
-            .for_each(|(y, x)| run(x, y));
+        let per = g.n.div_ceil(crate::threads::count());
+        crate::threads::install(|| {
+            y.par_chunks_mut(per * out_len)
+                .zip(x.par_chunks(per * in_len))
+                .for_each(|(y, x)| run(x, y))
+        });
     } else {
         run(x, &mut y);
     }
@@ -635,28 +637,30 @@ pub fn conv2d_kernel_grad(
     // At the top level each thread sums a contiguous run of samples, in a fixed order
     // so that the result does not depend on scheduling.
     let parts = if top_level() {
-        rayon::current_num_threads().min(g.n).max(1)
+        crate::threads::count().min(g.n).max(1)
     } else {
         1
     };
     let per = g.n.div_ceil(parts).max(1);
     let mut acc = vec![0.0f32; parts * (dk_len + fp)];
-    acc.par_chunks_mut(dk_len + fp)
-        .with_max_len(1)
-        .enumerate()
-        .for_each(|(i, acc)| {
-            let (s0, s1) = ((i * per).min(g.n), ((i + 1) * per).min(g.n));
-            let (dk, db) = acc.split_at_mut(dk_len);
-            kernel_grad_samples(
-                &x[s0 * in_len..s1 * in_len],
-                &gy[s0 * out_len..s1 * out_len],
-                &y[s0 * out_len..s1 * out_len],
-                act,
-                g,
-                dk,
-                db,
-            );
-        });
+    crate::threads::install(|| {
+        acc.par_chunks_mut(dk_len + fp)
+            .with_max_len(1)
+            .enumerate()
+            .for_each(|(i, acc)| {
+                let (s0, s1) = ((i * per).min(g.n), ((i + 1) * per).min(g.n));
+                let (dk, db) = acc.split_at_mut(dk_len);
+                kernel_grad_samples(
+                    &x[s0 * in_len..s1 * in_len],
+                    &gy[s0 * out_len..s1 * out_len],
+                    &y[s0 * out_len..s1 * out_len],
+                    act,
+                    g,
+                    dk,
+                    db,
+                );
+            })
+    });
     let (total, rest) = acc.split_at_mut(dk_len + fp);
     for part in rest.chunks_exact(dk_len + fp) {
         total.iter_mut().zip(part).for_each(|(t, v)| *t += v);

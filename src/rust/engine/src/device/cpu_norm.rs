@@ -38,13 +38,15 @@ fn channel_sums(x: &[f32], c: usize, per_row: impl Fn(&[f32], &mut [f64]) + Sync
     if n <= 1 {
         return partial(x);
     }
-    x.par_chunks(piece).map(partial).reduce(
-        || vec![0.0f64; c],
-        |mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-            a
-        },
-    )
+    crate::threads::install(|| {
+        x.par_chunks(piece).map(partial).reduce(
+            || vec![0.0f64; c],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            },
+        )
+    })
 }
 
 /// Mean and biased variance of each channel.
@@ -79,9 +81,11 @@ pub fn scale_shift(x: &[f32], c: usize, scale: &[f32], shift: &[f32]) -> Vec<f32
     };
     let rows = x.len() / c.max(1);
     if pieces(rows, c) > 1 {
-        x.par_chunks(ROWS_PER_PIECE * c)
-            .zip(y.par_chunks_mut(ROWS_PER_PIECE * c))
-            .for_each(run);
+        crate::threads::install(|| {
+            x.par_chunks(ROWS_PER_PIECE * c)
+                .zip(y.par_chunks_mut(ROWS_PER_PIECE * c))
+                .for_each(run)
+        });
     } else {
         run((x, &mut y));
     }
@@ -124,14 +128,16 @@ pub fn grad_sums(
     };
     let starts: Vec<usize> = (0..rows).step_by(per).collect();
     let (sg, sgx) = if starts.len() > 1 {
-        starts.into_par_iter().map(partial).reduce(
-            || (vec![0.0; c], vec![0.0; c]),
-            |(mut a, mut b), (x, y)| {
-                a.iter_mut().zip(&x).for_each(|(a, x)| *a += x);
-                b.iter_mut().zip(&y).for_each(|(b, y)| *b += y);
-                (a, b)
-            },
-        )
+        crate::threads::install(|| {
+            starts.into_par_iter().map(partial).reduce(
+                || (vec![0.0; c], vec![0.0; c]),
+                |(mut a, mut b), (x, y)| {
+                    a.iter_mut().zip(&x).for_each(|(a, x)| *a += x);
+                    b.iter_mut().zip(&y).for_each(|(b, y)| *b += y);
+                    (a, b)
+                },
+            )
+        })
     } else {
         partial(0)
     };
@@ -167,10 +173,12 @@ pub fn train_input_grad(
     };
     if pieces(x.len() / c.max(1), c) > 1 {
         let piece = ROWS_PER_PIECE * c;
-        x.par_chunks(piece)
-            .zip(g.par_chunks(piece))
-            .zip(dx.par_chunks_mut(piece))
-            .for_each(run);
+        crate::threads::install(|| {
+            x.par_chunks(piece)
+                .zip(g.par_chunks(piece))
+                .zip(dx.par_chunks_mut(piece))
+                .for_each(run)
+        });
     } else {
         run(((x, g), &mut dx));
     }

@@ -27,10 +27,12 @@ fn per_sample(
     f: impl Fn(&[f32], &mut [f32]) + Sync,
 ) {
     if par {
-        output
-            .par_chunks_mut(out_len)
-            .zip(input.par_chunks(in_len))
-            .for_each(|(o, i)| f(i, o));
+        crate::threads::install(|| {
+            output
+                .par_chunks_mut(out_len)
+                .zip(input.par_chunks(in_len))
+                .for_each(|(o, i)| f(i, o))
+        });
     } else {
         output
             .chunks_mut(out_len)
@@ -127,10 +129,12 @@ pub fn max_pool2d_backward(x: &[f32], y: &[f32], grad: &[f32], g: &Pool2d) -> Ve
         max_pool_backward_sample(dx, x, y, grad, g)
     };
     if parallel(g) {
-        dx.par_chunks_mut(in_len)
-            .zip(x.par_chunks(in_len))
-            .zip(y.par_chunks(out_len).zip(grad.par_chunks(out_len)))
-            .for_each(|((d, x), (y, gr))| each(d, x, y, gr));
+        crate::threads::install(|| {
+            dx.par_chunks_mut(in_len)
+                .zip(x.par_chunks(in_len))
+                .zip(y.par_chunks(out_len).zip(grad.par_chunks(out_len)))
+                .for_each(|((d, x), (y, gr))| each(d, x, y, gr))
+        });
     } else {
         dx.chunks_mut(in_len)
             .zip(x.chunks(in_len))
@@ -260,9 +264,11 @@ pub fn avg_pool2d_backward(grad: &[f32], g: &Pool2d) -> Vec<f32> {
         }
     };
     if parallel(g) {
-        dx.par_chunks_mut(in_len)
-            .zip(grad.par_chunks(out_len))
-            .for_each(|(d, gr)| each(d, gr));
+        crate::threads::install(|| {
+            dx.par_chunks_mut(in_len)
+                .zip(grad.par_chunks(out_len))
+                .for_each(|(d, gr)| each(d, gr))
+        });
     } else {
         dx.chunks_mut(in_len)
             .zip(grad.chunks(out_len))

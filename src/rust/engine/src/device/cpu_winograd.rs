@@ -1403,20 +1403,22 @@ fn forward_batch(
     };
     let (y_step, v_step) = (spu * out_len, spu * v_len);
     match keep {
-        Some(k) if top_level() && g.n > spu => y
-            .par_chunks_mut(y_step)
-            .zip(k.par_chunks_mut(v_step))
-            .enumerate()
-            .for_each(|(i, (y, k))| unit(i, y, Some(k))),
+        Some(k) if top_level() && g.n > spu => crate::threads::install(|| {
+            y.par_chunks_mut(y_step)
+                .zip(k.par_chunks_mut(v_step))
+                .enumerate()
+                .for_each(|(i, (y, k))| unit(i, y, Some(k)))
+        }),
         Some(k) => y
             .chunks_mut(y_step)
             .zip(k.chunks_mut(v_step))
             .enumerate()
             .for_each(|(i, (y, k))| unit(i, y, Some(k))),
-        None if top_level() && g.n > spu => y
-            .par_chunks_mut(y_step)
-            .enumerate()
-            .for_each(|(i, y)| unit(i, y, None)),
+        None if top_level() && g.n > spu => crate::threads::install(|| {
+            y.par_chunks_mut(y_step)
+                .enumerate()
+                .for_each(|(i, y)| unit(i, y, None))
+        }),
         None => y
             .chunks_mut(y_step)
             .enumerate()
@@ -1554,24 +1556,26 @@ fn kernel_grad_with(
     // At the top level each thread sums a contiguous run of units, in a fixed order so
     // that the result does not depend on scheduling.
     let parts = if top_level() {
-        rayon::current_num_threads().min(units)
+        crate::threads::count().min(units)
     } else {
         1
     }
     .max(1);
     let mut du = pool::scratch(parts * P * cf);
-    du.par_chunks_mut(P * cf)
-        .with_max_len(1)
-        .enumerate()
-        .for_each(|(i, du)| {
-            let (u0, u1) = (units * i / parts, units * (i + 1) / parts);
-            let (s0, s1) = (u0 * plan.spu, (u1 * plan.spu).min(g.n));
-            if s0 >= s1 {
-                du.fill(0.0);
-                return;
-            }
-            kernel_grad_unit(x, gz, kept, g, &plan, (s0, s1), du, true, fast);
-        });
+    crate::threads::install(|| {
+        du.par_chunks_mut(P * cf)
+            .with_max_len(1)
+            .enumerate()
+            .for_each(|(i, du)| {
+                let (u0, u1) = (units * i / parts, units * (i + 1) / parts);
+                let (s0, s1) = (u0 * plan.spu, (u1 * plan.spu).min(g.n));
+                if s0 >= s1 {
+                    du.fill(0.0);
+                    return;
+                }
+                kernel_grad_unit(x, gz, kept, g, &plan, (s0, s1), du, true, fast);
+            })
+    });
     let (total, rest) = du.split_at_mut(P * cf);
     for part in rest.chunks_exact(P * cf) {
         total.iter_mut().zip(part).for_each(|(t, v)| *t += v);

@@ -246,7 +246,6 @@ impl Layer for BatchNormalization {
 mod tests {
     use super::*;
     use crate::layers::registry::from_config;
-    use rand::SeedableRng;
 
     #[test]
     fn weights_follow_keras_order_and_moving_averages_move() {
@@ -267,7 +266,7 @@ mod tests {
             .iter()
             .map(|p| tape.leaf(p.value.clone(), p.trainable))
             .collect();
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(0);
+        let mut rng = crate::rng::Noise::new(0, 0);
         let mut ctx = ForwardCtx {
             training: true,
             rng: &mut rng,
@@ -308,7 +307,7 @@ mod tests {
             .iter()
             .map(|p| tape.leaf(p.value.clone(), false))
             .collect();
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(0);
+        let mut rng = crate::rng::Noise::new(0, 0);
         let mut ctx = ForwardCtx {
             training: true,
             rng: &mut rng,

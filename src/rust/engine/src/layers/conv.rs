@@ -359,7 +359,7 @@ mod tests {
 
     /// The layer's inference forward pass.
     fn infer(l: &dyn Layer, tape: &mut Tape, x: Var, params: &[Var]) -> Var {
-        let mut rng = rand::SeedableRng::seed_from_u64(0);
+        let mut rng = crate::rng::Noise::new(0, 0);
         let mut ctx = ForwardCtx {
             training: false,
             rng: &mut rng,

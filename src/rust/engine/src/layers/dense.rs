@@ -176,7 +176,6 @@ impl Layer for Dense {
 mod tests {
     use super::*;
     use crate::tensor::Tensor;
-    use rand::SeedableRng;
 
     #[test]
     fn builds_keras_shapes_and_counts() {
@@ -224,7 +223,7 @@ mod tests {
             .iter()
             .map(|p| tape.leaf(p.value.clone(), true))
             .collect();
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(0);
+        let mut rng = crate::rng::Noise::new(0, 0);
         let mut ctx = ForwardCtx {
             batch_state: None,
             trainable: true,

@@ -225,7 +225,6 @@ impl Layer for Merge {
 
 #[cfg(test)]
 mod tests {
-    use rand::SeedableRng;
 
     use super::*;
     use crate::layers::spatial::test_util::{config_error, layer, text};
@@ -239,7 +238,7 @@ mod tests {
     fn call(l: &dyn Layer, xs: &[Tensor]) -> Result<(Tensor, Vec<Vec<f32>>)> {
         let mut tape = Tape::new();
         let vs: Vec<Var> = xs.iter().map(|x| tape.leaf(x.clone(), true)).collect();
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(0);
+        let mut rng = crate::rng::Noise::new(0, 0);
         let mut ctx = ForwardCtx {
             training: false,
             rng: &mut rng,

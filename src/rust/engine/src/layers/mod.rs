@@ -18,7 +18,7 @@ pub mod rescaling;
 pub mod reshaping;
 pub mod spatial;
 
-use rand::rngs::SmallRng;
+use crate::rng::Noise;
 
 use crate::autodiff::{Tape, Var};
 use crate::error::{Error, Result};
@@ -86,7 +86,7 @@ impl ConfigValue {
 pub struct ForwardCtx<'a> {
     /// Dropout and friends act only in training.
     pub training: bool,
-    pub rng: &'a mut SmallRng,
+    pub rng: &'a mut Noise,
     /// Stop before a final softmax, so the loss can work on logits.
     pub logits: bool,
     /// Set by a layer that keeps running statistics (batch normalization) in training:

@@ -234,12 +234,11 @@ mod tests {
     use super::*;
     use crate::layers::registry::from_config;
     use crate::ops::gradcheck::{check, random_tensor};
-    use rand::SeedableRng;
 
     fn run(l: &dyn Layer, x: Tensor) -> Vec<f32> {
         let mut tape = Tape::new();
         let xv = tape.leaf(x, true);
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(0);
+        let mut rng = crate::rng::Noise::new(0, 0);
         let mut ctx = ForwardCtx {
             training: false,
             rng: &mut rng,
@@ -301,7 +300,7 @@ mod tests {
             vec![random_tensor(&[3, 2], 8, 1.0)],
             &[true],
             |t, v| {
-                let mut rng = rand::rngs::SmallRng::seed_from_u64(0);
+                let mut rng = crate::rng::Noise::new(0, 0);
                 let mut ctx = ForwardCtx {
                     training: false,
                     rng: &mut rng,

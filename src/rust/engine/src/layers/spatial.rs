@@ -44,7 +44,6 @@ pub fn expect_axes(layer: &str, input_shape: &[usize], axes: &[&str]) -> Result<
 
 #[cfg(test)]
 pub mod test_util {
-    use rand::SeedableRng;
 
     use crate::autodiff::Tape;
     use crate::layers::registry::from_config;
@@ -72,7 +71,7 @@ pub mod test_util {
     pub fn apply(layer: &dyn Layer, x: Tensor) -> Tensor {
         let mut tape = Tape::new();
         let v = tape.leaf(x, false);
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(0);
+        let mut rng = crate::rng::Noise::new(0, 0);
         let mut ctx = ForwardCtx {
             training: false,
             rng: &mut rng,

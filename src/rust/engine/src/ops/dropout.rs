@@ -6,19 +6,30 @@ use rand::Rng;
 use crate::autodiff::{Backward, Tape, Var};
 use crate::device;
 use crate::error::Result;
+use crate::rng::{sample_stream, Noise};
 use crate::tensor::Tensor;
 
-/// Eight xorshift32 streams side by side, seeded from `rng`: the loop vectorises, and
-/// their quality is ample for dropout masks (one comparison per draw).
-fn fill_mask(mask: &mut [f32], keep: f32, scale: f32, rng: &mut impl Rng) {
+/// Fills the mask of each sample (a row of `mask`) from eight xorshift32 streams side by
+/// side, seeded from `key` and the sample's place in the batch (`first_row + r`): the
+/// loop vectorises, the quality is ample for dropout masks (one comparison per draw), and
+/// a sample's mask is the same whichever shard or thread draws it.
+fn fill_mask(mask: &mut [f32], rows: usize, keep: f32, scale: f32, key: u64, first_row: usize) {
     let threshold = (keep as f64 * 4_294_967_296.0).min(u32::MAX as f64) as u32;
-    let mut state: [u32; 8] = std::array::from_fn(|_| rng.gen::<u32>() | 1);
-    for chunk in mask.chunks_mut(8) {
-        for (m, s) in chunk.iter_mut().zip(state.iter_mut()) {
-            *s ^= *s << 13;
-            *s ^= *s >> 17;
-            *s ^= *s << 5;
-            *m = scale * ((*s < threshold) as u32 as f32);
+    let row_len = mask.len() / rows.max(1);
+    if row_len == 0 {
+        return;
+    }
+    for (r, row) in mask.chunks_mut(row_len).enumerate() {
+        let sample = (first_row + r) as u64;
+        let mut state: [u32; 8] =
+            std::array::from_fn(|lane| sample_stream(key, sample, lane as u64) as u32 | 1);
+        for chunk in row.chunks_mut(8) {
+            for (m, s) in chunk.iter_mut().zip(state.iter_mut()) {
+                *s ^= *s << 13;
+                *s ^= *s >> 17;
+                *s ^= *s << 5;
+                *m = scale * ((*s < threshold) as u32 as f32);
+            }
         }
     }
 }
@@ -41,7 +52,7 @@ impl Backward for DropoutBackward {
 
 /// Zeroes each element with probability `rate` and scales the rest by 1 / (1 - rate).
 /// Callers skip it outside training; rate 1 gives all zeros, as in Keras.
-pub fn dropout(tape: &mut Tape, x: Var, rate: f32, rng: &mut impl Rng) -> Var {
+pub fn dropout(tape: &mut Tape, x: Var, rate: f32, rng: &mut Noise) -> Var {
     let xv = tape.value(x);
     // On the GPU the mask is drawn there (the CPU's stream of draws is left as it is).
     if xv.device() == crate::tensor::Device::Cuda {
@@ -52,7 +63,8 @@ pub fn dropout(tape: &mut Tape, x: Var, rate: f32, rng: &mut impl Rng) -> Var {
     let keep = 1.0 - rate;
     let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
     let mut mask_data = crate::device::pool::scratch(xv.numel());
-    fill_mask(&mut mask_data, keep, scale, rng);
+    let rows = xv.shape().first().copied().unwrap_or(1);
+    fill_mask(&mut mask_data, rows, keep, scale, rng.gen(), rng.first_row());
     let mask = Tensor::from_vec(xv.shape().to_vec(), mask_data).expect("mask has x's size");
     let y = device::mul(xv, &mask);
     tape.push(y, &[x], Box::new(DropoutBackward { mask }))
@@ -65,12 +77,19 @@ pub fn dropout_shared(
     x: Var,
     rate: f32,
     mask_shape: &[usize],
-    rng: &mut impl Rng,
+    rng: &mut Noise,
 ) -> Result<Var> {
     let keep = 1.0 - rate;
     let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
     let mut mask = vec![0.0f32; mask_shape.iter().product()];
-    fill_mask(&mut mask, keep, scale, rng);
+    // A mask shared by the whole batch (size 1 on the batch axis) is the same in every
+    // shard: it is drawn as the batch's sample 0.
+    let batch = tape.value(x).shape().first().copied().unwrap_or(1);
+    let (rows, first_row) = match mask_shape.first() {
+        Some(&n) if n == batch && n > 1 => (n, rng.first_row()),
+        _ => (1, 0),
+    };
+    fill_mask(&mut mask, rows, keep, scale, rng.gen(), first_row);
     let m = tape.leaf(Tensor::from_vec(mask_shape.to_vec(), mask)?, false);
     crate::ops::merge::elementwise(tape, crate::ops::merge::Elementwise::Multiply, &[x, m])
 }
@@ -79,7 +98,6 @@ pub fn dropout_shared(
 mod tests {
     use super::*;
     use crate::ops::gradcheck::{check, random_tensor};
-    use rand::SeedableRng;
 
     #[test]
     fn keeps_about_one_minus_rate_and_rescales() {
@@ -88,7 +106,7 @@ mod tests {
             Tensor::from_vec(vec![10000], vec![1.0; 10000]).unwrap(),
             false,
         );
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+        let mut rng = Noise::new(1, 0);
         let y = dropout(&mut t, x, 0.4, &mut rng);
         let v = t.value(y).to_vec();
         let kept = v.iter().filter(|&&a| a != 0.0).count();
@@ -103,7 +121,7 @@ mod tests {
             Tensor::from_vec(vec![2, 50, 3], vec![1.0; 300]).unwrap(),
             true,
         );
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(2);
+        let mut rng = Noise::new(2, 0);
         let y = dropout_shared(&mut t, x, 0.5, &[2, 1, 3], &mut rng).unwrap();
         let v = t.value(y).to_vec();
         for b in 0..2 {
@@ -118,13 +136,32 @@ mod tests {
     }
 
     #[test]
+    fn a_samples_mask_does_not_depend_on_the_shard_that_draws_it() {
+        // The whole batch of 6 samples in one pass, and the same batch as shards of 2 and
+        // 4 samples, each starting from the same generator as the batch does.
+        let ones = |rows: usize| Tensor::from_vec(vec![rows, 40], vec![1.0; rows * 40]).unwrap();
+        let masks = |first_row: usize, rows: usize| {
+            let mut t = Tape::new();
+            let x = t.leaf(ones(rows), false);
+            let y = dropout(&mut t, x, 0.5, &mut Noise::new(9, first_row));
+            t.value(y).to_vec()
+        };
+        let whole = masks(0, 6);
+        let mut shards = masks(0, 2);
+        shards.extend(masks(2, 4));
+        assert_eq!(whole, shards);
+        // Different samples get different masks.
+        assert_ne!(whole[..40], whole[40..80]);
+    }
+
+    #[test]
     fn gradients_match_finite_differences() {
         // Same seed on every evaluation, so the mask is fixed and the op is linear.
         check(
             vec![random_tensor(&[4, 6], 12, 1.0)],
             &[true],
             |t, v| {
-                let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+                let mut rng = Noise::new(5, 0);
                 dropout(t, v[0], 0.3, &mut rng)
             },
             "dropout",

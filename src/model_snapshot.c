@@ -1,0 +1,71 @@
+// A model's serialized form. Each R model object keeps, beside its engine handle, an ALTREP
+// raw vector of this class that holds the handle and nothing else, until R serializes it
+// (saveRDS(), save(), save.image(), serialize() to a PSOCK worker). Then its state is the
+// model's .keras bytes, written at that moment by rustkeras:::rk_model_snapshot_bytes();
+// nothing is computed or kept while nobody serializes. Read back, it is a plain raw vector
+// of those bytes, from which the model comes back on first use (R/model-serialization.R).
+
+#include <Rinternals.h>
+#include <R_ext/Altrep.h>
+#include <R_ext/Rdynload.h>
+
+static R_altrep_class_t snapshot_class;
+
+// An empty vector to whoever looks inside: the bytes exist only in serialized form.
+static R_xlen_t snapshot_length(SEXP x) {
+    (void) x;
+    return 0;
+}
+
+static void *snapshot_dataptr(SEXP x, Rboolean writable) {
+    (void) x;
+    (void) writable;
+    static Rbyte none;
+    return &none;
+}
+
+static const void *snapshot_dataptr_or_null(SEXP x) {
+    return snapshot_dataptr(x, FALSE);
+}
+
+static SEXP snapshot_serialized_state(SEXP x) {
+    SEXP ns = PROTECT(R_FindNamespace(PROTECT(mkString("rustkeras"))));
+    SEXP call = PROTECT(lang2(install("rk_model_snapshot_bytes"), R_altrep_data1(x)));
+    SEXP bytes = eval(call, ns);
+    UNPROTECT(3);
+    return bytes;
+}
+
+// The state (the bytes, or a message saying why there are none) is the value read back.
+static SEXP snapshot_unserialize(SEXP cls, SEXP state) {
+    (void) cls;
+    return state;
+}
+
+static SEXP snapshot_duplicate(SEXP x, Rboolean deep) {
+    (void) deep;
+    return R_new_altrep(snapshot_class, R_altrep_data1(x), R_NilValue);
+}
+
+static Rboolean snapshot_inspect(SEXP x, int pre, int deep, int pvec,
+                                 void (*inspect_subtree)(SEXP, int, int, int)) {
+    (void) x; (void) pre; (void) deep; (void) pvec; (void) inspect_subtree;
+    Rprintf(" rustkeras model snapshot (written when serialized)\n");
+    return TRUE;
+}
+
+void rk_register_snapshot_class(DllInfo *dll) {
+    snapshot_class = R_make_altraw_class("rk_model_snapshot", "rustkeras", dll);
+    R_set_altrep_Length_method(snapshot_class, snapshot_length);
+    R_set_altrep_Serialized_state_method(snapshot_class, snapshot_serialized_state);
+    R_set_altrep_Unserialize_method(snapshot_class, snapshot_unserialize);
+    R_set_altrep_Duplicate_method(snapshot_class, snapshot_duplicate);
+    R_set_altrep_Inspect_method(snapshot_class, snapshot_inspect);
+    R_set_altvec_Dataptr_method(snapshot_class, snapshot_dataptr);
+    R_set_altvec_Dataptr_or_null_method(snapshot_class, snapshot_dataptr_or_null);
+}
+
+// A snapshot of the model behind `handle` (an external pointer).
+SEXP rk_snapshot_new(SEXP handle) {
+    return R_new_altrep(snapshot_class, handle, R_NilValue);
+}
