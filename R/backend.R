@@ -36,7 +36,10 @@ set_random_seed <- function(seed) {
 #'
 #' The engine uses all cores by default; `config_set_threads(n)` or
 #' `options(rustkeras.threads = n)` makes it use `n` threads from the next `fit()`,
-#' `evaluate()` or `predict()` on. A forked child (`parallel::mclapply()`,
+#' `evaluate()` or `predict()` on. The engine keeps large buffers between batches and
+#' calls for reuse, up to `options(rustkeras.pool_mb)` megabytes (by default 1/32 of the
+#' machine's memory, from 256 MB to 2 GiB), and gives them back to the system at a
+#' garbage collection (`gc()`) when no model has run for a second. A forked child (`parallel::mclapply()`,
 #' `parallel::mcparallel()`, `future::multicore`, `foreach` with `doParallel` on Unix)
 #' starts threads of its own: models train and predict there as in the parent.
 #'
@@ -53,7 +56,7 @@ config_backend <- function() "rust"
 #' @rdname config_backend
 #' @export
 backend_info <- function() {
-  rk_sync_threads()
+  rk_sync_options()
   info <- rk_backend_info()
   p <- rk_gpu_probe()
   info$device <- config_device()
@@ -77,6 +80,7 @@ backend_info <- function() {
 print.rustkeras_backend_info <- function(x, ...) {
   cat(sprintf("rustkeras engine %s (Rust)\n", x$version))
   cat(sprintf("  CPU:     %d thread%s, %s kernels\n", x$threads, if (x$threads == 1) "" else "s", x$simd))
+  cat(sprintf("  Memory:  buffer pool up to %.0f MB, %.0f MB held\n", x$pool_mb, x$pool_held_mb))
   for (i in seq_len(nrow(x$gpus))) {
     g <- x$gpus[i, ]
     cat(sprintf("  GPU %d:   %s, %.1f GiB, compute capability %s\n", g$ordinal, g$name,
@@ -165,7 +169,7 @@ rk_resolved_device <- function(call) {
 # Before a model runs: the engine's threads follow `options(rustkeras.threads)`, and the
 # model goes to the chosen device (a no-op when it is there).
 rk_place_model <- function(object, call) {
-  rk_sync_threads()
+  rk_sync_options()
   device <- rk_resolved_device(call)
   rk_call(rk_model_set_device(object$ptr, device, isTRUE(getOption("rustkeras.tf32"))),
           call = call)
@@ -201,14 +205,14 @@ config_set_threads <- function(threads = NULL) {
   }
   old <- getOption("rustkeras.threads")
   options(rustkeras.threads = if (is.null(threads)) NULL else as.integer(threads))
-  rk_sync_threads()
+  rk_sync_options()
   invisible(old)
 }
 
 #' @rdname config_set_threads
 #' @export
 config_threads <- function() {
-  rk_sync_threads()
+  rk_sync_options()
   rk_backend_info()$threads
 }
 
@@ -219,21 +223,46 @@ rk_threads_option <- function() {
   if (is.na(threads) || threads < 0L) 0L else threads
 }
 
-# Tells the engine the option's thread count when it changed since last time.
-rk_sync_threads <- function() {
+# The buffer pool's cap in MB that `options(rustkeras.pool_mb)` asks for; 0 (and anything
+# but a positive number) means the machine's default.
+rk_pool_mb_option <- function() {
+  mb <- suppressWarnings(as.numeric(getOption("rustkeras.pool_mb", 0))[1])
+  if (is.na(mb) || mb <= 0) 0 else mb
+}
+
+# Tells the engine the options' thread count and pool cap when they changed since last
+# time; called before each fit(), evaluate() and predict().
+rk_sync_options <- function() {
   threads <- rk_threads_option()
   if (!identical(.rk_session$threads, threads)) {
     rk_set_threads(threads)
     .rk_session$threads <- threads
   }
-  invisible(threads)
+  pool_mb <- rk_pool_mb_option()
+  if (!identical(.rk_session$pool_mb, pool_mb)) {
+    rk_set_pool_mb(pool_mb)
+    .rk_session$pool_mb <- pool_mb
+  }
+  invisible()
+}
+
+# Each garbage collection collects this sentinel and runs its finalizer, which empties
+# the engine's buffer pool when no fit(), evaluate() or predict() used it for a second
+# (so `gc()` gives the memory back), and sets up the next sentinel.
+rk_arm_pool_release <- function() {
+  reg.finalizer(new.env(parent = emptyenv()), function(e) {
+    rk_release_idle_pool()
+    rk_arm_pool_release()
+  })
+  invisible()
 }
 
 # Per-session state of the R side.
 .rk_session <- new.env(parent = emptyenv())
 
 .onLoad <- function(libname, pkgname) {
-  rk_sync_threads()
+  rk_sync_options()
   rk_use_r_seeds()
+  rk_arm_pool_release()
   invisible()
 }

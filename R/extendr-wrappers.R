@@ -59,6 +59,13 @@ rk_backend_info <- function() .Call(wrap__rk_backend_info)
 # Sets the engine's thread count (0: every core); the pool is rebuilt on its next use.
 rk_set_threads <- function(threads) .Call(wrap__rk_set_threads, threads)
 
+# Caps the engine's buffer pool at `mb` megabytes (0: the machine's default).
+rk_set_pool_mb <- function(mb) .Call(wrap__rk_set_pool_mb, mb)
+
+# Empties the buffer pool when no computation used it for a second; the megabytes given
+# back. Called by a finalizer at each garbage collection (R/backend.R).
+rk_release_idle_pool <- function() .Call(wrap__rk_release_idle_pool)
+
 # Whether `x` is a live engine handle (not one emptied by serialization).
 rk_handle_alive <- function(x) .Call(wrap__rk_handle_alive, x)
 

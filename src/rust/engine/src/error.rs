@@ -29,6 +29,25 @@ pub enum Error {
     Interrupted,
     /// A model file could not be read or written ("file 'm.h5': ...").
     File { path: String, msg: String },
+    /// Memory for `what` could not be had: `bytes` asked for, `available` free (when the
+    /// system says).
+    OutOfMemory {
+        what: String,
+        bytes: usize,
+        available: Option<usize>,
+    },
+}
+
+/// A size in bytes as people read it: "40.0 GB", "512.0 MB".
+pub fn bytes_str(b: usize) -> String {
+    let b = b as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else {
+        format!("{:.1} kB", b / 1e3)
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -58,6 +77,19 @@ impl fmt::Display for Error {
             ),
             Error::Interrupted => write!(f, "interrupted by the user"),
             Error::File { path, msg } => write!(f, "file '{path}': {msg}"),
+            Error::OutOfMemory {
+                what,
+                bytes,
+                available,
+            } => match available {
+                Some(a) => write!(
+                    f,
+                    "{what} needs {} of memory, but only {} is available",
+                    bytes_str(*bytes),
+                    bytes_str(*a)
+                ),
+                None => write!(f, "{what} needs {}: the allocation failed", bytes_str(*bytes)),
+            },
         }
     }
 }

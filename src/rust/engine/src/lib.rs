@@ -11,6 +11,7 @@ pub mod init;
 pub mod io;
 pub mod layers;
 pub mod losses;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod naming;

@@ -188,7 +188,12 @@ impl Member {
 
     fn build(&mut self, inputs: &[Vec<usize>]) -> Result<()> {
         match self {
-            Member::Layer(c) => write_layer(c).build_multi(inputs),
+            Member::Layer(c) => {
+                let mut cell = write_layer(c);
+                let name = cell.name().to_string();
+                cell.build_multi(inputs)
+                    .map_err(|e| crate::memory::in_layer(e, &name))
+            }
             Member::Model(m) => write(m).build(inputs),
         }
     }

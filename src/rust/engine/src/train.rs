@@ -711,6 +711,7 @@ pub fn fit(
     opts: &FitOptions,
     observer: &mut dyn Observer,
 ) -> Result<History> {
+    let _running = crate::device::pool::Running::start();
     check_batch_size(opts.batch_size)?;
     if !(0.0..1.0).contains(&opts.validation_split) {
         return Err(crate::error::invalid_arg(
@@ -868,6 +869,7 @@ pub fn evaluate(
     batch_size: usize,
     observer: &mut dyn Observer,
 ) -> Result<Vec<(String, f64)>> {
+    let _running = crate::device::pool::Running::start();
     check_batch_size(batch_size)?;
     model.compiled.as_ref().ok_or_else(not_compiled)?;
     model.build(&data.x_shapes())?;
@@ -898,6 +900,7 @@ pub fn predict_rows(
     batch_size: usize,
     observer: &mut dyn Observer,
 ) -> Result<Vec<Tensor>> {
+    let _running = crate::device::pool::Running::start();
     check_batch_size(batch_size)?;
     let n = xs.first().map(|a| a.rows()).unwrap_or(0);
     for (i, a) in xs.iter().enumerate() {

@@ -168,7 +168,10 @@ fn reverse_axes<T: Copy + Sync>(
     f: impl Fn(T) -> f32 + Sync,
 ) -> Vec<f32> {
     let n = src.len();
-    let mut out = vec![0.0f32; n];
+    // From the engine's pool, as the AVX-512 path's: every branch below writes each
+    // value. (A fresh vector here, handed to the pool after each call, piled up one
+    // converted copy per fit() or evaluate() of a matrix.)
+    let mut out = engine::device::pool::scratch(n);
     match dims {
         [] | [_] => out.iter_mut().zip(src).for_each(|(o, &v)| *o = f(v)),
         [rows, cols] => transpose(src, *rows, *cols, &mut out, f),

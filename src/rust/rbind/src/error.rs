@@ -60,6 +60,7 @@ impl From<engine::Error> for RkError {
             InvalidArgument { .. } | UnknownName { .. } => "argument",
             LayerInput { .. } | ShapeMismatch { .. } | Data { .. } => "input",
             State(_) => "state",
+            OutOfMemory { .. } => "memory",
         };
         RkError::new(kind, e.to_string())
     }

@@ -416,6 +416,8 @@ fn rk_model_fit(
     val_y: Robj,
     total_epochs: i32,
 ) -> RkResult<List> {
+    // First, so that it ends last: the converted arrays go back to the pool.
+    let _running = engine::device::pool::Running::start();
     let m = model_ref(&model)?;
     let mut ptr = model::write(&m);
     let (xa, ya) = (RArrays::from_r(&x, "x")?, RArrays::from_r(&y, "y")?);
@@ -492,6 +494,8 @@ fn rk_model_evaluate(
     verbose: i32,
     live: bool,
 ) -> RkResult<Robj> {
+    // First, so that it ends last: the converted arrays go back to the pool.
+    let _running = engine::device::pool::Running::start();
     let m = model_ref(&model)?;
     let mut ptr = model::write(&m);
     let (xa, ya) = (RArrays::from_r(&x, "x")?, RArrays::from_r(&y, "y")?);
@@ -510,6 +514,8 @@ fn rk_model_predict(
     verbose: i32,
     live: bool,
 ) -> RkResult<Robj> {
+    // First, so that it ends last: the outputs' buffers go back to the pool.
+    let _running = engine::device::pool::Running::start();
     let m = model_ref(&model)?;
     let mut ptr = model::write(&m);
     // Converted batch by batch as predict() reads them (`RRows`).
@@ -561,6 +567,8 @@ fn rk_backend_info() -> List {
     list!(
         version = engine::VERSION,
         threads = engine::threads::count() as i32,
+        pool_mb = engine::device::pool::max_bytes() as f64 / 1048576.0,
+        pool_held_mb = engine::device::pool::held_bytes() as f64 / 1048576.0,
         simd = engine::device::cpu::simd_level()
     )
 }
@@ -569,6 +577,20 @@ fn rk_backend_info() -> List {
 #[extendr]
 fn rk_set_threads(threads: i32) {
     engine::threads::set_threads(threads.max(0) as usize);
+}
+
+/// Caps the engine's buffer pool at `mb` megabytes (0: the machine's default).
+#[extendr]
+fn rk_set_pool_mb(mb: f64) {
+    let bytes = if mb.is_finite() && mb > 0.0 { (mb * 1048576.0) as usize } else { 0 };
+    engine::device::pool::set_max_bytes(bytes);
+}
+
+/// Empties the buffer pool when no computation used it for a second; the megabytes given
+/// back. Called by a finalizer at each garbage collection (R/backend.R).
+#[extendr]
+fn rk_release_idle_pool() -> f64 {
+    engine::device::pool::release_if_idle(std::time::Duration::from_secs(1)) as f64 / 1048576.0
 }
 
 extendr_module! {
@@ -586,6 +608,8 @@ extendr_module! {
     fn rk_set_random_seed;
     fn rk_backend_info;
     fn rk_set_threads;
+    fn rk_set_pool_mb;
+    fn rk_release_idle_pool;
     fn rk_handle_alive;
     fn rk_model_snapshot;
 }

@@ -4,20 +4,112 @@
 //! gradients) every batch. Buffers this large come from `mmap` and go back to the OS
 //! on free, so without reuse every batch pays page faults and page zeroing — measured
 //! at a quarter of an epoch's time. CPU storage hands its buffer back here on drop.
+//!
+//! What the pool keeps is bounded three ways, so that a session's memory stays flat:
+//! - Buffers come back only while a computation runs ([`Running`]: fit, evaluate,
+//!   predict). A buffer freed at any other time (the weights of a model R collected, a
+//!   tensor dropped after a call) goes back to the system: nothing would ask for it.
+//! - The pool holds at most [`max_bytes`] (by default 1/32 of the machine's memory,
+//!   between 256 MB and 2 GiB; `options(rustkeras.pool_mb)` in R), the largest buffers
+//!   dropped first.
+//! - [`release_if_idle`] empties it when no computation used it for a while (R calls it
+//!   from a finalizer that each garbage collection runs).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Buffers smaller than this are left to the allocator (they do not hit `mmap`).
 const MIN_POOLED: usize = 4096;
-/// At most this many buffers wait in the pool, holding at most `MAX_FLOATS` values in
-/// all; the largest are dropped first. A deep network's forward pass keeps a few hundred
-/// activations alive at once (ResNet50: ~320 tensors), and all of them must come back
-/// for the next batch to run without fresh pages: a cap of 64 buffers threw most of them
-/// away and every predict() call faulted its activations in again.
+/// At most this many buffers wait in the pool. A deep network's forward pass keeps a few
+/// hundred activations alive at once (ResNet50: ~320 tensors), and all of them must come
+/// back for the next batch to run without fresh pages: a cap of 64 buffers threw most of
+/// them away and every predict() call faulted its activations in again.
 const MAX_BUFFERS: usize = 1024;
-/// 8 GiB of f32.
-const MAX_FLOATS: usize = 2 << 30;
+/// Floats the pool may hold; 0 until first asked (then the machine's default).
+static MAX_FLOATS: AtomicUsize = AtomicUsize::new(0);
+/// Computations running now: buffers are taken back only while one runs.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// The default cap: 1/32 of the machine's memory, from 256 MB to 2 GiB.
+fn default_max_bytes() -> usize {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<usize>().ok()
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(8 << 30);
+    (total / 32).clamp(256 << 20, 2 << 30)
+}
+
+fn max_floats() -> usize {
+    match MAX_FLOATS.load(Ordering::Relaxed) {
+        0 => {
+            let f = default_max_bytes() / 4;
+            MAX_FLOATS.store(f, Ordering::Relaxed);
+            f
+        }
+        f => f,
+    }
+}
+
+/// The most the pool may hold, in bytes.
+pub fn max_bytes() -> usize {
+    max_floats() * 4
+}
+
+/// Sets the most the pool may hold (0: the machine's default); what is over it goes now.
+pub fn set_max_bytes(bytes: usize) {
+    let floats = if bytes == 0 { default_max_bytes() / 4 } else { (bytes / 4).max(1) };
+    MAX_FLOATS.store(floats, Ordering::Relaxed);
+    let dropped = lock().trim(floats);
+    drop(dropped);
+}
+
+/// Marks a computation as running while it lives: buffers freed meanwhile come back to
+/// the pool for the next batch or the next call.
+pub struct Running(());
+
+impl Running {
+    pub fn start() -> Running {
+        RUNNING.fetch_add(1, Ordering::SeqCst);
+        lock().last_use = Some(Instant::now());
+        Running(())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+        lock().last_use = Some(Instant::now());
+    }
+}
+
+/// Empties the pool when no computation runs and none ran for `idle`; returns the bytes
+/// given back to the system.
+pub fn release_if_idle(idle: Duration) -> usize {
+    let dropped = {
+        let mut p = lock();
+        let quiet = p.last_use.map_or(true, |t| t.elapsed() >= idle);
+        if RUNNING.load(Ordering::SeqCst) > 0 || !quiet {
+            return 0;
+        }
+        p.trim(0)
+    };
+    dropped.iter().map(|v| v.capacity() * 4).sum()
+}
+
+/// Bytes held by the pool now.
+pub fn held_bytes() -> usize {
+    lock().floats * 4
+}
+
+fn lock() -> std::sync::MutexGuard<'static, Pool> {
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The waiting buffers by capacity, so that finding one and capping the total take a
 /// lookup, not a pass over them all: after a fit() the pool holds hundreds of buffers,
@@ -27,6 +119,8 @@ struct Pool {
     by_capacity: BTreeMap<usize, Vec<Vec<f32>>>,
     buffers: usize,
     floats: usize,
+    /// When a computation last started or ended.
+    last_use: Option<Instant>,
 }
 
 impl Pool {
@@ -35,6 +129,7 @@ impl Pool {
             by_capacity: BTreeMap::new(),
             buffers: 0,
             floats: 0,
+            last_use: None,
         }
     }
 
@@ -52,13 +147,19 @@ impl Pool {
     }
 
     /// Keeps `v`; returns the largest buffers that no longer fit under the caps.
-    fn put(&mut self, v: Vec<f32>) -> Vec<Vec<f32>> {
+    fn put(&mut self, v: Vec<f32>, max_floats: usize) -> Vec<Vec<f32>> {
         let cap = v.capacity();
         self.by_capacity.entry(cap).or_default().push(v);
         self.buffers += 1;
         self.floats += cap;
+        self.trim(max_floats)
+    }
+
+    /// Drops the largest buffers until the caps hold; returns them, to be freed after
+    /// the lock is released.
+    fn trim(&mut self, max_floats: usize) -> Vec<Vec<f32>> {
         let mut dropped = Vec::new();
-        while self.buffers > MAX_BUFFERS || self.floats > MAX_FLOATS {
+        while self.buffers > MAX_BUFFERS || self.floats > max_floats {
             let Some(mut largest) = self.by_capacity.last_entry() else {
                 break;
             };
@@ -130,17 +231,16 @@ fn reuse(n: usize) -> Option<Vec<f32>> {
     if n < MIN_POOLED {
         return None;
     }
-    POOL.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take_fitting(n)
+    lock().take_fitting(n)
 }
 
-/// Hands a buffer back for reuse.
+/// Hands a buffer back for reuse while a computation runs; frees it otherwise.
 pub fn give(v: Vec<f32>) {
-    if v.capacity() < MIN_POOLED {
+    if v.capacity() < MIN_POOLED || RUNNING.load(Ordering::Relaxed) == 0 {
         return;
     }
-    let dropped = POOL.lock().unwrap_or_else(|e| e.into_inner()).put(v);
+    let max = max_floats();
+    let dropped = lock().put(v, max);
     // Freed after the lock is released (large blocks go back to the OS).
     drop(dropped);
 }
@@ -151,6 +251,7 @@ mod tests {
 
     #[test]
     fn buffers_come_back_zeroed_and_sized() {
+        let _running = Running::start();
         let mut v = zeros(10_000);
         v.iter_mut().for_each(|x| *x = 3.0);
         give(v);
@@ -169,7 +270,7 @@ mod tests {
         // A pool of its own (the shared one serves the other tests at the same time).
         let mut p = Pool::new();
         for cap in [8000, 20_000, 12_000, 12_000, 50_000] {
-            assert!(p.put(Vec::with_capacity(cap)).is_empty());
+            assert!(p.put(Vec::with_capacity(cap), usize::MAX).is_empty());
         }
         assert_eq!((p.buffers, p.floats), (5, 102_000));
         // 10000: 12000 (not 20000); then the other 12000; then 20000; then nothing
@@ -181,9 +282,19 @@ mod tests {
         assert_eq!((p.buffers, p.floats), (2, 58_000));
         // Past MAX_BUFFERS the largest go first.
         for _ in 0..MAX_BUFFERS {
-            let _ = p.put(Vec::with_capacity(5000));
+            let _ = p.put(Vec::with_capacity(5000), usize::MAX);
         }
         assert_eq!(p.buffers, MAX_BUFFERS);
         assert!(p.by_capacity.keys().all(|&c| c <= 8000));
+        // Past the cap on floats too, the largest first.
+        let dropped = p.trim(5000 * 10);
+        assert_eq!(p.floats, 5000 * 10);
+        assert!(dropped.iter().all(|v| v.capacity() >= 5000));
+    }
+
+    #[test]
+    fn the_default_cap_follows_the_machine() {
+        let b = default_max_bytes();
+        assert!((256 << 20..=2 << 30).contains(&b), "{b}");
     }
 }

@@ -66,6 +66,12 @@ impl Param {
         init: crate::init::Initializer,
         trainable: bool,
     ) -> Result<Param> {
+        // The memory first: a weight too large for the machine is an error, not an abort.
+        let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
+        let room = crate::memory::try_f32_vec(n, || {
+            format!("its {name} of shape {}", crate::error::shape_str(&shape))
+        })?;
+        drop(room);
         let values = crate::rng::with_global(|r| init.sample(&shape, r));
         Ok(Param {
             name,
