@@ -179,6 +179,64 @@ test_that("bad files give clear errors naming the file", {
   expect_setequal(list.files(dir, all.files = TRUE, no.. = TRUE), c("text.h5", "w.h5", "m.keras"))
 })
 
+test_that("a killed save's temporary files are removed by the next save", {
+  skip_on_os("windows")
+  dir <- withr::local_tempdir()
+  model <- small_model()
+  # What `kill -9` during a save leaves: files named after the target and the writer's pid,
+  # here a pid no process has (Linux's pids stop at 2^22).
+  pid <- 2^22 + 4321
+  expect_false(tools::pskill(pid, 0L))
+  stale <- file.path(dir, c(sprintf(".m.keras.tmp-%d-0", pid),
+                            sprintf(".m.weights.h5.tmp-%d-7", pid),
+                            sprintf(".m.h5.tmp-%d-2", pid)))
+  # A live process's file (this R session's) stays.
+  live <- file.path(dir, sprintf(".m.keras.tmp-%d-123456", Sys.getpid()))
+  for (f in c(stale, live)) writeBin(as.raw(1:200), f)
+  save_model(model, file.path(dir, "m.keras"))
+  save_model(model, file.path(dir, "m.h5"))
+  expect_false(any(file.exists(stale)))
+  expect_true(file.exists(live))
+  unlink(live)
+  expect_setequal(list.files(dir, all.files = TRUE, no.. = TRUE), c("m.keras", "m.h5"))
+  expect_equal(predict(load_model(file.path(dir, "m.keras")), matrix(1, 1, 6), verbose = 0),
+               predict(model, matrix(1, 1, 6), verbose = 0))
+})
+
+test_that("a target that cannot be written gives one line with the path and the reason", {
+  skip_if_not(dir.exists("/proc/self"), "no /proc")
+  model <- small_model()
+  for (path in c("/proc/nope.keras", "/proc/nope.h5")) {
+    for (save in list(save_model, save_model_hdf5)) {
+      if (identical(save, save_model_hdf5) && grepl("keras$", path)) next
+      err <- expect_error(save(model, path, overwrite = TRUE), class = "rustkeras_file_error")
+      msg <- conditionMessage(err)
+      expect_match(msg, path, fixed = TRUE)
+      expect_match(msg, "cannot be written: folder '/proc' does not allow new files", fixed = TRUE)
+      expect_no_match(msg, "tmp|HDF5|\n")
+    }
+  }
+  err <- expect_error(save_model_weights_hdf5(model, "/proc/nope.weights.h5"),
+                      class = "rustkeras_file_error")
+  expect_match(conditionMessage(err), "'/proc/nope.weights.h5': cannot be written", fixed = TRUE)
+  expect_no_match(conditionMessage(err), "tmp|HDF5|\n")
+})
+
+test_that("an empty file is called empty, with its path", {
+  dir <- withr::local_tempdir()
+  empty <- file.path(dir, "empty.h5")
+  file.create(empty)
+  for (load in list(load_model, load_model_hdf5)) {
+    err <- expect_error(load(empty), class = "rustkeras_file_error")
+    expect_match(conditionMessage(err), sprintf("'%s': is empty (0 bytes), not a Keras file", empty),
+                 fixed = TRUE)
+  }
+  empty_keras <- file.path(dir, "empty.keras")
+  file.create(empty_keras)
+  expect_error(load_model(empty_keras), "empty.keras': is empty (0 bytes)", fixed = TRUE)
+  expect_error(load_model_weights_hdf5(small_model(), empty), "is empty", class = "rustkeras_file_error")
+})
+
 corrupt_variants <- function(bytes, n, seed) {
   set.seed(seed)
   len <- length(bytes)

@@ -67,12 +67,15 @@ fn write_atomically(
     body: impl FnOnce(&Group) -> FResult<()>,
 ) -> FResult<()> {
     check_target(path, overwrite)?;
-    let tmp = TempTarget::new(path);
-    {
+    // HDF5 opens files by name: no unnamed file (see `TempTarget`).
+    let tmp = TempTarget::named(path)?;
+    (|| {
         let file = h5::create(tmp.path())?;
         body(&file)?;
         file.close()?;
-    }
+        Ok(())
+    })()
+    .map_err(|f| tmp.scrub(f))?;
     tmp.keep()
 }
 

@@ -26,15 +26,20 @@ pub fn save_keras(model: &Model, path: &Path, overwrite: bool) -> crate::Result<
 
 fn write(model: &Model, path: &Path, overwrite: bool) -> FResult<()> {
     check_target(path, overwrite)?;
-    let weights_tmp = TempTarget::new(&path.with_extension("weights.h5"));
-    write_weights(model, weights_tmp.path())?;
-    let weights = std::fs::read(weights_tmp.path())?;
+    // HDF5 builds the weights in a named file of their own (`.{stem}.weights.h5.tmp-*`,
+    // as earlier versions named it, so the next save removes one left by a killed save),
+    // read back into the zip, which is written to an unnamed file where the system allows.
+    let weights_tmp = TempTarget::named(&path.with_extension("weights.h5"))?;
+    write_weights(model, weights_tmp.path()).map_err(|f| weights_tmp.scrub(f))?;
+    let weights = read_all(weights_tmp.file()?)?;
+    drop(weights_tmp);
     let config = model_config::model_to_json(model, Flavor::Keras3);
     let metadata = json!({"keras_version": KERAS_VERSION, "date_saved": date_saved(),
                           "rustkeras_version": crate::VERSION});
-    let tmp = TempTarget::new(path);
-    {
-        let mut zip = zip::ZipWriter::new(std::fs::File::create(tmp.path())?);
+    let tmp = TempTarget::create(path)?;
+    let out = tmp.file()?;
+    let zipped = (|| -> zip::result::ZipResult<()> {
+        let mut zip = zip::ZipWriter::new(out);
         let opts = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Stored);
         for (name, bytes) in [
@@ -45,9 +50,26 @@ fn write(model: &Model, path: &Path, overwrite: bool) -> FResult<()> {
             zip.start_file(name, opts)?;
             zip.write_all(&bytes)?;
         }
-        zip.finish()?.sync_all()?;
-    }
+        zip.finish()?;
+        Ok(())
+    })();
+    // Not `From<ZipError>`: that one speaks of reading a file that is not a zip.
+    zipped.map_err(|e| match e {
+        zip::result::ZipError::Io(e) => {
+            tmp.scrub(Fail(format!("cannot be written: {}", super::os_reason(&e))))
+        }
+        e => Fail(format!("cannot be written ({e})")),
+    })?;
     tmp.keep()
+}
+
+/// The whole content of a file from its start.
+fn read_all(mut file: std::fs::File) -> FResult<Vec<u8>> {
+    use std::io::Seek;
+    file.seek(std::io::SeekFrom::Start(0))?;
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// `YYYY-MM-DD@HH:MM:SS` in UTC, as Keras writes it.
@@ -193,8 +215,15 @@ fn open_weights<R: Read + std::io::Seek>(
 ) -> FResult<ZipWeights> {
     // Stored entries are never larger than the zip; deflated ones at most ~1032 times.
     let weights = entry_bytes(zip, WEIGHTS, zip_len.saturating_mul(1032))?;
-    let tmp = TempTarget::new(&std::env::temp_dir().join("rustkeras-load.weights.h5"));
-    std::fs::write(tmp.path(), &weights)?;
+    let tmp_dir = std::env::temp_dir();
+    let tmp =
+        TempTarget::named(&tmp_dir.join("rustkeras-load.weights.h5")).map_err(|Fail(m)| {
+            Fail(format!(
+                "cannot be read: its weights need a temporary copy in '{}', which {m}",
+                tmp_dir.display()
+            ))
+        })?;
+    tmp.file()?.write_all(&weights)?;
     let budget = weights.len() as u64;
     drop(weights);
     let file = h5::open(tmp.path(), "model.weights.h5")
