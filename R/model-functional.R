@@ -43,10 +43,9 @@ keras_input <- function(shape = NULL, batch_size = NULL, dtype = NULL, sparse = 
       batch_size <- batch_shape[[1]]
     }
   }
-  if (is.null(shape) || !is.numeric(shape) || anyNA(shape) || any(shape < 1) ||
-      any(shape != round(shape))) {
-    rk_abort(sprintf("`shape` must be a vector of positive integers, such as c(28, 28, 1), not %s.",
-                     shown_value(shape)), kind = "argument", call = call)
+  if (is.null(shape) || !is_whole(shape)) {
+    rk_abort(sprintf("`shape` must be a vector of positive integers%s, such as c(28, 28, 1), not %s.",
+                     int_bound_note(shape), shown_value(shape)), kind = "argument", call = call)
   }
   if (!is.null(batch_size)) batch_size <- check_positive_int(batch_size, "batch_size", call)
   if (!is.null(dtype) && !identical(dtype, "float32")) {
@@ -609,7 +608,7 @@ layer_position <- function(x, names, arg, model, call) {
   if (is.numeric(x) && length(x) == 1L && !is.na(x) && x == round(x) && x != 0) {
     i <- if (x < 0) length(names) + x + 1L else x
     if (i < 1 || i > length(names)) {
-      rk_abort(sprintf("`%s` is %d, but model '%s' has %d layers.", arg, as.integer(x),
+      rk_abort(sprintf("`%s` is %s, but model '%s' has %d layers.", arg, format(x),
                        model$name, length(names)), kind = "argument", call = call)
     }
     return(as.integer(i))

@@ -703,6 +703,7 @@ pub fn fit(
     observer: &mut dyn Observer,
 ) -> Result<History> {
     check_batch_size(opts.batch_size)?;
+    check_has_layers(model, "fit")?;
     if !(0.0..1.0).contains(&opts.validation_split) {
         return Err(crate::error::invalid_arg(
             "validation_split",
@@ -739,7 +740,12 @@ pub fn fit(
         _ => (data, None),
     };
     if train.n == 0 {
-        return Err(data_err("x", "has no samples"));
+        return Err(no_samples("x", "fit"));
+    }
+    if let Some(v) = &val {
+        if v.n == 0 {
+            return Err(no_samples("validation_data", "fit"));
+        }
     }
     let metrics = compiled_metrics(model, &train)?;
     let output_names = model.output_names();
@@ -852,6 +858,25 @@ fn in_parallel_groups<T: Send>(
     Ok(())
 }
 
+/// A Sequential model without layers has no outputs: Keras refuses to build it, and
+/// so does `fit()`, `evaluate()` or `predict()` (`call`) here, rather than hand the
+/// input back as the output.
+fn check_has_layers(model: &Model, call: &str) -> Result<()> {
+    if model.is_sequential() && model.members().is_empty() {
+        return Err(Error::State(format!(
+            "model '{}' has no layers: add layers before {call}()",
+            model.name
+        )));
+    }
+    Ok(())
+}
+
+/// The error for data of 0 samples given to `call` (fit or evaluate: their loss and
+/// metrics would be means over nothing).
+fn no_samples(arg: &str, call: &str) -> Error {
+    data_err(arg, format!("has 0 samples: {call}() needs at least one"))
+}
+
 /// `evaluate()`: the loss and metrics over all samples, in Keras's log order.
 pub fn evaluate(
     model: &mut Model,
@@ -860,7 +885,11 @@ pub fn evaluate(
     observer: &mut dyn Observer,
 ) -> Result<Vec<(String, f64)>> {
     check_batch_size(batch_size)?;
+    check_has_layers(model, "evaluate")?;
     model.compiled.as_ref().ok_or_else(not_compiled)?;
+    if data.n == 0 {
+        return Err(no_samples("x", "evaluate"));
+    }
     model.build(&data.x_shapes())?;
     model.place_weights();
     let metrics = compiled_metrics(model, &data)?;
@@ -890,6 +919,7 @@ pub fn predict_rows(
     observer: &mut dyn Observer,
 ) -> Result<Vec<Tensor>> {
     check_batch_size(batch_size)?;
+    check_has_layers(model, "predict")?;
     let n = xs.first().map(|a| a.rows()).unwrap_or(0);
     for (i, a) in xs.iter().enumerate() {
         if a.rows() != n {

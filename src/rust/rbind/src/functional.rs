@@ -10,8 +10,8 @@ use extendr_api::prelude::*;
 use crate::convert::{array_from_r, array_to_r};
 use crate::error::{RkError, RkResult};
 use crate::model::{
-    config_fields, dims_from_r, member_from_r, member_to_r, model_handle, model_ref, Handle,
-    HandlePtr,
+    config_fields, dims_from_r, handle_to_r, member_from_r, member_to_r, model_handle, model_ref,
+    Handle,
 };
 
 fn dims_to_r(s: &[usize]) -> Robj {
@@ -35,7 +35,7 @@ fn rk_layer_new(class_name: &str, config: List) -> RkResult<Robj> {
         engine::regularizers::split_fields(class_name, &config_fields(&config)?)?;
     let layer = model::share_layer(registry::from_config(class_name, &fields)?);
     model::write_layer(&layer).regularizers = regularizers;
-    Ok(HandlePtr::new(Handle::Layer(layer)).into())
+    Ok(handle_to_r(Handle::Layer(layer)))
 }
 
 /// A Bidirectional wrapper around a recurrent layer given as its class and engine config
@@ -66,7 +66,7 @@ fn rk_bidirectional_new(
     let wrapper = engine::layers::Bidirectional::new(layer, backward, mode, name)?;
     let cell = model::share_layer(Box::new(wrapper));
     model::write_layer(&cell).regularizers = regs;
-    Ok(HandlePtr::new(Handle::Layer(cell)).into())
+    Ok(handle_to_r(Handle::Layer(cell)))
 }
 
 /// Calls a layer or a model on inputs of the given shapes (without the batch axis):
