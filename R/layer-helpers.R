@@ -63,7 +63,7 @@ new_layer <- function(class_name, config, ptr = NULL) {
   state$config <- config
   state$ptr <- ptr
   layer <- function(object, ...) {
-    call_member(layer, object, call = rk_user_call(environment()))
+    call_member(layer, object, ..., call = rk_user_call(environment()))
   }
   environment(layer) <- list2env(list(state = state, layer = NULL), parent = asNamespace("rustkeras"))
   layer <- structure(layer, class = c(paste0("rustkeras_layer_", tolower(class_name)), "rustkeras_layer"))

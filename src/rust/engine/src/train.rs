@@ -788,35 +788,38 @@ pub fn fit(
 }
 
 fn evaluate_logs(
-    model: &Model,
+    model: &mut Model,
     data: &Samples,
     batch_size: usize,
     metrics: &[Vec<Metric>],
     prefix: &str,
     observer: &mut dyn Observer,
 ) -> Result<Vec<(String, f64)>> {
-    let c = model.compiled.as_ref().ok_or_else(not_compiled)?;
-    let output_names = model.output_names();
+    let m: &Model = model;
+    let c = m.compiled.as_ref().ok_or_else(not_compiled)?;
+    let output_names = m.output_names();
     let mut running = Running::new(metrics, &output_names);
+    let mut states = Vec::new();
     let steps = data.n.div_ceil(batch_size);
     observer.on_epoch_begin(0, 1, steps);
     let batch = |step: usize| {
         let (from, to) = (step * batch_size, ((step + 1) * batch_size).min(data.n));
         let (xs, ys) = data.range(from, to);
-        let (xs, ys) = (on_device(model, xs), on_device(model, ys));
+        let (xs, ys) = (on_device(m, xs), on_device(m, ys));
         let mut tape = Tape::new();
-        let params = model.param_vars(&mut tape, None);
+        let params = m.param_vars(&mut tape, None);
         let mut rng = SmallRng::seed_from_u64(0);
-        let (_, outcome, _) =
-            record_losses(model, c, &mut tape, xs, ys, &params, None, false, &mut rng)?;
-        Ok(outcome)
+        let (_, outcome, states) =
+            record_losses(m, c, &mut tape, xs, ys, &params, None, false, &mut rng)?;
+        Ok((outcome, states))
     };
     in_parallel_groups(
         steps,
-        model.device == Device::Cpu,
+        m.device == Device::Cpu,
         batch,
-        |step, outcome| {
+        |step, (outcome, s): (BatchOutcome, Vec<StateUpdate>)| {
             running.add(&outcome);
+            states.extend(s);
             observer.on_batch_end(step + 1, &running.logs(prefix));
             if observer.should_stop() {
                 return Err(Error::Interrupted);
@@ -824,6 +827,9 @@ fn evaluate_logs(
             Ok(())
         },
     )?;
+    // A call with `training = TRUE` ran in training mode: its batch statistics fold into
+    // the moving ones batch after batch, as in Keras (their outputs did not use them).
+    model.update_state(states)?;
     Ok(running.logs(prefix))
 }
 
@@ -960,7 +966,7 @@ pub fn predict_rows(
             xvs.push(tape.leaf(t.to_device(m.device), false));
         }
         let params = m.param_vars(&mut tape, None);
-        let (ys, _) = m.forward(
+        let (ys, states) = m.forward(
             &mut tape,
             &xvs,
             &params,
@@ -968,16 +974,19 @@ pub fn predict_rows(
             &[],
             &mut SmallRng::seed_from_u64(0),
         )?;
-        Ok(ys
+        let ys = ys
             .iter()
             .map(|&y| tape.value(y).clone())
-            .collect::<Vec<_>>())
+            .collect::<Vec<_>>();
+        Ok((ys, states))
     };
+    let mut states = Vec::new();
     in_parallel_groups(
         steps,
         m.device == Device::Cpu,
         batch,
-        |step, ys: Vec<Tensor>| {
+        |step, (ys, s): (Vec<Tensor>, Vec<StateUpdate>)| {
+            states.extend(s);
             for (o, y) in outs.iter_mut().zip(&ys) {
                 o.extend_from_slice(y.host());
             }
@@ -988,6 +997,9 @@ pub fn predict_rows(
             Ok(())
         },
     )?;
+    // A call with `training = TRUE` ran in training mode: its batch statistics fold into
+    // the moving ones batch after batch, as Keras's predict() does.
+    model.update_state(states)?;
     outs.into_iter()
         .zip(out_shapes)
         .map(|(o, s)| {

@@ -206,6 +206,7 @@ fn src(node: i32, index: i32) -> Src {
 }
 
 /// A Functional model from the graph R collected between `outputs` and `inputs`.
+/// `node_training`: each call's `training` argument, NA where it was not given.
 #[extendr]
 #[allow(clippy::too_many_arguments)]
 fn rk_model_functional(
@@ -216,9 +217,16 @@ fn rk_model_functional(
     node_members: Vec<i32>,
     node_src_nodes: List,
     node_src_indices: List,
+    node_training: Logicals,
     output_nodes: Vec<i32>,
     output_indices: Vec<i32>,
 ) -> RkResult<Robj> {
+    if node_training.len() != node_members.len() {
+        return Err(RkError::new(
+            "input",
+            "`node_training` needs one value per call",
+        ));
+    }
     let shapes = shapes_from_r(&input_shapes, "inputs")?;
     let inputs = input_names
         .into_iter()
@@ -242,9 +250,11 @@ fn rk_model_functional(
             .elt(k)?
             .as_integer_vector()
             .unwrap_or_default();
+        let training = node_training.elt(k);
         nodes.push(Node {
             member: member.max(0) as usize,
             inputs: ns.iter().zip(&is).map(|(&n, &i)| src(n, i)).collect(),
+            training: (!training.is_na()).then(|| training.is_true()),
         });
     }
     let outputs = output_nodes
