@@ -126,9 +126,10 @@ resnet_input_shape <- function(input_shape, input_tensor, include_top, imagenet,
     input_shape <- input_tensor$shape
   }
   if (is.null(input_shape)) return(c(224L, 224L, 3L))
-  if (!(is.numeric(input_shape) && length(input_shape) == 3L && !anyNA(input_shape) &&
-        all(input_shape >= 1) && all(input_shape == round(input_shape)))) {
-    rk_abort(sprintf("`input_shape` must be c(height, width, channels), not %s.", shown_value(input_shape)),
+  if (!(length(input_shape) == 3L && is_whole(input_shape))) {
+    rk_abort(sprintf("`input_shape` must be c(height, width, channels)%s, not %s.",
+                     if (nzchar(int_bound_note(input_shape))) ", each below 2^31" else "",
+                     shown_value(input_shape)),
              kind = "argument", call = call)
   }
   input_shape <- as.integer(input_shape)

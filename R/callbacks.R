@@ -34,8 +34,8 @@ monitor_op <- function(monitor, mode, who, call) {
 
 # A whole number >= 0.
 check_count <- function(x, arg, call) {
-  if (!(is.numeric(x) && length(x) == 1L && is.finite(x) && x >= 0 && x == round(x))) {
-    rk_abort(sprintf("`%s` must be a whole number >= 0, not %s.", arg,
+  if (!(length(x) == 1L && is_whole(x, 0))) {
+    rk_abort(sprintf("`%s` must be a whole number >= 0%s, not %s.", arg, int_bound_note(x),
                      paste(deparse(x), collapse = "")), kind = "argument", call = call)
   }
   as.integer(x)

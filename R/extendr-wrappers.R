@@ -151,7 +151,8 @@ rk_member_get_weights <- function(object) .Call(wrap__rk_member_get_weights, obj
 rk_layer_set_weights <- function(object, weights) .Call(wrap__rk_layer_set_weights, object, weights)
 
 # A Functional model from the graph R collected between `outputs` and `inputs`.
-rk_model_functional <- function(name, input_names, input_shapes, members, node_members, node_src_nodes, node_src_indices, output_nodes, output_indices) .Call(wrap__rk_model_functional, name, input_names, input_shapes, members, node_members, node_src_nodes, node_src_indices, output_nodes, output_indices)
+# `node_training`: each call's `training` argument, NA where it was not given.
+rk_model_functional <- function(name, input_names, input_shapes, members, node_members, node_src_nodes, node_src_indices, node_training, output_nodes, output_indices) .Call(wrap__rk_model_functional, name, input_names, input_shapes, members, node_members, node_src_nodes, node_src_indices, node_training, output_nodes, output_indices)
 
 # Adds a layer or a model (already made) to a Sequential model.
 # The `input_shape` a first layer gives an empty Sequential model.

@@ -43,10 +43,9 @@ layer_extras <- function(env, call) {
   shape <- dots$input_shape %||% dots$input_dim
   if (!is.null(shape)) {
     shape <- unlist(shape)
-    if (!is.numeric(shape) || !length(shape) || anyNA(shape) || any(shape < 1) ||
-        any(shape != round(shape))) {
-      rk_abort("`input_shape` must be a vector of positive integers, such as c(784).",
-               kind = "argument", call = call)
+    if (!length(shape) || !is_whole(shape)) {
+      rk_abort(sprintf("`input_shape` must be a vector of positive integers%s, such as c(784), not %s.",
+                       int_bound_note(shape), shown_value(shape)), kind = "argument", call = call)
     }
     out$input_shape <- as.numeric(shape)
   }
@@ -64,7 +63,7 @@ new_layer <- function(class_name, config, ptr = NULL) {
   state$config <- config
   state$ptr <- ptr
   layer <- function(object, ...) {
-    call_member(layer, object, call = rk_user_call(environment()))
+    call_member(layer, object, ..., call = rk_user_call(environment()))
   }
   environment(layer) <- list2env(list(state = state, layer = NULL), parent = asNamespace("rustkeras"))
   layer <- structure(layer, class = c(paste0("rustkeras_layer_", tolower(class_name)), "rustkeras_layer"))
@@ -191,10 +190,28 @@ check_unsupported_null <- function(args, call) {
   }
 }
 
+# Every integer argument is checked by is_whole(): R's integers stop at 2^31 - 1, and
+# as.integer() turns a larger number into NA with a coercion warning, which the engine
+# would then read as -2147483648.
+
+# TRUE when `x` is numeric and each value a whole number in [lower, 2^31).
+is_whole <- function(x, lower = 1) {
+  is.numeric(x) && !anyNA(x) && all(is.finite(x)) && all(x >= lower) &&
+    all(x == round(x)) && all(x <= .Machine$integer.max)
+}
+
+# " below 2^31" when some value of `x` is a finite number past R's integers, for the
+# message that refuses it ("`units` must be a positive integer below 2^31, not 3e+09.").
+int_bound_note <- function(x) {
+  big <- is.numeric(x) && !anyNA(x) && any(is.finite(x) & abs(x) > .Machine$integer.max)
+  if (big) " below 2^31" else ""
+}
+
 check_positive_int <- function(x, arg, call) {
-  if (missing(x) || !is.numeric(x) || length(x) != 1L || is.na(x) || x < 1 || x != round(x)) {
+  if (missing(x) || length(x) != 1L || !is_whole(x)) {
     shown <- if (missing(x)) "missing" else paste(deparse(x), collapse = "")
-    rk_abort(sprintf("`%s` must be a positive integer, not %s.", arg, shown),
+    note <- if (missing(x)) "" else int_bound_note(x)
+    rk_abort(sprintf("`%s` must be a positive integer%s, not %s.", arg, note, shown),
              kind = "argument", call = call)
   }
   as.integer(x)

@@ -10,11 +10,10 @@ shown_value <- function(x) {
 # `x` as `n` positive integers: one number means the same on every axis, as in Keras.
 check_int_tuple <- function(x, n, arg, call) {
   values <- if (is.list(x) && all(lengths(x) == 1L)) unlist(x) else x
-  ok <- is.numeric(values) && length(values) %in% c(1L, n) && !anyNA(values) &&
-    all(is.finite(values)) && all(values >= 1) && all(values == round(values))
+  ok <- length(values) %in% c(1L, n) && is_whole(values)
   if (!ok) {
     what <- if (n == 1L) "a positive integer" else sprintf("a positive integer or %d positive integers", n)
-    rk_abort(sprintf("`%s` must be %s, not %s.", arg, what, shown_value(x)),
+    rk_abort(sprintf("`%s` must be %s%s, not %s.", arg, what, int_bound_note(values), shown_value(x)),
              kind = "argument", call = call)
   }
   rep_len(as.integer(values), n)

@@ -32,11 +32,7 @@ layer_dense <- function(object, units, activation = NULL, use_bias = TRUE,
                         activity_regularizer = NULL, kernel_constraint = NULL,
                         bias_constraint = NULL, name = NULL, ...) {
   call <- rk_user_call(environment())
-  if (missing(units) || !is.numeric(units) || length(units) != 1L || is.na(units) ||
-      units < 1 || units != round(units)) {
-    shown <- if (missing(units)) "missing" else deparse(units)[1]
-    rk_abort(sprintf("`units` must be a positive integer, not %s.", shown), kind = "argument", call = call)
-  }
+  units <- check_positive_int(units, "units", call)
   activation <- activation_name(activation, call)
   if (!(is.logical(use_bias) && length(use_bias) == 1L && !is.na(use_bias))) {
     rk_abort("`use_bias` must be TRUE or FALSE.", kind = "argument", call = call)
@@ -50,7 +46,7 @@ layer_dense <- function(object, units, activation = NULL, use_bias = TRUE,
   regs <- regularizer_config(list(kernel_regularizer = kernel_regularizer,
                                   bias_regularizer = bias_regularizer), call)
   create_layer(object, "Dense", c(list(
-    units = as.integer(units), activation = activation, use_bias = use_bias,
+    units = units, activation = activation, use_bias = use_bias,
     kernel_initializer = kernel_initializer, bias_initializer = bias_initializer, name = name
   ), regs), call)
 }
@@ -90,7 +86,7 @@ layer_dropout <- function(object, rate, noise_shape = NULL, seed = NULL, name = 
     } else {
       NA_real_
     }
-    if (length(entries) < 2L || anyNA(entries) || any(entries < 0) || any(entries != round(entries))) {
+    if (length(entries) < 2L || !is_whole(entries, 0)) {
       rk_abort(paste0("`noise_shape` must give the mask's shape with the batch axis, NULL or NA ",
                       "for the input's size, such as list(NULL, 1L, NULL)."),
                kind = "argument", call = call)

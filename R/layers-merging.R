@@ -92,8 +92,8 @@ layer_minimum <- function(inputs, ...) {
 #' @export
 layer_concatenate <- function(inputs, ..., axis = -1L) {
   call <- rk_user_call(environment())
-  if (!(is.numeric(axis) && length(axis) == 1L && !is.na(axis) && axis == round(axis))) {
-    rk_abort(sprintf("`axis` must be a single integer, not %s.", shown_value(axis)),
+  if (!(length(axis) == 1L && is_whole(axis, -.Machine$integer.max))) {
+    rk_abort(sprintf("`axis` must be a single integer%s, not %s.", int_bound_note(axis), shown_value(axis)),
              kind = "argument", call = call)
   }
   merge_layer("Concatenate", if (missing(inputs)) NULL else inputs, list(...),

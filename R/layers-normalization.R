@@ -40,8 +40,7 @@ layer_batch_normalization <- function(object, axis = -1L, momentum = 0.99, epsil
                                       beta_constraint = NULL, gamma_constraint = NULL,
                                       synchronized = FALSE, name = NULL, ...) {
   call <- rk_user_call(environment())
-  if (!(is.numeric(axis) && length(axis) == 1L && !is.na(axis) && axis == round(axis) &&
-        (axis == -1 || axis >= 1))) {
+  if (!(length(axis) == 1L && is_whole(axis, -1) && axis != 0)) {
     rk_abort(sprintf("`axis` = %s is not supported yet; only the channels (last) axis: -1, or its index.",
                      paste(deparse(axis), collapse = "")), kind = "argument", call = call)
   }

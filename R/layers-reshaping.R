@@ -50,11 +50,10 @@ layer_reshape <- function(object, target_shape, name = NULL, ...) {
   } else {
     target_shape
   }
-  ok <- is.numeric(values) && length(values) >= 1L && !anyNA(values) &&
-    all(values == round(values)) && all(values >= 1 | values == -1) && sum(values == -1) <= 1
+  ok <- length(values) >= 1L && is_whole(values, -1) && all(values != 0) && sum(values == -1) <= 1
   if (!ok) {
-    rk_abort(sprintf("`target_shape` must be a vector of positive integers (one may be -1), not %s.",
-                     shown_value(target_shape)), kind = "argument", call = call)
+    rk_abort(sprintf("`target_shape` must be a vector of positive integers%s (one may be -1), not %s.",
+                     int_bound_note(values), shown_value(target_shape)), kind = "argument", call = call)
   }
   if (!is.null(name)) check_string(name, "name", call)
   # A one-number shape goes as a vector of one: the engine reads both forms.
@@ -90,9 +89,7 @@ layer_zero_padding_2d <- function(object, padding = list(1L, 1L), data_format = 
 
 # The padding as c(top, bottom, left, right).
 zero_padding_sides <- function(padding, call) {
-  is_count <- function(v) {
-    is.numeric(v) && !anyNA(v) && all(is.finite(v)) && all(v >= 0) && all(v == round(v))
-  }
+  is_count <- function(v) is_whole(v, 0)
   pairs <- is.list(padding) && length(padding) == 2L && all(lengths(padding) == 2L)
   flat <- if (is.list(padding) && (pairs || all(lengths(padding) == 1L))) unlist(padding) else padding
   sides <- if (!is_count(flat)) {

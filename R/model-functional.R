@@ -43,10 +43,9 @@ keras_input <- function(shape = NULL, batch_size = NULL, dtype = NULL, sparse = 
       batch_size <- batch_shape[[1]]
     }
   }
-  if (is.null(shape) || !is.numeric(shape) || anyNA(shape) || any(shape < 1) ||
-      any(shape != round(shape))) {
-    rk_abort(sprintf("`shape` must be a vector of positive integers, such as c(28, 28, 1), not %s.",
-                     shown_value(shape)), kind = "argument", call = call)
+  if (is.null(shape) || !is_whole(shape)) {
+    rk_abort(sprintf("`shape` must be a vector of positive integers%s, such as c(28, 28, 1), not %s.",
+                     int_bound_note(shape), shown_value(shape)), kind = "argument", call = call)
   }
   if (!is.null(batch_size)) batch_size <- check_positive_int(batch_size, "batch_size", call)
   if (!is.null(dtype) && !identical(dtype, "float32")) {
@@ -115,14 +114,17 @@ format.rustkeras_tensor <- function(x, ...) {
 dim.rustkeras_tensor <- function(x) c(NA_integer_, x$shape)
 
 # Calls `member` (a layer or a model object) on symbolic tensors; returns the output
-# tensor, or a list of them for a model with several outputs.
-call_symbolic <- function(member, inputs, call) {
+# tensor, or a list of them for a model with several outputs. `training` (NULL, TRUE or
+# FALSE) is Keras's argument of that call, kept in the graph: FALSE runs the member in
+# inference mode even inside fit(), TRUE in training mode even in predict().
+call_symbolic <- function(member, inputs, call, training = NULL) {
   tensors <- if (is_symbolic(inputs)) list(inputs) else unname(inputs)
   shapes <- lapply(tensors, function(t) t$shape)
   out_shapes <- rk_call(rk_member_call(member_handle(member, call), shapes), call = call)
   node <- new_node("call")
   node$member <- member
   node$inputs <- tensors
+  node$training <- training
   outs <- lapply(seq_along(out_shapes), function(i) new_symbolic(node, i, out_shapes[[i]]))
   if (length(outs) == 1L) outs[[1]] else outs
 }
@@ -174,6 +176,7 @@ keras_model <- function(inputs, outputs = NULL, name = NULL, ...) {
     graph$node_members,
     graph$src_nodes,
     graph$src_indices,
+    graph$training,
     graph$out_nodes,
     graph$out_indices
   ), call = call)
@@ -235,6 +238,7 @@ collect_graph <- function(inputs, outputs, call) {
     node_members = as.integer(member_of - 1L),
     src_nodes = lapply(srcs, function(s) vapply(s, `[`, integer(1), 1L)),
     src_indices = lapply(srcs, function(s) vapply(s, `[`, integer(1), 2L)),
+    training = vapply(nodes, function(n) n$training %||% NA, logical(1)),
     out_nodes = vapply(outs, `[`, integer(1), 1L),
     out_indices = vapply(outs, `[`, integer(1), 2L)
   )
@@ -295,7 +299,7 @@ new_model <- function(ptr, class_name, graph = NULL) {
   # What the model serializes as (R/model-serialization.R).
   state$snapshot <- rk_model_snapshot(ptr)
   model <- function(object, ...) {
-    call_member(model, object, call = rk_user_call(environment()))
+    call_member(model, object, ..., call = rk_user_call(environment()))
   }
   environment(model) <- list2env(list(state = state, model = NULL), parent = asNamespace("rustkeras"))
   cls <- switch(class_name,
@@ -394,10 +398,18 @@ model_io_tensors <- function(x, which) {
 }
 
 # Calls a model or layer object on `object`: symbolic tensors give symbolic tensors; a
-# Sequential model gets the member appended.
-call_member <- function(member, object, call) {
+# Sequential model gets the member appended. `...` holds the call's arguments besides
+# its inputs: `training` only, as in Keras (`base(inputs, training = FALSE)`).
+call_member <- function(member, object, ..., call) {
+  training <- call_training(list(...), call)
   if (is_symbolic(object) || is_symbolic_list(object)) {
-    return(call_symbolic(member, object, call))
+    return(call_symbolic(member, object, call, training = training))
+  }
+  if (!is.null(training)) {
+    rk_abort(paste0(
+      "`training` applies to a call on symbolic tensors from keras_input(), such as ",
+      "`base(inputs, training = FALSE)`; ", describe_type(object), " was given."),
+      kind = "argument", call = call)
   }
   if (inherits(object, "rustkeras_model")) {
     add_layer(object, member, call = call)
@@ -407,6 +419,27 @@ call_member <- function(member, object, call) {
     "A layer or model is called on symbolic tensors from keras_input() (or piped into ",
     "a Sequential model), not on ", describe_type(object), "; use predict() for arrays."),
     kind = "argument", call = call)
+}
+
+# The `training` argument of a call of a layer or model (NULL when not given), from the
+# call's other arguments; anything else is refused, as Keras refuses keyword arguments
+# that the layer's call() does not take.
+call_training <- function(args, call) {
+  nms <- names(args) %||% rep("", length(args))
+  bad <- nms[nms != "training"]
+  if (length(bad)) {
+    shown <- ifelse(nzchar(bad), paste0("`", bad, "`"), "an unnamed argument")
+    rk_abort(sprintf(paste0("A call of a layer or model takes its inputs and `training` only, ",
+                            "not %s."), paste(shown, collapse = ", ")),
+             kind = "argument", call = call)
+  }
+  training <- args$training
+  if (is.null(training)) return(NULL)
+  if (!(is.logical(training) && length(training) == 1L && !is.na(training))) {
+    rk_abort(sprintf("`training` must be TRUE, FALSE or NULL, not %s.", shown_value(training)),
+             kind = "argument", call = call)
+  }
+  training
 }
 
 # The engine handle of a layer or model object; a layer description is made into an
@@ -615,7 +648,7 @@ layer_position <- function(x, names, arg, model, call) {
   if (is.numeric(x) && length(x) == 1L && !is.na(x) && x == round(x) && x != 0) {
     i <- if (x < 0) length(names) + x + 1L else x
     if (i < 1 || i > length(names)) {
-      rk_abort(sprintf("`%s` is %d, but model '%s' has %d layers.", arg, as.integer(x),
+      rk_abort(sprintf("`%s` is %s, but model '%s' has %d layers.", arg, format(x),
                        model$name, length(names)), kind = "argument", call = call)
     }
     return(as.integer(i))

@@ -21,10 +21,9 @@
 #' model
 keras_model_sequential <- function(input_shape = NULL, name = NULL, ..., layers = list()) {
   if (!is.null(input_shape)) {
-    if (!is.numeric(input_shape) || anyNA(input_shape) || any(input_shape < 1) ||
-        any(input_shape != round(input_shape))) {
-      rk_abort("`input_shape` must be a vector of positive integers, such as c(784).",
-               kind = "argument")
+    if (!is_whole(input_shape)) {
+      rk_abort(sprintf("`input_shape` must be a vector of positive integers%s, such as c(784), not %s.",
+                       int_bound_note(input_shape), shown_value(input_shape)), kind = "argument")
     }
   }
   if (!is.null(name) && !(is.character(name) && length(name) == 1L)) {

@@ -8,7 +8,7 @@ model_summary_text <- function(model, line_length = NULL, ..., call = rk_user_ca
   connected <- identical(info$class_name, "Functional") && !isTRUE(info$chain)
   positions <- if (connected) c(0.30, 0.56, 0.74, 1.0) else c(0.45, 0.80, 1.0)
   if (is.null(line_length)) line_length <- min(getOption("width", 80L), 180L)
-  L <- as.integer(line_length)
+  L <- check_positive_int(line_length, "line_length", call)
   ends <- floor(positions * L)
   w <- diff(c(0, ends))
   # Between borders, padding included: rich asks for each width plus padding and

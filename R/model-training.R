@@ -329,12 +329,7 @@ check_fit_dots <- function(dots, call) {
              ignored = "view_metrics")
 }
 
-as_count <- function(x, arg, call) {
-  if (!(is.numeric(x) && length(x) == 1L && is.finite(x) && x >= 1 && x == round(x))) {
-    rk_abort(sprintf("`%s` must be a positive integer, not %s.", arg, deparse(x)[1]), kind = "argument", call = call)
-  }
-  as.integer(x)
-}
+as_count <- function(x, arg, call) check_positive_int(x, arg, call)
 
 check_x <- function(x, arg, call) {
   if (is.null(x)) rk_abort(sprintf("`%s` is missing.", arg), kind = "argument", call = call)

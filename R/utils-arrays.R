@@ -71,9 +71,8 @@ array_reshape <- function(x, dim, order = c("C", "F")) {
 
 # Validate `dim` for array_reshape() and resolve a -1 entry, as NumPy does.
 check_reshape_dim <- function(dim, n) {
-  if (!is.numeric(dim) || length(dim) == 0 || anyNA(dim) ||
-      any(dim != round(dim)) || any(dim < -1)) {
-    stop("`dim` must be a vector of whole numbers >= 0 (one may be -1), not ",
+  if (length(dim) == 0 || !is_whole(dim, -1)) {
+    stop("`dim` must be a vector of whole numbers >= 0", int_bound_note(dim), " (one may be -1), not ",
          deparse_short(dim), ".", call. = FALSE)
   }
   unknown <- which(dim == -1)
@@ -160,10 +159,8 @@ to_categorical <- function(x, num_classes = NULL) {
       stop("`num_classes` must be given when `x` is empty.", call. = FALSE)
     }
     num_classes <- max(x) + 1
-  } else if (!is.numeric(num_classes) || length(num_classes) != 1 ||
-             is.na(num_classes) || num_classes != round(num_classes) ||
-             num_classes < 1) {
-    stop("`num_classes` must be a positive whole number, not ",
+  } else if (length(num_classes) != 1 || !is_whole(num_classes)) {
+    stop("`num_classes` must be a positive whole number", int_bound_note(num_classes), ", not ",
          deparse_short(num_classes), ".", call. = FALSE)
   }
   num_classes <- as.integer(num_classes)

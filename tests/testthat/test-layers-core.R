@@ -157,6 +157,26 @@ test_that("piping a layer into a model adds it in place and returns the model in
   expect_equal(model_info(model)$params, c(10, 15))
 })
 
+test_that("every integer argument refuses numbers past R's integers, without a warning", {
+  big <- function(expr, arg) {
+    expect_no_warning(err <- expect_error(expr, class = "rustkeras_argument_error"))
+    expect_match(conditionMessage(err), sprintf("`%s` must be .*below 2\\^31", arg))
+    expect_match(conditionMessage(err), "3e+09", fixed = TRUE)
+  }
+  big(layer_conv_2d(filters = 3e9, kernel_size = 3), "filters")
+  big(layer_conv_2d(filters = 2, kernel_size = c(3, 3e9)), "kernel_size")
+  big(layer_max_pooling_2d(pool_size = 3e9), "pool_size")
+  big(layer_embedding(input_dim = 3e9, output_dim = 2), "input_dim")
+  big(keras_input(shape = c(2, 3e9)), "shape")
+  big(keras_model_sequential(input_shape = 3e9), "input_shape")
+  big(layer_reshape(target_shape = c(-1, 3e9)), "target_shape")
+  big(callback_early_stopping(patience = 3e9), "patience")
+  model <- keras_model_sequential(input_shape = 2) %>% layer_dense(1)
+  model %>% compile(optimizer = "sgd", loss = "mse")
+  big(fit(model, matrix(0, 2, 2), matrix(0, 2, 1), epochs = 3e9, verbose = 0), "epochs")
+  big(predict(model, matrix(0, 2, 2), batch_size = 3e9, verbose = 0), "batch_size")
+})
+
 test_that("bad layer arguments give rustkeras errors naming the argument", {
   expect_error(layer_dense(units = 0), "`units` must be a positive integer, not 0",
                class = "rustkeras_error")
@@ -165,6 +185,11 @@ test_that("bad layer arguments give rustkeras errors naming the argument", {
   expect_error(layer_dense(units = 2.5), "`units` must be a positive integer, not 2.5",
                class = "rustkeras_error")
   expect_error(layer_dense(units = "a"), "`units` must be a positive integer", class = "rustkeras_error")
+  # Past R's integers: a clear error, no coercion warning, no -2147483648.
+  expect_no_warning(err <- expect_error(layer_dense(units = 3e9), class = "rustkeras_argument_error"))
+  expect_equal(conditionMessage(err), "`units` must be a positive integer below 2^31, not 3e+09.")
+  expect_error(layer_dense(units = 2^31), "below 2^31, not 2147483648", fixed = TRUE)
+  expect_s3_class(layer_dense(units = 2^31 - 1), "rustkeras_layer")
   expect_error(layer_dense(), "`units` must be a positive integer, not missing",
                class = "rustkeras_error")
   expect_error(layer_dropout(rate = 1), "`rate` must be a number in \\[0, 1\\), not 1",

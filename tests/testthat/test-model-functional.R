@@ -352,3 +352,60 @@ test_that("every merge layer round-trips through both file formats", {
                  vapply(model$layers, function(l) l$name, ""))
   }
 })
+
+test_that("a call's training argument is checked, kept per call, and only for that call", {
+  withr::local_seed(3)
+  bn <- layer_batch_normalization(name = "bn_frozen_mode")
+  inputs <- keras_input(shape = 3)
+  x <- bn(inputs, training = FALSE)
+  # A later layer without the argument follows fit(), as in Keras's transfer-learning
+  # guide (its Dropout after `base_model(inputs, training = FALSE)` regularizes).
+  x <- layer_batch_normalization(x, name = "bn_follows")
+  model <- keras_model(inputs, layer_dense(x, 1, name = "out"))
+  kwargs <- lapply(get_config(model)$layers[-1], function(l) l$inbound_nodes[[1]]$kwargs)
+  expect_identical(kwargs, list(list(training = FALSE), setNames(list(), character()),
+                                setNames(list(), character())))
+  model %>% compile(optimizer = "sgd", loss = "mse")
+  xs <- matrix(rnorm(24, mean = 2, sd = 3), 8, 3)
+  w0 <- get_weights(model)
+  fit(model, xs, matrix(1, 8, 1), batch_size = 8, epochs = 1, verbose = 0)
+  w1 <- get_weights(model)
+  expect_identical(w1[3:4], w0[3:4])  # bn_frozen_mode: moving mean and variance
+  expect_false(isTRUE(all.equal(w1[7:8], w0[7:8])))  # bn_follows moved
+
+  # Bad values and other arguments are refused, naming them.
+  err <- expect_error(bn(inputs, training = NA), class = "rustkeras_argument_error")
+  expect_equal(conditionMessage(err), "`training` must be TRUE, FALSE or NULL, not NA.")
+  err <- expect_error(bn(inputs, training = "no"), class = "rustkeras_argument_error")
+  expect_match(conditionMessage(err), "not \"no\"", fixed = TRUE)
+  err <- expect_error(bn(inputs, mask = NULL, 2), class = "rustkeras_argument_error")
+  expect_equal(conditionMessage(err), paste0("A call of a layer or model takes its inputs and ",
+                                             "`training` only, not `mask`, an unnamed argument."))
+  err <- expect_error(model(keras_model_sequential(), training = FALSE),
+                      class = "rustkeras_argument_error")
+  expect_match(conditionMessage(err), "`training` applies to a call on symbolic tensors")
+})
+
+test_that("a nested model called with training = FALSE stays in inference mode when unfrozen", {
+  # keras3's transfer-learning guide: freeze, call with training = FALSE, later unfreeze
+  # and fine-tune; batch normalization must keep its moving statistics throughout.
+  withr::local_seed(4)
+  base <- keras_model_sequential(input_shape = 4, name = "base") %>%
+    layer_dense(3, name = "base_dense") %>%
+    layer_batch_normalization(name = "base_bn")
+  inputs <- keras_input(shape = 4)
+  outputs <- base(inputs, training = FALSE) %>% layer_dense(1, name = "top")
+  model <- keras_model(inputs, outputs)
+  base$trainable <- TRUE
+  model %>% compile(optimizer = optimizer_sgd(learning_rate = 0.1), loss = "mse")
+  xs <- matrix(rnorm(32, mean = 1, sd = 2), 8, 4)
+  ys <- matrix(rnorm(8), 8, 1)
+  loss_before <- evaluate(model, xs, ys, batch_size = 8, verbose = 0)[["loss"]]
+  w0 <- get_weights(base)
+  h <- fit(model, xs, ys, batch_size = 8, epochs = 1, shuffle = FALSE, verbose = 0)
+  # The step's loss is the inference-mode loss; the base trains but keeps its statistics.
+  expect_equal(h$metrics$loss, loss_before, tolerance = 1e-6)
+  w1 <- get_weights(base)
+  expect_false(isTRUE(all.equal(w1[[1]], w0[[1]])))
+  expect_identical(w1[5:6], w0[5:6])
+})

@@ -444,8 +444,53 @@ test_that("a model read back without its engine state is a clear error, not a cr
   expect_equal(conditionCall(err), quote(print()))
   expect_error(dead %>% layer_dense(2), msg, class = "rustkeras_error")
   expect_error(compile(dead, loss = "mse"), msg, class = "rustkeras_error")
+  # count_params() and get_config() take a layer or a model: the message names what the
+  # object was, a model, not "this layer".
+  for (f in list(count_params, get_config)) {
+    err <- expect_error(f(dead), class = "rustkeras_state_error")
+    expect_match(conditionMessage(err), "^this model's engine object no longer exists")
+  }
   # the original is untouched
   expect_equal(dim(predict(model, matrix(0, 2, 2), verbose = 0)), c(2L, 3L))
+})
+
+test_that("a layer made from R and restored by readRDS() is named a layer", {
+  layer <- layer_dense(units = 2)
+  layer(keras_model_sequential(input_shape = 3))  # adds it: its engine layer is made
+  path <- withr::local_tempfile(fileext = ".rds")
+  saveRDS(layer, path)
+  err <- expect_error(count_params(readRDS(path)), class = "rustkeras_state_error")
+  expect_match(conditionMessage(err), "^this layer's engine object no longer exists")
+})
+
+test_that("evaluate() and fit() on 0 samples are errors that say so", {
+  model <- blob_model()
+  x0 <- matrix(numeric(0), 0, 2)
+  y0 <- matrix(numeric(0), 0, 3)
+  err <- expect_error(evaluate(model, x0, y0, verbose = 0), class = "rustkeras_input_error")
+  expect_equal(conditionMessage(err), "`x` has 0 samples: evaluate() needs at least one")
+  expect_equal(conditionCall(err), quote(evaluate()))
+  err <- expect_error(fit(model, x0, y0, verbose = 0), class = "rustkeras_input_error")
+  expect_equal(conditionMessage(err), "`x` has 0 samples: fit() needs at least one")
+  b <- blobs(5)
+  err <- expect_error(fit(model, b$x, b$y, validation_data = list(x0, y0), verbose = 0),
+                      class = "rustkeras_input_error")
+  expect_equal(conditionMessage(err), "`validation_data` has 0 samples: fit() needs at least one")
+})
+
+test_that("a Sequential model without layers cannot fit, evaluate or predict", {
+  empty <- keras_model_sequential(input_shape = 4, name = "empty")
+  x <- matrix(1:8, 2, 4)
+  err <- expect_error(predict(empty, x, verbose = 0), class = "rustkeras_state_error")
+  expect_equal(conditionMessage(err), "model 'empty' has no layers: add layers before predict()")
+  empty %>% compile(optimizer = "sgd", loss = "mse")
+  err <- expect_error(fit(empty, x, x, verbose = 0), class = "rustkeras_state_error")
+  expect_equal(conditionMessage(err), "model 'empty' has no layers: add layers before fit()")
+  err <- expect_error(evaluate(empty, x, x, verbose = 0), class = "rustkeras_state_error")
+  expect_equal(conditionMessage(err), "model 'empty' has no layers: add layers before evaluate()")
+  # With a layer it works.
+  empty %>% layer_dense(4)
+  expect_equal(dim(predict(empty, x, verbose = 0)), c(2L, 4L))
 })
 
 test_that("bad values are located by sample and feature; fractional labels are named", {

@@ -61,10 +61,8 @@ impl Graph {
     /// Adds `l` called on `inputs`; returns its output.
     fn call(&mut self, l: Box<dyn Layer>, inputs: &[Src]) -> Src {
         self.members.push(Member::Layer(share_layer(l)));
-        self.nodes.push(Node {
-            member: self.members.len() - 1,
-            inputs: inputs.to_vec(),
-        });
+        self.nodes
+            .push(Node::new(self.members.len() - 1, inputs.to_vec()));
         Src::Node {
             node: self.nodes.len() - 1,
             output: 0,

@@ -211,6 +211,22 @@ pub enum Src {
 pub struct Node {
     pub member: usize,
     pub inputs: Vec<Src>,
+    /// Keras's `training` argument of this call: `Some(false)` runs the member in
+    /// inference mode (batch normalization on its moving statistics, which it leaves
+    /// alone; no dropout) even inside `fit()`, `Some(true)` in training mode even in
+    /// `predict()`, `None` as the call around it. Saved as the node's `kwargs`.
+    pub training: Option<bool>,
+}
+
+impl Node {
+    /// A call that follows the training mode around it.
+    pub fn new(member: usize, inputs: Vec<Src>) -> Node {
+        Node {
+            member,
+            inputs,
+            training: None,
+        }
+    }
 }
 
 /// Batch statistics a training pass left for a layer: the path of member indices down
@@ -522,10 +538,8 @@ impl Model {
         }
         let input = *self.outputs.first().expect("one output");
         self.members.push(member);
-        self.nodes.push(Node {
-            member: self.members.len() - 1,
-            inputs: vec![input],
-        });
+        self.nodes
+            .push(Node::new(self.members.len() - 1, vec![input]));
         self.outputs = vec![Src::Node {
             node: self.nodes.len() - 1,
             output: 0,
@@ -972,6 +986,7 @@ impl Model {
             inputs,
             params,
             training,
+            training,
             logits,
             rng,
             self.trainable,
@@ -981,12 +996,16 @@ impl Model {
         Ok((outs, states))
     }
 
+    /// `fitting`: the mode of the whole pass (a training step of `fit()`), where the
+    /// weights that train are the gradient leaves; `training`: the mode around this
+    /// model's call, which a node's own `training` overrides.
     #[allow(clippy::too_many_arguments)]
     fn forward_inner(
         &self,
         tape: &mut Tape,
         inputs: &[Var],
         params: &[Var],
+        fitting: bool,
         training: bool,
         logits: &[bool],
         rng: &mut Noise,
@@ -1043,15 +1062,19 @@ impl Model {
                 .collect();
             let p = &params[offsets[n.member]..offsets[n.member + 1]];
             let stop_softmax = stop.contains(&k);
+            // The call's own `training` argument, else the mode around it.
+            let training = n.training.unwrap_or(training);
             path.push(n.member);
             let out = match &self.members[n.member] {
                 Member::Layer(c) => {
                     let c = read_layer(c);
-                    // A layer trains as `compile()` saw it: its weights are gradient
-                    // leaves exactly when they were trainable then (Keras also fixes
-                    // batch normalization's mode at compile).
-                    let trainable = match trained_now(&c, p.iter().map(|&v| tape.requires_grad(v)))
-                    {
+                    // In a training step a layer trains as `compile()` saw it: its
+                    // weights are gradient leaves exactly when they were trainable then
+                    // (Keras also fixes batch normalization's mode at compile). Outside
+                    // one (a call with `training = TRUE` in predict()), nothing has a
+                    // gradient and the flags decide.
+                    let grads = p.iter().map(|&v| tape.requires_grad(v));
+                    let trainable = match fitting.then(|| trained_now(&c, grads)).flatten() {
                         Some(t) => t,
                         None => parent_trainable && c.trainable,
                     };
@@ -1085,7 +1108,7 @@ impl Model {
                 Member::Model(sub) => {
                     let sub = read(sub);
                     let t = parent_trainable && sub.trainable;
-                    sub.forward_inner(tape, &xs, p, training, &[], rng, t, path, states)?
+                    sub.forward_inner(tape, &xs, p, fitting, training, &[], rng, t, path, states)?
                 }
             };
             path.pop();
@@ -1135,32 +1158,46 @@ impl Model {
     }
 
     /// Whether training with the weights in `mask` must see whole batches (a layer that
-    /// trains uses batch statistics).
+    /// trains uses batch statistics in a call that runs in training mode).
     pub fn uses_batch_statistics(&self, mask: &[bool]) -> bool {
-        let mut at = 0;
-        self.uses_batch_statistics_under(self.trainable, mask, &mut at)
+        self.uses_batch_statistics_under(true, self.trainable, mask, 0)
     }
 
-    fn uses_batch_statistics_under(&self, parent: bool, mask: &[bool], at: &mut usize) -> bool {
-        let mut any = false;
+    /// `training`: the mode around this model's call; `parent`: whether the models
+    /// around it are trainable; `start`: where its weights begin in `mask`.
+    fn uses_batch_statistics_under(
+        &self,
+        training: bool,
+        parent: bool,
+        mask: &[bool],
+        start: usize,
+    ) -> bool {
+        let mut offsets = Vec::with_capacity(self.members.len());
+        let mut at = start;
         for m in &self.members {
-            match m {
+            offsets.push(at);
+            at += m.param_count();
+        }
+        self.nodes.iter().any(|n| {
+            if !n.training.unwrap_or(training) {
+                return false;
+            }
+            let at = offsets[n.member];
+            match &self.members[n.member] {
                 Member::Layer(c) => {
                     let c = read_layer(c);
-                    let n = c.params().len();
-                    let slice = &mask[(*at).min(mask.len())..(*at + n).min(mask.len())];
+                    let k = c.params().len();
+                    let slice = &mask[at.min(mask.len())..(at + k).min(mask.len())];
                     let trains =
                         trained_now(&c, slice.iter().copied()).unwrap_or(parent && c.trainable);
-                    any |= trains && c.uses_batch_statistics();
-                    *at += n;
+                    trains && c.uses_batch_statistics()
                 }
                 Member::Model(sub) => {
                     let sub = read(sub);
-                    any |= sub.uses_batch_statistics_under(parent && sub.trainable, mask, at);
+                    sub.uses_batch_statistics_under(true, parent && sub.trainable, mask, at)
                 }
             }
-        }
-        any
+        })
     }
 
     /// Folds batch statistics from `forward` into the layers' state.

@@ -713,6 +713,7 @@ pub fn fit(
 ) -> Result<History> {
     let _running = crate::device::pool::Running::start();
     check_batch_size(opts.batch_size)?;
+    check_has_layers(model, "fit")?;
     if !(0.0..1.0).contains(&opts.validation_split) {
         return Err(crate::error::invalid_arg(
             "validation_split",
@@ -749,7 +750,12 @@ pub fn fit(
         _ => (data, None),
     };
     if train.n == 0 {
-        return Err(data_err("x", "has no samples"));
+        return Err(no_samples("x", "fit"));
+    }
+    if let Some(v) = &val {
+        if v.n == 0 {
+            return Err(no_samples("validation_data", "fit"));
+        }
     }
     let metrics = compiled_metrics(model, &train)?;
     let output_names = model.output_names();
@@ -792,35 +798,38 @@ pub fn fit(
 }
 
 fn evaluate_logs(
-    model: &Model,
+    model: &mut Model,
     data: &Samples,
     batch_size: usize,
     metrics: &[Vec<Metric>],
     prefix: &str,
     observer: &mut dyn Observer,
 ) -> Result<Vec<(String, f64)>> {
-    let c = model.compiled.as_ref().ok_or_else(not_compiled)?;
-    let output_names = model.output_names();
+    let m: &Model = model;
+    let c = m.compiled.as_ref().ok_or_else(not_compiled)?;
+    let output_names = m.output_names();
     let mut running = Running::new(metrics, &output_names);
+    let mut states = Vec::new();
     let steps = data.n.div_ceil(batch_size);
     observer.on_epoch_begin(0, 1, steps);
     let batch = |step: usize| {
         let (from, to) = (step * batch_size, ((step + 1) * batch_size).min(data.n));
         let (xs, ys) = data.range(from, to);
-        let (xs, ys) = (on_device(model, xs), on_device(model, ys));
+        let (xs, ys) = (on_device(m, xs), on_device(m, ys));
         let mut tape = Tape::new();
-        let params = model.param_vars(&mut tape, None);
+        let params = m.param_vars(&mut tape, None);
         let mut rng = Noise::new(0, 0);
-        let (_, outcome, _) =
-            record_losses(model, c, &mut tape, xs, ys, &params, None, false, &mut rng)?;
-        Ok(outcome)
+        let (_, outcome, states) =
+            record_losses(m, c, &mut tape, xs, ys, &params, None, false, &mut rng)?;
+        Ok((outcome, states))
     };
     in_parallel_groups(
         steps,
-        model.device == Device::Cpu,
+        m.device == Device::Cpu,
         batch,
-        |step, outcome| {
+        |step, (outcome, s): (BatchOutcome, Vec<StateUpdate>)| {
             running.add(&outcome);
+            states.extend(s);
             observer.on_batch_end(step + 1, &running.logs(prefix));
             if observer.should_stop() {
                 return Err(Error::Interrupted);
@@ -828,6 +837,9 @@ fn evaluate_logs(
             Ok(())
         },
     )?;
+    // A call with `training = TRUE` ran in training mode: its batch statistics fold into
+    // the moving ones batch after batch, as in Keras (their outputs did not use them).
+    model.update_state(states)?;
     Ok(running.logs(prefix))
 }
 
@@ -862,6 +874,25 @@ fn in_parallel_groups<T: Send>(
     Ok(())
 }
 
+/// A Sequential model without layers has no outputs: Keras refuses to build it, and
+/// so does `fit()`, `evaluate()` or `predict()` (`call`) here, rather than hand the
+/// input back as the output.
+fn check_has_layers(model: &Model, call: &str) -> Result<()> {
+    if model.is_sequential() && model.members().is_empty() {
+        return Err(Error::State(format!(
+            "model '{}' has no layers: add layers before {call}()",
+            model.name
+        )));
+    }
+    Ok(())
+}
+
+/// The error for data of 0 samples given to `call` (fit or evaluate: their loss and
+/// metrics would be means over nothing).
+fn no_samples(arg: &str, call: &str) -> Error {
+    data_err(arg, format!("has 0 samples: {call}() needs at least one"))
+}
+
 /// `evaluate()`: the loss and metrics over all samples, in Keras's log order.
 pub fn evaluate(
     model: &mut Model,
@@ -871,7 +902,11 @@ pub fn evaluate(
 ) -> Result<Vec<(String, f64)>> {
     let _running = crate::device::pool::Running::start();
     check_batch_size(batch_size)?;
+    check_has_layers(model, "evaluate")?;
     model.compiled.as_ref().ok_or_else(not_compiled)?;
+    if data.n == 0 {
+        return Err(no_samples("x", "evaluate"));
+    }
     model.build(&data.x_shapes())?;
     model.place_weights();
     let metrics = compiled_metrics(model, &data)?;
@@ -902,6 +937,7 @@ pub fn predict_rows(
 ) -> Result<Vec<Tensor>> {
     let _running = crate::device::pool::Running::start();
     check_batch_size(batch_size)?;
+    check_has_layers(model, "predict")?;
     let n = xs.first().map(|a| a.rows()).unwrap_or(0);
     for (i, a) in xs.iter().enumerate() {
         if a.rows() != n {
@@ -942,7 +978,7 @@ pub fn predict_rows(
             xvs.push(tape.leaf(t.to_device(m.device), false));
         }
         let params = m.param_vars(&mut tape, None);
-        let (ys, _) = m.forward(
+        let (ys, states) = m.forward(
             &mut tape,
             &xvs,
             &params,
@@ -950,16 +986,19 @@ pub fn predict_rows(
             &[],
             &mut Noise::new(0, 0),
         )?;
-        Ok(ys
+        let ys = ys
             .iter()
             .map(|&y| tape.value(y).clone())
-            .collect::<Vec<_>>())
+            .collect::<Vec<_>>();
+        Ok((ys, states))
     };
+    let mut states = Vec::new();
     in_parallel_groups(
         steps,
         m.device == Device::Cpu,
         batch,
-        |step, ys: Vec<Tensor>| {
+        |step, (ys, s): (Vec<Tensor>, Vec<StateUpdate>)| {
+            states.extend(s);
             for (o, y) in outs.iter_mut().zip(&ys) {
                 o.extend_from_slice(y.host());
             }
@@ -970,6 +1009,9 @@ pub fn predict_rows(
             Ok(())
         },
     )?;
+    // A call with `training = TRUE` ran in training mode: its batch statistics fold into
+    // the moving ones batch after batch, as Keras's predict() does.
+    model.update_state(states)?;
     outs.into_iter()
         .zip(out_shapes)
         .map(|(o, s)| {

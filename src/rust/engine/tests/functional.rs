@@ -180,6 +180,11 @@ fn two_outputs_train_with_a_loss_each_and_weights() {
 
 /// base: Dense -> BatchNormalization; outer: input -> base -> Dense.
 fn nested() -> (model::ModelRef, Model) {
+    nested_called(None)
+}
+
+/// `nested()` with the base called with `training` (`base(inp, training = ...)`).
+fn nested_called(training: Option<bool>) -> (model::ModelRef, Model) {
     let bn = Member::Layer(share_layer(layer(
         "BatchNormalization",
         &[("name", ConfigValue::Str("bn".into()))],
@@ -193,11 +198,13 @@ fn nested() -> (model::ModelRef, Model) {
     )
     .unwrap();
     let base = model::share(base);
+    let mut call = node(0, &[Src::Input(0)]);
+    call.training = training;
     let outer = Model::functional(
         Some("outer".into()),
         vec![input("inp", &[3])],
         vec![Member::Model(base.clone()), dense(1, "head", "linear")],
-        vec![node(0, &[Src::Input(0)]), node(1, &[out(0)])],
+        vec![call, node(1, &[out(0)])],
         vec![out(1)],
     )
     .unwrap();
@@ -256,6 +263,74 @@ fn a_frozen_base_keeps_its_weights_and_statistics() {
     let moved = model::read(&base).get_weights();
     assert_ne!(moved[0].to_vec(), base_before[0].to_vec());
     assert_ne!(moved[4].to_vec(), base_before[4].to_vec(), "moving mean");
+}
+
+#[test]
+fn a_call_with_training_false_runs_in_inference_mode_inside_fit() {
+    let _g = lock_stream();
+    engine::rng::set_seed(5);
+    let (base, mut outer) = nested_called(Some(false));
+    compile_mse(&mut outer);
+    let x: Vec<f32> = (0..24)
+        .map(|i| (i as f32 * 0.37).sin() * 2.0 + 1.0)
+        .collect();
+    let y: Vec<f32> = (0..8).map(|i| i as f32 / 8.0).collect();
+    let data = Samples::single(&x, &[3], &y, &[1]).unwrap();
+    // Non-trivial moving statistics, so that inference and training modes differ.
+    let mut w = model::read(&base).get_weights();
+    w[4] = engine::Tensor::from_vec(vec![4], vec![0.3, -0.2, 0.5, 0.1]).unwrap();
+    w[5] = engine::Tensor::from_vec(vec![4], vec![2.0, 0.5, 1.5, 3.0]).unwrap();
+    model::write(&base).set_weights(w.clone()).unwrap();
+    let inference_loss = evaluate(&mut outer, data.clone(), 8, &mut Silent).unwrap()[0].1;
+    // One step on the whole batch: its loss is the inference-mode loss.
+    let h = fit(&mut outer, data, None, &opts(1), &mut Silent).unwrap();
+    let loss = h.metrics.iter().find(|(k, _)| k == "loss").unwrap().1[0];
+    assert!(
+        (loss - inference_loss).abs() < 1e-6,
+        "{loss} vs {inference_loss}"
+    );
+    let after = model::read(&base).get_weights();
+    // The base still trains (its kernel, gamma and beta move) but its batch
+    // normalization keeps its moving statistics.
+    assert_ne!(after[0].to_vec(), w[0].to_vec());
+    assert_ne!(after[2].to_vec(), w[2].to_vec(), "gamma");
+    assert_eq!(after[4].to_vec(), w[4].to_vec(), "moving mean");
+    assert_eq!(after[5].to_vec(), w[5].to_vec(), "moving variance");
+
+    // Followed by default, the same fit moves them.
+    let (base, mut outer) = nested_called(None);
+    model::write(&base).set_weights(w.clone()).unwrap();
+    compile_mse(&mut outer);
+    let data = Samples::single(&x, &[3], &y, &[1]).unwrap();
+    fit(&mut outer, data, None, &opts(1), &mut Silent).unwrap();
+    assert_ne!(model::read(&base).get_weights()[4].to_vec(), w[4].to_vec());
+}
+
+#[test]
+fn a_call_with_training_true_runs_in_training_mode_in_predict() {
+    let _g = lock_stream();
+    engine::rng::set_seed(6);
+    let x: Vec<f32> = (0..12).map(|i| (i as f32 * 0.7).cos() * 3.0).collect();
+    // The predictions, and whether predict() moved the moving mean.
+    let rows = |training: Option<bool>| -> (Vec<f32>, bool) {
+        let (base, mut outer) = nested_called(training);
+        // One sample a batch: in training mode batch normalization maps each sample to
+        // its beta (0), so every prediction is the head's bias.
+        let arrays = [Array {
+            values: &x,
+            shape: &[3],
+        }];
+        let before = model::read(&base).get_weights()[4].to_vec();
+        let p = predict(&mut outer, &arrays, 1, &mut Silent).unwrap()[0].to_vec();
+        let moved = model::read(&base).get_weights()[4].to_vec() != before;
+        (p, moved)
+    };
+    let (forced, moved) = rows(Some(true));
+    assert!(forced.iter().all(|&v| v == forced[0]), "{forced:?}");
+    assert!(moved, "Keras's predict() folds the batch statistics in");
+    let (default, moved) = rows(None);
+    assert!(default.iter().any(|&v| v != default[0]), "{default:?}");
+    assert!(!moved);
 }
 
 #[test]

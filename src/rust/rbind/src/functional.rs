@@ -10,8 +10,8 @@ use extendr_api::prelude::*;
 use crate::convert::{array_from_r, array_to_r};
 use crate::error::{RkError, RkResult};
 use crate::model::{
-    config_fields, dims_from_r, member_from_r, member_to_r, model_handle, model_ref, Handle,
-    HandlePtr,
+    config_fields, dims_from_r, handle_to_r, member_from_r, member_to_r, model_handle, model_ref,
+    Handle,
 };
 
 fn dims_to_r(s: &[usize]) -> Robj {
@@ -35,7 +35,7 @@ fn rk_layer_new(class_name: &str, config: List) -> RkResult<Robj> {
         engine::regularizers::split_fields(class_name, &config_fields(&config)?)?;
     let layer = model::share_layer(registry::from_config(class_name, &fields)?);
     model::write_layer(&layer).regularizers = regularizers;
-    Ok(HandlePtr::new(Handle::Layer(layer)).into())
+    Ok(handle_to_r(Handle::Layer(layer)))
 }
 
 /// A Bidirectional wrapper around a recurrent layer given as its class and engine config
@@ -66,7 +66,7 @@ fn rk_bidirectional_new(
     let wrapper = engine::layers::Bidirectional::new(layer, backward, mode, name)?;
     let cell = model::share_layer(Box::new(wrapper));
     model::write_layer(&cell).regularizers = regs;
-    Ok(HandlePtr::new(Handle::Layer(cell)).into())
+    Ok(handle_to_r(Handle::Layer(cell)))
 }
 
 /// Calls a layer or a model on inputs of the given shapes (without the batch axis):
@@ -206,6 +206,7 @@ fn src(node: i32, index: i32) -> Src {
 }
 
 /// A Functional model from the graph R collected between `outputs` and `inputs`.
+/// `node_training`: each call's `training` argument, NA where it was not given.
 #[extendr]
 #[allow(clippy::too_many_arguments)]
 fn rk_model_functional(
@@ -216,9 +217,16 @@ fn rk_model_functional(
     node_members: Vec<i32>,
     node_src_nodes: List,
     node_src_indices: List,
+    node_training: Logicals,
     output_nodes: Vec<i32>,
     output_indices: Vec<i32>,
 ) -> RkResult<Robj> {
+    if node_training.len() != node_members.len() {
+        return Err(RkError::new(
+            "input",
+            "`node_training` needs one value per call",
+        ));
+    }
     let shapes = shapes_from_r(&input_shapes, "inputs")?;
     let inputs = input_names
         .into_iter()
@@ -242,9 +250,11 @@ fn rk_model_functional(
             .elt(k)?
             .as_integer_vector()
             .unwrap_or_default();
+        let training = node_training.elt(k);
         nodes.push(Node {
             member: member.max(0) as usize,
             inputs: ns.iter().zip(&is).map(|(&n, &i)| src(n, i)).collect(),
+            training: (!training.is_na()).then(|| training.is_true()),
         });
     }
     let outputs = output_nodes

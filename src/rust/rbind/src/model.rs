@@ -22,12 +22,33 @@ pub(crate) enum Handle {
 
 pub(crate) type HandlePtr = ExternalPtr<Handle>;
 
+/// The attribute that says whether a handle is a model's or a layer's. R keeps it when
+/// saveRDS()/readRDS() empties the pointer, so the error about a dead handle names what
+/// the object was, also where the export takes either (count_params(), get_weights()).
+const KIND_ATTR: &str = "rustkeras_handle";
+
+/// The R value of a new handle, with its kind.
+pub(crate) fn handle_to_r(h: Handle) -> Robj {
+    let kind = match h {
+        Handle::Model(_) => "model",
+        Handle::Layer(_) => "layer",
+    };
+    let mut r: Robj = HandlePtr::new(h).into();
+    r.set_attrib(KIND_ATTR, kind)
+        .expect("an external pointer takes attributes");
+    r
+}
+
 fn handle(x: &Robj, what: &str) -> RkResult<HandlePtr> {
     x.try_into().map_err(|e| match e {
-        extendr_api::Error::ExpectedExternalNonNullPtr(_) => RkError::new(
-            "state",
-            format!("this {what}'s engine object no longer exists: models and layers do not survive saveRDS()/readRDS() or a new R session; rebuild the model or load it from a saved file"),
-        ),
+        extendr_api::Error::ExpectedExternalNonNullPtr(_) => {
+            let was = x.get_attrib(KIND_ATTR).and_then(|k| k.as_str().map(str::to_string));
+            let was = was.as_deref().unwrap_or(what);
+            RkError::new(
+                "state",
+                format!("this {was}'s engine object no longer exists: models and layers do not survive saveRDS()/readRDS() or a new R session; rebuild the model or load it from a saved file"),
+            )
+        }
         _ => RkError::new("input", format!("`object` must be a rustkeras {what}")),
     })
 }
@@ -71,7 +92,7 @@ pub(crate) fn layer_ref(x: &Robj) -> RkResult<LayerRef> {
 }
 
 pub(crate) fn model_handle(m: Model) -> Robj {
-    HandlePtr::new(Handle::Model(model::share(m))).into()
+    handle_to_r(Handle::Model(model::share(m)))
 }
 
 /// A layer or a model as a member of another model.
@@ -87,7 +108,7 @@ pub(crate) fn member_to_r(m: &model::Member) -> Robj {
         model::Member::Model(m) => Handle::Model(m.clone()),
         model::Member::Layer(l) => Handle::Layer(l.clone()),
     };
-    HandlePtr::new(h).into()
+    handle_to_r(h)
 }
 
 fn opt_string(x: &Robj) -> Option<String> {

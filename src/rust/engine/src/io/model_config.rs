@@ -200,7 +200,13 @@ fn functional_config(model: &Model, flavor: Flavor) -> Value {
                 } else {
                     ts.into_iter().next().unwrap_or(Value::Null)
                 };
-                json!({"args": [arg], "kwargs": {}})
+                // Keras writes the call's keyword arguments; `training` is the one a
+                // call can set here.
+                let kwargs = match n.training {
+                    Some(t) => json!({"training": t}),
+                    None => json!({}),
+                };
+                json!({"args": [arg], "kwargs": kwargs})
             })
             .collect();
         entry.insert("name".into(), json!(m.name()));
@@ -377,12 +383,43 @@ fn io_from_json(v: Option<&Value>, what: &str) -> FResult<Vec<History>> {
     }
 }
 
-/// The tensors one call takes (`args` of a Keras 3 node, or a Keras 2 node's list).
-fn call_from_json(node: &Value, layer: &str) -> FResult<Vec<History>> {
+/// One call in a config: the tensors it takes and its `training` argument.
+struct Call {
+    inputs: Vec<History>,
+    training: Option<bool>,
+}
+
+/// The `training` argument in a call's keyword arguments: absent or null is `None`
+/// (the call follows the mode around it).
+fn training_from_kwargs(kw: &Map<String, Value>, what: &str) -> FResult<Option<bool>> {
+    match kw.get("training") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(v) => fail(format!(
+            "{what} has `training` = {}; rustkeras reads true, false or null",
+            short_json(v)
+        )),
+    }
+}
+
+/// The tensors one call takes (`args` of a Keras 3 node, or a Keras 2 node's list) and
+/// its `training` argument (Keras 3: the node's `kwargs`; Keras 2: each tensor's).
+fn call_from_json(node: &Value, layer: &str) -> FResult<Call> {
     let what = format!("an inbound node of layer '{layer}'");
     if let Some(items) = node.as_array() {
         // Keras 2: [[name, node_index, tensor_index, kwargs], ...]
-        return items.iter().map(|x| history_from_json(x, &what)).collect();
+        let inputs = items
+            .iter()
+            .map(|x| history_from_json(x, &what))
+            .collect::<FResult<Vec<_>>>()?;
+        let mut training = None;
+        for kw in items
+            .iter()
+            .filter_map(|x| x.get(3).and_then(Value::as_object))
+        {
+            training = training.or(training_from_kwargs(kw, &what)?);
+        }
+        return Ok(Call { inputs, training });
     }
     let unsupported = || {
         Fail(format!(
@@ -409,13 +446,18 @@ fn call_from_json(node: &Value, layer: &str) -> FResult<Vec<History>> {
     if args.len() > 1 || calls.is_empty() {
         return Err(unsupported());
     }
-    // `{"mask": null}` and `{"training": false}` are fine; a tensor here is not.
+    // `{"mask": null}` is fine, `{"training": false}` is kept; a tensor here is not.
+    let mut training = None;
     if let Some(kw) = node.get("kwargs").and_then(Value::as_object) {
         if kw.values().any(|v| v.get("class_name").is_some()) {
             return Err(unsupported());
         }
+        training = training_from_kwargs(kw, &what)?;
     }
-    Ok(calls)
+    Ok(Call {
+        inputs: calls,
+        training,
+    })
 }
 
 fn entry_name(entry: &Value, index: usize) -> FResult<String> {
@@ -434,7 +476,7 @@ fn functional_from_json(config: &Map<String, Value>, depth: usize) -> FResult<Mo
     let mut input_shapes: HashMap<String, Vec<usize>> = HashMap::new();
     let mut members: Vec<Member> = Vec::new();
     let mut member_names: Vec<String> = Vec::new();
-    let mut calls: Vec<Vec<Vec<History>>> = Vec::new();
+    let mut calls: Vec<Vec<Call>> = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         let name = entry_name(entry, i)?;
         if input_shapes.contains_key(&name) || member_names.contains(&name) {
@@ -523,20 +565,22 @@ fn functional_from_json(config: &Map<String, Value>, depth: usize) -> FResult<Mo
         let mut progress = false;
         for mi in 0..members.len() {
             while next[mi] < calls[mi].len() {
+                let call = &calls[mi][next[mi]];
                 let mut srcs = Vec::new();
-                for h in &calls[mi][next[mi]] {
+                for h in &call.inputs {
                     match resolve(h, &made)? {
                         Some(s) => srcs.push(s),
                         None => break,
                     }
                 }
-                if srcs.len() < calls[mi][next[mi]].len() {
+                if srcs.len() < call.inputs.len() {
                     break;
                 }
                 made.insert((member_names[mi].clone(), next[mi]), nodes.len());
                 nodes.push(Node {
                     member: mi,
                     inputs: srcs,
+                    training: call.training,
                 });
                 next[mi] += 1;
                 progress = true;
@@ -549,6 +593,7 @@ fn functional_from_json(config: &Map<String, Value>, depth: usize) -> FResult<Mo
     for mi in 0..members.len() {
         if let Some(call) = calls[mi].get(next[mi]) {
             let missing = call
+                .inputs
                 .iter()
                 .find(|h| matches!(resolve(h, &made), Ok(None)))
                 .map(|h| format!("'{}' [{}][{}]", h.layer, h.call, h.output))
@@ -670,29 +715,17 @@ mod tests {
             write_layer(c).regularizers = vec![("kernel", l2)];
         }
         let nodes = vec![
-            Node {
-                member: 0,
-                inputs: vec![Src::Input(0)],
-            },
-            Node {
-                member: 1,
-                inputs: vec![Src::Node { node: 0, output: 0 }],
-            },
-            Node {
-                member: 1,
-                inputs: vec![Src::Input(1)],
-            },
-            Node {
-                member: 2,
-                inputs: vec![
+            Node::new(0, vec![Src::Input(0)]),
+            Node::new(1, vec![Src::Node { node: 0, output: 0 }]),
+            Node::new(1, vec![Src::Input(1)]),
+            Node::new(
+                2,
+                vec![
                     Src::Node { node: 1, output: 0 },
                     Src::Node { node: 2, output: 0 },
                 ],
-            },
-            Node {
-                member: 3,
-                inputs: vec![Src::Node { node: 3, output: 0 }],
-            },
+            ),
+            Node::new(3, vec![Src::Node { node: 3, output: 0 }]),
         ];
         let inputs = vec![
             Input {
@@ -746,16 +779,13 @@ mod tests {
             Member::Model(inner),
             layer("Dense", "head", &[("units", ConfigValue::Int(1))]),
         ];
-        let nodes = vec![
-            Node {
-                member: 0,
-                inputs: vec![Src::Input(0), Src::Input(1)],
-            },
-            Node {
-                member: 1,
-                inputs: vec![Src::Node { node: 0, output: 1 }],
-            },
+        let mut nodes = vec![
+            Node::new(0, vec![Src::Input(0), Src::Input(1)]),
+            Node::new(1, vec![Src::Node { node: 0, output: 1 }]),
         ];
+        // `inner(p, q, training = FALSE)`, as keras3's transfer-learning guide calls its
+        // base model.
+        nodes[0].training = Some(false);
         let inputs = vec![
             Input {
                 name: "p".into(),
@@ -780,9 +810,43 @@ mod tests {
             j["config"]["layers"][3]["inbound_nodes"][0]["args"][0]["config"]["keras_history"],
             json!(["g", 0, 1])
         );
+        assert_eq!(
+            j["config"]["layers"][2]["inbound_nodes"][0]["kwargs"],
+            json!({"training": false})
+        );
+        assert_eq!(
+            j["config"]["layers"][3]["inbound_nodes"][0]["kwargs"],
+            json!({})
+        );
         let back = model_from_json(&j).unwrap();
         assert!(back.has_nested_models());
+        assert_eq!(back.nodes()[0].training, Some(false));
+        assert_eq!(back.nodes()[1].training, None);
         assert_eq!(model_to_json(&back, Flavor::Keras3), j);
+    }
+
+    #[test]
+    fn a_calls_training_argument_is_read_in_both_formats() {
+        let mut j = model_to_json(&graph(), Flavor::Keras3);
+        fn node(j: &mut Value) -> &mut Value {
+            &mut j["config"]["layers"][5]["inbound_nodes"][0]
+        }
+        node(&mut j)["kwargs"] = json!({"training": true, "mask": null});
+        assert_eq!(model_from_json(&j).unwrap().nodes()[4].training, Some(true));
+        node(&mut j)["kwargs"] = json!({"training": null});
+        assert_eq!(model_from_json(&j).unwrap().nodes()[4].training, None);
+        node(&mut j)["kwargs"] = json!({"training": 1});
+        let e = model_from_json(&j).err().expect("refused").0;
+        assert!(
+            e.contains("layer 'b'") && e.contains("`training` = 1"),
+            "{e}"
+        );
+        // Keras 2: [[layer, node, tensor, kwargs], ...]
+        *node(&mut j) = json!([["add", 0, 0, {"training": false}]]);
+        assert_eq!(
+            model_from_json(&j).unwrap().nodes()[4].training,
+            Some(false)
+        );
     }
 
     #[test]

@@ -33,10 +33,7 @@ pub fn dense(units: i64, name: &str, act: &str) -> Member {
 }
 
 pub fn node(member: usize, inputs: &[Src]) -> Node {
-    Node {
-        member,
-        inputs: inputs.to_vec(),
-    }
+    Node::new(member, inputs.to_vec())
 }
 
 pub fn out(node: usize) -> Src {
