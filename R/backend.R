@@ -38,8 +38,8 @@ set_random_seed <- function(seed) {
 #' `options(rustkeras.threads = n)` makes it use `n` threads from the next `fit()`,
 #' `evaluate()` or `predict()` on. The engine keeps large buffers between batches and
 #' calls for reuse, up to `options(rustkeras.pool_mb)` megabytes (by default 1/32 of the
-#' machine's memory, from 256 MB to 2 GiB), and gives them back to the system at a
-#' garbage collection (`gc()`) when no model has run for a second. A forked child (`parallel::mclapply()`,
+#' machine's memory, from 256 MB to 2 GiB), and gives them back to the system two seconds
+#' after the last `fit()`, `evaluate()` or `predict()`. A forked child (`parallel::mclapply()`,
 #' `parallel::mcparallel()`, `future::multicore`, `foreach` with `doParallel` on Unix)
 #' starts threads of its own: models train and predict there as in the parent.
 #'
@@ -246,23 +246,11 @@ rk_sync_options <- function() {
   invisible()
 }
 
-# Each garbage collection collects this sentinel and runs its finalizer, which empties
-# the engine's buffer pool when no fit(), evaluate() or predict() used it for a second
-# (so `gc()` gives the memory back), and sets up the next sentinel.
-rk_arm_pool_release <- function() {
-  reg.finalizer(new.env(parent = emptyenv()), function(e) {
-    rk_release_idle_pool()
-    rk_arm_pool_release()
-  })
-  invisible()
-}
-
 # Per-session state of the R side.
 .rk_session <- new.env(parent = emptyenv())
 
 .onLoad <- function(libname, pkgname) {
   rk_sync_options()
   rk_use_r_seeds()
-  rk_arm_pool_release()
   invisible()
 }

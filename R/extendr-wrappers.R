@@ -62,10 +62,6 @@ rk_set_threads <- function(threads) .Call(wrap__rk_set_threads, threads)
 # Caps the engine's buffer pool at `mb` megabytes (0: the machine's default).
 rk_set_pool_mb <- function(mb) .Call(wrap__rk_set_pool_mb, mb)
 
-# Empties the buffer pool when no computation used it for a second; the megabytes given
-# back. Called by a finalizer at each garbage collection (R/backend.R).
-rk_release_idle_pool <- function() .Call(wrap__rk_release_idle_pool)
-
 # Whether `x` is a live engine handle (not one emptied by serialization).
 rk_handle_alive <- function(x) .Call(wrap__rk_handle_alive, x)
 

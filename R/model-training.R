@@ -157,6 +157,7 @@ fit.rustkeras_model <- function(object, x = NULL, y = NULL, batch_size = NULL, e
   }
   verbose <- as_verbose(verbose, call)
   rk_place_model(object, call)
+  rk_make_room(list(x, y, val_x, val_y))
   run <- function(last, first, total) {
     rk_call(rk_model_fit(
       object$ptr, x, y, batch_size, last, first - 1L, verbose, interactive(),
@@ -209,6 +210,7 @@ evaluate.rustkeras_model <- function(object, x = NULL, y = NULL, batch_size = NU
   y <- model_arrays(y, io$output_names, "y", call)
   batch_size <- as_count(if (is.null(batch_size)) 32L else batch_size, "batch_size", call)
   rk_place_model(object, call)
+  rk_make_room(list(x, y))
   rk_call(rk_model_evaluate(object$ptr, x, y, batch_size, as_verbose(verbose, call), interactive()),
           call = call)
 }
@@ -385,4 +387,19 @@ describe_type <- function(x) {
 sample_count <- function(x) {
   if (is.list(x)) x <- x[[1]]
   if (is.null(dim(x))) length(x) else dim(x)[1]
+}
+
+# fit() and evaluate() convert their data whole into the engine's float32 (predict()
+# converts batch by batch), and array_reshape() copies its input. Before such a large
+# copy, R's garbage goes: the copies a script left behind (an integer data set after
+# `x <- array_reshape(x, ...) / 255`, say) would otherwise still be resident beside the
+# new one. The workshop CNN script peaked at 1213 MB with them.
+rk_make_room <- function(arrays, bytes_per_value = 4, threshold_mb = 64) {
+  if (count_values(arrays) * bytes_per_value > threshold_mb * 2^20) invisible(gc(verbose = FALSE))
+  invisible()
+}
+
+# The number of values in an array or a (nested) list of them, without copying any.
+count_values <- function(a) {
+  if (is.list(a)) sum(vapply(a, count_values, 0)) else as.numeric(length(a))
 }

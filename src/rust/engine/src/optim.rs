@@ -219,7 +219,10 @@ impl Optimizer {
                 .map(|p| vec![Tensor::zeros(&[p.numel()]); k])
                 .collect();
         }
-        let lr = self.config.learning_rate;
+        // The rate as the float32 Keras keeps it (and a file stores): a model loaded from
+        // a file then steps exactly as the model that wrote it (Adam's step size, from
+        // the f64 rate, differed in the last bit).
+        let lr = self.config.learning_rate as f32 as f64;
         let t = (self.iterations + 1) as f64;
         let step = Step {
             lr: lr as f32,

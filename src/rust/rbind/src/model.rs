@@ -607,12 +607,6 @@ fn rk_set_pool_mb(mb: f64) {
     engine::device::pool::set_max_bytes(bytes);
 }
 
-/// Empties the buffer pool when no computation used it for a second; the megabytes given
-/// back. Called by a finalizer at each garbage collection (R/backend.R).
-#[extendr]
-fn rk_release_idle_pool() -> f64 {
-    engine::device::pool::release_if_idle(std::time::Duration::from_secs(1)) as f64 / 1048576.0
-}
 
 extendr_module! {
     mod model;
@@ -630,7 +624,6 @@ extendr_module! {
     fn rk_backend_info;
     fn rk_set_threads;
     fn rk_set_pool_mb;
-    fn rk_release_idle_pool;
     fn rk_handle_alive;
     fn rk_model_snapshot;
 }

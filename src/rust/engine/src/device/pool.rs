@@ -12,8 +12,9 @@
 //! - The pool holds at most [`max_bytes`] (by default 1/32 of the machine's memory,
 //!   between 256 MB and 2 GiB; `options(rustkeras.pool_mb)` in R), the largest buffers
 //!   dropped first.
-//! - [`release_if_idle`] empties it when no computation used it for a while (R calls it
-//!   from a finalizer that each garbage collection runs).
+//! - It is emptied once no computation has run for [`IDLE_RELEASE`] (a thread started
+//!   with the first computation of the process checks twice a second), so memory goes
+//!   back to the system after a fit() without anyone calling gc().
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,12 +70,33 @@ pub fn set_max_bytes(bytes: usize) {
     drop(dropped);
 }
 
+/// How long the pool waits, with no computation running, before it empties itself.
+pub const IDLE_RELEASE: Duration = Duration::from_secs(2);
+
+/// Starts, once per process (a forked child included), the thread that empties the pool
+/// when it has been idle for `IDLE_RELEASE`.
+fn start_idle_release() {
+    static STARTED_IN: AtomicUsize = AtomicUsize::new(0);
+    let pid = std::process::id() as usize;
+    if STARTED_IN.swap(pid, Ordering::SeqCst) == pid {
+        return;
+    }
+    // Without the thread the pool still keeps to its cap.
+    let _ = std::thread::Builder::new()
+        .name("rustkeras-pool".into())
+        .spawn(|| loop {
+            std::thread::sleep(Duration::from_millis(500));
+            release_if_idle(IDLE_RELEASE);
+        });
+}
+
 /// Marks a computation as running while it lives: buffers freed meanwhile come back to
 /// the pool for the next batch or the next call.
 pub struct Running(());
 
 impl Running {
     pub fn start() -> Running {
+        start_idle_release();
         RUNNING.fetch_add(1, Ordering::SeqCst);
         lock().last_use = Some(Instant::now());
         Running(())
