@@ -59,7 +59,8 @@ backend_info <- function() {
   rk_sync_options()
   info <- rk_backend_info()
   p <- rk_gpu_probe()
-  info$device <- config_device()
+  # No warning about a failed self-check here: the report itself gives the reason.
+  info$device <- rk_resolved_device(rk_user_call(environment()), warn = FALSE)
   info$gpu_usable <- isTRUE(p$usable)
   info$gpu_reason <- if (info$gpu_usable) NA_character_ else p$reason
   info$gpus <- data.frame(
@@ -107,7 +108,15 @@ print.rustkeras_backend_info <- function(x, ...) {
 #' `config_set_device()` sets; where it is unset, the environment variable
 #' `RUSTKERAS_DEVICE` is read, for scripts. `"auto"`, the default, is the GPU when one is
 #' usable and the CPU otherwise. Nothing is loaded from CUDA until a GPU is asked for or
-#' `"auto"` looks for one, and nothing about CUDA is printed unless a GPU is asked for.
+#' `"auto"` looks for one, and nothing about CUDA is printed unless a GPU is asked for (or
+#' fails its self-check, below).
+#'
+#' The first time a process uses a GPU, it checks the GPU against the CPU: a few small
+#' problems (matrix products through cuBLAS, the activation, bias, softmax and reduction
+#' kernels, a convolution and pooling) on both, which must agree to float32 rounding.
+#' That takes a few milliseconds. A GPU that fails is not used: `"auto"` then means the
+#' CPU (with a warning, once per session), `config_set_device("gpu")` is an error, and
+#' `backend_info()` says which check failed and by how much.
 #'
 #' On the GPU, matrix products use full float32 precision so that results match the CPU;
 #' `options(rustkeras.tf32 = TRUE)` lets them use TensorFloat-32 (faster on recent GPUs,
@@ -152,8 +161,10 @@ check_device <- function(device, what, call) {
   tolower(device)
 }
 
-# "gpu" or "cpu": the option, else the environment variable, else "auto".
-rk_resolved_device <- function(call) {
+# "gpu" or "cpu": the option, else the environment variable, else "auto". When "auto"
+# means the CPU because the GPU failed its self-check, a warning says so (`warn`), once
+# per session.
+rk_resolved_device <- function(call, warn = TRUE) {
   choice <- getOption("rustkeras.device")
   what <- "options(rustkeras.device)"
   if (is.null(choice)) {
@@ -162,8 +173,24 @@ rk_resolved_device <- function(call) {
     what <- "RUSTKERAS_DEVICE"
   }
   choice <- check_device(choice, what, call)
-  if (identical(choice, "auto")) choice <- if (rk_gpu_usable()) "gpu" else "cpu"
+  if (identical(choice, "auto")) {
+    choice <- if (rk_gpu_usable()) "gpu" else "cpu"
+    if (warn && identical(choice, "cpu")) rk_warn_gpu_selfcheck(call)
+  }
   choice
+}
+
+# Warns, the first time in the session, that the GPU failed its self-check and models
+# run on the CPU; nothing where there is no GPU (the CPU is then the plain choice).
+rk_warn_gpu_selfcheck <- function(call) {
+  if (isTRUE(.rk_session$gpu_selfcheck_warned)) return(invisible())
+  why <- rk_gpu_selfcheck_failure()
+  if (is.na(why)) return(invisible())
+  .rk_session$gpu_selfcheck_warned <- TRUE
+  msg <- sprintf("%s%s.\nModels run on the CPU; see backend_info().",
+                 toupper(substr(why, 1L, 1L)), substring(why, 2L))
+  warning(structure(class = c("rustkeras_gpu_warning", "warning", "condition"),
+                    list(message = msg, call = call)))
 }
 
 # Before a model runs: the engine's threads follow `options(rustkeras.threads)`, and the

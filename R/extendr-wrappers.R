@@ -73,8 +73,13 @@ rk_model_snapshot <- function(handle) .Call(wrap__rk_model_snapshot, handle)
 # `reason` (why not, or "") after trying to start the backend.
 rk_gpu_probe <- function() .Call(wrap__rk_gpu_probe)
 
-# Whether the GPU backend is running (it starts on first use and stays).
+# Whether the GPU backend is running (it starts on first use, checks itself against the
+# CPU once, and stays).
 rk_gpu_usable <- function() .Call(wrap__rk_gpu_usable)
+
+# Why the GPU is unusable when it started but failed its self-check ("the GPU failed its
+# self-check: ..."), or NA (it passed, or there is no GPU to check).
+rk_gpu_selfcheck_failure <- function() .Call(wrap__rk_gpu_selfcheck_failure)
 
 # Puts the model's weights on `device` ("cpu" or "gpu"): later fit/evaluate/predict
 # calls run there. `tf32` allows TensorFloat-32 in the GPU's products.

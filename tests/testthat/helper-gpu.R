@@ -69,3 +69,48 @@ expect_gpu_scenario <- function(r) {
   expect_lt(r$free1, r$free0 - 100 * 2^20)
   expect_gt(r$free2, r$free0 - 16 * 2^20)
 }
+
+# The self-check's failure, in a child R process on the emulated GPU with a fault
+# injected (RUSTKERAS_GPU_SELFCHECK_FAULT names the check made wrong): what backend_info()
+# says, the warnings of each step, where a fit() with device "auto" ran, and the error of
+# asking for the GPU.
+gpu_selfcheck_fault_scenario <- function() {
+  library(rustkeras)
+  options(rustkeras.device = NULL)
+  Sys.unsetenv("RUSTKERAS_DEVICE")
+  warned <- function(expr) {
+    ws <- character()
+    classes <- list()
+    value <- withCallingHandlers(expr, warning = function(w) {
+      ws <<- c(ws, conditionMessage(w))
+      classes <<- c(classes, list(class(w)))
+      invokeRestart("muffleWarning")
+    })
+    list(value = value, messages = ws, classes = classes)
+  }
+  set_random_seed(1)
+  x <- matrix(runif(16 * 3), 16)
+  y <- diag(2)[rep(1:2, 8), ]
+  m <- keras_model_sequential(input_shape = 3) %>%
+    layer_dense(4, activation = "relu") %>%
+    layer_dense(2, activation = "softmax") %>%
+    compile(loss = "categorical_crossentropy", optimizer = "sgd")
+  info <- warned(backend_info())
+  fit1 <- warned(fit(m, x, y, epochs = 1, verbose = 0))
+  where <- rustkeras:::rk_call(rustkeras:::rk_model_device(m$ptr))
+  fit2 <- warned(fit(m, x, y, epochs = 1, verbose = 0))
+  pred <- warned(predict(m, x, verbose = 0))
+  err <- tryCatch(config_set_device("gpu"), error = function(e) e)
+  list(
+    info = info$value[c("gpu_usable", "gpu_reason", "device")],
+    gpus = info$value$gpus$name,
+    info_warnings = info$messages,
+    fit1_warnings = fit1$messages, fit1_classes = fit1$classes,
+    fit1_loss = fit1$value$metrics$loss,
+    where = where,
+    fit2_warnings = fit2$messages,
+    predict_warnings = pred$messages,
+    error = conditionMessage(err), error_class = class(err),
+    option = getOption("rustkeras.device")
+  )
+}

@@ -90,3 +90,41 @@ test_that("on the emulated GPU, the same scenario holds (R to the GPU arms, no G
   expect_identical(r$info, "emulated GPU (host memory)")
   expect_gpu_scenario(r)
 })
+
+test_that("a GPU that fails its self-check is not used: auto runs on the CPU, warning once", {
+  skip_on_cran()
+  out <- withr::local_tempfile(fileext = ".rds")
+  code <- sprintf("source('%s'); saveRDS(gpu_selfcheck_fault_scenario(), '%s')",
+                  normalizePath(test_path("helper-gpu.R")), out)
+  # The emulated GPU passes its self-check; the test hook makes softmax's result wrong
+  # by 0.5 in its first value, as a broken kernel would.
+  log <- system2(file.path(R.home("bin"), "Rscript"), c("-e", shQuote(code)),
+                 stdout = TRUE, stderr = TRUE,
+                 env = c("RUSTKERAS_EMULATE_GPU=1", "RUSTKERAS_GPU_SELFCHECK_FAULT=softmax",
+                         "R_TESTS=",
+                         paste0("R_LIBS=", shQuote(paste(.libPaths(),
+                                                         collapse = .Platform$path.sep)))))
+  expect_true(file.exists(out), info = paste(log, collapse = "\n"))
+  r <- readRDS(out)
+  reason <- "the GPU failed its self-check: softmax differs from the CPU by 5.000e-1"
+  # backend_info() lists the GPU, says it is unusable and why, and does not warn.
+  expect_identical(r$gpus, "emulated GPU (host memory)")
+  expect_false(r$info$gpu_usable)
+  expect_match(r$info$gpu_reason, reason, fixed = TRUE)
+  expect_identical(r$info$device, "cpu")
+  expect_length(r$info_warnings, 0)
+  # The first fit() with device "auto" runs on the CPU and warns once, with the reason.
+  expect_length(r$fit1_warnings, 1)
+  expect_match(r$fit1_warnings, "The GPU failed its self-check: softmax differs", fixed = TRUE)
+  expect_match(r$fit1_warnings, "Models run on the CPU; see backend_info().", fixed = TRUE)
+  expect_true("rustkeras_gpu_warning" %in% r$fit1_classes[[1]])
+  expect_true(all(is.finite(r$fit1_loss)))
+  expect_identical(r$where, "cpu")
+  # Later calls do not warn again.
+  expect_length(r$fit2_warnings, 0)
+  expect_length(r$predict_warnings, 0)
+  # Asking for the GPU is an error that names the reason, and changes nothing.
+  expect_true("rustkeras_argument_error" %in% r$error_class)
+  expect_match(r$error, paste0("no usable GPU: ", reason), fixed = TRUE)
+  expect_null(r$option)
+})

@@ -72,6 +72,95 @@ fn without_a_gpu_moving_a_model_there_is_a_clear_error() {
     assert_eq!(m.device, Device::Cpu);
 }
 
+/// The self-check that `gpu()` runs once per process passes on this GPU, takes a few
+/// milliseconds, and with a fault injected in any one check (the `FAULT_VAR` hook, here
+/// passed directly so that the other tests keep their GPU) fails naming that check and
+/// the injected difference.
+#[test]
+fn selfcheck_passes_and_names_an_injected_fault() {
+    use engine::device::cuda::selfcheck::{run, CHECKS, FAULT_VAR};
+    if !have_gpu("selfcheck_passes_and_names_an_injected_fault") {
+        return;
+    }
+    let t = std::time::Instant::now();
+    run(None).unwrap();
+    eprintln!("self-check: {} checks in {:?}", CHECKS.len(), t.elapsed());
+    for name in CHECKS {
+        let e = run(Some(name)).unwrap_err();
+        let want = format!(
+            "the GPU failed its self-check: {name} differs from the CPU by 5.000e-1 (value 0 of "
+        );
+        assert!(e.starts_with(&want), "fault in {name}: {e}");
+    }
+    let e = run(Some("no_such_kernel")).unwrap_err();
+    assert!(
+        e.starts_with(&format!(
+            "the GPU failed its self-check: {FAULT_VAR} names no check: \"no_such_kernel\""
+        )),
+        "{e}"
+    );
+    // The GPU itself stays usable: the hook was not set in this process.
+    assert!(gpu().is_ok());
+}
+
+/// The hook from the environment, in a process of its own (this test binary run again
+/// for `selfcheck_fault_from_the_environment_child`): `gpu()` refuses with the reason,
+/// and a model asked onto the GPU stays on the CPU with that reason in the error.
+#[test]
+fn selfcheck_fault_from_the_environment() {
+    use engine::device::cuda::selfcheck::FAULT_VAR;
+    if !have_gpu("selfcheck_fault_from_the_environment") {
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "selfcheck_fault_from_the_environment_child",
+            "--nocapture",
+        ])
+        .env(FAULT_VAR, "softmax")
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("1 passed"), "{log}");
+    assert!(
+        log.contains("child: the GPU failed its self-check: softmax differs"),
+        "{log}"
+    );
+}
+
+#[test]
+#[ignore = "run by selfcheck_fault_from_the_environment, with the fault set"]
+fn selfcheck_fault_from_the_environment_child() {
+    use engine::device::cuda::context::{selfcheck_failure, started};
+    use engine::device::cuda::selfcheck::FAULT_VAR;
+    if std::env::var_os(FAULT_VAR).is_none() {
+        eprintln!("child: {FAULT_VAR} is not set: nothing to check");
+        return;
+    }
+    assert!(started().is_ok(), "the backend starts");
+    let why = gpu().err().expect("the self-check fails");
+    eprintln!("child: {why}");
+    assert!(
+        why.starts_with("the GPU failed its self-check: softmax differs from the CPU by "),
+        "{why}"
+    );
+    assert_eq!(selfcheck_failure().as_deref(), Some(why.as_str()));
+    // Once per process: the same answer again, without running the check again.
+    assert_eq!(gpu().err(), Some(why.clone()));
+    let mut m = Model::sequential(None, Some(vec![3])).unwrap();
+    m.add(layer("Dense", &[("units", Int(2))])).unwrap();
+    let e = m.set_device(Device::Cuda).unwrap_err().to_string();
+    assert_eq!(e, format!("the GPU cannot be used: {why}"));
+    assert_eq!(m.device, Device::Cpu);
+}
+
 #[test]
 fn elementwise_and_row_ops_agree() {
     if !have_gpu("elementwise_and_row_ops_agree") {

@@ -1,5 +1,6 @@
-//! Exports for devices: what CUDA this machine has (backend_info()), moving a model to
-//! the device the user chose, and the GPU's memory (for the tests of freeing it).
+//! Exports for devices: what CUDA this machine has (backend_info()), whether the GPU
+//! passed its self-check, moving a model to the device the user chose, and the GPU's
+//! memory (for the tests of freeing it).
 
 use engine::device::cuda::{context, probe};
 use engine::tensor::Device;
@@ -25,8 +26,9 @@ fn rk_gpu_probe() -> List {
         Ok(_) => context::gpu().map(|_| ()),
         Err(e) => Err(e.clone()),
     };
-    // The emulated GPU (a test setting) is listed as the device in use.
-    if let Ok(g) = context::gpu() {
+    // The emulated GPU (a test setting) is listed as the device, even when it failed its
+    // self-check (as a real GPU is listed by the probe).
+    if let Ok(g) = context::started() {
         if g.is_emulated() {
             p.devices = vec![probe::GpuDevice {
                 ordinal: g.ordinal,
@@ -62,10 +64,21 @@ fn rk_gpu_probe() -> List {
     )
 }
 
-/// Whether the GPU backend is running (it starts on first use and stays).
+/// Whether the GPU backend is running (it starts on first use, checks itself against the
+/// CPU once, and stays).
 #[extendr]
 fn rk_gpu_usable() -> bool {
     context::gpu().is_ok()
+}
+
+/// Why the GPU is unusable when it started but failed its self-check ("the GPU failed its
+/// self-check: ..."), or NA (it passed, or there is no GPU to check).
+#[extendr]
+fn rk_gpu_selfcheck_failure() -> Robj {
+    match context::selfcheck_failure() {
+        Some(why) => why.into(),
+        None => NA_STRING.into(),
+    }
 }
 
 /// Puts the model's weights on `device` ("cpu" or "gpu"): later fit/evaluate/predict
@@ -121,6 +134,7 @@ extendr_module! {
     mod device;
     fn rk_gpu_probe;
     fn rk_gpu_usable;
+    fn rk_gpu_selfcheck_failure;
     fn rk_model_set_device;
     fn rk_model_device;
     fn rk_gpu_memory;

@@ -5,7 +5,8 @@
 //! the device. Emulated (`RUSTKERAS_EMULATE_GPU=1`, see `emulate`): the same primitives on
 //! host memory, for testing.
 //!
-//! It starts on the first request (`gpu()`), never at load time. Start-up failures are
+//! It starts on the first request (`gpu()`), never at load time, and then runs its
+//! self-check against the CPU once (`selfcheck`). Start-up and self-check failures are
 //! kept as a reason string; later failures (out of memory, a launch error) panic with a
 //! message, which the R glue turns into an R error.
 
@@ -19,7 +20,7 @@ use cudarc::driver::{
 };
 
 use super::emulate::{self, Emulator};
-use super::{kernels, probe};
+use super::{kernels, probe, selfcheck};
 
 /// A tensor's memory on the device: CUDA's, or host memory standing in for it. Empty
 /// tensors hold no memory (CUDA refuses zero-byte allocations on some devices) and are
@@ -108,11 +109,33 @@ pub struct Gpu {
 
 static GPU: OnceLock<Result<Gpu, String>> = OnceLock::new();
 
-/// The backend, started on the first call; `Err` says why there is none.
+/// The self-check's result (`selfcheck::run`), once per process.
+static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// The backend, started on the first call and then checked against the CPU
+/// (`selfcheck`); `Err` says why there is none: it could not start, or it failed its
+/// self-check. Everything that puts values on the GPU asks here first.
 pub fn gpu() -> Result<&'static Gpu, String> {
+    let g = started()?;
+    CHECKED
+        .get_or_init(|| selfcheck::run(selfcheck::fault_from_env().as_deref()))
+        .clone()?;
+    Ok(g)
+}
+
+/// The backend as started, before or without its self-check: for the self-check itself
+/// and for code that runs on tensors already on the GPU (which `gpu()` let there).
+pub fn started() -> Result<&'static Gpu, String> {
     GPU.get_or_init(|| probe::guarded("starting the GPU backend", Gpu::start))
         .as_ref()
         .map_err(Clone::clone)
+}
+
+/// Why the GPU is unusable when it started but failed its self-check; `None` when it
+/// passed or there is no GPU backend at all.
+pub fn selfcheck_failure() -> Option<String> {
+    started().ok()?;
+    gpu().err()
 }
 
 /// Whether `RUSTKERAS_EMULATE_GPU=1` asks for the emulated backend (see `emulate`).
@@ -120,9 +143,10 @@ pub fn emulation_requested() -> bool {
     std::env::var_os("RUSTKERAS_EMULATE_GPU").is_some_and(|v| v == "1")
 }
 
-/// For code that only runs on tensors already on the GPU (so the backend started).
+/// For code that only runs on tensors already on the GPU (so the backend started). Not
+/// `gpu()`: the self-check runs the seam's GPU arms from inside `gpu()`'s first call.
 pub(crate) fn gpu_or_panic() -> &'static Gpu {
-    gpu().unwrap_or_else(|e| panic!("GPU backend: {e}"))
+    started().unwrap_or_else(|e| panic!("GPU backend: {e}"))
 }
 
 /// Threads per block for the grid-stride kernels, and the most blocks launched.

@@ -7,6 +7,8 @@
 //! - `buffer`: a tensor's GPU storage, with a host copy on demand;
 //! - `ops`: the device seam's GPU arms;
 //! - `kernels`: the few kernels we write ourselves, compiled at run time by NVRTC;
+//! - `selfcheck`: small problems on the GPU and the CPU, compared once per process before
+//!   the GPU is used (`context::gpu()`);
 //! - `emulate`: the backend on the CPU (`RUSTKERAS_EMULATE_GPU=1`), to test it anywhere.
 
 pub mod buffer;
@@ -15,6 +17,7 @@ pub mod emulate;
 pub mod kernels;
 pub mod ops;
 pub mod probe;
+pub mod selfcheck;
 
 #[cfg(test)]
 mod kernel_tests;
