@@ -88,7 +88,11 @@ impl fmt::Display for Error {
                     bytes_str(*bytes),
                     bytes_str(*a)
                 ),
-                None => write!(f, "{what} needs {}: the allocation failed", bytes_str(*bytes)),
+                None => write!(
+                    f,
+                    "{what} needs {}: the allocation failed",
+                    bytes_str(*bytes)
+                ),
             },
         }
     }

@@ -66,7 +66,10 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.starts_with("the kernel (huge) needs "), "{msg}");
         assert!(msg.contains("GB"), "{msg}");
-        assert_eq!(in_layer(e, "dense").to_string().split(':').next(), Some("layer 'dense'"));
+        assert_eq!(
+            in_layer(e, "dense").to_string().split(':').next(),
+            Some("layer 'dense'")
+        );
         let v = try_f32_vec(1000, || unreachable!()).unwrap();
         assert!(v.capacity() >= 1000 && v.is_empty());
     }

@@ -192,6 +192,11 @@ impl Optimizer {
         Ok(())
     }
 
+    /// Whether the slot buffers exist yet (they are made at the first update).
+    pub(crate) fn has_slots(&self) -> bool {
+        !self.slots.is_empty()
+    }
+
     /// Slot buffers per parameter (momentum, velocity, ... as the algorithm keeps).
     pub(crate) fn slot_count(&self) -> usize {
         match self.config.algorithm {

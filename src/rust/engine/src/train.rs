@@ -645,9 +645,7 @@ fn train_step(
     let shards = if model.uses_batch_statistics(mask) || model.device != Device::Cpu {
         1
     } else {
-        crate::threads::count()
-            .min(idx.len() / MIN_SHARD)
-            .max(1)
+        crate::threads::count().min(idx.len() / MIN_SHARD).max(1)
     };
     let per = idx.len().div_ceil(shards);
     // One seed for the batch: each shard's noise is that of its samples' places in the
@@ -758,6 +756,7 @@ pub fn fit(
         }
     }
     let metrics = compiled_metrics(model, &train)?;
+    check_training_memory(model, opts.batch_size)?;
     let output_names = model.output_names();
     let mut rng = SmallRng::seed_from_u64(rng::next_seed());
     let steps = train.n.div_ceil(opts.batch_size);
@@ -795,6 +794,53 @@ pub fn fit(
         history.record(epoch, &logs);
     }
     Ok(history)
+}
+
+/// Refuses a fit whose gradients (one set per data-parallel shard) and optimizer slots,
+/// made at the first step, cannot fit in the memory the system has free: an allocation
+/// that fails there would abort the whole process, R included.
+fn check_training_memory(model: &Model, batch_size: usize) -> Result<()> {
+    let mut floats = 0usize;
+    model.visit_params(model.trainable, &mut |p, trainable| {
+        if trainable {
+            floats += p.value.numel();
+        }
+    });
+    let shards = crate::threads::count().min(batch_size / MIN_SHARD).max(1);
+    let slots = match &model.compiled {
+        Some(c) if !c.optimizer.has_slots() => c.optimizer.slot_count(),
+        _ => 0,
+    };
+    match training_memory_error(floats, shards, slots, crate::memory::available_bytes()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The error for training `floats` parameters with `shards` gradient sets and `slots` new
+/// optimizer slots each, when that is more than `free` bytes.
+fn training_memory_error(
+    floats: usize,
+    shards: usize,
+    slots: usize,
+    free: Option<usize>,
+) -> Option<Error> {
+    let bytes = floats.saturating_mul(shards + slots).saturating_mul(4);
+    let free = free?;
+    if bytes < 256 << 20 || bytes <= free {
+        return None;
+    }
+    let s = |n: usize| if n == 1 { "" } else { "s" };
+    Some(Error::OutOfMemory {
+        what: format!(
+            "training this model ({floats} trainable parameters: gradients for {shards} \
+             shard{} and {slots} new optimizer slot{} per weight)",
+            s(shards),
+            s(slots)
+        ),
+        bytes,
+        available: Some(free),
+    })
 }
 
 fn evaluate_logs(
@@ -978,14 +1024,8 @@ pub fn predict_rows(
             xvs.push(tape.leaf(t.to_device(m.device), false));
         }
         let params = m.param_vars(&mut tape, None);
-        let (ys, states) = m.forward(
-            &mut tape,
-            &xvs,
-            &params,
-            false,
-            &[],
-            &mut Noise::new(0, 0),
-        )?;
+        let (ys, states) =
+            m.forward(&mut tape, &xvs, &params, false, &[], &mut Noise::new(0, 0))?;
         let ys = ys
             .iter()
             .map(|&y| tape.value(y).clone())
@@ -1024,6 +1064,19 @@ pub fn predict_rows(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn training_beyond_free_memory_is_refused_with_the_sizes() {
+        let e = super::training_memory_error(1_000_000_000, 2, 2, Some(8 << 30)).unwrap();
+        assert_eq!(
+            e.to_string(),
+            "training this model (1000000000 trainable parameters: gradients for 2 shards and \
+             2 new optimizer slots per weight) needs 16.0 GB of memory, but only 8.6 GB is \
+             available"
+        );
+        assert!(super::training_memory_error(1_000_000_000, 1, 0, Some(8 << 30)).is_none());
+        assert!(super::training_memory_error(1000, 2, 2, Some(0)).is_none());
+        assert!(super::training_memory_error(1 << 40, 2, 2, None).is_none());
+    }
     use super::check_finite;
 
     #[test]

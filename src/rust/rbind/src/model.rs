@@ -603,10 +603,13 @@ fn rk_set_threads(threads: i32) {
 /// Caps the engine's buffer pool at `mb` megabytes (0: the machine's default).
 #[extendr]
 fn rk_set_pool_mb(mb: f64) {
-    let bytes = if mb.is_finite() && mb > 0.0 { (mb * 1048576.0) as usize } else { 0 };
+    let bytes = if mb.is_finite() && mb > 0.0 {
+        (mb * 1048576.0) as usize
+    } else {
+        0
+    };
     engine::device::pool::set_max_bytes(bytes);
 }
-
 
 extendr_module! {
     mod model;

@@ -64,7 +64,11 @@ pub fn max_bytes() -> usize {
 
 /// Sets the most the pool may hold (0: the machine's default); what is over it goes now.
 pub fn set_max_bytes(bytes: usize) {
-    let floats = if bytes == 0 { default_max_bytes() / 4 } else { (bytes / 4).max(1) };
+    let floats = if bytes == 0 {
+        default_max_bytes() / 4
+    } else {
+        (bytes / 4).max(1)
+    };
     MAX_FLOATS.store(floats, Ordering::Relaxed);
     let dropped = lock().trim(floats);
     drop(dropped);

@@ -67,7 +67,10 @@ impl Param {
         trainable: bool,
     ) -> Result<Param> {
         // The memory first: a weight too large for the machine is an error, not an abort.
-        let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
+        let n = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .unwrap_or(usize::MAX);
         let room = crate::memory::try_f32_vec(n, || {
             format!("its {name} of shape {}", crate::error::shape_str(&shape))
         })?;

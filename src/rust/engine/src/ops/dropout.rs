@@ -64,7 +64,14 @@ pub fn dropout(tape: &mut Tape, x: Var, rate: f32, rng: &mut Noise) -> Var {
     let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
     let mut mask_data = crate::device::pool::scratch(xv.numel());
     let rows = xv.shape().first().copied().unwrap_or(1);
-    fill_mask(&mut mask_data, rows, keep, scale, rng.gen(), rng.first_row());
+    fill_mask(
+        &mut mask_data,
+        rows,
+        keep,
+        scale,
+        rng.gen(),
+        rng.first_row(),
+    );
     let mask = Tensor::from_vec(xv.shape().to_vec(), mask_data).expect("mask has x's size");
     let y = device::mul(xv, &mask);
     tape.push(y, &[x], Box::new(DropoutBackward { mask }))
