@@ -42,8 +42,10 @@ array_reshape <- function(x, dim, order = c("C", "F")) {
   if (is.object(x)) x <- unclass(x)
   old_dim <- array_dims(x)
   new_dim <- check_reshape_dim(dim, length(x))
-  # The result is a copy: make room for it first (R/model-training.R).
-  rk_make_room(x, bytes_per_value = if (is.double(x)) 8 else 4)
+  # The result is a copy: make room for it first (R/model-training.R). The threshold is
+  # lower than fit()'s: a test set (31 MB of integers for Fashion-MNIST) comes after the
+  # training set's discarded copies, which this frees.
+  rk_make_room(x, bytes_per_value = if (is.double(x)) 8 else 4, threshold_mb = 16)
 
   if (order == "F") {
     # R stores arrays column-major, so F order is just new dimensions.
