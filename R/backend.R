@@ -246,14 +246,18 @@ config_threads <- function() {
 # The thread count the option asks for; anything but a count (NA, a word, a negative
 # number) means every core (0).
 rk_threads_option <- function() {
-  threads <- suppressWarnings(as.integer(getOption("rustkeras.threads", 0L))[1])
+  threads <- getOption("rustkeras.threads")
+  if (is.null(threads)) return(0L)
+  threads <- suppressWarnings(as.integer(threads)[1])
   if (is.na(threads) || threads < 0L) 0L else threads
 }
 
 # The buffer pool's cap in MB that `options(rustkeras.pool_mb)` asks for; 0 (and anything
 # but a positive number) means the machine's default.
 rk_pool_mb_option <- function() {
-  mb <- suppressWarnings(as.numeric(getOption("rustkeras.pool_mb", 0))[1])
+  mb <- getOption("rustkeras.pool_mb")
+  if (is.null(mb)) return(0)
+  mb <- suppressWarnings(as.numeric(mb)[1])
   if (is.na(mb) || mb <= 0) 0 else mb
 }
 

@@ -311,10 +311,12 @@ new_model <- function(ptr, class_name, graph = NULL) {
   model
 }
 
-# A model's state; a model read back from serialized bytes gets its engine model here.
+# A model's state; a model read back from serialized bytes gets its engine model here
+# (a live model's snapshot has length 0: checking costs no call into the engine).
 model_state <- function(x) {
   state <- get("state", envir = environment(unclass(x)))
-  revive_model(state, call = rk_entry_call())
+  if (length(state$snapshot)) revive_model(state, call = rk_entry_call())
+  state
 }
 
 #' @export

@@ -37,7 +37,7 @@ revive_model <- function(state, call = NULL) {
   bytes <- state$snapshot
   if (!is.raw(bytes) || length(bytes) == 0L) {
     why <- if (is.character(bytes)) bytes else
-      "it was serialized without its engine state (serialization version 2, or an older rustkeras)"
+      "it was serialized without its engine state (serialization version 2)"
     rk_abort(c(
       "This model's engine object no longer exists and cannot be restored:",
       paste0("  ", why),

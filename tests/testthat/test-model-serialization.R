@@ -62,7 +62,7 @@ test_that("a model serialized without its engine state says why it cannot be use
   m <- trained_model()
   old <- unserialize(serialize(m, NULL, version = 2))
   expect_error(predict(old, serial_data$x, verbose = 0),
-               "no longer exists and cannot be restored.*serialization version 2",
+               "no longer exists: it was serialized without it \\(serialization version 2\\)",
                class = "rustkeras_state_error")
 })
 

@@ -277,7 +277,9 @@ fn check_finite_from(arg: &str, v: &[f32], sample_len: usize, first: usize) -> R
     let bad = if rayon::current_thread_index().is_some() {
         non_finite(v)
     } else {
-        crate::threads::install(|| v.par_chunks(1 << 16).any(non_finite))
+        crate::threads::install_split(v.len().div_ceil(1 << 16), || {
+            v.par_chunks(1 << 16).any(non_finite)
+        })
     };
     if !bad {
         return Ok(());

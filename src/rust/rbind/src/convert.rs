@@ -202,7 +202,7 @@ fn samples_to_rows<T: Copy + Sync>(
         return;
     }
     let offs = row_offsets(samples, rest);
-    engine::threads::install(|| {
+    engine::threads::install_split(samples.div_ceil(B), || {
         out.par_chunks_mut(B * row_len)
             .enumerate()
             .for_each(|(bi, block)| {
@@ -240,7 +240,7 @@ mod avx512 {
         }
         assert!(src.len() >= samples * row_len && out.len() >= samples * row_len);
         let offs = super::row_offsets(samples, rest);
-        engine::threads::install(|| {
+        engine::threads::install_split(samples.div_ceil(TASK), || {
             out.par_chunks_mut(TASK * row_len)
                 .enumerate()
                 .for_each(|(ti, rows)| {
@@ -430,7 +430,7 @@ fn transpose<T: Copy + Sync>(
         return;
     }
     // Blocks of B output rows in parallel: plain reads of R's memory, no R API calls.
-    engine::threads::install(|| {
+    engine::threads::install_split(rows.div_ceil(B), || {
         out.par_chunks_mut(B * cols)
             .enumerate()
             .for_each(|(bi, block)| {

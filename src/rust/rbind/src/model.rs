@@ -42,11 +42,26 @@ pub(crate) fn handle_to_r(h: Handle) -> Robj {
 fn handle(x: &Robj, what: &str) -> RkResult<HandlePtr> {
     x.try_into().map_err(|e| match e {
         extendr_api::Error::ExpectedExternalNonNullPtr(_) => {
-            let was = x.get_attrib(KIND_ATTR).and_then(|k| k.as_str().map(str::to_string));
+            let was = x
+                .get_attrib(KIND_ATTR)
+                .and_then(|k| k.as_str().map(str::to_string));
             let was = was.as_deref().unwrap_or(what);
+            // A model read back with its bytes comes back to life in R before it gets
+            // here (R/model-serialization.R); what is left has no bytes.
+            let (cause, fix) = if was == "layer" {
+                (
+                    "a layer on its own does not survive saveRDS()/readRDS() (its model does)",
+                    "rebuild the layer, or take it from its model with get_layer()",
+                )
+            } else {
+                (
+                    "it was serialized without it (serialization version 2)",
+                    "rebuild the model or load it from a file written by save_model()",
+                )
+            };
             RkError::new(
                 "state",
-                format!("this {was}'s engine object no longer exists: models and layers do not survive saveRDS()/readRDS() or a new R session; rebuild the model or load it from a saved file"),
+                format!("this {was}'s engine object no longer exists: {cause}; {fix}"),
             )
         }
         _ => RkError::new("input", format!("`object` must be a rustkeras {what}")),

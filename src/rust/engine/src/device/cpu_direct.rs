@@ -643,7 +643,7 @@ pub fn conv2d_kernel_grad(
     };
     let per = g.n.div_ceil(parts).max(1);
     let mut acc = vec![0.0f32; parts * (dk_len + fp)];
-    crate::threads::install(|| {
+    crate::threads::install_split(parts, || {
         acc.par_chunks_mut(dk_len + fp)
             .with_max_len(1)
             .enumerate()

@@ -1562,7 +1562,7 @@ fn kernel_grad_with(
     }
     .max(1);
     let mut du = pool::scratch(parts * P * cf);
-    crate::threads::install(|| {
+    crate::threads::install_split(parts, || {
         du.par_chunks_mut(P * cf)
             .with_max_len(1)
             .enumerate()
