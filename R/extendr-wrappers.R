@@ -65,9 +65,9 @@ rk_set_pool_mb <- function(mb) .Call(wrap__rk_set_pool_mb, mb)
 # Whether `x` is a live engine handle (not one emptied by serialization).
 rk_handle_alive <- function(x) .Call(wrap__rk_handle_alive, x)
 
-# The serialized form of the model behind `handle`: an ALTREP raw vector whose bytes are
-# written only when R serializes it (src/model_snapshot.c).
-rk_model_snapshot <- function(handle) .Call(wrap__rk_model_snapshot, handle)
+# The serialized form of the model or layer behind `handle`: an ALTREP raw vector whose
+# state is written only when R serializes it (src/model_snapshot.c).
+rk_snapshot <- function(handle) .Call(wrap__rk_snapshot, handle)
 
 # The probe as an R list: versions (NA where missing), the devices, and `usable` with
 # `reason` (why not, or "") after trying to start the backend.
@@ -150,6 +150,15 @@ rk_member_set_trainable <- function(object, value) .Call(wrap__rk_member_set_tra
 rk_member_get_weights <- function(object) .Call(wrap__rk_member_get_weights, object)
 
 rk_layer_set_weights <- function(object, weights) .Call(wrap__rk_layer_set_weights, object, weights)
+
+# What a layer object serializes as (R/model-serialization.R): its Keras entry as JSON,
+# the input shapes it was built for, its weights and its trainable flag, in that order
+# (`rk_layer_restore` reads them by position).
+rk_layer_snapshot <- function(object) .Call(wrap__rk_layer_snapshot, object)
+
+# A layer back from its snapshot: made from its entry, built for the same shapes, with
+# the same weights.
+rk_layer_restore <- function(snapshot) .Call(wrap__rk_layer_restore, snapshot)
 
 # A Functional model from the graph R collected between `outputs` and `inputs`.
 # `node_training`: each call's `training` argument, NA where it was not given.

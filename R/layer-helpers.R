@@ -62,6 +62,8 @@ new_layer <- function(class_name, config, ptr = NULL) {
   state$class_name <- class_name
   state$config <- config
   state$ptr <- ptr
+  # What the layer serializes as once it has an engine layer (R/model-serialization.R).
+  state$snapshot <- if (!is.null(ptr)) rk_snapshot(ptr)
   layer <- function(object, ...) {
     call_member(layer, object, ..., call = rk_user_call(environment()))
   }
@@ -76,7 +78,12 @@ layer_from_handle <- function(ptr, class_name) {
   new_layer(class_name, NULL, ptr)
 }
 
-layer_state <- function(x) get("state", envir = environment(unclass(x)))
+# A layer's state; a layer read back from its serialized state gets its engine layer here.
+layer_state <- function(x) {
+  state <- get("state", envir = environment(unclass(x)))
+  if (length(state$snapshot)) revive_member(state, "layer", call = rk_entry_call())
+  state
+}
 
 compose_layer <- function(object, layer, call) {
   if (is_symbolic(object) || is_symbolic_list(object)) {

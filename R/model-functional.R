@@ -297,7 +297,7 @@ new_model <- function(ptr, class_name, graph = NULL) {
   state$ptr <- ptr
   state$graph <- graph
   # What the model serializes as (R/model-serialization.R).
-  state$snapshot <- rk_model_snapshot(ptr)
+  state$snapshot <- rk_snapshot(ptr)
   model <- function(object, ...) {
     call_member(model, object, ..., call = rk_user_call(environment()))
   }
@@ -315,7 +315,7 @@ new_model <- function(ptr, class_name, graph = NULL) {
 # (a live model's snapshot has length 0: checking costs no call into the engine).
 model_state <- function(x) {
   state <- get("state", envir = environment(unclass(x)))
-  if (length(state$snapshot)) revive_model(state, call = rk_entry_call())
+  if (length(state$snapshot)) revive_member(state, "model", call = rk_entry_call())
   state
 }
 
@@ -455,6 +455,7 @@ member_handle <- function(x, call = rk_user_call(parent.frame())) {
   if (is.null(state$ptr)) {
     state$ptr <- rk_call(rk_layer_new(state$class_name, state$config), call = call)
     if (isFALSE(state$trainable)) rk_call(rk_member_set_trainable(state$ptr, FALSE), call = call)
+    state$snapshot <- rk_snapshot(state$ptr)
   }
   state$ptr
 }

@@ -1,20 +1,23 @@
-# Models that survive serialization: saveRDS()/readRDS(), save()/load(), save.image(), and
-# serialize() to and from parallel workers (PSOCK clusters, future, callr, mirai).
+# Models and layers that survive serialization: saveRDS()/readRDS(), save()/load(),
+# save.image(), and serialize() to and from parallel workers (PSOCK clusters, future,
+# callr, mirai).
 #
-# A model object keeps, beside its engine handle, a snapshot (`state$snapshot`, made by
-# rk_model_snapshot(), an ALTREP raw vector of src/model_snapshot.c). R serializes the
-# handle as an empty pointer; the snapshot serializes as the model's .keras bytes, written
-# by rk_model_snapshot_bytes() at that moment, with the compile settings and the optimizer
-# state. Read back, the snapshot is a plain raw vector; the first use of the model
-# (model_state()) loads those bytes into a new engine model, which then replaces the empty
-# handle: the same predictions, and training goes on where it stopped.
+# A model or layer object keeps, beside its engine handle, a snapshot (`state$snapshot`,
+# made by rk_snapshot(), an ALTREP raw vector of src/model_snapshot.c). R serializes the
+# handle as an empty pointer; the snapshot serializes as what rk_snapshot_state() writes at
+# that moment: a model's .keras bytes (compile settings and optimizer state included), a
+# layer's Keras config, build shapes and weights. Read back, the snapshot is that state;
+# the object's first use (model_state(), layer_state()) makes a new engine object from it,
+# which replaces the empty handle: the same predictions, and training goes on where it
+# stopped. A live snapshot has length 0, so the check costs no call into the engine.
 
-# The bytes a model serializes as, or a message saying why it cannot be: called from C
+# The state an object serializes as, or a message saying why it cannot be: called from C
 # while R serializes, so it never raises an error.
-rk_model_snapshot_bytes <- function(ptr) {
-  tmp <- tempfile(fileext = ".keras")
-  on.exit(unlink(tmp), add = TRUE)
+rk_snapshot_state <- function(ptr) {
   tryCatch({
+    if (!rk_call(rk_member_info(ptr))$is_model) return(rk_call(rk_layer_snapshot(ptr)))
+    tmp <- tempfile(fileext = ".keras")
+    on.exit(unlink(tmp), add = TRUE)
     rk_call(rk_save_model_keras(ptr, tmp, TRUE))
     readBin(tmp, "raw", file.size(tmp))
   }, error = function(e) conditionMessage(e))
@@ -30,27 +33,28 @@ rk_entry_call <- function() {
   NULL
 }
 
-# Brings back the engine model of a model read back from serialized bytes; a no-op while
-# its handle is alive.
-revive_model <- function(state, call = NULL) {
-  if (rk_handle_alive(state$ptr)) return(invisible(state))
-  bytes <- state$snapshot
-  if (!is.raw(bytes) || length(bytes) == 0L) {
-    why <- if (is.character(bytes)) bytes else
-      "it was serialized without its engine state (serialization version 2)"
+# Brings back the engine object of a model or layer read back from its serialized state;
+# a no-op while its handle is alive.
+revive_member <- function(state, what, call = NULL) {
+  if (!is.null(state$ptr) && rk_handle_alive(state$ptr)) return(invisible(state))
+  saved <- state$snapshot
+  if (is.character(saved)) {
     rk_abort(c(
-      "This model's engine object no longer exists and cannot be restored:",
-      paste0("  ", why),
-      "Rebuild the model, or load it from a file written by save_model()."
+      sprintf("This %s's engine object no longer exists and cannot be restored:", what),
+      paste0("  it could not be serialized: ", saved)
     ), kind = "state", call = call)
   }
-  tmp <- tempfile(fileext = ".keras")
-  on.exit(unlink(tmp), add = TRUE)
-  writeBin(bytes, tmp)
-  ptr <- rk_call(rk_load_model_keras(tmp, TRUE), call = call)
+  ptr <- if (what == "layer") {
+    rk_call(rk_layer_restore(saved), call = call)
+  } else {
+    tmp <- tempfile(fileext = ".keras")
+    on.exit(unlink(tmp), add = TRUE)
+    writeBin(saved, tmp)
+    rk_call(rk_load_model_keras(tmp, TRUE), call = call)
+  }
   state$ptr <- ptr
-  # The symbolic graph it was built from referred to the old engine layers.
-  state$graph <- NULL
-  state$snapshot <- rk_model_snapshot(ptr)
+  # A model's symbolic graph referred to the old engine layers.
+  if (what == "model") state$graph <- NULL
+  state$snapshot <- rk_snapshot(ptr)
   invisible(state)
 }

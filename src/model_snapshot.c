@@ -1,9 +1,10 @@
-// A model's serialized form. Each R model object keeps, beside its engine handle, an ALTREP
-// raw vector of this class that holds the handle and nothing else, until R serializes it
-// (saveRDS(), save(), save.image(), serialize() to a PSOCK worker). Then its state is the
-// model's .keras bytes, written at that moment by rustkeras:::rk_model_snapshot_bytes();
-// nothing is computed or kept while nobody serializes. Read back, it is a plain raw vector
-// of those bytes, from which the model comes back on first use (R/model-serialization.R).
+// The serialized form of a model or layer. Each R model or layer object keeps, beside its
+// engine handle, an ALTREP raw vector of this class that holds the handle and nothing else,
+// until R serializes it (saveRDS(), save(), save.image(), serialize() to a PSOCK worker).
+// Then its state is written by rustkeras:::rk_snapshot_state(): a model's .keras bytes, a
+// layer's config, build shapes and weights; nothing is computed or kept while nobody
+// serializes. Read back, it is that state, from which the object comes back on first use
+// (R/model-serialization.R).
 
 #include <Rinternals.h>
 #include <R_ext/Altrep.h>
@@ -30,13 +31,14 @@ static const void *snapshot_dataptr_or_null(SEXP x) {
 
 static SEXP snapshot_serialized_state(SEXP x) {
     SEXP ns = PROTECT(R_FindNamespace(PROTECT(mkString("rustkeras"))));
-    SEXP call = PROTECT(lang2(install("rk_model_snapshot_bytes"), R_altrep_data1(x)));
+    SEXP call = PROTECT(lang2(install("rk_snapshot_state"), R_altrep_data1(x)));
     SEXP bytes = eval(call, ns);
     UNPROTECT(3);
     return bytes;
 }
 
-// The state (the bytes, or a message saying why there are none) is the value read back.
+// The state (bytes, a layer's list, or a message saying why there is none) is the value
+// read back.
 static SEXP snapshot_unserialize(SEXP cls, SEXP state) {
     (void) cls;
     return state;
@@ -50,12 +52,12 @@ static SEXP snapshot_duplicate(SEXP x, Rboolean deep) {
 static Rboolean snapshot_inspect(SEXP x, int pre, int deep, int pvec,
                                  void (*inspect_subtree)(SEXP, int, int, int)) {
     (void) x; (void) pre; (void) deep; (void) pvec; (void) inspect_subtree;
-    Rprintf(" rustkeras model snapshot (written when serialized)\n");
+    Rprintf(" rustkeras snapshot (written when serialized)\n");
     return TRUE;
 }
 
 void rk_register_snapshot_class(DllInfo *dll) {
-    snapshot_class = R_make_altraw_class("rk_model_snapshot", "rustkeras", dll);
+    snapshot_class = R_make_altraw_class("rk_snapshot", "rustkeras", dll);
     R_set_altrep_Length_method(snapshot_class, snapshot_length);
     R_set_altrep_Serialized_state_method(snapshot_class, snapshot_serialized_state);
     R_set_altrep_Unserialize_method(snapshot_class, snapshot_unserialize);

@@ -86,3 +86,26 @@ test_that("models travel to and from PSOCK workers", {
   expect_equal(predict(back, serial_data$x, verbose = 0), predict(m, serial_data$x, verbose = 0),
                tolerance = 1e-6)
 })
+
+test_that("a layer object survives serialize(): its config, weights and flags come back", {
+  dense <- layer_dense(units = 3, activation = "relu", name = "kept_dense")
+  inputs <- keras_input(shape = 4)
+  m <- keras_model(inputs, dense(inputs))
+  dense$trainable <- FALSE
+  back <- unserialize(serialize(dense, NULL))
+  expect_identical(back$name, "kept_dense")
+  expect_false(back$trainable)
+  expect_identical(get_weights(back), get_weights(dense))
+  expect_identical(get_config(back)$activation, "relu")
+  # It works in a new model as the original does.
+  x <- serial_data$x
+  i2 <- keras_input(shape = 4)
+  m2 <- keras_model(i2, back(i2))
+  expect_identical(predict(m2, x, verbose = 0), predict(m, x, verbose = 0))
+  # A layer taken from a model, and one never built, come back too.
+  taken <- unserialize(serialize(m$layers[[1]], NULL))
+  expect_identical(get_weights(taken), get_weights(dense))
+  fresh <- unserialize(serialize(layer_dense(units = 2), NULL))
+  i3 <- keras_input(shape = 5)
+  expect_identical(dim(predict(keras_model(i3, fresh(i3)), matrix(0, 2, 5), verbose = 0)), c(2L, 2L))
+})

@@ -455,11 +455,13 @@ test_that("a model read back without its engine state is a clear error, not a cr
   expect_equal(dim(predict(model, matrix(0, 2, 2), verbose = 0)), c(2L, 3L))
 })
 
-test_that("a layer made from R and restored by readRDS() is named a layer", {
+test_that("a layer restored by readRDS() comes back; one saved without its state is named a layer", {
   layer <- layer_dense(units = 2)
   layer(keras_model_sequential(input_shape = 3))  # adds it: its engine layer is made
   path <- withr::local_tempfile(fileext = ".rds")
   saveRDS(layer, path)
+  expect_identical(count_params(readRDS(path)), 8)
+  saveRDS(layer, path, version = 2)
   err <- expect_error(count_params(readRDS(path)), class = "rustkeras_state_error")
   expect_match(conditionMessage(err), "^this layer's engine object no longer exists")
 })

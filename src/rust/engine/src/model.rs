@@ -85,9 +85,19 @@ pub struct LayerCell {
     pub layer: Box<dyn Layer>,
     pub trainable: bool,
     pub regularizers: Vec<(&'static str, Regularizer)>,
+    /// The input shapes the layer was built for (a layer serialized on its own is
+    /// rebuilt from them).
+    pub built_with: Option<Vec<Vec<usize>>>,
 }
 
 impl LayerCell {
+    /// Builds the layer for inputs of these shapes and remembers them.
+    pub fn build_for(&mut self, shapes: &[Vec<usize>]) -> Result<()> {
+        self.layer.build_multi(shapes)?;
+        self.built_with = Some(shapes.to_vec());
+        Ok(())
+    }
+
     pub fn regularizer_for(&self, weight: &str) -> Option<Regularizer> {
         self.regularizers
             .iter()
@@ -118,6 +128,7 @@ pub fn share_layer(layer: Box<dyn Layer>) -> LayerRef {
         layer,
         trainable: true,
         regularizers: Vec::new(),
+        built_with: None,
     }))
 }
 
@@ -191,7 +202,7 @@ impl Member {
             Member::Layer(c) => {
                 let mut cell = write_layer(c);
                 let name = cell.name().to_string();
-                cell.build_multi(inputs)
+                cell.build_for(inputs)
                     .map_err(|e| crate::memory::in_layer(e, &name))
             }
             Member::Model(m) => write(m).build(inputs),

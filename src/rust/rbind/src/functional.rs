@@ -38,6 +38,79 @@ fn rk_layer_new(class_name: &str, config: List) -> RkResult<Robj> {
     Ok(handle_to_r(Handle::Layer(layer)))
 }
 
+/// What a layer object serializes as (R/model-serialization.R): its Keras entry as JSON,
+/// the input shapes it was built for, its weights and its trainable flag, in that order
+/// (`rk_layer_restore` reads them by position).
+#[extendr]
+fn rk_layer_snapshot(object: Robj) -> RkResult<List> {
+    let l = crate::model::layer_ref(&object)?;
+    let cell = model::read_layer(&l);
+    let entry = engine::io::config_json::layer_to_json(
+        &**cell,
+        cell.trainable,
+        &cell.regularizers,
+        engine::io::config_json::Flavor::Keras3,
+    );
+    let built: Robj = match &cell.built_with {
+        Some(shapes) => List::from_values(shapes.iter().map(|s| dims_to_r(s))).into(),
+        None => ().into(),
+    };
+    let weights = List::from_values(
+        cell.params()
+            .iter()
+            .map(|p| array_to_r(p.value.host(), p.value.shape())),
+    );
+    Ok(list!(
+        entry = entry.to_string(),
+        built_with = built,
+        weights = weights,
+        trainable = cell.trainable
+    ))
+}
+
+/// A layer back from its snapshot: made from its entry, built for the same shapes, with
+/// the same weights.
+#[extendr]
+fn rk_layer_restore(snapshot: List) -> RkResult<Robj> {
+    // By position: R gives an unserialized ALTREP the attributes of the object it
+    // replaced (none), so the names are gone.
+    const FIELDS: [&str; 4] = ["entry", "built_with", "weights", "trainable"];
+    let field = |k: &str| {
+        let i = FIELDS.iter().position(|f| *f == k)?;
+        snapshot.iter().nth(i).map(|(_, v)| v)
+    };
+    let bad = || RkError::new("state", "this layer's serialized form is damaged");
+    let json = field("entry").and_then(|v| v.as_str().map(str::to_string)).ok_or_else(bad)?;
+    let entry: serde_json::Value = serde_json::from_str(&json).map_err(|_| bad())?;
+    let parsed = engine::io::config_json::layer_from_json(&entry, 0)
+        .map_err(|e| RkError::new("state", e.0))?;
+    let layer = model::share_layer(parsed.layer);
+    {
+        let mut cell = model::write_layer(&layer);
+        cell.regularizers = parsed.regularizers;
+        cell.trainable = field("trainable").and_then(|v| v.as_bool()).unwrap_or(true);
+        if let Some(shapes) = field("built_with").filter(|v| !v.is_null()) {
+            let shapes = shapes_from_r(&List::try_from(shapes).map_err(|_| bad())?, "built_with")?;
+            cell.build_for(&shapes)?;
+            let weights = field("weights").ok_or_else(bad)?;
+            let weights = List::try_from(weights).map_err(|_| bad())?;
+            if weights.len() != cell.params().len() {
+                return Err(bad());
+            }
+            for (p, (_, w)) in cell.params_mut().iter_mut().zip(weights.iter()) {
+                // Written by rk_layer_snapshot in the weight's own order: only the count
+                // is checked (R drops the dim of a vector, and a scalar has none).
+                let (v, _) = array_from_r(&w, "weights")?;
+                if v.len() != p.value.numel() {
+                    return Err(bad());
+                }
+                p.value = Tensor::from_vec(p.value.shape().to_vec(), v)?;
+            }
+        }
+    }
+    Ok(handle_to_r(Handle::Layer(layer)))
+}
+
 /// A Bidirectional wrapper around a recurrent layer given as its class and engine config
 /// (and optionally the backward layer likewise).
 #[extendr]
@@ -78,7 +151,7 @@ fn rk_member_call(object: Robj, input_shapes: List) -> RkResult<List> {
         Member::Layer(l) => {
             let mut cell = model::write_layer(&l);
             if !cell.is_built() {
-                cell.build_multi(&shapes)?;
+                cell.build_for(&shapes)?;
             }
             vec![cell.output_shape_multi(&shapes)?]
         }
@@ -375,6 +448,8 @@ extendr_module! {
     fn rk_member_set_trainable;
     fn rk_member_get_weights;
     fn rk_layer_set_weights;
+    fn rk_layer_snapshot;
+    fn rk_layer_restore;
     fn rk_model_functional;
     fn rk_model_declare_input;
     fn rk_model_add;

@@ -48,20 +48,16 @@ fn handle(x: &Robj, what: &str) -> RkResult<HandlePtr> {
             let was = was.as_deref().unwrap_or(what);
             // A model read back with its bytes comes back to life in R before it gets
             // here (R/model-serialization.R); what is left has no bytes.
-            let (cause, fix) = if was == "layer" {
-                (
-                    "a layer on its own does not survive saveRDS()/readRDS() (its model does)",
-                    "rebuild the layer, or take it from its model with get_layer()",
-                )
+            // A model or layer read back with its state comes back to life in R before it
+            // gets here (R/model-serialization.R); what is left was saved without it.
+            let fix = if was == "layer" {
+                "rebuild the layer, or take it from its model with get_layer()"
             } else {
-                (
-                    "it was serialized without it (serialization version 2)",
-                    "rebuild the model or load it from a file written by save_model()",
-                )
+                "rebuild the model or load it from a file written by save_model()"
             };
             RkError::new(
                 "state",
-                format!("this {was}'s engine object no longer exists: {cause}; {fix}"),
+                format!("this {was}'s engine object no longer exists: it was serialized without it (serialization version 2); {fix}"),
             )
         }
         _ => RkError::new("input", format!("`object` must be a rustkeras {what}")),
@@ -69,7 +65,8 @@ fn handle(x: &Robj, what: &str) -> RkResult<HandlePtr> {
 }
 
 extern "C" {
-    fn rk_snapshot_new(handle: extendr_api::SEXP) -> extendr_api::SEXP;
+    // SEXPs, as pointers to R's opaque structure.
+    fn rk_snapshot_new(handle: *mut std::ffi::c_void) -> *mut std::ffi::c_void;
 }
 
 /// Whether `x` is a live engine handle (not one emptied by serialization).
@@ -79,13 +76,16 @@ fn rk_handle_alive(x: Robj) -> bool {
     h.is_ok()
 }
 
-/// The serialized form of the model behind `handle`: an ALTREP raw vector whose bytes are
-/// written only when R serializes it (src/model_snapshot.c).
+/// The serialized form of the model or layer behind `handle`: an ALTREP raw vector whose
+/// state is written only when R serializes it (src/model_snapshot.c).
 #[extendr]
-fn rk_model_snapshot(handle: Robj) -> Robj {
+fn rk_snapshot(handle: Robj) -> Robj {
     // SAFETY: rk_snapshot_new makes a new R object holding `handle`; R protects the
     // result once it is returned.
-    unsafe { Robj::from_sexp(rk_snapshot_new(handle.get())) }
+    unsafe {
+        let sexp = rk_snapshot_new(handle.get() as *mut std::ffi::c_void);
+        Robj::from_sexp(sexp as extendr_api::SEXP)
+    }
 }
 
 /// The engine model behind an R model object, with a clear error when it is gone.
@@ -643,5 +643,5 @@ extendr_module! {
     fn rk_set_threads;
     fn rk_set_pool_mb;
     fn rk_handle_alive;
-    fn rk_model_snapshot;
+    fn rk_snapshot;
 }
