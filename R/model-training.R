@@ -394,8 +394,15 @@ sample_count <- function(x) {
 # copy, R's garbage goes: the copies a script left behind (an integer data set after
 # `x <- array_reshape(x, ...) / 255`, say) would otherwise still be resident beside the
 # new one. The workshop CNN script peaked at 1213 MB with them.
+# A loop that reshapes a batch at each step collects at most twice a second.
 rk_make_room <- function(arrays, bytes_per_value = 4, threshold_mb = 64) {
-  if (count_values(arrays) * bytes_per_value > threshold_mb * 2^20) invisible(gc(verbose = FALSE))
+  if (count_values(arrays) * bytes_per_value <= threshold_mb * 2^20) return(invisible())
+  now <- proc.time()[["elapsed"]]
+  last <- .rk_session$last_room
+  if (is.null(last) || now - last >= 0.5) {
+    invisible(gc(verbose = FALSE))
+    .rk_session$last_room <- proc.time()[["elapsed"]]
+  }
   invisible()
 }
 

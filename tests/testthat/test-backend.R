@@ -165,3 +165,22 @@ test_that("a forked child builds, trains and predicts; the parent is unaffected"
   # And the parent still trains.
   expect_identical(seeded_run(5), expected)
 })
+
+test_that("dropout called with training = TRUE draws new masks at each predict()", {
+  inputs <- keras_input(shape = 50)
+  dropout <- layer_dropout(rate = 0.5)
+  outputs <- dropout(inputs %>% layer_dense(50), training = TRUE)
+  m <- keras_model(inputs, outputs)
+  x <- matrix(1, 4, 50)
+  set.seed(1)
+  a <- predict(m, x, verbose = 0)
+  b <- predict(m, x, verbose = 0)
+  expect_false(identical(a, b))
+  # Each sample has a mask of its own, also across batches.
+  expect_false(identical(a[1, ], a[2, ]))
+  c2 <- predict(m, x, batch_size = 2, verbose = 0)
+  expect_false(identical(c2[1, ], c2[3, ]))
+  # And a seed repeats them.
+  set.seed(1)
+  expect_identical(predict(m, x, verbose = 0), a)
+})

@@ -119,7 +119,7 @@ test_that("a model restored with readRDS() comes back; one saved without its sta
   expect_s3_class(dead, "rustkeras_model")
   err <- expect_error(model_info(dead), class = "rustkeras_state_error")
   expect_match(conditionMessage(err),
-               "this model's engine object no longer exists: it was serialized without it (serialization version 2)",
+               "this model's engine object no longer exists: it was serialized without it (with serialization version 2",
                fixed = TRUE)
   expect_match(conditionMessage(err), "rebuild the model or load it from a file written by save_model()", fixed = TRUE)
   expect_error(print(dead), "no longer exists", class = "rustkeras_error")

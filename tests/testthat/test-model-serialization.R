@@ -62,7 +62,7 @@ test_that("a model serialized without its engine state says why it cannot be use
   m <- trained_model()
   old <- unserialize(serialize(m, NULL, version = 2))
   expect_error(predict(old, serial_data$x, verbose = 0),
-               "no longer exists: it was serialized without it \\(serialization version 2\\)",
+               "no longer exists: it was serialized without it \\(with serialization version 2",
                class = "rustkeras_state_error")
 })
 
@@ -108,4 +108,19 @@ test_that("a layer object survives serialize(): its config, weights and flags co
   fresh <- unserialize(serialize(layer_dense(units = 2), NULL))
   i3 <- keras_input(shape = 5)
   expect_identical(dim(predict(keras_model(i3, fresh(i3)), matrix(0, 2, 5), verbose = 0)), c(2L, 2L))
+})
+
+test_that("reading a model back leaves R's random stream where it was", {
+  m <- trained_model()
+  path <- tempfile(fileext = ".rds")
+  saveRDS(m, path)
+  set.seed(5)
+  expected <- runif(3)
+  set.seed(5)
+  back <- readRDS(path)
+  p <- predict(back, serial_data$x, verbose = 0)
+  expect_identical(runif(3), expected)
+  set.seed(5)
+  loaded <- load_model(save_model(m))
+  expect_identical(runif(3), expected)
 })

@@ -1168,6 +1168,17 @@ impl Model {
         (0..self.nodes.len()).map(window).collect()
     }
 
+    /// Whether a call in the graph (or in a model inside it) runs in training mode
+    /// whatever the pass (`training = TRUE`): its dropout then needs fresh noise even in
+    /// predict() and evaluate().
+    pub fn forces_training(&self) -> bool {
+        self.nodes.iter().any(|n| n.training == Some(true))
+            || self.members.iter().any(|m| match m {
+                Member::Model(sub) => read(sub).forces_training(),
+                Member::Layer(_) => false,
+            })
+    }
+
     /// Whether training with the weights in `mask` must see whole batches (a layer that
     /// trains uses batch statistics in a call that runs in training mode).
     pub fn uses_batch_statistics(&self, mask: &[bool]) -> bool {

@@ -21,8 +21,31 @@ pub fn set_seed_source(source: fn() -> Option<u64>) {
     let _ = SOURCE.set(source);
 }
 
+thread_local! {
+    /// Depth of `without_host_seeds` calls on this thread.
+    static QUIET: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
 fn host_seed() -> Option<u64> {
+    if QUIET.with(|q| q.get()) > 0 {
+        return None;
+    }
     SOURCE.get().and_then(|f| f())
+}
+
+/// Runs `f` without taking seeds from the host: for work whose random draws are thrown
+/// away (a model loaded from a file, whose weights replace the initial ones), so that it
+/// leaves R's random stream where it was.
+pub fn without_host_seeds<T>(f: impl FnOnce() -> T) -> T {
+    struct Quiet;
+    impl Drop for Quiet {
+        fn drop(&mut self) {
+            QUIET.with(|q| q.set(q.get() - 1));
+        }
+    }
+    QUIET.with(|q| q.set(q.get() + 1));
+    let _quiet = Quiet;
+    f()
 }
 
 pub fn set_seed(seed: u64) {

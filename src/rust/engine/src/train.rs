@@ -277,9 +277,11 @@ fn check_finite_from(arg: &str, v: &[f32], sample_len: usize, first: usize) -> R
     let bad = if rayon::current_thread_index().is_some() {
         non_finite(v)
     } else {
-        crate::threads::install_split(v.len().div_ceil(1 << 16), || {
-            v.par_chunks(1 << 16).any(non_finite)
-        })
+        if v.len() <= 1 << 16 {
+            non_finite(v)
+        } else {
+            crate::threads::install(|| v.par_chunks(1 << 16).any(non_finite))
+        }
     };
     if !bad {
         return Ok(());
@@ -798,6 +800,17 @@ pub fn fit(
     Ok(history)
 }
 
+/// The seed of an inference pass's noise: drawn (from the host's stream) only for a model
+/// with a call in training mode (`training = TRUE`: Monte Carlo dropout wants fresh masks
+/// at each predict()), so other models leave R's random stream alone.
+fn pass_seed(model: &Model) -> u64 {
+    if model.forces_training() {
+        rng::next_seed()
+    } else {
+        0
+    }
+}
+
 /// Refuses a fit whose gradients (one set per data-parallel shard) and optimizer slots,
 /// made at the first step, cannot fit in the memory the system has free: an allocation
 /// that fails there would abort the whole process, R included.
@@ -859,6 +872,7 @@ fn evaluate_logs(
     let mut running = Running::new(metrics, &output_names);
     let mut states = Vec::new();
     let steps = data.n.div_ceil(batch_size);
+    let seed = pass_seed(m);
     observer.on_epoch_begin(0, 1, steps);
     let batch = |step: usize| {
         let (from, to) = (step * batch_size, ((step + 1) * batch_size).min(data.n));
@@ -866,7 +880,7 @@ fn evaluate_logs(
         let (xs, ys) = (on_device(m, xs), on_device(m, ys));
         let mut tape = Tape::new();
         let params = m.param_vars(&mut tape, None);
-        let mut rng = Noise::new(0, 0);
+        let mut rng = Noise::new(seed, from);
         let (_, outcome, states) =
             record_losses(m, c, &mut tape, xs, ys, &params, None, false, &mut rng)?;
         Ok((outcome, states))
@@ -1009,6 +1023,7 @@ pub fn predict_rows(
     let steps = n.div_ceil(batch_size);
     observer.on_epoch_begin(0, 1, steps);
     let m: &Model = model;
+    let seed = pass_seed(m);
     let names: Vec<String> = (0..xs.len()).map(|i| arg_name("x", i, xs.len())).collect();
     let batch = |step: usize| {
         let (from, to) = (step * batch_size, ((step + 1) * batch_size).min(n));
@@ -1026,8 +1041,14 @@ pub fn predict_rows(
             xvs.push(tape.leaf(t.to_device(m.device), false));
         }
         let params = m.param_vars(&mut tape, None);
-        let (ys, states) =
-            m.forward(&mut tape, &xvs, &params, false, &[], &mut Noise::new(0, 0))?;
+        let (ys, states) = m.forward(
+            &mut tape,
+            &xvs,
+            &params,
+            false,
+            &[],
+            &mut Noise::new(seed, from),
+        )?;
         let ys = ys
             .iter()
             .map(|&y| tape.value(y).clone())

@@ -3,7 +3,6 @@
 //! once per call.
 
 use extendr_api::prelude::*;
-use rayon::prelude::*;
 
 use crate::error::{RkError, RkResult};
 
@@ -202,18 +201,14 @@ fn samples_to_rows<T: Copy + Sync>(
         return;
     }
     let offs = row_offsets(samples, rest);
-    engine::threads::install_split(samples.div_ceil(B), || {
-        out.par_chunks_mut(B * row_len)
-            .enumerate()
-            .for_each(|(bi, block)| {
-                let s0 = bi * B;
-                let s1 = (s0 + B).min(samples);
-                for (r, &o) in offs.iter().enumerate() {
-                    for (k, v) in src[o + s0..o + s1].iter().enumerate() {
-                        block[k * row_len + r] = f(*v);
-                    }
-                }
-            })
+    engine::threads::for_each_chunk(out, B * row_len, |bi, block| {
+        let s0 = bi * B;
+        let s1 = (s0 + B).min(samples);
+        for (r, &o) in offs.iter().enumerate() {
+            for (k, v) in src[o + s0..o + s1].iter().enumerate() {
+                block[k * row_len + r] = f(*v);
+            }
+        }
     });
 }
 
@@ -224,7 +219,6 @@ fn samples_to_rows<T: Copy + Sync>(
 /// Fashion-MNIST's 10000 test images, as long as a tenth of the workshop CNN's predict.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use rayon::prelude::*;
     use std::arch::x86_64::*;
 
     /// Samples per parallel task: 16 positions of them read 2 KB from each of 16 runs
@@ -240,14 +234,10 @@ mod avx512 {
         }
         assert!(src.len() >= samples * row_len && out.len() >= samples * row_len);
         let offs = super::row_offsets(samples, rest);
-        engine::threads::install_split(samples.div_ceil(TASK), || {
-            out.par_chunks_mut(TASK * row_len)
-                .enumerate()
-                .for_each(|(ti, rows)| {
-                    let (s0, s1) = (ti * TASK, ((ti + 1) * TASK).min(samples));
-                    // SAFETY: the CPU has AVX-512F (this function's contract).
-                    unsafe { rows_into(src, &offs, (s0, s1), rows) };
-                })
+        engine::threads::for_each_chunk(out, TASK * row_len, |ti, rows| {
+            let (s0, s1) = (ti * TASK, ((ti + 1) * TASK).min(samples));
+            // SAFETY: the CPU has AVX-512F (this function's contract).
+            unsafe { rows_into(src, &offs, (s0, s1), rows) };
         });
     }
 
@@ -430,21 +420,17 @@ fn transpose<T: Copy + Sync>(
         return;
     }
     // Blocks of B output rows in parallel: plain reads of R's memory, no R API calls.
-    engine::threads::install_split(rows.div_ceil(B), || {
-        out.par_chunks_mut(B * cols)
-            .enumerate()
-            .for_each(|(bi, block)| {
-                let i0 = bi * B;
-                let i1 = (i0 + B).min(rows);
-                for j0 in (0..cols).step_by(B) {
-                    for j in j0..(j0 + B).min(cols) {
-                        let col = &src[j * rows..];
-                        for i in i0..i1 {
-                            block[(i - i0) * cols + j] = f(col[i]);
-                        }
-                    }
+    engine::threads::for_each_chunk(out, B * cols, |bi, block| {
+        let i0 = bi * B;
+        let i1 = (i0 + B).min(rows);
+        for j0 in (0..cols).step_by(B) {
+            for j in j0..(j0 + B).min(cols) {
+                let col = &src[j * rows..];
+                for i in i0..i1 {
+                    block[(i - i0) * cols + j] = f(col[i]);
                 }
-            })
+            }
+        }
     });
 }
 

@@ -80,12 +80,15 @@ fn rk_layer_restore(snapshot: List) -> RkResult<Robj> {
         snapshot.iter().nth(i).map(|(_, v)| v)
     };
     let bad = || RkError::new("state", "this layer's serialized form is damaged");
-    let json = field("entry").and_then(|v| v.as_str().map(str::to_string)).ok_or_else(bad)?;
+    let json = field("entry")
+        .and_then(|v| v.as_str().map(str::to_string))
+        .ok_or_else(bad)?;
     let entry: serde_json::Value = serde_json::from_str(&json).map_err(|_| bad())?;
     let parsed = engine::io::config_json::layer_from_json(&entry, 0)
         .map_err(|e| RkError::new("state", e.0))?;
     let layer = model::share_layer(parsed.layer);
-    {
+    // The saved weights replace the initial ones: no seeds from R's stream.
+    engine::rng::without_host_seeds(|| -> RkResult<()> {
         let mut cell = model::write_layer(&layer);
         cell.regularizers = parsed.regularizers;
         cell.trainable = field("trainable").and_then(|v| v.as_bool()).unwrap_or(true);
@@ -107,7 +110,8 @@ fn rk_layer_restore(snapshot: List) -> RkResult<Robj> {
                 p.value = Tensor::from_vec(p.value.shape().to_vec(), v)?;
             }
         }
-    }
+        Ok(())
+    })?;
     Ok(handle_to_r(Handle::Layer(layer)))
 }
 

@@ -46,8 +46,6 @@ fn handle(x: &Robj, what: &str) -> RkResult<HandlePtr> {
                 .get_attrib(KIND_ATTR)
                 .and_then(|k| k.as_str().map(str::to_string));
             let was = was.as_deref().unwrap_or(what);
-            // A model read back with its bytes comes back to life in R before it gets
-            // here (R/model-serialization.R); what is left has no bytes.
             // A model or layer read back with its state comes back to life in R before it
             // gets here (R/model-serialization.R); what is left was saved without it.
             let fix = if was == "layer" {
@@ -57,7 +55,7 @@ fn handle(x: &Robj, what: &str) -> RkResult<HandlePtr> {
             };
             RkError::new(
                 "state",
-                format!("this {was}'s engine object no longer exists: it was serialized without it (serialization version 2); {fix}"),
+                format!("this {was}'s engine object no longer exists: it was serialized without it (with serialization version 2, or by a rustkeras that could not serialize models); {fix}"),
             )
         }
         _ => RkError::new("input", format!("`object` must be a rustkeras {what}")),

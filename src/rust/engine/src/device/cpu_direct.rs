@@ -643,23 +643,18 @@ pub fn conv2d_kernel_grad(
     };
     let per = g.n.div_ceil(parts).max(1);
     let mut acc = vec![0.0f32; parts * (dk_len + fp)];
-    crate::threads::install_split(parts, || {
-        acc.par_chunks_mut(dk_len + fp)
-            .with_max_len(1)
-            .enumerate()
-            .for_each(|(i, acc)| {
-                let (s0, s1) = ((i * per).min(g.n), ((i + 1) * per).min(g.n));
-                let (dk, db) = acc.split_at_mut(dk_len);
-                kernel_grad_samples(
-                    &x[s0 * in_len..s1 * in_len],
-                    &gy[s0 * out_len..s1 * out_len],
-                    &y[s0 * out_len..s1 * out_len],
-                    act,
-                    g,
-                    dk,
-                    db,
-                );
-            })
+    crate::threads::for_each_chunk(&mut acc, dk_len + fp, |i, acc| {
+        let (s0, s1) = ((i * per).min(g.n), ((i + 1) * per).min(g.n));
+        let (dk, db) = acc.split_at_mut(dk_len);
+        kernel_grad_samples(
+            &x[s0 * in_len..s1 * in_len],
+            &gy[s0 * out_len..s1 * out_len],
+            &y[s0 * out_len..s1 * out_len],
+            act,
+            g,
+            dk,
+            db,
+        );
     });
     let (total, rest) = acc.split_at_mut(dk_len + fp);
     for part in rest.chunks_exact(dk_len + fp) {

@@ -1562,19 +1562,14 @@ fn kernel_grad_with(
     }
     .max(1);
     let mut du = pool::scratch(parts * P * cf);
-    crate::threads::install_split(parts, || {
-        du.par_chunks_mut(P * cf)
-            .with_max_len(1)
-            .enumerate()
-            .for_each(|(i, du)| {
-                let (u0, u1) = (units * i / parts, units * (i + 1) / parts);
-                let (s0, s1) = (u0 * plan.spu, (u1 * plan.spu).min(g.n));
-                if s0 >= s1 {
-                    du.fill(0.0);
-                    return;
-                }
-                kernel_grad_unit(x, gz, kept, g, &plan, (s0, s1), du, true, fast);
-            })
+    crate::threads::for_each_chunk(&mut du, P * cf, |i, du| {
+        let (u0, u1) = (units * i / parts, units * (i + 1) / parts);
+        let (s0, s1) = (u0 * plan.spu, (u1 * plan.spu).min(g.n));
+        if s0 >= s1 {
+            du.fill(0.0);
+            return;
+        }
+        kernel_grad_unit(x, gz, kept, g, &plan, (s0, s1), du, true, fast);
     });
     let (total, rest) = du.split_at_mut(P * cf);
     for part in rest.chunks_exact(P * cf) {
@@ -1879,7 +1874,7 @@ mod tests {
 
     #[test]
     fn top_level_threads_give_the_same_results() {
-        // At the top level (with more than one thread in the global pool) the batch is
+        // At the top level (with more than one thread in the engine's pool) the batch is
         // split across threads; inside a pool worker it runs on one. Both must agree.
         let (shape, f) = ([7, 13, 13, 32], 64);
         let g = geometry(shape, f, Padding::Valid);

@@ -85,6 +85,16 @@ fn start_idle_release() {
     if STARTED_IN.swap(pid, Ordering::SeqCst) == pid {
         return;
     }
+    // This thread may hold the pool's lock when R forks (parallel::mclapply()): the child
+    // would find it locked for ever. The forking thread takes it around every fork.
+    // SAFETY: the handlers only lock and unlock the pool's mutex in the forking thread.
+    unsafe {
+        libc::pthread_atfork(
+            Some(lock_for_fork),
+            Some(unlock_after_fork),
+            Some(unlock_after_fork),
+        );
+    }
     // Without the thread the pool still keeps to its cap.
     let _ = std::thread::Builder::new()
         .name("rustkeras-pool".into())
@@ -92,6 +102,21 @@ fn start_idle_release() {
             std::thread::sleep(Duration::from_millis(500));
             release_if_idle(IDLE_RELEASE);
         });
+}
+
+thread_local! {
+    /// The pool's lock, held by the forking thread across a fork.
+    static HELD_FOR_FORK: std::cell::RefCell<Option<std::sync::MutexGuard<'static, Pool>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+extern "C" fn lock_for_fork() {
+    let guard = lock();
+    HELD_FOR_FORK.with(|h| *h.borrow_mut() = Some(guard));
+}
+
+extern "C" fn unlock_after_fork() {
+    HELD_FOR_FORK.with(|h| drop(h.borrow_mut().take()));
 }
 
 /// Marks a computation as running while it lives: buffers freed meanwhile come back to

@@ -121,7 +121,8 @@ fn write_optimizer(model: &Model, g: &Group) -> FResult<()> {
 
 /// Reads a whole model; with `compile`, also its compile settings and optimizer state.
 pub fn load_h5(path: &Path, compile: bool) -> crate::Result<Model> {
-    at_path(path, read_model(path, compile))
+    // The file's weights replace the initial ones: a load takes no seeds from the host.
+    crate::rng::without_host_seeds(|| at_path(path, read_model(path, compile)))
 }
 
 fn json_attr(loc: &Location, name: &str) -> FResult<Value> {

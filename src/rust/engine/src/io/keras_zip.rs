@@ -184,7 +184,8 @@ fn write_weights(model: &Model, path: &Path) -> FResult<()> {
 }
 
 pub fn load_keras(path: &Path, compile: bool) -> crate::Result<Model> {
-    at_path(path, read(path, compile))
+    // The file's weights replace the initial ones: a load takes no seeds from the host.
+    crate::rng::without_host_seeds(|| at_path(path, read(path, compile)))
 }
 
 /// Puts the weights of a `.keras` file into `model` (built, with the saved model's

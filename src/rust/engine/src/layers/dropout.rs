@@ -82,7 +82,9 @@ impl Layer for Dropout {
             .zip(&shape)
             .map(|(&n, &d)| if n == 0 { d } else { n })
             .collect();
-        dropout_shared(tape, x, self.rate, &mask, ctx.rng)
+        // NA (0) on the batch axis: each sample's own mask.
+        let per_sample = ns.first().map_or(true, |&n| n != 1);
+        dropout_shared(tape, x, self.rate, &mask, per_sample, ctx.rng)
     }
 
     fn config(&self) -> Vec<(&'static str, ConfigValue)> {

@@ -79,22 +79,25 @@ pub fn dropout(tape: &mut Tape, x: Var, rate: f32, rng: &mut Noise) -> Var {
 
 /// Dropout with one mask value shared along the axes where `mask_shape` is 1 (Keras's
 /// `noise_shape`, e.g. the same mask for every time step); `mask_shape` has x's rank.
+/// `per_sample`: the batch axis has a mask of each sample's own (else one mask for the
+/// whole batch, `mask_shape[0]` = 1).
 pub fn dropout_shared(
     tape: &mut Tape,
     x: Var,
     rate: f32,
     mask_shape: &[usize],
+    per_sample: bool,
     rng: &mut Noise,
 ) -> Result<Var> {
     let keep = 1.0 - rate;
     let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
     let mut mask = vec![0.0f32; mask_shape.iter().product()];
-    // A mask shared by the whole batch (size 1 on the batch axis) is the same in every
-    // shard: it is drawn as the batch's sample 0.
-    let batch = tape.value(x).shape().first().copied().unwrap_or(1);
-    let (rows, first_row) = match mask_shape.first() {
-        Some(&n) if n == batch && n > 1 => (n, rng.first_row()),
-        _ => (1, 0),
+    // A mask shared by the whole batch is the same in every shard: it is drawn as the
+    // batch's sample 0.
+    let (rows, first_row) = if per_sample {
+        (mask_shape.first().copied().unwrap_or(1), rng.first_row())
+    } else {
+        (1, 0)
     };
     fill_mask(&mut mask, rows, keep, scale, rng.gen(), first_row);
     let m = tape.leaf(Tensor::from_vec(mask_shape.to_vec(), mask)?, false);
@@ -129,7 +132,7 @@ mod tests {
             true,
         );
         let mut rng = Noise::new(2, 0);
-        let y = dropout_shared(&mut t, x, 0.5, &[2, 1, 3], &mut rng).unwrap();
+        let y = dropout_shared(&mut t, x, 0.5, &[2, 1, 3], true, &mut rng).unwrap();
         let v = t.value(y).to_vec();
         for b in 0..2 {
             for f in 0..3 {
@@ -159,6 +162,23 @@ mod tests {
         assert_eq!(whole, shards);
         // Different samples get different masks.
         assert_ne!(whole[..40], whole[40..80]);
+        // Also with a noise shape, and for a shard of one sample.
+        let shared = |first_row: usize, rows: usize| {
+            let mut t = Tape::new();
+            let x = t.leaf(ones(rows), false);
+            let y = dropout_shared(
+                &mut t,
+                x,
+                0.5,
+                &[rows, 40],
+                true,
+                &mut Noise::new(9, first_row),
+            );
+            t.value(y.unwrap()).to_vec()
+        };
+        let mut one_row_shard = shared(0, 5);
+        one_row_shard.extend(shared(5, 1));
+        assert_eq!(shared(0, 6), one_row_shard);
     }
 
     #[test]
