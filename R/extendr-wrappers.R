@@ -66,8 +66,12 @@ rk_set_pool_mb <- function(mb) .Call(wrap__rk_set_pool_mb, mb)
 rk_handle_alive <- function(x) .Call(wrap__rk_handle_alive, x)
 
 # The serialized form of the model or layer behind `handle`: an ALTREP raw vector whose
-# state is written only when R serializes it (src/model_snapshot.c).
-rk_snapshot <- function(handle) .Call(wrap__rk_snapshot, handle)
+# state is written only when R serializes it (src/model_snapshot.c). `payload` stays
+# with the live object and is left out of its serialized form.
+rk_snapshot <- function(handle, payload) .Call(wrap__rk_snapshot, handle, payload)
+
+# The payload of a live snapshot (NULL for a snapshot read back).
+rk_snapshot_payload_of <- function(snapshot) .Call(wrap__rk_snapshot_payload_of, snapshot)
 
 # The probe as an R list: versions (NA where missing), the devices, and `usable` with
 # `reason` (why not, or "") after trying to start the backend.

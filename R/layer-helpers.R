@@ -63,7 +63,7 @@ new_layer <- function(class_name, config, ptr = NULL) {
   state$config <- config
   state$ptr <- ptr
   # What the layer serializes as once it has an engine layer (R/model-serialization.R).
-  state$snapshot <- if (!is.null(ptr)) rk_snapshot(ptr)
+  state$snapshot <- if (!is.null(ptr)) rk_snapshot(ptr, NULL)
   layer <- function(object, ...) {
     call_member(layer, object, ..., call = rk_user_call(environment()))
   }

@@ -295,9 +295,10 @@ same_member <- function(a, b) {
 new_model <- function(ptr, class_name, graph = NULL) {
   state <- new.env(parent = emptyenv())
   state$ptr <- ptr
-  state$graph <- graph
-  # What the model serializes as (R/model-serialization.R).
-  state$snapshot <- rk_snapshot(ptr)
+  # What the model serializes as (R/model-serialization.R), carrying the symbolic graph
+  # it was built from (left out of the serialized form: its layer objects would store
+  # their weights a second time).
+  state$snapshot <- rk_snapshot(ptr, graph)
   model <- function(object, ...) {
     call_member(model, object, ..., call = rk_user_call(environment()))
   }
@@ -382,7 +383,7 @@ set_member_field <- function(x, name, value) {
 # Symbolic tensors for a model's inputs or outputs: the ones it was made from, or new
 # inputs of the same shapes for a model made otherwise.
 model_io_tensors <- function(x, which) {
-  graph <- model_state(x)$graph
+  graph <- rk_snapshot_payload_of(model_state(x)$snapshot)
   if (!is.null(graph)) {
     t <- graph[[which]]
     return(if (is_symbolic(t)) list(t) else t)
@@ -455,7 +456,7 @@ member_handle <- function(x, call = rk_user_call(parent.frame())) {
   if (is.null(state$ptr)) {
     state$ptr <- rk_call(rk_layer_new(state$class_name, state$config), call = call)
     if (isFALSE(state$trainable)) rk_call(rk_member_set_trainable(state$ptr, FALSE), call = call)
-    state$snapshot <- rk_snapshot(state$ptr)
+    state$snapshot <- rk_snapshot(state$ptr, NULL)
   }
   state$ptr
 }

@@ -53,8 +53,7 @@ revive_member <- function(state, what, call = NULL) {
     rk_call(rk_load_model_keras(tmp, TRUE), call = call)
   }
   state$ptr <- ptr
-  # A model's symbolic graph referred to the old engine layers.
-  if (what == "model") state$graph <- NULL
-  state$snapshot <- rk_snapshot(ptr)
+  # (A model's symbolic graph did not travel: model_io_tensors() makes new inputs.)
+  state$snapshot <- rk_snapshot(ptr, NULL)
   invisible(state)
 }

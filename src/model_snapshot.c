@@ -46,7 +46,7 @@ static SEXP snapshot_unserialize(SEXP cls, SEXP state) {
 
 static SEXP snapshot_duplicate(SEXP x, Rboolean deep) {
     (void) deep;
-    return R_new_altrep(snapshot_class, R_altrep_data1(x), R_NilValue);
+    return R_new_altrep(snapshot_class, R_altrep_data1(x), R_altrep_data2(x));
 }
 
 static Rboolean snapshot_inspect(SEXP x, int pre, int deep, int pvec,
@@ -67,7 +67,17 @@ void rk_register_snapshot_class(DllInfo *dll) {
     R_set_altvec_Dataptr_or_null_method(snapshot_class, snapshot_dataptr_or_null);
 }
 
-// A snapshot of the model behind `handle` (an external pointer).
-SEXP rk_snapshot_new(SEXP handle) {
-    return R_new_altrep(snapshot_class, handle, R_NilValue);
+// A snapshot of the model or layer behind `handle` (an external pointer), carrying
+// `payload`: R objects that go with the live object but not into its serialized form (a
+// functional model's symbolic graph, whose layer objects would otherwise serialize their
+// weights a second time).
+SEXP rk_snapshot_new(SEXP handle, SEXP payload) {
+    return R_new_altrep(snapshot_class, handle, payload);
+}
+
+// The payload of a live snapshot; NULL for anything else (a snapshot read back is a
+// plain vector).
+SEXP rk_snapshot_payload(SEXP x) {
+    if (ALTREP(x) && R_altrep_inherits(x, snapshot_class)) return R_altrep_data2(x);
+    return R_NilValue;
 }

@@ -124,3 +124,14 @@ test_that("reading a model back leaves R's random stream where it was", {
   loaded <- load_model(save_model(m))
   expect_identical(runif(3), expected)
 })
+
+test_that("a functional model serializes its weights once", {
+  inputs <- keras_input(shape = 300)
+  m <- keras_model(inputs, inputs %>% layer_dense(300) %>% layer_dense(300))
+  keras_bytes <- length(save_model(m))
+  # Its graph's layer objects (each able to serialize its own weights) stay out.
+  expect_lt(length(serialize(m, NULL)), 1.2 * keras_bytes)
+  back <- unserialize(serialize(m, NULL))
+  expect_identical(get_weights(back), get_weights(m))
+  expect_length(back$inputs, 1L)
+})

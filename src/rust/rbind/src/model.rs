@@ -64,7 +64,11 @@ fn handle(x: &Robj, what: &str) -> RkResult<HandlePtr> {
 
 extern "C" {
     // SEXPs, as pointers to R's opaque structure.
-    fn rk_snapshot_new(handle: *mut std::ffi::c_void) -> *mut std::ffi::c_void;
+    fn rk_snapshot_new(
+        handle: *mut std::ffi::c_void,
+        payload: *mut std::ffi::c_void,
+    ) -> *mut std::ffi::c_void;
+    fn rk_snapshot_payload(snapshot: *mut std::ffi::c_void) -> *mut std::ffi::c_void;
 }
 
 /// Whether `x` is a live engine handle (not one emptied by serialization).
@@ -75,13 +79,27 @@ fn rk_handle_alive(x: Robj) -> bool {
 }
 
 /// The serialized form of the model or layer behind `handle`: an ALTREP raw vector whose
-/// state is written only when R serializes it (src/model_snapshot.c).
+/// state is written only when R serializes it (src/model_snapshot.c). `payload` stays
+/// with the live object and is left out of its serialized form.
 #[extendr]
-fn rk_snapshot(handle: Robj) -> Robj {
-    // SAFETY: rk_snapshot_new makes a new R object holding `handle`; R protects the
-    // result once it is returned.
+fn rk_snapshot(handle: Robj, payload: Robj) -> Robj {
+    // SAFETY: rk_snapshot_new makes a new R object holding `handle` and `payload`; R
+    // protects the result once it is returned.
     unsafe {
-        let sexp = rk_snapshot_new(handle.get() as *mut std::ffi::c_void);
+        let sexp = rk_snapshot_new(
+            handle.get() as *mut std::ffi::c_void,
+            payload.get() as *mut std::ffi::c_void,
+        );
+        Robj::from_sexp(sexp as extendr_api::SEXP)
+    }
+}
+
+/// The payload of a live snapshot (NULL for a snapshot read back).
+#[extendr]
+fn rk_snapshot_payload_of(snapshot: Robj) -> Robj {
+    // SAFETY: the C helper only reads `snapshot`'s fields.
+    unsafe {
+        let sexp = rk_snapshot_payload(snapshot.get() as *mut std::ffi::c_void);
         Robj::from_sexp(sexp as extendr_api::SEXP)
     }
 }
@@ -642,4 +660,5 @@ extendr_module! {
     fn rk_set_pool_mb;
     fn rk_handle_alive;
     fn rk_snapshot;
+    fn rk_snapshot_payload_of;
 }
