@@ -78,3 +78,15 @@ test_that("a model too large for memory is a clear error and R goes on", {
                "layer 'huge': its kernel of shape \\(1000000, 100000\\) needs 400.0 GB of memory, but only [0-9.]+ [kMG]B is available")
   expect_no_error(memory_model())
 })
+
+test_that("a batch whose activations do not fit in memory is refused before it runs", {
+  # 1e6 activations per sample: 20000 samples in one batch need 80 GB.
+  m <- keras_model_sequential(input_shape = 10) %>% layer_dense(1e6, name = "wide")
+  x <- matrix(0, 20000, 10)
+  err <- expect_error(predict(m, x, batch_size = 20000, verbose = 0),
+                      class = "rustkeras_memory_error")
+  expect_match(conditionMessage(err),
+               "^predict\\(\\) with batch_size = 20000 \\(1000000 activation values per sample, 1 batch at once; a smaller batch_size needs less\\) needs 80.0 GB of memory, but only [0-9.]+ [kMG]B is available$")
+  # A small batch runs.
+  expect_identical(dim(predict(m, x[1:2, ], verbose = 0)), c(2L, 1000000L))
+})

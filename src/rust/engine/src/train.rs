@@ -724,6 +724,9 @@ pub fn fit(
     }
     model.compiled.as_ref().ok_or_else(not_compiled)?;
     model.build(&data.x_shapes())?;
+    // A training step keeps each batch's activations for the backward pass and makes as
+    // many gradients of them.
+    check_batch_memory(model, opts.batch_size.min(data.n), 2, "fit")?;
     model.place_weights();
     // On the GPU the whole data set goes there once, when it fits.
     let resident = (model.device == Device::Cuda)
@@ -911,17 +914,56 @@ fn evaluate_logs(
 /// finishes early takes another instead of waiting at the group's end. Without
 /// `parallel` (a model on the GPU, whose stream runs one batch after another anyway),
 /// the batches run one at a time.
+/// Batches that evaluate() and predict() run at once.
+fn group_size(parallel: bool) -> usize {
+    if parallel {
+        4 * crate::threads::count().max(1)
+    } else {
+        1
+    }
+}
+
+/// Refuses a call whose batches' activations (`copies` sets of `batches` batches of
+/// `batch_size` samples, counted from the layers' output shapes) need more memory than
+/// the system has free, before the first batch allocates them: an allocation that fails
+/// would abort the whole process, R included.
+fn check_batch_memory(model: &Model, batch_size: usize, copies: usize, call: &str) -> Result<()> {
+    let Some(shapes) = model.known_node_shapes() else {
+        return Ok(());
+    };
+    let per_sample: usize = shapes
+        .iter()
+        .flatten()
+        .map(|s| s.iter().product::<usize>())
+        .sum();
+    let bytes = per_sample
+        .saturating_mul(batch_size)
+        .saturating_mul(copies)
+        .saturating_mul(4);
+    if bytes < 256 << 20 {
+        return Ok(());
+    }
+    match crate::memory::available_bytes() {
+        Some(free) if bytes > free => Err(Error::OutOfMemory {
+            what: format!(
+                "{call}() with batch_size = {batch_size} ({per_sample} activation values per \
+                 sample, {copies} batch{} at once; a smaller batch_size needs less)",
+                if copies == 1 { "" } else { "es" }
+            ),
+            bytes,
+            available: Some(free),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn in_parallel_groups<T: Send>(
     steps: usize,
     parallel: bool,
     batch: impl Fn(usize) -> Result<T> + Sync,
     mut report: impl FnMut(usize, T) -> Result<()>,
 ) -> Result<()> {
-    let group = if parallel {
-        4 * crate::threads::count().max(1)
-    } else {
-        1
-    };
+    let group = group_size(parallel);
     for first in (0..steps).step_by(group) {
         let last = (first + group).min(steps);
         let results: Vec<Result<T>> = if last - first == 1 {
@@ -970,6 +1012,8 @@ pub fn evaluate(
         return Err(no_samples("x", "evaluate"));
     }
     model.build(&data.x_shapes())?;
+    let groups = group_size(true).min(data.n.div_ceil(batch_size));
+    check_batch_memory(model, batch_size.min(data.n), groups, "evaluate")?;
     model.place_weights();
     let metrics = compiled_metrics(model, &data)?;
     evaluate_logs(model, &data, batch_size, &metrics, "", observer)
@@ -1011,6 +1055,8 @@ pub fn predict_rows(
     }
     let shapes: Vec<Vec<usize>> = xs.iter().map(|a| a.sample_shape().to_vec()).collect();
     model.build(&shapes)?;
+    let groups = group_size(true).min(n.div_ceil(batch_size.max(1)));
+    check_batch_memory(model, batch_size.min(n), groups, "predict")?;
     model.place_weights();
     let out_shapes = model.output_shapes()?.unwrap_or_default();
     // From the pool, where the outputs of the previous call went when their tensors
