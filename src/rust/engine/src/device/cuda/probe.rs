@@ -36,20 +36,22 @@ pub struct Probe {
     pub usable: std::result::Result<usize, String>,
 }
 
+/// The message a panic carried (a `String` or a `&str`), as text.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown failure")
+}
+
 /// Runs `f`, turning a panic inside cudarc into `Err(what failed)`. The R glue's panic
 /// hook keeps such panics silent; in plain Rust the default hook would print them, so
 /// callers check for the library first and this is only the last line of defence.
 pub(crate) fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("unknown failure");
-            Err(format!("{what} failed: {msg}"))
-        }
+        Err(payload) => Err(format!("{what} failed: {}", panic_message(&*payload))),
     }
 }
 

@@ -94,11 +94,7 @@ pub fn run(fault: Option<&str>) -> Result<(), String> {
         }
         Ok(Err(why)) => Err(fail(why)),
         Err(payload) => {
-            let msg = payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("unknown failure");
+            let msg = super::probe::panic_message(&*payload);
             let at = CHECKS.get(checker.ran).copied().unwrap_or("?");
             Err(fail(format!("{at} stopped: {msg}")))
         }
