@@ -12,31 +12,49 @@ pub fn available_bytes() -> Option<usize> {
     Some(kb * 1024)
 }
 
-/// A vector of `n` f32 values (unset: capacity only), or an error naming `what` when the
-/// memory cannot be had. Asks the system first: on Linux a request far over what is free
-/// can succeed (overcommit) and then get the process killed as the pages are touched.
-pub fn try_f32_vec(n: usize, what: impl FnOnce() -> String) -> Result<Vec<f32>> {
-    let bytes = n.saturating_mul(4);
-    let fail = |what: String| Error::OutOfMemory {
-        what,
+/// Requests below this are not worth a look at /proc.
+const WORTH_CHECKING: usize = 64 << 20;
+
+/// The error for `what` needing `bytes` when the system has `free` bytes free, if it is
+/// more (requests under `WORTH_CHECKING` pass).
+pub fn room_error(
+    bytes: usize,
+    free: Option<usize>,
+    what: impl FnOnce() -> String,
+) -> Option<Error> {
+    let free = free?;
+    (bytes >= WORTH_CHECKING && bytes > free).then(|| Error::OutOfMemory {
+        what: what(),
         bytes,
+        available: Some(free),
+    })
+}
+
+/// Refuses `what` when its `bytes` are more than the system has free. Asked before
+/// allocating: on Linux a request far over what is free can succeed (overcommit) and
+/// then get the process killed as the pages are touched.
+pub fn check_room(bytes: usize, what: impl FnOnce() -> String) -> Result<()> {
+    if bytes < WORTH_CHECKING {
+        return Ok(());
+    }
+    match room_error(bytes, available_bytes(), what) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// A vector of `n` f32 values (unset: capacity only), or an error naming `what` when the
+/// memory cannot be had (`check_room`, then the allocator's own answer).
+pub fn try_f32_vec(n: usize, what: impl Fn() -> String) -> Result<Vec<f32>> {
+    let fail = || Error::OutOfMemory {
+        what: what(),
+        bytes: n.saturating_mul(4),
         available: available_bytes(),
     };
-    if n.checked_mul(4).is_none() {
-        return Err(fail(what()));
-    }
-    // Small requests are not worth a look at /proc.
-    if bytes >= 64 << 20 {
-        if let Some(free) = available_bytes() {
-            if bytes > free {
-                return Err(fail(what()));
-            }
-        }
-    }
+    let bytes = n.checked_mul(4).ok_or_else(fail)?;
+    check_room(bytes, &what)?;
     let mut v = Vec::new();
-    if v.try_reserve_exact(n).is_err() {
-        return Err(fail(what()));
-    }
+    v.try_reserve_exact(n).map_err(|_| fail())?;
     Ok(v)
 }
 

@@ -829,36 +829,24 @@ fn check_training_memory(model: &Model, batch_size: usize) -> Result<()> {
         Some(c) if !c.optimizer.has_slots() => c.optimizer.slot_count(),
         _ => 0,
     };
-    match training_memory_error(floats, shards, slots, crate::memory::available_bytes()) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    let (bytes, what) = training_memory(floats, shards, slots);
+    crate::memory::check_room(bytes, what)
 }
 
-/// The error for training `floats` parameters with `shards` gradient sets and `slots` new
-/// optimizer slots each, when that is more than `free` bytes.
-fn training_memory_error(
-    floats: usize,
-    shards: usize,
-    slots: usize,
-    free: Option<usize>,
-) -> Option<Error> {
+/// The bytes of training `floats` parameters with `shards` gradient sets and `slots` new
+/// optimizer slots each, and what they are for in words.
+fn training_memory(floats: usize, shards: usize, slots: usize) -> (usize, impl FnOnce() -> String) {
     let bytes = floats.saturating_mul(shards + slots).saturating_mul(4);
-    let free = free?;
-    if bytes < 256 << 20 || bytes <= free {
-        return None;
-    }
     let s = |n: usize| if n == 1 { "" } else { "s" };
-    Some(Error::OutOfMemory {
-        what: format!(
+    let what = move || {
+        format!(
             "training this model ({floats} trainable parameters: gradients for {shards} \
              shard{} and {slots} new optimizer slot{} per weight)",
             s(shards),
             s(slots)
-        ),
-        bytes,
-        available: Some(free),
-    })
+        )
+    };
+    (bytes, what)
 }
 
 fn evaluate_logs(
@@ -940,21 +928,13 @@ fn check_batch_memory(model: &Model, batch_size: usize, copies: usize, call: &st
         .saturating_mul(batch_size)
         .saturating_mul(copies)
         .saturating_mul(4);
-    if bytes < 256 << 20 {
-        return Ok(());
-    }
-    match crate::memory::available_bytes() {
-        Some(free) if bytes > free => Err(Error::OutOfMemory {
-            what: format!(
-                "{call}() with batch_size = {batch_size} ({per_sample} activation values per \
-                 sample, {copies} batch{} at once; a smaller batch_size needs less)",
-                if copies == 1 { "" } else { "es" }
-            ),
-            bytes,
-            available: Some(free),
-        }),
-        _ => Ok(()),
-    }
+    crate::memory::check_room(bytes, || {
+        format!(
+            "{call}() with batch_size = {batch_size} ({per_sample} activation values per \
+             sample, {copies} batch{} at once; a smaller batch_size needs less)",
+            if copies == 1 { "" } else { "es" }
+        )
+    })
 }
 
 fn in_parallel_groups<T: Send>(
@@ -1135,16 +1115,20 @@ pub fn predict_rows(
 mod tests {
     #[test]
     fn training_beyond_free_memory_is_refused_with_the_sizes() {
-        let e = super::training_memory_error(1_000_000_000, 2, 2, Some(8 << 30)).unwrap();
+        let error = |floats, shards, slots, free| {
+            let (bytes, what) = super::training_memory(floats, shards, slots);
+            crate::memory::room_error(bytes, free, what)
+        };
+        let e = error(1_000_000_000, 2, 2, Some(8 << 30)).unwrap();
         assert_eq!(
             e.to_string(),
             "training this model (1000000000 trainable parameters: gradients for 2 shards and \
              2 new optimizer slots per weight) needs 16.0 GB of memory, but only 8.6 GB is \
              available"
         );
-        assert!(super::training_memory_error(1_000_000_000, 1, 0, Some(8 << 30)).is_none());
-        assert!(super::training_memory_error(1000, 2, 2, Some(0)).is_none());
-        assert!(super::training_memory_error(1 << 40, 2, 2, None).is_none());
+        assert!(error(1_000_000_000, 1, 0, Some(8 << 30)).is_none());
+        assert!(error(1000, 2, 2, Some(0)).is_none());
+        assert!(error(1 << 40, 2, 2, None).is_none());
     }
     use super::check_finite;
 

@@ -139,18 +139,18 @@ impl Drop for Running {
     }
 }
 
-/// Empties the pool when no computation runs and none ran for `idle`; returns the bytes
-/// given back to the system.
-pub fn release_if_idle(idle: Duration) -> usize {
+/// Empties the pool when no computation runs and none ran for `idle`.
+fn release_if_idle(idle: Duration) {
     let dropped = {
         let mut p = lock();
         let quiet = p.last_use.map_or(true, |t| t.elapsed() >= idle);
         if RUNNING.load(Ordering::SeqCst) > 0 || !quiet {
-            return 0;
+            return;
         }
         p.trim(0)
     };
-    dropped.iter().map(|v| v.capacity() * 4).sum()
+    // Freed after the lock is released.
+    drop(dropped);
 }
 
 /// Bytes held by the pool now.

@@ -328,7 +328,8 @@ impl TempTarget {
     }
 
     /// Whether this is an unnamed (`O_TMPFILE`) file.
-    pub fn is_unnamed(&self) -> bool {
+    #[cfg(test)]
+    fn is_unnamed(&self) -> bool {
         self.named.is_none()
     }
 
